@@ -1,0 +1,52 @@
+"""The JSON API blueprint, under /api/ (token or session auth, see auth/)."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from werkzeug.exceptions import HTTPException
+
+blueprint = Blueprint("api", __name__, url_prefix="/api")
+API_VERSION = "1.0"
+
+
+class ApiError(Exception):
+    """Raise anywhere in a view: becomes ``{"detail": message}`` with the status."""
+
+    def __init__(self, message: str, status: int = 400, **extra):
+        super().__init__(message)
+        self.message, self.status, self.extra = message, status, extra
+
+
+def error_response(message: str, status: int, **extra):
+    response = jsonify({"detail": message, **extra})
+    response.status_code = status
+    return response
+
+
+@blueprint.errorhandler(ApiError)
+def _api_error(error: ApiError):
+    return error_response(error.message, error.status, **error.extra)
+
+
+@blueprint.errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    return error_response(error.description or error.name, error.code or 500)
+
+
+@blueprint.errorhandler(Exception)
+def _unexpected(error: Exception):
+    # Never a traceback to the client; the server log keeps it.
+    from flask import current_app
+
+    current_app.logger.exception("API error")
+    return error_response("Internal server error; the event was logged.", 500)
+
+
+def init_app(server):
+    from api import status  # noqa: F401  (routes register on import)
+
+    server.register_blueprint(blueprint)
+
+    @server.route("/api/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def api_not_found(unknown):
+        # Without this, Dash's catch-all page route would answer unknown API URLs with HTML.
+        return error_response(f"No API endpoint /api/{unknown}.", 404)

@@ -1,0 +1,87 @@
+"""Accounts and security: login, tokens, the login guard, the permission layer."""
+from __future__ import annotations
+
+from flask import g, jsonify, redirect, request, url_for
+from flask_login import LoginManager, current_user
+
+from auth.tokens import hash_api_token
+
+login_manager = LoginManager()
+
+# Endpoints anyone may reach.  Matched exactly (a path-prefix check would let
+# "/loginx" through); assets are CSS and fonts only.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.set_password"})
+# Routes a script or Dash's front end calls: they get 401 JSON, never an HTML redirect.
+JSON_PREFIXES = ("/api/", "/_dash-", "/_reload-hash")
+
+
+def init_app(app):
+    from auth.views import blueprint
+
+    login_manager.init_app(app)
+    login_manager.session_protection = "strong"
+    app.register_blueprint(blueprint)
+    app.before_request(require_login)
+
+
+@login_manager.user_loader
+def load_user(user_id: str):
+    from db import db
+    from db.models import User
+
+    try:
+        return db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+
+
+@login_manager.request_loader
+def load_token_user(_request):
+    # Set by require_login after checking the token: token calls open no session.
+    return g.get("token_user")
+
+
+class TokenError(Exception):
+    pass
+
+
+def user_from_token(header: str):
+    """``Authorization: Token <key>`` -> active user, or raise TokenError with a reason."""
+    import sqlalchemy as sa
+
+    from db import db
+    from db.models import User
+
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme != "Token" or not key or " " in key:
+        raise TokenError("Malformed Authorization header; expected 'Token <key>'.")
+    user = db.session.scalar(sa.select(User).where(User.api_token_hash == hash_api_token(key)))
+    if user is None or not user.is_active:
+        raise TokenError("Invalid token.")
+    return user
+
+
+def unauthorized_json(message: str):
+    response = jsonify({"detail": message})
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = "Token"
+    return response
+
+
+def require_login():
+    """Before every request: a session or a valid token, else 401 JSON or a redirect to login."""
+    if request.endpoint in PUBLIC_ENDPOINTS or request.path.startswith("/assets/"):
+        return None
+    header = request.headers.get("Authorization")
+    if header:
+        try:
+            g.token_user = user_from_token(header)
+        except TokenError as error:
+            return unauthorized_json(str(error))
+        return None
+    if current_user.is_authenticated:
+        return None
+    if request.path.startswith(JSON_PREFIXES) or request.path.startswith("/_dash-component-suites"):
+        return unauthorized_json("Authentication credentials were not provided.")
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

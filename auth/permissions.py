@@ -1,0 +1,70 @@
+"""Who may see and do what: the one permission layer for pages and the API.
+
+Staff see everything.  Other users see the files of proposals they are PI or
+collaborator of, plus master calibrations (data_type 1), which everyone sees.
+Anything a user may not see is reported as missing (404), never as forbidden.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from db import db
+from db.models import File, Proposal, collaborators
+
+MASTER_CALIBRATION = 1
+
+
+def member_proposal_ids(user) -> sa.Select:
+    """The ids of the proposals ``user`` is PI or collaborator of, as a subquery."""
+    as_collaborator = sa.select(collaborators.c.proposal_id).where(collaborators.c.user_id == user.id)
+    as_pi = sa.select(Proposal.id).where(Proposal.pi_id == user.id)
+    return sa.union(as_collaborator, as_pi)
+
+
+def visible_files(user, query: sa.Select | None = None) -> sa.Select:
+    """Restrict a File query to what ``user`` may see."""
+    query = query if query is not None else sa.select(File)
+    if user.is_staff:
+        return query
+    return query.where(sa.or_(File.data_type == MASTER_CALIBRATION,
+                              File.proposal_id.in_(member_proposal_ids(user))))
+
+
+def visible_proposals(user, query: sa.Select | None = None) -> sa.Select:
+    query = query if query is not None else sa.select(Proposal)
+    if user.is_staff:
+        return query
+    return query.where(Proposal.id.in_(member_proposal_ids(user)))
+
+
+def get_visible_file(user, file_id) -> File | None:
+    """The file, or None when it does not exist *or* the user may not see it."""
+    return db.session.scalar(visible_files(user).where(File.id == file_id))
+
+
+def get_visible_proposal(user, proposal_id) -> Proposal | None:
+    return db.session.scalar(visible_proposals(user).where(Proposal.id == proposal_id))
+
+
+def is_member(user, proposal: Proposal) -> bool:
+    return proposal.pi_id == user.id or any(c.id == user.id for c in proposal.collaborators)
+
+
+def can_manage_proposal(user, proposal: Proposal) -> bool:
+    """PI and staff may change settings and collaborators."""
+    return user.is_staff or proposal.pi_id == user.id
+
+
+def can_change_file(user, file: File) -> bool:
+    """Trigger reductions or delete products: staff and members of the file's proposal."""
+    if user.is_staff:
+        return True
+    return file.proposal is not None and is_member(user, file.proposal)
+
+
+def can_manage_users(user) -> bool:
+    return user.is_staff
+
+
+def can_grant_staff(user) -> bool:
+    return user.is_superuser

@@ -1,0 +1,1 @@
+"""Reusable layout pieces (navbar, viewers, tables, forms)."""

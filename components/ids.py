@@ -1,0 +1,5 @@
+"""Component ids shared by layouts and callbacks: a typo is an ImportError, not a dead callback."""
+URL = "url"
+NAVBAR = "navbar"
+ACCOUNT_TOKEN = "account-token"
+ACCOUNT_TOKEN_BUTTON = "account-token-button"

@@ -1,0 +1,45 @@
+"""The always-present navigation bar of the manual."""
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import html
+
+
+def _link(label: str, href: str, icon: str, **kwargs):
+    return dbc.NavItem(dbc.NavLink([html.I(className=f"bi bi-{icon} me-1"), label], href=href,
+                                   active="exact", **kwargs))
+
+
+def navbar(user) -> dbc.Navbar:
+    items = [
+        _link("Data", "/", "image"),
+        _link("Search", "/search", "search"),
+        _link("Proposals", "/proposals", "star"),
+        _link("Logs", "/logs", "bug"),
+    ]
+    if user is not None and user.is_staff:
+        items.append(dbc.DropdownMenu(
+            [dbc.DropdownMenuItem("Add User", href="/management/users/new"),
+             dbc.DropdownMenuItem("Manage Users", href="/management/users"),
+             dbc.DropdownMenuItem("Add Proposal", href="/management/proposals/new"),
+             dbc.DropdownMenuItem("Manage Proposals", href="/management/proposals")],
+            label=[html.I(className="bi bi-gear me-1"), "Management"], nav=True, in_navbar=True,
+            id="nav-management"))
+    items.append(_link("API Docs", "/api/docs/", "info-circle", external_link=True))
+    user_controls = []
+    if user is not None:
+        user_controls = [
+            dbc.NavItem(dbc.NavLink([html.I(className="bi bi-person-gear me-1"), user.full_name],
+                                    href="/account", id="nav-user", className="text-info")),
+            dbc.NavItem(dbc.NavLink([html.I(className="bi bi-box-arrow-right me-1"), "Sign Out"],
+                                    href="/logout", external_link=True, id="nav-logout",
+                                    className="text-danger")),
+        ]
+    return dbc.Navbar(
+        dbc.Container([
+            dbc.NavbarBrand(["Goodman Pipeline ", html.Span("Live", className="text-info")], href="/"),
+            dbc.Nav(items, navbar=True, className="me-auto"),
+            dbc.Nav(user_controls, navbar=True),
+        ], fluid=True),
+        id="navbar", color="dark", dark=True, className="mb-3 gsp-navbar",
+    )

@@ -1,0 +1,150 @@
+"""The job layer: the only bridge between the science blocks and the catalogue.
+
+A job is a row in ``jobs`` plus, when Redis is configured, an RQ job that a
+``rq worker`` process runs by dotted name (``pipeline.jobs.run_job``).  With
+no Redis the same function runs in a background thread of the web process.
+Tasks register themselves with :func:`task`; each takes the Job row.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Callable
+
+from flask import current_app
+
+log = logging.getLogger(__name__)
+
+TASKS: dict[str, Callable] = {}
+QUEUE_NAME = "gsp"
+JOB_TIMEOUT = 900
+_inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gsp-job")
+
+
+class JobRefused(ValueError):
+    """The job cannot run as asked (the message says why); nothing was queued."""
+
+
+def task(name: str):
+    def register(function):
+        TASKS[name] = function
+        return function
+    return register
+
+
+def init_app(server) -> None:
+    server.extensions["gsp_queue"] = _make_queue(server.config["REDIS_URL"])
+
+
+def _make_queue(redis_url: str):
+    if not redis_url:
+        return None
+    from redis import Redis
+    from rq import Queue
+
+    return Queue(QUEUE_NAME, connection=Redis.from_url(redis_url), default_timeout=JOB_TIMEOUT)
+
+
+def get_queue():
+    return current_app.extensions.get("gsp_queue")
+
+
+def queue_health() -> dict:
+    """What /api/ reports about the queue: backend, reachable, queued jobs, live workers."""
+    queue = get_queue()
+    if queue is None:
+        return {"backend": "in-process", "ok": True, "queued": None, "workers": 0}
+    from rq import Worker
+
+    try:
+        return {"backend": "redis", "ok": True, "queued": queue.count,
+                "workers": len(Worker.all(queue=queue))}
+    except Exception as error:  # Redis down must not break the status page
+        return {"backend": "redis", "ok": False, "error": str(error), "queued": None, "workers": 0}
+
+
+def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | None = None,
+            depends_on=None):
+    """Record a Job row and hand it to RQ (or the in-process pool). Returns the row."""
+    from db import db
+    from db.models import Job
+
+    if kind not in TASKS:
+        raise JobRefused(f"Unknown job kind '{kind}'.")
+    job = Job(kind=kind, file_id=file_id, user_id=getattr(user, "id", None), params=params or {})
+    db.session.add(job)
+    db.session.commit()
+    queue = get_queue()
+    if queue is None:
+        app = current_app._get_current_object()
+        _inline_pool.submit(_run_inline, app, job.id)
+        return job
+    from rq import Retry
+
+    rq_job = queue.enqueue("pipeline.jobs.run_job", job.id, job_id=f"gsp-{job.id}",
+                           retry=Retry(max=1), depends_on=depends_on, failure_ttl=7 * 86400)
+    job.rq_id = rq_job.id
+    db.session.commit()
+    return job
+
+
+def _run_inline(app, job_id: int) -> None:
+    with app.app_context():
+        try:
+            execute(job_id)
+        except Exception:  # already recorded on the row; keep the pool alive
+            log.exception("in-process job %s failed", job_id)
+
+
+_worker_app = None
+
+
+def run_job(job_id: int):
+    """Entry point for ``rq worker``: build the app once per worker process."""
+    global _worker_app
+    if _worker_app is None:
+        from app import create_app
+
+        _worker_app = create_app().server
+    with _worker_app.app_context():
+        return execute(job_id)
+
+
+def execute(job_id: int):
+    """Run one job, recording start, finish or failure (with its reason) on the row and in the Logs."""
+    from db import db
+    from db.events import log_event
+    from db.models import Job
+
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise LookupError(f"job {job_id} does not exist")
+    job.state, job.started_at, job.attempts = "running", _now(), job.attempts + 1
+    job.reason = ""
+    db.session.commit()
+    try:
+        result = TASKS[job.kind](job)
+    except Exception as error:
+        db.session.rollback()
+        job = db.session.get(Job, job_id)
+        job.state, job.finished_at = "failed", _now()
+        job.reason = f"{type(error).__name__}: {error}"
+        db.session.commit()
+        log_event("job_failed", f"{job.kind} job {job.id} failed: {job.reason}", level="ERROR",
+                  file_id=job.file_id, details={"traceback": traceback.format_exc(limit=5)})
+        raise
+    job.state, job.finished_at, job.result = "done", _now(), result if isinstance(result, dict) else None
+    db.session.commit()
+    return result
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@task("ping")
+def ping(job):
+    """A no-op job that proves the queue and the workers are alive."""
+    return {"pong": True}
