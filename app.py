@@ -98,11 +98,11 @@ def register_blueprints(server: Flask) -> None:
 
 
 def register_cli(server: Flask) -> None:
-    from db.cli import proposals_cli, users_cli, bootstrap_command
+    from db.cli import bootstrap_command, proposals_cli, users_cli
+    from pipeline.cli import watch_command
 
-    server.cli.add_command(users_cli)
-    server.cli.add_command(proposals_cli)
-    server.cli.add_command(bootstrap_command)
+    for command in (users_cli, proposals_cli, bootstrap_command, watch_command):
+        server.cli.add_command(command)
 
 
 class GspDash(Dash):
@@ -126,7 +126,7 @@ def register_dash(server: Flask) -> Dash:
         use_pages=True,
         pages_folder=str(ROOT / "pages"),
         assets_folder=str(ROOT / "assets"),
-        assets_ignore=r"vendor/bootswatch/.*",  # the theme is linked per user in the shell
+        assets_ignore=r"^(darkly|flatly)\.min\.css$",  # the theme is linked per user (GspDash)
         suppress_callback_exceptions=True,
         serve_locally=True,
         title="GSP Live",

@@ -41,10 +41,17 @@ def _unexpected(error: Exception):
     return error_response("Internal server error; the event was logged.", 500)
 
 
-def init_app(server):
-    from api import status  # noqa: F401  (routes register on import)
+# Each module adds its routes to the blueprint on import and describes them in OPENAPI_PATHS.
+API_MODULES = ("status", "files", "jobs", "proposals", "email", "docs")
 
+
+def init_app(server):
+    from importlib import import_module
+
+    for name in API_MODULES:
+        import_module(f"api.{name}")
     server.register_blueprint(blueprint)
+    server.register_blueprint(import_module("api.docs").swagger_blueprint())
 
     @server.route("/api/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     def api_not_found(unknown):

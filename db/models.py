@@ -115,6 +115,7 @@ class File(db.Model):
         sa.Index("ix_files_proposal_id_id", "proposal_id", "id"),
         sa.Index("ix_files_obstype_id", "obstype", "id"),
         sa.Index("ix_files_date_id", "date", "id"),
+        sa.Index("ix_files_last_modified", "last_modified"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -155,6 +156,7 @@ class File(db.Model):
     target: Mapped[int | None] = mapped_column()  # extracted target number (data_type 3+)
     version: Mapped[int] = mapped_column(default=1)
     calibrations: Mapped[dict | None] = mapped_column(sa.JSON)  # what was used, and why
+    classification: Mapped[dict | None] = mapped_column(sa.JSON)  # pipeline.headers.classify() output
     # Processing state: ingested, queued, running, done, failed (with state_reason).
     state: Mapped[str] = mapped_column(sa.String(12), default="ingested")
     state_reason: Mapped[str] = mapped_column(sa.Text, default="")

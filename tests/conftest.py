@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = (ROOT.parent / "shared" / "data" / "real").resolve()
@@ -214,9 +215,19 @@ def dash_app(tmp_path, database_url, app_config):
         db.engine.dispose()
 
 
+class FreshContextClient(FlaskClient):
+    """Each request gets its own app context (so its own ``g`` and database session), as in
+    production, even though the test itself holds an app context for its own queries."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(dash_app):
     """The Flask server with an app context pushed."""
+    dash_app.server.test_client_class = FreshContextClient
     with dash_app.server.app_context():
         yield dash_app.server
 

@@ -77,7 +77,7 @@ def test_public_endpoints_matched_exactly(client):
 def test_login_and_logout(client, people):
     response = login(client, "pi", PASSWORD)
     assert response.status_code == 302 and response.headers["Location"] == "/"
-    cookie = response.headers["Set-Cookie"]
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert client.get("/api/").json["user"] == "pi"
     client.get("/logout")

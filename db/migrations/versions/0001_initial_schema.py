@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 17:16:08.258720
+Create Date: 2026-11-27 17:22:57.912004
 
 """
 from alembic import op
@@ -100,6 +100,7 @@ def upgrade():
     sa.Column('target', sa.Integer(), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('calibrations', sa.JSON(), nullable=True),
+    sa.Column('classification', sa.JSON(), nullable=True),
     sa.Column('state', sa.String(length=12), nullable=False),
     sa.Column('state_reason', sa.Text(), nullable=False),
     sa.Column('ingested_at', sa.DateTime(timezone=True), nullable=True),
@@ -115,6 +116,7 @@ def upgrade():
     with op.batch_alter_table('files', schema=None) as batch_op:
         batch_op.create_index('ix_files_date_id', ['date', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_files_file_name'), ['file_name'], unique=False)
+        batch_op.create_index('ix_files_last_modified', ['last_modified'], unique=False)
         batch_op.create_index('ix_files_obstype_id', ['obstype', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_files_original_file_id'), ['original_file_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_files_parent_file_id'), ['parent_file_id'], unique=False)
@@ -221,6 +223,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_files_parent_file_id'))
         batch_op.drop_index(batch_op.f('ix_files_original_file_id'))
         batch_op.drop_index('ix_files_obstype_id')
+        batch_op.drop_index('ix_files_last_modified')
         batch_op.drop_index(batch_op.f('ix_files_file_name'))
         batch_op.drop_index('ix_files_date_id')
 

@@ -1,0 +1,48 @@
+"""The OpenAPI document (/api/openapi.json) and Swagger UI (/api/docs/), served from local files."""
+from __future__ import annotations
+
+from importlib import import_module
+
+from flask import jsonify
+from flask_swagger_ui import get_swaggerui_blueprint
+
+from api import API_MODULES, API_VERSION, blueprint
+
+DOCS_URL = "/api/docs"
+SPEC_URL = "/api/openapi.json"
+
+
+def openapi_document() -> dict:
+    paths: dict = {}
+    for name in API_MODULES:
+        for path, item in getattr(import_module(f"api.{name}"), "OPENAPI_PATHS", {}).items():
+            paths.setdefault(path, {}).update(item)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "GSP Live API", "version": API_VERSION,
+                 "description": "Goodman Spectroscopic Pipeline Live. Authenticate with "
+                                "`Authorization: Token <key>` (your key is on the user panel) or a browser session."},
+        "servers": [{"url": "/"}],
+        "components": {"securitySchemes": {"Token": {"type": "apiKey", "in": "header", "name": "Authorization",
+                                                     "description": "Enter: Token <key>"}}},
+        "security": [{"Token": []}],
+        "paths": dict(sorted(paths.items())),
+    }
+
+
+@blueprint.get("/openapi.json")
+def openapi_json():
+    return jsonify(openapi_document())
+
+
+OPENAPI_PATHS = {
+    "/api/": {"get": {"summary": "Get API status: version, database, queue and workers, counts.", "tags": ["api"],
+                      "responses": {"200": {"description": "status"}}}},
+}
+
+
+def swagger_blueprint():
+    # validatorUrl None: the UI must not call swagger.io (no internet behind the VPN).
+    return get_swaggerui_blueprint(DOCS_URL, SPEC_URL, config={
+        "app_name": "GSP Live API", "validatorUrl": None, "persistAuthorization": True,
+        "tryItOutEnabled": True})

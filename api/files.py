@@ -1,0 +1,250 @@
+"""The file catalogue API: list, ingest, delete, detail, download, header, reclassify, visualize."""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+from astropy.io import fits
+from flask import Response, current_app, jsonify, request, send_file, url_for
+from flask_login import current_user
+
+from api import ApiError, blueprint
+from auth.permissions import can_change_file, get_visible_file
+from db import db
+from db.events import log_event
+from db.queries import QueryError, change_stamp, list_files
+from db.serialize import file_to_dict
+from pipeline import catalogue, headers
+
+
+def parse_id(value, name: str = "id") -> int:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise ApiError(f"'{name}' must be a whole number, not '{value}'.", 400) from None
+    if number < 1:
+        raise ApiError(f"'{name}' must be a positive whole number.", 400)
+    return number
+
+
+def visible_file_or_404(value, name: str = "id"):
+    """The file the current user may see; anything else is 'not found' (never 'forbidden')."""
+    file = get_visible_file(current_user, parse_id(value, name))
+    if file is None:
+        raise ApiError("File not found.", 404)
+    return file
+
+
+def json_body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError("The request body must be a JSON object.", 400)
+    return data
+
+
+def _page_url(page: int) -> str:
+    params = {**request.args.to_dict(), "page": page}
+    return f"{url_for('api.files_list', _external=True)}?{urlencode(params)}"
+
+
+@blueprint.get("/files/")
+def files_list():
+    try:
+        result = list_files(current_user, request.args.to_dict())
+    except QueryError as error:
+        raise ApiError(str(error), 400) from None
+    return jsonify({
+        "count": result.count,
+        "next": _page_url(result.page + 1) if result.has_next else None,
+        "previous": _page_url(result.page - 1) if result.page > 1 else None,
+        "results": [file_to_dict(file) for file in result.files],
+    })
+
+
+@blueprint.get("/files/stamp/")
+def files_stamp():
+    """A value that changes whenever a file the user may see is added or changed (for cheap polling)."""
+    return jsonify({"stamp": change_stamp(current_user)})
+
+
+@blueprint.post("/files/")
+def files_create():
+    if not current_user.is_staff:
+        raise ApiError("Only staff (or the instrument's service account) may add files.", 403)
+    limit = request.max_content_length
+    if limit is not None and (request.content_length or 0) > limit:  # refuse before reading a byte
+        raise ApiError(f"The upload is larger than the limit of {limit} bytes.", 413)
+    try:
+        if "file" in request.files:
+            upload = request.files["file"]
+            path = catalogue.store_upload(upload.stream, upload.filename)
+        else:
+            full_path = json_body().get("full_path")
+            if not isinstance(full_path, str) or not full_path.strip():
+                raise ApiError("Send JSON {\"full_path\": \"...\"} or a multipart upload in field 'file'.", 400)
+            path = full_path
+        file, created = catalogue.ingest(path, user=current_user)
+    except catalogue.IngestError as error:
+        log_event("ingest_failed", f"Refused to ingest: {error}", level="WARNING", user=current_user)
+        raise ApiError(str(error), 400) from None
+    if file.state == "failed":
+        raise ApiError(f"Could not ingest {file.file_name}: {file.state_reason}", 422, file=file_to_dict(file))
+    response = jsonify(file_to_dict(file))
+    response.status_code = 201 if created else 200
+    return response
+
+
+@blueprint.delete("/files/")
+def files_delete():
+    ids = json_body().get("ids")
+    if not isinstance(ids, list) or not ids:
+        raise ApiError("Send JSON {\"ids\": [...]} with at least one file id.", 400)
+    files = [visible_file_or_404(value) for value in ids]
+    for file in files:
+        if file.data_type == 0:
+            raise ApiError(f"{file.file_name} is a raw file; raw files are never deleted.", 400)
+        if not can_change_file(current_user, file):
+            raise ApiError(f"You may not delete {file.file_name}.", 403)
+    root = catalogue.processed_root()
+    deleted = []
+    for file in files:
+        path = Path(file.full_path)
+        if root in path.resolve().parents and path.exists():
+            path.unlink()
+        deleted.append(file.id)
+        log_event("file_deleted", f"{current_user.username} deleted {file.file_name}.", user=current_user,
+                  proposal_id=file.proposal_id, commit=False)
+        db.session.delete(file)
+    db.session.commit()
+    return jsonify({"deleted": deleted})
+
+
+@blueprint.get("/files/<file_id>/")
+def files_detail(file_id):
+    return jsonify(file_to_dict(visible_file_or_404(file_id)))
+
+
+@blueprint.get("/files/<file_id>/download/")
+def files_download(file_id):
+    file = visible_file_or_404(file_id)
+    path = Path(file.full_path)
+    if not path.is_file():
+        raise ApiError(f"{file.file_name} is catalogued but missing on disk.", 410)
+    return send_file(path, mimetype="application/fits", as_attachment=True, download_name=file.file_name,
+                     conditional=True)
+
+
+@blueprint.get("/files/header/")
+def files_header():
+    file = visible_file_or_404(request.args.get("id"))
+    try:
+        header = catalogue.science_header(Path(file.full_path))
+    except OSError as error:
+        raise ApiError(f"Cannot read the header of {file.file_name}: {error}", 410) from None
+    cards = [{"keyword": card.keyword, "value": card.value if isinstance(card.value, (str, int, float, bool))
+              else str(card.value), "comment": card.comment} for card in header.cards]
+    return jsonify({"id": file.id, "file_name": file.file_name, "cards": cards})
+
+
+@blueprint.post("/files/reclassify/")
+def files_reclassify():
+    data = json_body()
+    file = visible_file_or_404(data.get("id"))
+    if not can_change_file(current_user, file):
+        raise ApiError(f"You may not reclassify {file.file_name}.", 403)
+    if file.data_type != 0:
+        raise ApiError("Only raw files are classified; products inherit their classification.", 400)
+    try:
+        fields = headers.reclassify(fits.getheader(file.full_path), data.get("obstype"), file.file_name)
+    except headers.HeaderError as error:
+        raise ApiError(str(error), 400) from None
+    before = (file.obstype, file.technique)
+    catalogue.apply_classification(file, fields)
+    file.state, file.state_reason = "ingested", ""
+    log_event("reclassified", f"{file.file_name}: {before[0]}/{before[1]} -> {file.obstype}/{file.technique}.",
+              user=current_user, proposal_id=file.proposal_id, file_id=file.id,
+              details={"old": list(before), "new": [file.obstype, file.technique]})
+    from pipeline import orchestration
+
+    orchestration.on_ingested(file)
+    return jsonify(file_to_dict(file))
+
+
+@blueprint.get("/files/visualize/")
+def files_visualize():
+    from components import viewers
+
+    file = visible_file_or_404(request.args.get("id"))
+    fmt = request.args.get("format", "png")
+    if fmt not in ("png", "json"):
+        raise ApiError("'format' must be png or json.", 400)
+    colormap = request.args.get("colormap", current_user.colormap)
+    if colormap not in viewers.COLORMAPS:
+        raise ApiError(f"'colormap' must be one of {', '.join(viewers.COLORMAPS)}.", 400)
+    options = {"colormap": colormap, "zmin": _float_arg("zmin"), "zmax": _float_arg("zmax"),
+               "title": f"{file.obstype} {file.object} {file.proposal.soar_id if file.proposal else ''}".strip(),
+               "show_saturated": request.args.get("show_saturated", "").lower() in ("1", "true"),
+               "saturation": file.saturation_value}
+    try:
+        if fmt == "png":
+            width = int(_float_arg("width") or 1000)
+            if not 100 <= width <= 4000:
+                raise ApiError("'width' must be between 100 and 4000 pixels.", 400)
+            return Response(viewers.png_for_file(file.full_path, width=width, **options), mimetype="image/png")
+        figure = viewers.figure_for_file(file.full_path, data_type=file.data_type, **options)
+    except viewers.ViewerError as error:
+        raise ApiError(str(error), 422) from None
+    return Response(figure.to_json(), mimetype="application/json")
+
+
+def _float_arg(name: str) -> float | None:
+    value = request.args.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ApiError(f"'{name}' must be a number, not '{value}'.", 400) from None
+
+
+_FILE_FILTERS = ["data_type", "obstype", "object", "filter", "filter_2", "grating", "wavmode", "slit", "roi",
+                 "technique", "proposal_id", "date", "date_from", "date_to", "parent_file_id",
+                 "original_file_id", "search", "state", "page", "page_size"]
+_ID = {"name": "id", "in": "query", "required": True, "schema": {"type": "integer"}}
+_FILE_ID = {"name": "file_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+OPENAPI_PATHS = {
+    "/api/files/": {
+        "get": {"summary": "Get a list of files, newest first.", "tags": ["files"],
+                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in _FILE_FILTERS],
+                "responses": {"200": {"description": "{count, next, previous, results}"}}},
+        "post": {"summary": "Adds a new file to the database (staff).", "tags": ["files"],
+                 "requestBody": {"content": {
+                     "application/json": {"schema": {"type": "object", "properties": {"full_path": {"type": "string"}}}},
+                     "multipart/form-data": {"schema": {"type": "object",
+                                                        "properties": {"file": {"type": "string", "format": "binary"}}}}}},
+                 "responses": {"201": {"description": "created"}, "200": {"description": "already known"},
+                               "400": {"description": "refused"}, "422": {"description": "broken FITS file"}}},
+        "delete": {"summary": "Deletes files; it can't be raw data.", "tags": ["files"],
+                   "requestBody": {"content": {"application/json": {"schema": {
+                       "type": "object", "properties": {"ids": {"type": "array", "items": {"type": "integer"}}}}}}},
+                   "responses": {"200": {"description": "deleted"}, "400": {"description": "raw file"}}},
+    },
+    "/api/files/{file_id}/": {"get": {"summary": "One file.", "tags": ["files"], "parameters": [_FILE_ID],
+                                      "responses": {"200": {"description": "the file"}, "404": {"description": "not found"}}}},
+    "/api/files/{file_id}/download/": {"get": {"summary": "The FITS file.", "tags": ["files"], "parameters": [_FILE_ID],
+                                               "responses": {"200": {"description": "FITS bytes"}}}},
+    "/api/files/header/": {"get": {"summary": "Obtains the header of a FITS file.", "tags": ["files"],
+                                   "parameters": [_ID], "responses": {"200": {"description": "ordered cards"}}}},
+    "/api/files/stamp/": {"get": {"summary": "Change stamp of the visible catalogue (for polling).", "tags": ["files"],
+                                  "responses": {"200": {"description": "{stamp}"}}}},
+    "/api/files/reclassify/": {"post": {"summary": "Re-identify OBSTYPE and technique.", "tags": ["files"],
+                                        "requestBody": {"content": {"application/json": {"schema": {
+                                            "type": "object", "properties": {"id": {"type": "integer"},
+                                                                             "obstype": {"type": "string"}}}}}},
+                                        "responses": {"200": {"description": "the file"}}}},
+    "/api/files/visualize/": {"get": {"summary": "Creates visualizations for FITS files.", "tags": ["files"],
+                                      "parameters": [_ID] + [{"name": n, "in": "query", "schema": {"type": "string"}}
+                                                             for n in ("format", "colormap", "width", "zmin", "zmax",
+                                                                       "show_saturated")],
+                                      "responses": {"200": {"description": "PNG or Plotly figure JSON"}}}},
+}

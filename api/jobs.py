@@ -1,0 +1,2 @@
+"""Job state and manual triggers of the reduction blocks."""
+OPENAPI_PATHS: dict = {}

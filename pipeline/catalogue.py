@@ -1,0 +1,193 @@
+"""Ingestion: a FITS file on disk becomes one catalogue row (job layer; touches the database).
+
+Both doors (the watcher and ``POST /api/files/``) call :func:`ingest`.  Raw
+files are only ever read.  A file that cannot be read or classified still gets
+a row, in state ``failed`` with the reason, and an entry in the Logs.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from astropy.io import fits
+from flask import current_app
+
+from db import db
+from db.events import log_event
+from db.models import File, Proposal
+from pipeline import headers
+
+FITS_SUFFIXES = (".fits", ".fits.fz", ".fit", ".fts")
+BLOCK = 2880  # FITS files are whole 2880-byte blocks
+
+
+class IngestError(ValueError):
+    """The request cannot be ingested at all (outside the data root, not a file...)."""
+
+
+def data_root() -> Path:
+    return Path(current_app.config["DATA_DIR"]).resolve()
+
+
+def raw_root() -> Path:
+    return data_root() / "raw"
+
+
+def processed_root() -> Path:
+    return data_root() / "processed"
+
+
+def is_fits_name(path: str | Path) -> bool:
+    return str(path).lower().endswith(FITS_SUFFIXES)
+
+
+def resolve_inside_root(path: str | Path) -> Path:
+    """The real path of ``path`` if it lies inside the data root (symlinks and '..' resolved), else IngestError."""
+    root = data_root()
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    real = candidate.resolve()
+    if real != root and root not in real.parents:
+        raise IngestError(f"'{path}' is outside the data folder.")
+    if not real.is_file():
+        raise IngestError(f"'{path}' is not a file.")
+    if not is_fits_name(real):
+        raise IngestError(f"'{path}' is not a FITS file name (.fits or .fits.fz).")
+    return real
+
+
+def completeness_problem(path: Path) -> str | None:
+    """Why the file is not (yet) a complete FITS file, or None when it is."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file"
+    if size % BLOCK:
+        return f"truncated or still being written: {size} bytes is not a whole number of FITS blocks"
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=False) as hdus:
+            last = hdus[-1].fileinfo()
+            expected = last["datLoc"] + last["datSpan"]
+    except Exception as error:  # astropy raises many kinds for non-FITS input
+        return f"not a readable FITS file: {error}"
+    if size < expected:
+        return f"truncated: expected {expected} bytes, found {size}"
+    return None
+
+
+def science_header(path: Path) -> fits.Header:
+    """The header that describes the frame: the first image HDU with data (.fits.fz
+    keeps it in an extension), plus the primary keywords that HDU does not repeat."""
+    with fits.open(path, memmap=False) as hdus:
+        primary = hdus[0]
+        image = next((hdu for hdu in hdus if hdu.is_image and hdu.header.get("NAXIS", 0) > 0), primary)
+        header = image.header.copy()
+        if image is not primary:
+            for card in primary.header.cards:
+                if card.keyword not in header and card.keyword not in ("SIMPLE", "EXTEND", ""):
+                    header.append(card)
+    return header
+
+
+def json_safe(fields: dict) -> dict:
+    return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in fields.items()}
+
+
+def proposal_for(soar_id: str | None) -> Proposal | None:
+    """The proposal named in a header; unknown ones become placeholders staff fill in."""
+    if not soar_id:
+        return None
+    proposal = db.session.scalar(sa.select(Proposal).where(Proposal.soar_id == soar_id))
+    if proposal is None:
+        from db.accounts import create_proposal
+
+        proposal = create_proposal(soar_id=soar_id, pi=None, title="(created from a FITS header)",
+                                   placeholder=True)
+        db.session.flush()
+        log_event("proposal_placeholder", f"Proposal {soar_id} first seen in a FITS header; "
+                  "created as a placeholder.", proposal_id=proposal.id, commit=False)
+    return proposal
+
+
+def apply_classification(file: File, fields: dict) -> None:
+    """Copy classify() output onto the row (the manual's fields are strings)."""
+    text = lambda value: "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)  # noqa: E731
+    for name in ("obstype", "technique", "object", "instconf", "grating", "wavmode", "filter", "filter_2",
+                 "slit", "roi", "date"):
+        setattr(file, name, fields[name] or "")
+    for name in ("cam_targ", "grt_targ", "obsra", "obsdec", "gain", "rdnoise"):
+        setattr(file, name, text(fields[name]))
+    file.saturation_value = fields["saturation_value"]
+    file.exptime = fields["exptime"]
+    file.date_obs = fields["date_obs"]
+    file.classification = json_safe(fields)
+
+
+def ingest(path: str | Path, *, user=None) -> tuple[File, bool]:
+    """Catalogue one file. Returns (row, created). Idempotent: a known path returns its row.
+
+    Raises IngestError for requests that name no usable file; a FITS file that is
+    broken gets a ``failed`` row instead, so nothing the instrument writes is lost.
+    """
+    real = resolve_inside_root(path)
+    existing = db.session.scalar(sa.select(File).where(File.full_path == str(real)))
+    if existing is not None:
+        return existing, False
+    now = datetime.now(timezone.utc)
+    file = File(file_name=real.name, directory_name=str(real.parent), full_path=str(real), data_type=0,
+                ingested_at=now)
+    problem = completeness_problem(real)
+    fields = None
+    if problem is None:
+        try:
+            fields = headers.classify(science_header(real), real.name)
+        except headers.HeaderError as error:
+            problem = f"header problem: {error}"
+        except Exception as error:
+            problem = f"could not read the header: {error}"
+    if problem is None:
+        apply_classification(file, fields)
+        file.proposal = proposal_for(fields["proposal_id"])
+        file.state = "ingested"
+    else:
+        file.state, file.state_reason = "failed", problem
+    db.session.add(file)
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError:  # the other door ingested it a moment ago
+        db.session.rollback()
+        return db.session.scalar(sa.select(File).where(File.full_path == str(real))), False
+    if problem is None:
+        log_event("ingest", f"Ingested {file.file_name} ({file.obstype}, {file.technique}).", user=user,
+                  proposal_id=file.proposal_id, file_id=file.id, commit=False)
+    else:
+        log_event("ingest_failed", f"Could not ingest {file.file_name}: {problem}", level="ERROR", user=user,
+                  file_id=file.id, commit=False)
+    db.session.commit()
+    if problem is None:
+        from pipeline import orchestration
+
+        orchestration.on_ingested(file)
+    return file, True
+
+
+def store_upload(stream, filename: str) -> Path:
+    """Save an uploaded file under raw/uploads/<UT date>/ without ever overwriting."""
+    name = Path(filename or "").name
+    if not name or not is_fits_name(name):
+        raise IngestError("Uploads must be FITS files (.fits or .fits.fz).")
+    folder = raw_root() / "uploads" / datetime.now(timezone.utc).strftime("%Y%m%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, suffix = (name[: -len(".fits.fz")], ".fits.fz") if name.lower().endswith(".fits.fz") else os.path.splitext(name)
+    target, counter = folder / name, 1
+    while True:
+        try:
+            with open(target, "xb") as handle:  # 'x': fails instead of overwriting
+                shutil.copyfileobj(stream, handle, length=1024 * 1024)
+            return target
+        except FileExistsError:
+            target = folder / f"{stem}_{counter}{suffix}"
+            counter += 1
