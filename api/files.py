@@ -14,7 +14,7 @@ from db import db
 from db.events import log_event
 from db.queries import QueryError, change_stamp, list_files
 from db.serialize import file_to_dict
-from pipeline import catalogue, headers
+from pipeline import catalogue, fitsfiles, headers
 
 
 def parse_id(value, name: str = "id") -> int:
@@ -138,7 +138,7 @@ def files_download(file_id):
 def files_header():
     file = visible_file_or_404(request.args.get("id"))
     try:
-        header = catalogue.science_header(Path(file.full_path))
+        header = fitsfiles.science_header(Path(file.full_path))
     except OSError as error:
         raise ApiError(f"Cannot read the header of {file.file_name}: {error}", 410) from None
     cards = [{"keyword": card.keyword, "value": card.value if isinstance(card.value, (str, int, float, bool))

@@ -221,3 +221,5 @@ class Job(db.Model):
     created: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    file: Mapped[File | None] = relationship()

@@ -19,9 +19,8 @@ from db import db
 from db.events import log_event
 from db.models import File, Proposal
 from pipeline import headers
+from pipeline.fitsfiles import completeness_problem, is_fits_name, science_header
 
-FITS_SUFFIXES = (".fits", ".fits.fz", ".fit", ".fts")
-BLOCK = 2880  # FITS files are whole 2880-byte blocks
 
 
 class IngestError(ValueError):
@@ -40,10 +39,6 @@ def processed_root() -> Path:
     return data_root() / "processed"
 
 
-def is_fits_name(path: str | Path) -> bool:
-    return str(path).lower().endswith(FITS_SUFFIXES)
-
-
 def resolve_inside_root(path: str | Path) -> Path:
     """The real path of ``path`` if it lies inside the data root (symlinks and '..' resolved), else IngestError."""
     root = data_root()
@@ -58,38 +53,6 @@ def resolve_inside_root(path: str | Path) -> Path:
     if not is_fits_name(real):
         raise IngestError(f"'{path}' is not a FITS file name (.fits or .fits.fz).")
     return real
-
-
-def completeness_problem(path: Path) -> str | None:
-    """Why the file is not (yet) a complete FITS file, or None when it is."""
-    size = path.stat().st_size
-    if size == 0:
-        return "empty file"
-    if size % BLOCK:
-        return f"truncated or still being written: {size} bytes is not a whole number of FITS blocks"
-    try:
-        with fits.open(path, memmap=False, lazy_load_hdus=False) as hdus:
-            last = hdus[-1].fileinfo()
-            expected = last["datLoc"] + last["datSpan"]
-    except Exception as error:  # astropy raises many kinds for non-FITS input
-        return f"not a readable FITS file: {error}"
-    if size < expected:
-        return f"truncated: expected {expected} bytes, found {size}"
-    return None
-
-
-def science_header(path: Path) -> fits.Header:
-    """The header that describes the frame: the first image HDU with data (.fits.fz
-    keeps it in an extension), plus the primary keywords that HDU does not repeat."""
-    with fits.open(path, memmap=False) as hdus:
-        primary = hdus[0]
-        image = next((hdu for hdu in hdus if hdu.is_image and hdu.header.get("NAXIS", 0) > 0), primary)
-        header = image.header.copy()
-        if image is not primary:
-            for card in primary.header.cards:
-                if card.keyword not in header and card.keyword not in ("SIMPLE", "EXTEND", ""):
-                    header.append(card)
-    return header
 
 
 def json_safe(fields: dict) -> dict:

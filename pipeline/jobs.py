@@ -35,6 +35,8 @@ def task(name: str):
 
 
 def init_app(server) -> None:
+    from pipeline import tasks  # noqa: F401  (the reduction tasks register themselves)
+
     server.extensions["gsp_queue"] = _make_queue(server.config["REDIS_URL"])
 
 
@@ -75,6 +77,7 @@ def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | 
         raise JobRefused(f"Unknown job kind '{kind}'.")
     job = Job(kind=kind, file_id=file_id, user_id=getattr(user, "id", None), params=params or {})
     db.session.add(job)
+    _mark_file(job, "queued", f"{kind} queued")
     db.session.commit()
     queue = get_queue()
     if queue is None:
@@ -101,14 +104,24 @@ def _run_inline(app, job_id: int) -> None:
 _worker_app = None
 
 
-def run_job(job_id: int):
-    """Entry point for ``rq worker``: build the app once per worker process."""
+def worker_app():
+    """The app a worker runs jobs in, built once per process."""
     global _worker_app
     if _worker_app is None:
         from app import create_app
 
         _worker_app = create_app().server
-    with _worker_app.app_context():
+    return _worker_app
+
+
+def run_job(job_id: int):
+    """Entry point for ``rq worker`` (by dotted name)."""
+    app = worker_app()
+    with app.app_context():
+        from db import db
+
+        # A forked work horse must not share the parent's database connections.
+        db.engine.dispose(close=False)
         return execute(job_id)
 
 
@@ -123,6 +136,7 @@ def execute(job_id: int):
         raise LookupError(f"job {job_id} does not exist")
     job.state, job.started_at, job.attempts = "running", _now(), job.attempts + 1
     job.reason = ""
+    _mark_file(job, "running", f"{job.kind} running")
     db.session.commit()
     try:
         result = TASKS[job.kind](job)
@@ -130,7 +144,8 @@ def execute(job_id: int):
         db.session.rollback()
         job = db.session.get(Job, job_id)
         job.state, job.finished_at = "failed", _now()
-        job.reason = f"{type(error).__name__}: {error}"
+        job.reason = str(error) if isinstance(error, (JobRefused, ValueError)) else f"{type(error).__name__}: {error}"
+        _mark_file(job, "failed", f"{job.kind} failed: {job.reason}")
         db.session.commit()
         log_event("job_failed", f"{job.kind} job {job.id} failed: {job.reason}", level="ERROR",
                   file_id=job.file_id, details={"traceback": traceback.format_exc(limit=5)})
@@ -138,6 +153,17 @@ def execute(job_id: int):
     job.state, job.finished_at, job.result = "done", _now(), result if isinstance(result, dict) else None
     db.session.commit()
     return result
+
+
+def _mark_file(job, state: str, reason: str) -> None:
+    """Show a job's progress on the raw file at the root of its lineage (what the Data page lists)."""
+    from db import db
+    from db.models import File
+
+    file = db.session.get(File, job.file_id) if job.file_id else None
+    if file is not None:
+        root = file.original or file
+        root.state, root.state_reason = state, reason
 
 
 def _now() -> datetime:

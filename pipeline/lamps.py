@@ -188,12 +188,28 @@ def _same_mode(entry: _CatalogueEntry, grating: str, wavmode: str, cam: float, g
     return abs(entry.cam_targ - cam) < _ANGLE_TOLERANCE_DEG and abs(entry.grt_targ - grt) < _ANGLE_TOLERANCE_DEG
 
 
+def _mode_of(header) -> tuple[str, str, float, float]:
+    return (normalize_grating(header.get("GRATING")), normalize_wavmode(header.get("WAVMODE")),
+            float(header.get("CAM_TARG", -99) or -99), float(header.get("GRT_TARG", -99) or -99))
+
+
+def library_lamps_for(header) -> list[str]:
+    """File names of the library lamps of this arc's grating and mode (whatever their lamps):
+    the choices offered to a person who picks the lamp by hand."""
+    return [entry.path.name for entry in _catalogue() if _same_mode(entry, *_mode_of(header))]
+
+
+def library_lamp_named(name: str) -> LibraryLamp:
+    """A library lamp chosen by file name, or a LampError naming the problem."""
+    for entry in _catalogue():
+        if entry.path.name == name:
+            return read_library_lamp(entry.path)
+    raise LampError(f"'{name}' is not a lamp of the library")
+
+
 def find_library_lamp(header) -> LibraryLamp:
     """The library lamp for this arc's grating, mode and lamps, or a :class:`LampError`."""
-    grating = normalize_grating(header.get("GRATING"))
-    wavmode = normalize_wavmode(header.get("WAVMODE"))
-    cam = float(header.get("CAM_TARG", -99) or -99)
-    grt = float(header.get("GRT_TARG", -99) or -99)
+    grating, wavmode, cam, grt = _mode_of(header)
     mode_text = wavmode or f"CAM_TARG {cam:g} / GRT_TARG {grt:g}"
     same_mode = [e for e in _catalogue() if _same_mode(e, grating, wavmode, cam, grt)]
     if not same_mode:

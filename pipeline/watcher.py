@@ -20,7 +20,7 @@ from watchdog.observers import Observer
 from db import db
 from db.events import log_event
 from db.models import File
-from pipeline import catalogue
+from pipeline import catalogue, fitsfiles
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,13 @@ class Watcher:
         self.stop_event = threading.Event()
 
     def notice(self, path: str) -> None:
-        if catalogue.is_fits_name(path):
+        if fitsfiles.is_fits_name(path):
             with self._lock:
                 self._candidates.add(Path(path))
 
     def rescan(self) -> None:
         """Queue every FITS file under the folder that the catalogue does not know yet."""
-        on_disk = {path.resolve() for path in self.folder.rglob("*") if catalogue.is_fits_name(path)}
+        on_disk = {path.resolve() for path in self.folder.rglob("*") if fitsfiles.is_fits_name(path)}
         known = set()
         paths = [str(path) for path in on_disk]
         for start in range(0, len(paths), 500):
@@ -132,7 +132,7 @@ class Watcher:
         quiet = time.monotonic() - seen.changed_at
         if quiet < self.settle_seconds:
             return False
-        return catalogue.completeness_problem(path) is None or quiet >= self.give_up_seconds
+        return fitsfiles.completeness_problem(path) is None or quiet >= self.give_up_seconds
 
     def _ingest(self, path: Path) -> None:
         try:

@@ -56,6 +56,7 @@ class WavelengthOptions:
     blend_fwhm: float = 1.5  # a NIST neighbour this close (and not much fainter) spoils a line
     clip_sigma: float = 3.0
     min_lines: int = 8
+    library_lamp: str | None = None  # a library file chosen by hand; None: the one matching the header
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ def calibrate_arc(flux, header, options: WavelengthOptions | None = None) -> tup
     """
     options = options or WavelengthOptions()
     flux = np.nan_to_num(np.asarray(flux, dtype=float))
-    lamp = lamps.find_library_lamp(header)
+    lamp = lamps.library_lamp_named(options.library_lamp) if options.library_lamp else lamps.find_library_lamp(header)
     binning = serial_binning(header)
     rough = rough_solution(flux, lamp, binning, options)
     centres, fwhm = find_lines(flux, options)

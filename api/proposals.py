@@ -1,0 +1,307 @@
+"""Proposals, their reduction settings and collaborators; the event log.
+
+GET  /api/proposals/                              the proposals the caller belongs to (staff: all), paginated
+GET  /api/proposals/<id>/                         one proposal (id or SOAR id)
+GET  /api/proposals/<id>/settings/                its data reduction settings
+PUT|PATCH /api/proposals/<id>/settings/           change settings (partial allowed; PI and staff)
+GET|POST /api/proposals/collaborators/<id>/       the proposal / add or remove a collaborator (PI and staff)
+GET  /api/logs/                                   the event log the caller may read, paginated
+
+Visibility follows auth.permissions: a proposal the caller may not see is 404
+(never 403, so its existence is not revealed); a member who may not manage it
+gets 403 on changes.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from flask import jsonify, request
+from flask_login import current_user
+
+from api import ApiError, blueprint
+from auth.permissions import can_manage_proposal, visible_proposals
+from db import db
+from db.accounts import (AccountError, SettingsInvalid, add_collaborator_by_email,
+                         remove_collaborator_by_email, update_settings)
+from db.audit import LogQueryError, list_log_entries, log_entry_to_dict
+from db.models import Proposal
+from db.serialize import proposal_to_dict
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def _whole(name: str, default: int, maximum: int | None = None) -> int:
+    value = request.args.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApiError(f"'{name}' must be a whole number, not '{value}'.") from None
+    if number < 1:
+        raise ApiError(f"'{name}' must be at least 1.")
+    if maximum is not None and number > maximum:
+        raise ApiError(f"'{name}' may be at most {maximum}.")
+    return number
+
+
+def _page_url(page: int | None) -> str | None:
+    if page is None:
+        return None
+    args = request.args.to_dict(flat=True)
+    args["page"] = str(page)
+    return f"{request.base_url}?{urlencode(args)}"
+
+
+def paginated(results: list, count: int, page: int, page_size: int):
+    """The files list's envelope: {"count", "next", "previous", "results"}."""
+    has_next = page * page_size < count
+    return jsonify({"count": count, "next": _page_url(page + 1 if has_next else None),
+                    "previous": _page_url(page - 1 if page > 1 else None), "results": results})
+
+
+def visible_proposal_or_404(ident: str) -> Proposal:
+    """By numeric id or SOAR id, through the permission layer; missing and hidden look the same."""
+    query = visible_proposals(current_user)
+    if ident.isdigit():
+        query = query.where(Proposal.id == int(ident))
+    else:
+        query = query.where(Proposal.soar_id == ident)
+    proposal = db.session.scalar(query)
+    if proposal is None:
+        raise ApiError("Not found.", 404)
+    return proposal
+
+
+def managed_proposal(ident: str) -> Proposal:
+    proposal = visible_proposal_or_404(ident)
+    if not can_manage_proposal(current_user, proposal):
+        raise ApiError(f"Only the PI of {proposal.soar_id} and staff may change it.", 403)
+    return proposal
+
+
+def _body() -> dict:
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise ApiError("The body must be a JSON object.")
+        return data
+    return request.form.to_dict(flat=True)
+
+
+def _settings_dict(proposal: Proposal) -> dict:
+    return proposal.settings.as_settings().to_dict()
+
+
+# --- proposals ------------------------------------------------------------------------------------
+
+@blueprint.get("/proposals/")
+def proposals_list():
+    page = _whole("page", 1)
+    page_size = _whole("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    query = visible_proposals(current_user, sa.select(Proposal.id))
+    search = request.args.get("search", "").strip()
+    if search:
+        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(sa.or_(sa.func.lower(Proposal.soar_id).like(pattern, escape="\\"),
+                                   sa.func.lower(Proposal.title).like(pattern, escape="\\")))
+    if request.args.get("semester"):
+        query = query.where(Proposal.semester == request.args["semester"].strip())
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    ids = db.session.scalars(query.order_by(Proposal.soar_id.desc(), Proposal.id.desc())
+                             .limit(page_size).offset((page - 1) * page_size)).all()
+    proposals = db.session.scalars(sa.select(Proposal).where(Proposal.id.in_(ids))
+                                   .order_by(Proposal.soar_id.desc(), Proposal.id.desc())).all() if ids else []
+    return paginated([proposal_to_dict(p) for p in proposals], count, page, page_size)
+
+
+@blueprint.get("/proposals/<ident>/")
+def proposals_detail(ident):
+    return jsonify(proposal_to_dict(visible_proposal_or_404(ident)))
+
+
+@blueprint.get("/proposals/<ident>/settings/")
+def proposals_settings(ident):
+    return jsonify(_settings_dict(visible_proposal_or_404(ident)))
+
+
+@blueprint.route("/proposals/<ident>/settings/", methods=["PUT", "PATCH"])
+def proposals_settings_update(ident):
+    proposal = managed_proposal(ident)
+    if not request.is_json or not isinstance(request.get_json(silent=True), dict):
+        raise ApiError("Send the settings as a JSON object (Content-Type: application/json).")
+    try:
+        update_settings(proposal, request.get_json(), current_user)
+    except SettingsInvalid as error:
+        db.session.rollback()
+        raise ApiError("Invalid settings; nothing was changed.", 400, errors=error.problems) from None
+    return jsonify(_settings_dict(proposal))
+
+
+@blueprint.route("/proposals/collaborators/<ident>/", methods=["GET", "POST"])
+def proposals_collaborators(ident):
+    if request.method == "GET":
+        return jsonify(proposal_to_dict(visible_proposal_or_404(ident)))
+    proposal = managed_proposal(ident)
+    data = _body()
+    action = data.get("action")
+    if action not in ("add", "remove"):
+        raise ApiError("'action' must be 'add' or 'remove'.")
+    if not data.get("email"):
+        raise ApiError("'email' is required.")
+    try:
+        if action == "add":
+            add_collaborator_by_email(proposal, data["email"], current_user)
+        else:
+            remove_collaborator_by_email(proposal, data["email"], current_user)
+    except AccountError as error:
+        raise ApiError(str(error), error.status) from None
+    db.session.refresh(proposal)
+    return jsonify(proposal_to_dict(proposal))
+
+
+# --- logs -----------------------------------------------------------------------------------------
+
+@blueprint.get("/logs/")
+def logs_list():
+    try:
+        result = list_log_entries(current_user, level=request.args.get("level"),
+                                  proposal=request.args.get("proposal"), text=request.args.get("search"),
+                                  page=request.args.get("page"), page_size=request.args.get("page_size"))
+    except LogQueryError as error:
+        raise ApiError(str(error)) from None
+    return paginated([log_entry_to_dict(*row) for row in result.rows], result.count, result.page,
+                     result.page_size)
+
+
+# --- OpenAPI --------------------------------------------------------------------------------------
+
+_SECURITY = [{"Token": []}]
+_IDENT = {"name": "id", "in": "path", "required": True, "description": "Proposal id (or its SOAR id).",
+          "schema": {"type": "string"}}
+_PAGING = [
+    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}},
+]
+_ERROR = {"type": "object", "properties": {"detail": {"type": "string"}}}
+_USER = {"type": "object", "nullable": True, "properties": {
+    "id": {"type": "integer"}, "username": {"type": "string"},
+    "last_login": {"type": "string", "format": "date-time", "nullable": True},
+    "first_name": {"type": "string"}, "last_name": {"type": "string"}, "email": {"type": "string"},
+    "is_staff": {"type": "boolean"}, "is_active": {"type": "boolean"},
+    "date_joined": {"type": "string", "format": "date-time"}}}
+_PROPOSAL = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "soar_id": {"type": "string"}, "semester": {"type": "string"},
+    "title": {"type": "string"}, "abstract": {"type": "string"}, "user": _USER,
+    "collaborators": {"type": "array", "items": _USER}}}
+_SETTINGS = {"type": "object", "properties": {
+    "saturation_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 100,
+                             "description": "Percent of saturated pixels that rejects a flat."},
+    "cosmic_ray_rejection": {"type": "string", "enum": ["default", "dcr", "lacosmic", "none"]},
+    "technique": {"type": "string", "enum": ["Spectroscopy", "Imaging"]},
+    "ignore_bias": {"type": "boolean"}, "ignore_flats": {"type": "boolean"},
+    "min_bias": {"type": "integer", "minimum": 1, "maximum": 500},
+    "min_flats": {"type": "integer", "minimum": 1, "maximum": 500},
+    "flat_normalization": {"type": "string", "enum": ["mean", "simple", "full"]},
+    "flat_normalization_order": {"type": "integer", "minimum": 1, "maximum": 50},
+    "extraction": {"type": "string", "enum": ["fractional", "optimal"]},
+    "target_fit_model": {"type": "string", "enum": ["moffat", "gaussian"]},
+    "max_targets": {"type": "integer", "minimum": 1, "maximum": 10}},
+    "additionalProperties": False}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _page_of(item: dict) -> dict:
+    return {"type": "object", "properties": {
+        "count": {"type": "integer"}, "next": {"type": "string", "nullable": True},
+        "previous": {"type": "string", "nullable": True}, "results": {"type": "array", "items": item}}}
+
+
+_401 = _json(_ERROR, "Not authenticated.")
+_404 = _json(_ERROR, "No such proposal, or the caller is not a member (the two look the same).")
+_SETTINGS_400 = {"type": "object", "properties": {
+    "detail": {"type": "string"},
+    "errors": {"type": "object", "additionalProperties": {"type": "string"},
+               "description": "One message per invalid or unknown field."}}}
+
+OPENAPI_PATHS: dict = {
+    "/api/proposals/": {"get": {
+        "tags": ["proposals"], "operationId": "api_proposals_list", "security": _SECURITY,
+        "summary": "The proposals the caller is PI or collaborator of (staff: all)",
+        "parameters": [*_PAGING,
+                       {"name": "search", "in": "query", "schema": {"type": "string"},
+                        "description": "Text in the SOAR id or title."},
+                       {"name": "semester", "in": "query", "schema": {"type": "string", "example": "2026B"}}],
+        "responses": {"200": _json(_page_of(_PROPOSAL), "One page of proposals."),
+                      "400": _json(_ERROR, "Bad page parameters."), "401": _401}}},
+    "/api/proposals/{id}/": {"get": {
+        "tags": ["proposals"], "operationId": "api_proposals_read", "security": _SECURITY,
+        "summary": "One proposal with its PI and collaborators", "parameters": [_IDENT],
+        "responses": {"200": _json(_PROPOSAL, "The proposal."), "401": _401, "404": _404}}},
+    "/api/proposals/{id}/settings/": {
+        "get": {"tags": ["proposals"], "operationId": "api_proposals_settings_read", "security": _SECURITY,
+                "summary": "The proposal's data reduction settings (every member may read them)",
+                "parameters": [_IDENT],
+                "responses": {"200": _json(_SETTINGS, "The settings."), "401": _401, "404": _404}},
+        "put": {"tags": ["proposals"], "operationId": "api_proposals_settings_update", "security": _SECURITY,
+                "summary": "Change data reduction settings (PI and staff; fields left out keep their value)",
+                "description": "Every change is recorded in the proposal's history (who, field, old, new). "
+                               "The settings apply to every new file of the proposal.",
+                "parameters": [_IDENT],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _SETTINGS}}},
+                "responses": {"200": _json(_SETTINGS, "The settings after the change."),
+                              "400": _json(_SETTINGS_400, "Invalid values; nothing was changed."),
+                              "401": _401, "403": _json(_ERROR, "A member who is not the PI."), "404": _404}},
+    },
+    "/api/proposals/collaborators/{id}/": {
+        "get": {"tags": ["proposals"], "operationId": "api_proposals_collaborators_read", "security": _SECURITY,
+                "summary": "The proposal with its collaborators", "parameters": [_IDENT],
+                "responses": {"200": _json(_PROPOSAL, "The proposal."), "401": _401, "404": _404}},
+        "post": {"tags": ["proposals"], "operationId": "api_proposals_collaborators_create",
+                 "security": _SECURITY,
+                 "summary": "Add or remove a collaborator by e-mail (PI and staff)",
+                 "description": "Adding an e-mail without an account creates the user (username from the "
+                                "e-mail) and mails a link to set a password. The PI cannot be removed.",
+                 "parameters": [_IDENT],
+                 "requestBody": {"required": True, "content": {
+                     "application/json": {"schema": {
+                         "type": "object", "required": ["email", "action"],
+                         "properties": {"email": {"type": "string", "format": "email"},
+                                        "action": {"type": "string", "enum": ["add", "remove"]}}},
+                         "example": {"email": "user@server.net", "action": "add"}},
+                     "application/x-www-form-urlencoded": {"schema": {
+                         "type": "object", "properties": {"email": {"type": "string"},
+                                                          "action": {"type": "string"}}}}}},
+                 "responses": {"200": _json(_PROPOSAL, "The proposal after the change."),
+                               "400": _json(_ERROR, "Not an e-mail, unknown action, removing the PI or "
+                                                    "someone who is not a collaborator."),
+                               "401": _401, "403": _json(_ERROR, "A member who is not the PI."),
+                               "404": _404, "409": _json(_ERROR, "Already a member."),
+                               "502": _json(_ERROR, "The set-password e-mail could not be sent; "
+                                                    "nothing was changed.")}},
+    },
+    "/api/logs/": {"get": {
+        "tags": ["logs"], "operationId": "api_logs_list", "security": _SECURITY,
+        "summary": "Important events, newest first (users: their proposals' and files' events; staff: all)",
+        "parameters": [*_PAGING,
+                       {"name": "level", "in": "query",
+                        "schema": {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}},
+                       {"name": "proposal", "in": "query", "schema": {"type": "string"},
+                        "description": "Proposal id or SOAR id."},
+                       {"name": "search", "in": "query", "schema": {"type": "string"},
+                        "description": "Text in the message, event name or subject."}],
+        "responses": {"200": _json(_page_of({"type": "object", "properties": {
+            "id": {"type": "integer"}, "created": {"type": "string", "format": "date-time"},
+            "level": {"type": "string"}, "event": {"type": "string"}, "message": {"type": "string"},
+            "user": {"type": "string", "nullable": True}, "proposal_id": {"type": "string", "nullable": True},
+            "file_id": {"type": "integer", "nullable": True}, "subject": {"type": "string"},
+            "details": {"type": "object"}}}), "One page of events."),
+            "400": _json(_ERROR, "Bad filter or page parameters."), "401": _401}}},
+}

@@ -1,0 +1,121 @@
+"""Callbacks of the proposal detail view: save settings, add/remove collaborators.
+
+Every callback re-checks the permission layer on the server: the page hides the
+buttons from people who may not use them, but a crafted request must fail too.
+"""
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, ctx, html, no_update
+from flask_login import current_user
+
+from auth.permissions import can_manage_proposal, get_visible_proposal
+from components import ids
+from components.forms import LABELS, coerce_setting, collaborator_table, history_table
+from db import db
+from db.accounts import (AccountError, SettingsInvalid, add_collaborator_by_email,
+                         remove_collaborator_by_email, update_settings)
+from db.audit import proposal_history
+from db.models import User
+
+NOT_FOUND = "This proposal does not exist, or you do not have access to it."
+
+
+def _alert(message, color: str, alert_id: str):
+    icon = {"success": "check-circle", "danger": "exclamation-triangle", "warning": "exclamation-triangle",
+            "info": "info-circle"}[color]
+    return dbc.Alert([html.I(className=f"bi bi-{icon} me-2"), message], color=color, id=alert_id,
+                     className="py-2 mb-3", dismissable=True)
+
+
+def _proposal_for(proposal_id):
+    """(proposal, refusal message): through auth.permissions, never trusting the page."""
+    proposal = get_visible_proposal(current_user, proposal_id) if isinstance(proposal_id, int) else None
+    if proposal is None:
+        return None, NOT_FOUND
+    if not can_manage_proposal(current_user, proposal):
+        return None, f"Only the PI of {proposal.soar_id} and staff can change it."
+    return proposal, None
+
+
+def save_settings(n_clicks, proposal_id):
+    states = ctx.states_list[1] if len(ctx.states_list) > 1 else []
+    feedback_ids = [item["id"]["field"] for item in ctx.outputs_list[1]]
+    blank = [""] * len(feedback_ids)
+    if not n_clicks:
+        return no_update, blank, no_update
+    proposal, refusal = _proposal_for(proposal_id)
+    if proposal is None:
+        return _alert(refusal, "danger", "settings-alert"), blank, no_update
+    values = {item["id"]["field"]: coerce_setting(item["id"]["field"], item.get("value")) for item in states}
+    try:
+        changed = update_settings(proposal, values, current_user)
+    except SettingsInvalid as error:
+        db.session.rollback()
+        feedback = [error.problems.get(name, "") and f"{LABELS.get(name, name)} {error.problems[name]}."
+                    for name in feedback_ids]
+        return (_alert("Nothing was saved: please correct the fields marked below.", "danger", "settings-alert"),
+                feedback, no_update)
+    if not changed:
+        message = _alert("No changes to save.", "info", "settings-alert")
+    else:
+        names = ", ".join(LABELS.get(c["field"], c["field"]) for c in changed)
+        message = _alert(f"Saved. Changed: {names}. New files of {proposal.soar_id} use these settings.",
+                         "success", "settings-alert")
+    return message, blank, history_table(proposal_history(proposal.id))
+
+
+def change_collaborators(add_clicks, n_submit, remove_clicks, email, proposal_id):
+    trigger = ctx.triggered_id
+    if trigger is None or not (ctx.triggered and ctx.triggered[0].get("value")):
+        return no_update, no_update, no_update, no_update
+    proposal, refusal = _proposal_for(proposal_id)
+    if proposal is None:
+        return no_update, _alert(refusal, "danger", "collaborator-alert"), no_update, no_update
+    try:
+        if isinstance(trigger, dict) and trigger.get("type") == ids.COLLABORATOR_REMOVE:
+            user = db.session.get(User, trigger.get("user")) if isinstance(trigger.get("user"), int) else None
+            if user is None:
+                raise AccountError("That person is not a collaborator of this proposal.")
+            removed = remove_collaborator_by_email(proposal, user.email, current_user)
+            message, clear = _alert(f"Removed {removed.full_name} <{removed.email}>.", "success",
+                                    "collaborator-alert"), no_update
+        else:
+            if not (email or "").strip():
+                raise AccountError("Type the collaborator's e-mail address first.")
+            user, created = add_collaborator_by_email(proposal, email, current_user)
+            text = f"Added {user.full_name} <{user.email}>."
+            if created:
+                text += " A new account was created and a link to set a password was e-mailed."
+            message, clear = _alert(text, "success", "collaborator-alert"), ""
+    except AccountError as error:
+        db.session.rollback()
+        return no_update, _alert(str(error), "danger", "collaborator-alert"), no_update, no_update
+    db.session.refresh(proposal)
+    return (collaborator_table(proposal, editable=True), message, clear,
+            history_table(proposal_history(proposal.id)))
+
+
+def register(app):
+    app.callback(
+        Output(ids.SETTINGS_MESSAGE, "children"),
+        Output({"type": ids.SETTINGS_FEEDBACK, "field": ALL}, "children"),
+        Output(ids.PROPOSAL_HISTORY, "children", allow_duplicate=True),
+        Input(ids.SETTINGS_SAVE, "n_clicks"),
+        State(ids.PROPOSAL_ID, "data"),
+        State({"type": ids.SETTINGS_FIELD, "field": ALL}, "value"),
+        prevent_initial_call=True,
+    )(lambda n_clicks, proposal_id, _values: save_settings(n_clicks, proposal_id))
+
+    app.callback(
+        Output(ids.COLLABORATOR_TABLE, "children"),
+        Output(ids.COLLABORATOR_MESSAGE, "children"),
+        Output(ids.COLLABORATOR_EMAIL, "value"),
+        Output(ids.PROPOSAL_HISTORY, "children", allow_duplicate=True),
+        Input(ids.COLLABORATOR_ADD, "n_clicks"),
+        Input(ids.COLLABORATOR_EMAIL, "n_submit"),
+        Input({"type": ids.COLLABORATOR_REMOVE, "user": ALL}, "n_clicks"),
+        State(ids.COLLABORATOR_EMAIL, "value"),
+        State(ids.PROPOSAL_ID, "data"),
+        prevent_initial_call=True,
+    )(change_collaborators)

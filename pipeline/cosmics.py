@@ -1,0 +1,132 @@
+"""Cosmic-ray rejection choices: ``lacosmic`` (astroscrappy), ``dcr`` (Pych's
+DCR, an external C program), ``none``, and ``default`` which picks per binning
+the way goodman-pipeline does (DCR for 1x1 serial binning, LACosmic otherwise).
+
+This module only does numerics on arrays described by a :class:`Detector`; the
+caller (``pipeline/reduce.py``) reads the header.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import astroscrappy
+import numpy as np
+from astropy.io import fits
+
+DCR_EXECUTABLE = "dcr"
+# astroscrappy's default 4.5 flags ~170 noise pixels per 2x2 frame on a
+# read-noise-limited sky (its median-filtered noise model runs low there);
+# 6 flags none and still catches every simulated hit (>= 1000 ADU).
+LACOSMIC_SIGCLIP = 6.0
+DCR_TIMEOUT_SECONDS = 60
+
+# goodman-pipeline's GenerateDcrParFile lookup table (camera, serial binning) ->
+# THRESH, XRAD, YRAD, NPASS, DIAXIS, LRAD, URAD, GRAD.  Copied as data: its
+# python module cannot be imported safely.
+_DCR_PARAMETERS = {
+    ("red", 1): (3.0, 9, 9, 5, 0, 1, 3, 1),
+    ("red", 2): (4.0, 7, 9, 5, 0, 1, 3, 0),
+    ("red", 3): (3.0, 9, 9, 5, 0, 1, 3, 1),
+    ("blue", 1): (3.0, 8, 8, 5, 0, 1, 3, 1),
+    ("blue", 2): (3.0, 9, 9, 5, 0, 1, 3, 1),
+    ("blue", 3): (3.0, 9, 9, 5, 0, 1, 3, 1),
+}
+_DCR_KEYS = ("THRESH", "XRAD", "YRAD", "NPASS", "DIAXIS", "LRAD", "URAD", "GRAD")
+
+
+class CosmicRayError(RuntimeError):
+    """Cosmic-ray rejection cannot run as asked (unknown method, DCR missing or failing)."""
+
+
+class Detector(NamedTuple):
+    """What the rejection needs to know about the detector that took the frame."""
+
+    gain: float          # e-/ADU
+    read_noise: float    # e-
+    saturation: float    # ADU
+    camera: str          # INSTCONF: Red or Blue
+    serial_binning: int  # binning along dispersion (first CCDSUM number)
+
+
+def dcr_available() -> bool:
+    return shutil.which(DCR_EXECUTABLE) is not None
+
+
+def resolve_method(method: str, detector: Detector) -> tuple[str, str]:
+    """Turn a requested method into the one that runs, with the reason."""
+    if method not in ("default", "dcr", "lacosmic", "none"):
+        raise CosmicRayError(f"unknown cosmic-ray rejection method {method!r}")
+    if method != "default":
+        return method, "requested"
+    if detector.serial_binning == 1 and dcr_available():
+        return "dcr", "default for 1x1 binning"
+    if detector.serial_binning == 1:
+        return "lacosmic", "default for 1x1 is dcr, but no dcr executable is on PATH"
+    return "lacosmic", f"default for serial binning {detector.serial_binning}"
+
+
+def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarray]:
+    """Clean ``data`` (ADU, bias subtracted, sky included) with astroscrappy's LACosmic."""
+    mask, cleaned = astroscrappy.detect_cosmics(
+        np.asarray(data, dtype=np.float32),
+        gain=detector.gain,
+        readnoise=detector.read_noise,
+        # astroscrappy compares saturation with the data after converting to electrons
+        satlevel=detector.saturation * detector.gain,
+        sigclip=LACOSMIC_SIGCLIP,
+        sepmed=True,
+        cleantype="meanmask",
+    )
+    return cleaned.astype(np.float32, copy=False), mask
+
+
+def dcr(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarray]:
+    """Clean ``data`` with the DCR executable (built from goodman-pipeline's shipped source)."""
+    executable = shutil.which(DCR_EXECUTABLE)
+    if executable is None:
+        raise CosmicRayError(
+            "cosmic-ray method 'dcr' is unavailable: no 'dcr' executable on PATH "
+            "(build it from goodman_pipeline/data/dcr_source/dcr, or choose 'lacosmic')")
+    with tempfile.TemporaryDirectory(prefix="gsp-dcr-") as folder:
+        work = Path(folder)
+        # DCR reads dcr.par from its working directory and only float FITS
+        (work / "dcr.par").write_text(_dcr_parameter_file(detector))
+        fits.writeto(work / "in.fits", np.asarray(data, dtype=np.float32))
+        try:
+            run = subprocess.run(
+                [executable, "in.fits", "out.fits", "cosmics.fits"], cwd=work,
+                capture_output=True, timeout=DCR_TIMEOUT_SECONDS, check=False)
+        except subprocess.TimeoutExpired as error:
+            raise CosmicRayError(f"dcr timed out after {DCR_TIMEOUT_SECONDS} s") from error
+        if run.returncode != 0 or not (work / "out.fits").exists() or b"ERROR" in run.stdout:
+            raise CosmicRayError(f"dcr failed: {_last_lines(run)}")
+        cleaned = fits.getdata(work / "out.fits").astype(np.float32)
+        cosmic_image = fits.getdata(work / "cosmics.fits")
+    return cleaned, cosmic_image != 0
+
+
+def reject(data: np.ndarray, method: str, detector: Detector) -> tuple[np.ndarray, dict]:
+    """Run the resolved method; return cleaned data and a record of what was done."""
+    applied, reason = resolve_method(method, detector)
+    if applied == "none":
+        return data, {"requested": method, "applied": "none", "reason": reason, "pixels": 0}
+    clean = lacosmic if applied == "lacosmic" else dcr
+    cleaned, mask = clean(data, detector)
+    return cleaned, {"requested": method, "applied": applied, "reason": reason,
+                     "pixels": int(np.count_nonzero(mask))}
+
+
+def _dcr_parameter_file(detector: Detector) -> str:
+    key = (detector.camera.strip().lower(), min(max(detector.serial_binning, 1), 3))
+    values = _DCR_PARAMETERS.get(key, _DCR_PARAMETERS[("red", key[1])])
+    lines = [f"{name:8s}= {value}" for name, value in zip(_DCR_KEYS, values)]
+    return "\n".join(lines + ["VERBOSE = 0", "END"]) + "\n"
+
+
+def _last_lines(run: subprocess.CompletedProcess) -> str:
+    text = (run.stdout + run.stderr).decode(errors="replace").strip()
+    return " | ".join(text.splitlines()[-3:]) or f"exit code {run.returncode}"

@@ -1,0 +1,460 @@
+"""The Extract block: identify targets in a reduced 2D spectrum, trace them,
+and extract 1D spectra (fractional-pixel boxcar or optimal), plus an arc
+along a science trace.
+
+Geometry: rows are the spatial axis (y), columns the dispersion axis (x);
+pixel centres sit on integers, pixel ``y`` covers ``y - 0.5 .. y + 0.5``.
+Traces are power-basis polynomials (lowest order first) giving the row of
+the target centre at column x.  Fluxes are in ADU per column.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.modeling import fitting, models
+from astropy.nddata import CCDData, StdDevUncertainty
+from astropy.stats import mad_std
+from astropy.utils.exceptions import AstropyUserWarning
+from numpy.polynomial import Polynomial
+from scipy import ndimage, signal, stats
+
+from pipeline import reduce
+from pipeline.reduce import ReductionError
+from pipeline.settings import ReductionSettings
+
+DETECTION_SIGMA = 5.0       # a target's peak stands this far above the profile noise
+MIN_FWHM = 1.0              # px: narrower peaks are hot rows or residual cosmic rays
+MAX_FWHM_FRACTION = 0.2     # of the slit length: wider bumps are illumination, not targets
+EDGE_CLEARANCE_FWHM = 2.0   # a target's centre lies this many FWHM inside the slit ends
+TRACE_BIN_COLUMNS = 40      # columns collapsed into one trace sample (kills cosmic rays)
+TRACE_WINDOW_FWHM = 3.0     # half-width of the fitting window around the predicted centre
+TRACE_DEGREE = 3
+TRACE_CLIP_SIGMA = 3.0
+APERTURE_FWHM = 1.0         # aperture half-width: centre +- 1 FWHM (goodman-pipeline's width 2)
+BACKGROUND_GAP_FWHM = 3.0   # gap between the aperture and each background band (goodman-pipeline)
+OPTIMAL_WINDOW_FWHM = 3.0   # optimal extraction uses centre +- 3 FWHM
+OPTIMAL_CLIP_SIGMA = 5.0    # Horne's rejection of pixels that disagree with the profile
+OPTIMAL_ITERATIONS = 3
+
+_FITTER = fitting.DogBoxLSQFitter()  # bounded like TRF, several times faster here
+
+
+class NoTargetsError(ReductionError):
+    """No target could be identified in the frame."""
+
+
+@dataclass
+class Target:
+    """An identified target: its centre and profile on the collapsed spatial profile."""
+
+    number: int
+    center: float
+    amplitude: float
+    fwhm: float
+    snr: float
+
+
+@dataclass
+class Trace:
+    """Row of a target's centre along the dispersion axis, and its measured shape."""
+
+    coefficients: tuple[float, ...]   # power basis, lowest order first, x = column
+    fwhm: float                       # px, median over the trace samples
+    shape: dict                       # model parameters other than centre and amplitude
+    rms: float                        # px, scatter of the accepted samples about the fit
+    samples: int
+    rejected: int
+
+    def __call__(self, x) -> np.ndarray:
+        return Polynomial(self.coefficients)(np.asarray(x, dtype=float))
+
+
+@dataclass
+class ExtractedSpectrum:
+    """A 1D spectrum (ADU per column) with what it took to get it."""
+
+    number: int
+    flux: np.ndarray
+    uncertainty: np.ndarray
+    background: np.ndarray            # ADU subtracted per column (whole aperture)
+    trace: Trace
+    record: dict = field(default_factory=dict)
+
+
+# --- identification --------------------------------------------------------------
+
+def collapse(data: np.ndarray, axis: int) -> np.ndarray:
+    """Interquartile mean: as immune to cosmic rays and sky lines as a median, but a
+    median of integer counts is quantized, which would pass for structure."""
+    return stats.trim_mean(data, 0.25, axis=axis)
+
+
+def spatial_profile(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The profile collapsed along dispersion, its smooth background (a wide
+    running median) and the noise of the difference."""
+    profile = collapse(data, axis=1)
+    width = max(51, (profile.size // 10) | 1)
+    background = ndimage.median_filter(profile, size=width, mode="nearest")
+    # differences of neighbours ignore smooth structure; /sqrt(2) for the pair
+    noise = float(mad_std(np.diff(profile - background))) / np.sqrt(2.0)
+    return profile, background, max(noise, np.finfo(np.float32).tiny)
+
+
+def identify_targets(ccd: CCDData, settings: ReductionSettings) -> tuple[list[Target], dict]:
+    """Up to ``settings.max_targets`` point sources, brightest first.
+
+    A peak of the background-subtracted spatial profile is a target only if it
+    stands DETECTION_SIGMA above the noise, its fitted profile is wider than a
+    hot row and narrower than an illumination bump, and it sits clear of the
+    slit ends (hot edges).
+    """
+    profile, background, noise = spatial_profile(np.asarray(ccd.data, dtype=np.float64))
+    residual = profile - background
+    rows = np.arange(residual.size, dtype=float)
+    peaks, _ = signal.find_peaks(residual, height=DETECTION_SIGMA * noise,
+                                 prominence=DETECTION_SIGMA * noise)
+    peaks = peaks[np.argsort(residual[peaks])[::-1]]
+    targets: list[Target] = []
+    rejected = []
+    for peak in peaks:
+        if len(targets) == settings.max_targets:
+            break
+        model = _fit_profile(rows, residual, float(peak), _peak_width(residual, peak),
+                             settings.target_fit_model)
+        reason = _rejection_reason(model, residual.size, noise, targets)
+        if reason:
+            rejected.append({"row": int(peak), "reason": reason})
+            continue
+        targets.append(Target(number=len(targets) + 1, center=_center(model),
+                              amplitude=float(model.amplitude.value), fwhm=float(model.fwhm),
+                              snr=float(model.amplitude.value / noise)))
+    record = {"profile_noise": noise, "candidates": int(peaks.size), "rejected": rejected,
+              "targets": [vars(target).copy() for target in targets]}
+    return targets, record
+
+
+def _peak_width(residual: np.ndarray, peak: int) -> float:
+    width = signal.peak_widths(residual, [peak], rel_height=0.5)[0][0]
+    return float(np.clip(width, 1.0, residual.size / 4))
+
+
+def _rejection_reason(model, n_rows: int, noise: float, accepted: list[Target]) -> str | None:
+    if model is None:
+        return "profile fit failed"
+    center, fwhm = _center(model), float(model.fwhm)
+    if not MIN_FWHM <= fwhm <= MAX_FWHM_FRACTION * n_rows:
+        return f"FWHM {fwhm:.2f} px is not a point source"
+    if model.amplitude.value < DETECTION_SIGMA * noise:
+        return "fitted peak below the detection limit"
+    if not EDGE_CLEARANCE_FWHM * fwhm <= center <= n_rows - 1 - EDGE_CLEARANCE_FWHM * fwhm:
+        return "at the slit edge"
+    if any(abs(center - target.center) < max(fwhm, target.fwhm) for target in accepted):
+        return "duplicate of a brighter target"
+    return None
+
+
+# --- profile models ---------------------------------------------------------------------
+
+def _model(kind: str, amplitude: float, center: float, fwhm: float):
+    if kind == "gaussian":
+        model = models.Gaussian1D(amplitude, center, fwhm / (2 * np.sqrt(2 * np.log(2))))
+        model.stddev.bounds = (0.2, None)
+        return model
+    alpha = 2.5
+    gamma = fwhm / (2 * np.sqrt(2 ** (1 / alpha) - 1))
+    model = models.Moffat1D(amplitude, center, gamma, alpha)
+    model.gamma.bounds = (0.2, None)
+    model.alpha.bounds = (0.6, 20.0)
+    return model
+
+
+def _center(model) -> float:
+    return float(model.mean.value if hasattr(model, "mean") else model.x_0.value)
+
+
+def _shape(model) -> dict:
+    if hasattr(model, "stddev"):
+        return {"stddev": float(model.stddev.value)}
+    return {"gamma": float(abs(model.gamma.value)), "alpha": float(model.alpha.value)}
+
+
+def _fit_profile(rows: np.ndarray, values: np.ndarray, center: float, fwhm: float, kind: str,
+                 with_constant: bool = False):
+    """Fit the target model near ``center``; None when the fit fails or wanders off."""
+    half = max(TRACE_WINDOW_FWHM * fwhm, 5.0)
+    near = np.abs(rows - center) <= half
+    if np.count_nonzero(near) < 5:
+        return None
+    amplitude = float(np.max(values[near]) - (np.median(values[near]) if with_constant else 0))
+    start = _model(kind, max(amplitude, 1e-6), center, fwhm)
+    start.amplitude.bounds = (0.0, None)
+    if with_constant:
+        start = start + models.Const1D(float(np.min(values[near])))
+    with warnings.catch_warnings():
+        # a non-converging fit is judged below, not reported as a warning
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        try:
+            fitted = _FITTER(start, rows[near], values[near], maxiter=200)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError):
+            return None
+    profile = fitted[0] if with_constant else fitted
+    if not np.isfinite(profile.parameters).all() or abs(_center(profile) - center) > half:
+        return None
+    return profile
+
+
+# --- tracing -----------------------------------------------------------------------------
+
+def trace_target(ccd: CCDData, target: Target, settings: ReductionSettings) -> Trace:
+    """Fit the profile in bins of TRACE_BIN_COLUMNS columns, then a clipped polynomial.
+
+    A first pass follows a straight line from the identified centre; a second
+    pass searches around the first polynomial, so steep or curved traces are kept.
+    """
+    data = np.asarray(ccd.data, dtype=np.float64)
+    ny, nx = data.shape
+    edges = np.arange(0, nx + 1, TRACE_BIN_COLUMNS)
+    edges[-1] = nx
+    binned = np.stack([collapse(data[:, a:b], axis=1) for a, b in zip(edges[:-1], edges[1:])])
+    x = (edges[:-1] + edges[1:] - 1) / 2.0
+    prediction = Polynomial([target.center])
+    fwhm = target.fwhm
+    for _ in range(2):
+        samples = [_trace_sample(binned[i], float(prediction(x[i])), fwhm, settings.target_fit_model)
+                   for i in range(x.size)]
+        good = np.array([sample is not None for sample in samples])
+        if np.count_nonzero(good) <= TRACE_DEGREE + 1:
+            raise ReductionError(f"target {target.number} at row {target.center:.1f} could not be traced")
+        centers = np.array([_center(s) if s is not None else np.nan for s in samples])
+        polynomial, kept = _clipped_polynomial(x[good], centers[good])
+        fwhm = float(np.median([s.fwhm for s in np.array(samples, dtype=object)[good][kept]]))
+        prediction = polynomial
+    accepted = np.array(samples, dtype=object)[good][kept]
+    residuals = centers[good][kept] - polynomial(x[good][kept])
+    shapes = [_shape(sample) for sample in accepted]
+    return Trace(coefficients=tuple(float(c) for c in polynomial.convert().coef),
+                 fwhm=fwhm, shape={key: float(np.median([s[key] for s in shapes])) for key in shapes[0]},
+                 rms=float(np.sqrt(np.mean(residuals ** 2))), samples=int(kept.sum()),
+                 rejected=int(x.size - kept.sum()))
+
+
+def _trace_sample(column_profile: np.ndarray, center: float, fwhm: float, kind: str):
+    rows = np.arange(column_profile.size, dtype=float)
+    model = _fit_profile(rows, column_profile, center, fwhm, kind, with_constant=True)
+    if model is None or not MIN_FWHM <= model.fwhm <= 3 * fwhm or abs(_center(model) - center) > fwhm:
+        return None
+    return model
+
+
+def _clipped_polynomial(x: np.ndarray, y: np.ndarray) -> tuple[Polynomial, np.ndarray]:
+    kept = np.ones(x.size, dtype=bool)
+    for _ in range(5):
+        polynomial = Polynomial.fit(x[kept], y[kept], min(TRACE_DEGREE, kept.sum() - 1))
+        residuals = y - polynomial(x)
+        scatter = max(float(mad_std(residuals[kept])), 0.02)
+        now = np.abs(residuals) <= TRACE_CLIP_SIGMA * scatter
+        if np.array_equal(now, kept) or now.sum() <= TRACE_DEGREE + 1:
+            break
+        kept = now
+    return polynomial, kept
+
+
+# --- extraction --------------------------------------------------------------------------
+
+def aperture_weights(center: np.ndarray, low: float, high: float, rows: np.ndarray) -> np.ndarray:
+    """Fraction of each pixel (rows x columns) inside ``center + low .. center + high``."""
+    top = np.minimum(rows[:, None] + 0.5, center[None, :] + high)
+    bottom = np.maximum(rows[:, None] - 0.5, center[None, :] + low)
+    return np.clip(top - bottom, 0.0, 1.0)
+
+
+def _cutout(ccd: CCDData, trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (absolute), trace centre per column, data and variance (ADU^2) of the
+    rows the aperture and its background bands can reach: a 1x1 frame stays cheap."""
+    ny, nx = ccd.shape
+    center = trace(np.arange(nx))
+    reach = (3 * APERTURE_FWHM + BACKGROUND_GAP_FWHM) * trace.fwhm + 2
+    low = int(max(0, np.floor(center.min() - reach)))
+    high = int(min(ny, np.ceil(center.max() + reach) + 1))
+    data = np.asarray(ccd.data[low:high], dtype=np.float64)
+    if ccd.uncertainty is not None:
+        variance = np.asarray(ccd.uncertainty.represent_as(StdDevUncertainty).array[low:high], float) ** 2
+    else:
+        gain, read_noise = _gain_and_read_noise(ccd)
+        variance = np.clip(data, 0.0, None) / gain + (read_noise / gain) ** 2
+    return np.arange(low, high, dtype=float), center, data, variance
+
+
+def _gain_and_read_noise(ccd: CCDData) -> tuple[float, float]:
+    gain, read_noise = reduce.require(ccd.header, "GAIN", "RDNOISE")
+    return float(gain), float(read_noise)
+
+
+def _aperture_sum(data, variance, weights):
+    return (weights * data).sum(axis=0), (weights ** 2 * variance).sum(axis=0)
+
+
+def _background(data, variance, center, trace: Trace, others: Sequence[Trace], rows) -> tuple:
+    """Background per pixel and its variance, per column, from the usable side bands."""
+    half = APERTURE_FWHM * trace.fwhm
+    gap, width = BACKGROUND_GAP_FWHM * trace.fwhm, 2 * half
+    bands = {"below": (-half - gap - width, -half - gap), "above": (half + gap, half + gap + width)}
+    usable = {name: limits for name, limits in bands.items()
+              if _band_is_clear(center, limits, rows, others)}
+    if not usable:
+        return np.zeros(center.size), np.zeros(center.size), []
+    weights = sum(aperture_weights(center, low, high, rows) for low, high in usable.values())
+    # a leftover cosmic ray or hot pixel in a band must not dent the spectrum
+    band_values = np.where(weights > 0, data, np.nan)
+    median = np.nanmedian(band_values, axis=0)
+    weights = np.where(np.abs(data - median) > 5 * np.sqrt(variance), 0.0, weights)
+    total = np.maximum(weights.sum(axis=0), 1e-12)
+    level = (weights * data).sum(axis=0) / total
+    level_variance = (weights ** 2 * variance).sum(axis=0) / total ** 2
+    return level, level_variance, sorted(usable)
+
+
+def _band_is_clear(center, limits, rows, others: Sequence[Trace]) -> bool:
+    """Inside the frame (the cutout only stops short of the band at a frame edge)
+    and away from every other target."""
+    low, high = center + limits[0], center + limits[1]
+    if low.min() < rows[0] - 0.5 or high.max() > rows[-1] + 0.5:
+        return False
+    columns = np.arange(center.size)
+    for other in others:
+        reach = (APERTURE_FWHM + BACKGROUND_GAP_FWHM) * other.fwhm
+        other_center = other(columns)
+        if np.any((other_center + reach > low) & (other_center - reach < high)):
+            return False
+    return True
+
+
+def extract_fractional(ccd: CCDData, trace: Trace, others: Sequence[Trace] = (),
+                       subtract_background: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Boxcar of +-APERTURE_FWHM x FWHM around the trace with fractional edge pixels,
+    minus the side-band background; uncertainty propagated from the pixel variance
+    (the frame's uncertainty, else Poisson + read noise from GAIN and RDNOISE)."""
+    rows, center, data, variance = _cutout(ccd, trace)
+    half = APERTURE_FWHM * trace.fwhm
+    weights = aperture_weights(center, -half, half, rows)
+    flux, flux_variance = _aperture_sum(data, variance, weights)
+    background = np.zeros_like(flux)
+    bands = []
+    if subtract_background:
+        level, level_variance, bands = _background(data, variance, center, trace, others, rows)
+        width = weights.sum(axis=0)
+        background = level * width
+        flux = flux - background
+        flux_variance = flux_variance + width ** 2 * level_variance
+    record = {"method": "fractional", "aperture_half_width_px": half,
+              "background_bands": bands, "background_gap_px": BACKGROUND_GAP_FWHM * trace.fwhm}
+    return flux, np.sqrt(flux_variance), background, record
+
+
+def extract_optimal(ccd: CCDData, trace: Trace, others: Sequence[Trace], kind: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Horne (1986) optimal extraction with the traced profile model, side-band
+    background, revised variance and rejection of pixels that disagree with the profile.
+    The flux is the whole target's (the profile is normalized over the cutout, which
+    reaches beyond 6 FWHM)."""
+    gain, read_noise = _gain_and_read_noise(ccd)
+    rows, center, data, variance = _cutout(ccd, trace)
+    level, level_variance, bands = _background(data, variance, center, trace, others, rows)
+    profile = _profile_image(trace, kind, rows, center)
+    inside = np.abs(rows[:, None] - center[None, :]) <= OPTIMAL_WINDOW_FWHM * trace.fwhm
+    signal_data = data - level[None, :]
+    flux, _, _, _ = extract_fractional(ccd, trace, others)
+    use = inside.copy()
+    for _ in range(OPTIMAL_ITERATIONS):
+        model_variance = (read_noise / gain) ** 2 + np.clip(
+            flux[None, :] * profile + level[None, :], 0.0, None) / gain
+        use = inside & ((signal_data - flux[None, :] * profile) ** 2
+                        <= OPTIMAL_CLIP_SIGMA ** 2 * model_variance)
+        weight = np.where(use, profile / model_variance, 0.0)
+        norm = np.maximum((weight * profile).sum(axis=0), 1e-30)
+        flux = (weight * signal_data).sum(axis=0) / norm
+    flux_variance = 1.0 / norm + level_variance * ((weight.sum(axis=0) / norm) ** 2)
+    background = level * np.where(inside, 1.0, 0.0).sum(axis=0)
+    record = {"method": "optimal", "window_half_width_px": OPTIMAL_WINDOW_FWHM * trace.fwhm,
+              "background_bands": bands, "rejected_pixels": int((inside & ~use).sum())}
+    return flux, np.sqrt(flux_variance), background, record
+
+
+def _profile_image(trace: Trace, kind: str, rows: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """The traced spatial profile at every pixel, each column summing to one."""
+    offsets = rows[:, None] - center[None, :]
+    if kind == "gaussian":
+        image = np.exp(-0.5 * (offsets / trace.shape["stddev"]) ** 2)
+    else:
+        image = (1.0 + (offsets / trace.shape["gamma"]) ** 2) ** (-trace.shape["alpha"])
+    return image / image.sum(axis=0, keepdims=True)
+
+
+# --- the block ---------------------------------------------------------------------------
+
+def extract(ccd: CCDData, settings: ReductionSettings) -> tuple[list[ExtractedSpectrum], dict]:
+    """Identify, trace and extract every target of a reduced 2D spectrum.
+
+    Record: {"block": "extract", "method", "model", "profile_noise", "candidates",
+    "rejected": [{"row", "reason"}], "targets": [{"number", "center", "amplitude",
+    "fwhm", "snr", "trace": {...}, "extraction": {...}}]}.
+    """
+    targets, record = identify_targets(ccd, settings)
+    traced = []
+    for target, summary in zip(targets, record["targets"]):
+        try:
+            traced.append((target, trace_target(ccd, target, settings), summary))
+        except ReductionError as error:
+            record["rejected"].append({"row": round(target.center), "reason": str(error)})
+    record["targets"] = [summary for _, _, summary in traced]
+    if not traced:
+        raise NoTargetsError("no target found in the spatial profile")
+    traces = [trace for _, trace, _ in traced]
+    spectra = []
+    for target, trace, summary in traced:
+        others = [other for other in traces if other is not trace]
+        if settings.extraction == "optimal":
+            flux, error, background, how = extract_optimal(ccd, trace, others, settings.target_fit_model)
+        else:
+            flux, error, background, how = extract_fractional(ccd, trace, others)
+        summary.update(trace=_trace_record(trace), extraction=how, frame_shape=list(ccd.shape))
+        spectra.append(ExtractedSpectrum(target.number, flux, error, background, trace, summary))
+    record.update(block="extract", method=settings.extraction, model=settings.target_fit_model)
+    return spectra, record
+
+
+def extract_arc(arc: CCDData, science: ExtractedSpectrum) -> tuple[ExtractedSpectrum, dict]:
+    """The arc summed through the science target's aperture (no background: the
+    lamp fills the slit).  The arc must be reduced like the science frame."""
+    shape = science.record.get("frame_shape")
+    if shape is not None and list(arc.shape) != shape:
+        raise reduce.IncompatibleCalibrationError(f"arc shape {arc.shape} != science frame {shape}")
+    flux, error, background, how = extract_fractional(arc, science.trace, subtract_background=False)
+    record = {"block": "extract_arc", "target": science.number, "trace": _trace_record(science.trace),
+              "extraction": how}
+    return ExtractedSpectrum(science.number, flux, error, background, science.trace, record), record
+
+
+def _trace_record(trace: Trace) -> dict:
+    return {"coefficients": list(trace.coefficients), "basis": "power", "fwhm_px": trace.fwhm,
+            "shape": trace.shape, "rms_px": trace.rms, "samples": trace.samples,
+            "rejected_samples": trace.rejected}
+
+
+def spectrum_ccd(spectrum: ExtractedSpectrum, header) -> CCDData:
+    """A 1D CCDData of ``spectrum`` for writing, with goodman-pipeline trace keywords."""
+    out = header.copy()
+    for keyword in ("NAXIS2", reduce.PREFIX_KEY):
+        out.remove(keyword, ignore_missing=True)
+    out["GSP_TMOD"] = ("Polynomial1D", "model of the target trace")
+    out["GSP_TORD"] = (len(spectrum.trace.coefficients) - 1, "degree of the trace model")
+    for power, value in enumerate(spectrum.trace.coefficients):
+        out[f"GSP_TC{power:02d}"] = (value, f"trace coefficient c{power}")
+    out["GSP_TERR"] = (spectrum.trace.rms, "RMS error of target trace")
+    out["GSP_FWHM"] = (spectrum.trace.fwhm, "target FWHM along the slit [px]")
+    out.add_history(f"GSP Live: extracted target {spectrum.number}")
+    return CCDData(spectrum.flux.astype(np.float32), unit="adu", header=out,
+                   uncertainty=StdDevUncertainty(spectrum.uncertainty.astype(np.float32)))

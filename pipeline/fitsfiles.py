@@ -1,0 +1,45 @@
+"""Reading raw FITS files safely (pure: astropy only)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from astropy.io import fits
+
+FITS_SUFFIXES = (".fits", ".fits.fz", ".fit", ".fts")
+BLOCK = 2880  # FITS files are whole 2880-byte blocks
+
+
+def is_fits_name(path: str | Path) -> bool:
+    return str(path).lower().endswith(FITS_SUFFIXES)
+
+
+def completeness_problem(path: Path) -> str | None:
+    """Why the file is not (yet) a complete FITS file, or None when it is."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file"
+    if size % BLOCK:
+        return f"truncated or still being written: {size} bytes is not a whole number of FITS blocks"
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=False) as hdus:
+            last = hdus[-1].fileinfo()
+            expected = last["datLoc"] + last["datSpan"]
+    except Exception as error:  # astropy raises many kinds for non-FITS input
+        return f"not a readable FITS file: {error}"
+    if size < expected:
+        return f"truncated: expected {expected} bytes, found {size}"
+    return None
+
+
+def science_header(path: Path) -> fits.Header:
+    """The header that describes the frame: the first image HDU with data (.fits.fz
+    keeps it in an extension), plus the primary keywords that HDU does not repeat."""
+    with fits.open(path, memmap=False) as hdus:
+        primary = hdus[0]
+        image = next((hdu for hdu in hdus if hdu.is_image and hdu.header.get("NAXIS", 0) > 0), primary)
+        header = image.header.copy()
+        if image is not primary:
+            for card in primary.header.cards:
+                if card.keyword not in header and card.keyword not in ("SIMPLE", "EXTEND", ""):
+                    header.append(card)
+    return header

@@ -1,0 +1,231 @@
+"""The Calibrations block: master bias and master flat of one configuration.
+
+Frames are grouped by :func:`bias_group_key` / :func:`flat_group_key`; a group
+becomes a master once it holds the proposal's minimum count.  Masters are image
+trimmed.  The normalized flat of a spectroscopic configuration is also slit
+trimmed and carries that section (``reduce.SLIT_TRIM_KEY``), so every frame it
+corrects is cut identically.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import ccdproc
+import numpy as np
+from astropy.io.fits import Header
+from astropy.nddata import CCDData
+from astropy.stats import mad_std
+from numpy.polynomial import chebyshev
+
+from pipeline import reduce
+from pipeline.reduce import Frame, ReductionError, SaturationFunction
+from pipeline.settings import ReductionSettings
+
+BIAS_GROUP_KEYWORDS = ("INSTCONF", "CCDSUM", "ROI", "GAIN", "RDNOISE")
+FLAT_GROUP_KEYWORDS = BIAS_GROUP_KEYWORDS + ("GRATING", "WAVMODE", "FILTER", "FILTER2", "SLIT")
+
+CLIP_SIGMA = 3.0              # sigma clipping (median centre, MAD width) before the median
+COMBINE_MEMORY_BYTES = 128e6  # ccdproc.combine chunk: ten 1x1 flats peak ~730 MB in all
+_DEAD_FLAT_LEVEL = 0.05       # normalized flat pixels below this cannot be divided by
+
+
+class NotEnoughFramesError(ReductionError):
+    """Fewer usable frames than the proposal's minimum."""
+
+    def __init__(self, kind: str, have: int, need: int, detail: str = ""):
+        self.kind, self.have, self.need = kind, have, need
+        super().__init__(f"not enough {kind} frames (have {have}, need {need}){detail}")
+
+
+class MixedConfigurationError(ReductionError):
+    """Frames of different configurations were handed to one master."""
+
+
+def bias_group_key(header: Header) -> tuple:
+    """Frames with equal keys can be combined into one master bias."""
+    return _group_key(header, BIAS_GROUP_KEYWORDS)
+
+
+def flat_group_key(header: Header) -> tuple:
+    """Frames with equal keys can be combined into one master flat."""
+    return _group_key(header, FLAT_GROUP_KEYWORDS)
+
+
+def _group_key(header: Header, keywords: tuple[str, ...]) -> tuple:
+    values = reduce.require(header, *keywords)
+    # gains and noises are written with varying precision
+    return tuple(round(value, 3) if isinstance(value, float) else str(value).strip()
+                 for value in values)
+
+
+def build_master_bias(frames: Iterable[Frame], settings: ReductionSettings
+                      ) -> tuple[CCDData, dict]:
+    """Median combine (with sigma clipping) image-trimmed bias frames.
+
+    Record: {"block": "master_bias", "group_key", "inputs", "combined",
+    "image_trim_section", "combine", "noise_adu"}.
+    """
+    trimmed = [reduce.image_trim(ccd, settings.technique)[0]
+               for ccd in _one_configuration(frames, bias_group_key, "bias")]
+    _require_count("bias", len(trimmed), settings.min_bias)
+    master = _median_combine(trimmed)
+    record = {"block": "master_bias", "group_key": list(bias_group_key(master.header)),
+              "inputs": _names(trimmed), "combined": len(trimmed),
+              "image_trim_section": master.header[reduce.IMAGE_TRIM_KEY],
+              "combine": _COMBINE_DESCRIPTION, "noise_adu": float(mad_std(master.data))}
+    master.header.add_history(f"GSP Live: master bias, {_COMBINE_DESCRIPTION} of {len(trimmed)}")
+    return master, record
+
+
+def build_master_flat(frames: Iterable[Frame], settings: ReductionSettings,
+                      master_bias: Frame | None = None,
+                      saturation_value: SaturationFunction = reduce.header_saturation
+                      ) -> tuple[CCDData, CCDData, dict]:
+    """Reject saturated flats, bias subtract, scale to a common level and median combine.
+
+    Returns the master flat (ADU, image trimmed), the normalized flat (unit
+    mean; slit trimmed for spectroscopy) and a record: {"block": "master_flat",
+    "group_key", "inputs", "rejected_saturated": [{"file", "saturated_percent"}],
+    "combined", "image_trim_section", "slit_trim_section", "bias", "combine",
+    "normalization": {...}, "warnings"}.
+    """
+    record: dict = {"block": "master_flat", "inputs": [], "rejected_saturated": [], "warnings": []}
+    bias = _flat_bias(master_bias, settings, record)
+    usable, overscans = [], []
+    for raw in _one_configuration(frames, flat_group_key, "flat"):
+        record["inputs"].append(raw.header.get("GSP_FNAM"))
+        percent = saturated_percent(raw, saturation_value(raw.header))
+        if percent > settings.saturation_threshold:
+            record["rejected_saturated"].append(
+                {"file": raw.header.get("GSP_FNAM"), "saturated_percent": round(percent, 3)})
+            continue
+        trimmed, section = reduce.image_trim(raw, settings.technique)
+        overscans.append(reduce.overscan_level(raw, section))
+        usable.append(_bias_subtracted(trimmed, bias))
+    _require_count("flat", len(usable), settings.min_flats,
+                   f"; {len(record['rejected_saturated'])} rejected as saturated")
+
+    master = _median_combine(usable, scale=_common_level_scales(usable))
+    master.header.add_history(f"GSP Live: master flat, {_COMBINE_DESCRIPTION} of {len(usable)}")
+    record.update(group_key=list(flat_group_key(master.header)), combined=len(usable),
+                  combine=_COMBINE_DESCRIPTION, image_trim_section=master.header[reduce.IMAGE_TRIM_KEY],
+                  slit_trim_section=None)
+    lit = master
+    if reduce.is_spectroscopy(settings):
+        record["slit_trim_section"] = reduce.slit_trim_section(master, _zero_level(bias, overscans))
+        lit = reduce.slit_trim(master, record["slit_trim_section"])
+    normalized, record["normalization"] = normalize_flat(lit, settings)
+    return master, normalized, record
+
+
+def saturated_percent(ccd: CCDData, saturation: float) -> float:
+    """Percentage of pixels at or above ``saturation`` (ADU, raw frame)."""
+    return 100.0 * np.count_nonzero(ccd.data >= saturation) / ccd.data.size
+
+
+def normalize_flat(flat: CCDData, settings: ReductionSettings) -> tuple[CCDData, dict]:
+    """Divide out the lamp so only the detector (and slit) response remains, at unit mean.
+
+    mean: by the mean.  simple: by a Chebyshev fit (order from settings) to the
+    dispersion profile (median over rows), keeping the slit illumination.
+    full: by a Chebyshev fit along dispersion of every row, leaving only the
+    pixel-to-pixel response.  Imaging flats have no dispersion: always mean.
+    """
+    method = settings.flat_normalization if reduce.is_spectroscopy(settings) else "mean"
+    data = np.asarray(flat.data, dtype=np.float64)
+    if method == "simple":
+        data = data / _chebyshev_along_dispersion(np.median(data, axis=0),
+                                                  settings.flat_normalization_order)
+    elif method == "full":
+        data = data / _chebyshev_along_dispersion(data, settings.flat_normalization_order)
+    data = data / data.mean()
+    dead = data < _DEAD_FLAT_LEVEL
+    data[dead] = 1.0  # leave dead pixels uncorrected rather than divide by ~0
+
+    normalized = flat.copy()
+    normalized.data = data.astype(np.float32)
+    normalized.header[reduce.NORMALIZATION_KEY] = (method, "flat normalization method")
+    record = {"method": method, "order": settings.flat_normalization_order
+              if method in ("simple", "full") else None,
+              "mean": float(normalized.data.mean()), "dead_pixels_set_to_one": int(dead.sum())}
+    if method != settings.flat_normalization:
+        record["reason"] = "imaging flats are normalized by their mean"
+    normalized.header.add_history(f"GSP Live: normalized ({method})")
+    return normalized, record
+
+
+def _chebyshev_along_dispersion(values: np.ndarray, order: int) -> np.ndarray:
+    """Chebyshev fit along the last axis (dispersion), evaluated: one row or all rows at once."""
+    x = np.linspace(-1.0, 1.0, values.shape[-1])
+    coefficients = chebyshev.chebfit(x, values.T, order)
+    return chebyshev.chebval(x, coefficients)
+
+
+def _one_configuration(frames: Iterable[Frame], key_function, kind: str) -> Iterator[CCDData]:
+    """Load frames one at a time (callers keep only what they need), refusing a mix
+    of configurations."""
+    first = None
+    for frame in frames:
+        ccd = reduce.load_frame(frame)
+        key = key_function(ccd.header)
+        if first is None:
+            first = key
+        elif key != first:
+            raise MixedConfigurationError(f"{kind} frames of different configurations: {first} and {key}")
+        yield ccd
+
+
+def _require_count(kind: str, have: int, need: int, detail: str = "") -> None:
+    if have < need:
+        raise NotEnoughFramesError(kind, have, need, detail)
+
+
+def _names(ccds: list[CCDData]) -> list:
+    return [ccd.header.get("GSP_FNAM") for ccd in ccds]
+
+
+_COMBINE_DESCRIPTION = f"median, {CLIP_SIGMA:g}-sigma clipped (median/MAD)"
+
+
+def _median_combine(ccds: list[CCDData], scale: np.ndarray | None = None) -> CCDData:
+    combined = ccdproc.combine(
+        ccds, method="median", scale=scale, mem_limit=COMBINE_MEMORY_BYTES, dtype=np.float32,
+        sigma_clip=True, sigma_clip_low_thresh=CLIP_SIGMA, sigma_clip_high_thresh=CLIP_SIGMA,
+        sigma_clip_func=np.ma.median, sigma_clip_dev_func=mad_std)
+    combined.header = ccds[0].header.copy()
+    # the master is a new file: the job layer names it, not its first input
+    combined.header.remove("GSP_FNAM", ignore_missing=True)
+    combined.header["NCOMBINE"] = (len(ccds), "frames combined")
+    combined.mask = None
+    combined.uncertainty = None
+    return combined
+
+
+def _common_level_scales(ccds: list[CCDData]) -> np.ndarray:
+    """Scale each flat to the mean level of the set, so lamp drifts don't bias the median."""
+    levels = np.array([np.percentile(ccd.data, 75) for ccd in ccds])
+    if np.any(levels <= 0):
+        raise ReductionError("a flat has no signal (upper quartile <= 0)")
+    return levels.mean() / levels
+
+
+def _flat_bias(master_bias: Frame | None, settings: ReductionSettings, record: dict
+               ) -> CCDData | None:
+    bias = reduce.calibration_to_apply(master_bias, settings, "bias", record)
+    if bias is None:
+        return None
+    bias, _ = reduce.image_trim(bias, settings.technique)
+    record["bias"] = {"applied": True, "file": bias.header.get("GSP_FNAM")}
+    return bias
+
+
+def _zero_level(bias: CCDData | None, overscans: list[float | None]) -> float | None:
+    """The master flat's level of no light: 0 once bias subtracted, else its overscan."""
+    if bias is not None:
+        return 0.0
+    known = [level for level in overscans if level is not None]
+    return float(np.median(known)) if known else None
+
+
+def _bias_subtracted(ccd: CCDData, bias: CCDData | None) -> CCDData:
+    return ccd if bias is None else reduce.subtract_bias(ccd, bias)

@@ -1,0 +1,194 @@
+"""The blocks over files: read inputs from disk, run one science block, write its products.
+
+Pure (no web, no database): the live job layer (``pipeline/tasks.py``) and the
+offline twin (``pipeline/night.py``) both call these, so a night reduced live
+and a night reduced offline are reduced the same way.  Product names keep
+the Goodman prefix convention; an existing product is never overwritten
+(a re-run writes ``_v2``, ``_v3``...).
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.utils.exceptions import AstropyWarning
+
+from pipeline import extract as extract_block
+from pipeline import masters, reduce, wavelength
+from pipeline.settings import ReductionSettings
+
+MASTER_CALIBRATION, REDUCED, EXTRACTED, WAVELENGTH_CALIBRATED = 1, 2, 3, 4
+
+
+@dataclass
+class Product:
+    """One file a block wrote."""
+
+    path: Path
+    data_type: int
+    record: dict
+    target: int | None = None
+    normalized: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def free_path(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``name_v2``, ``_v3``... when taken: products are never overwritten."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    stem, suffix = name[: -len(".fits")] if name.endswith(".fits") else name, ".fits"
+    version = 2
+    while path.exists():
+        path = folder / f"{stem}_v{version}{suffix}"
+        version += 1
+    return path
+
+
+def stem(path: Path | str) -> str:
+    name = Path(path).name
+    for suffix in (".fits.fz", ".fits", ".fit", ".fts"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _write_ccd(ccd: CCDData, path: Path, lineage: dict) -> Path:
+    with warnings.catch_warnings():
+        # long file names push the comments out of the 80-character card: that is fine
+        warnings.simplefilter("ignore", AstropyWarning)
+        for keyword, (value, comment) in lineage.items():
+            if value is not None:
+                ccd.header[keyword] = (str(value)[:68], comment)
+        ccd.write(path, hdu_mask=None, hdu_flags=None, overwrite=False)
+    return path
+
+
+def _lineage(parent: Path | None = None, original: Path | None = None, **calibrations) -> dict:
+    cards = {"GSP_PNAM": (parent and Path(parent).name, "parent file"),
+             "GSP_ORIG": (original and Path(original).name, "original raw file")}
+    names = {"bias": "GSP_BIAS", "flat": "GSP_FLAT", "arc": "GSP_ARC"}
+    for kind, path in calibrations.items():
+        cards[names[kind]] = (path and Path(path).name, f"{kind} used")
+    return cards
+
+
+def _technique(settings: ReductionSettings, technique: str | None) -> ReductionSettings:
+    """The file's own technique decides the steps (slit trim only for spectroscopy)."""
+    return dataclasses.replace(settings, technique=technique) if technique else settings
+
+
+# --- Calibrations ---------------------------------------------------------------------------------
+
+def master_bias(raw_paths: list[Path], settings: ReductionSettings, out_dir: Path, name: str) -> Product:
+    master, record = masters.build_master_bias([str(p) for p in raw_paths], settings)
+    path = _write_ccd(master, free_path(out_dir, f"master_bias_{name}.fits"), _lineage())
+    return Product(path, MASTER_CALIBRATION, record)
+
+
+def master_flat(raw_paths: list[Path], settings: ReductionSettings, out_dir: Path, name: str,
+                bias_path: Path | None, technique: str | None = None) -> tuple[Product, Product]:
+    settings = _technique(settings, technique)
+    master, normalized, record = masters.build_master_flat([str(p) for p in raw_paths], settings,
+                                                           master_bias=str(bias_path) if bias_path else None)
+    lineage = _lineage(bias=bias_path)
+    master_path = _write_ccd(master, free_path(out_dir, f"master_flat_{name}.fits"), lineage)
+    norm_path = _write_ccd(normalized, free_path(out_dir, f"norm_master_flat_{name}.fits"),
+                           {**lineage, "GSP_PNAM": (master_path.name, "parent file")})
+    return (Product(master_path, MASTER_CALIBRATION, record),
+            Product(norm_path, MASTER_CALIBRATION, record, normalized=True))
+
+
+# --- Reduce ----------------------------------------------------------------------------------------
+
+def reduce_raw(raw_path: Path, settings: ReductionSettings, out_dir: Path, *, technique: str | None,
+               bias_path: Path | None, flat_path: Path | None) -> Product:
+    ccd, record = reduce.reduce_frame(str(raw_path), _technique(settings, technique),
+                                      master_bias=str(bias_path) if bias_path else None,
+                                      master_flat=str(flat_path) if flat_path else None)
+    name = f"{record['prefix']}{stem(raw_path)}.fits"
+    path = _write_ccd(ccd, free_path(out_dir, name),
+                      _lineage(raw_path, raw_path, bias=bias_path if record["bias"] else None,
+                               flat=flat_path if record["flat"] else None))
+    return Product(path, REDUCED, record)
+
+
+# --- Extract ---------------------------------------------------------------------------------------
+
+def _read_ccd(path: Path) -> CCDData:
+    return reduce.load_frame(str(path))
+
+
+def extract_reduced(reduced_path: Path, settings: ReductionSettings, out_dir: Path, *,
+                    original: Path | None) -> list[Product]:
+    """Identify, trace and extract every target of a reduced science frame."""
+    science = _read_ccd(reduced_path)
+    spectra, record = extract_block.extract(science, settings)
+    products = []
+    for spectrum in spectra:
+        name = f"e{stem(reduced_path)}_target_{spectrum.number}.fits"
+        path = _write_ccd(extract_block.spectrum_ccd(spectrum, science.header), free_path(out_dir, name),
+                          _lineage(reduced_path, original))
+        products.append(Product(path, EXTRACTED, {**spectrum.record, "frame": record}, target=spectrum.number))
+    return products
+
+
+def stored_trace(extracted_path: Path) -> extract_block.Trace:
+    """The trace an extracted spectrum recorded in its header (GSP_TORD, GSP_TCnn)."""
+    header = fits.getheader(extracted_path)
+    order = int(header["GSP_TORD"])
+    return extract_block.Trace(coefficients=tuple(header[f"GSP_TC{p:02d}"] for p in range(order + 1)),
+                               fwhm=float(header.get("GSP_FWHM", 0.0)), shape={},
+                               rms=float(header.get("GSP_TERR", 0.0)), samples=0, rejected=0)
+
+
+def extract_arc_along(arc_reduced_path: Path, science_extracted_path: Path, out_dir: Path, *,
+                      target: int, original: Path | None, science_label: str) -> Product:
+    """Extract a reduced arc through the aperture of an extracted science target
+    (``science_label``, e.g. the science frame's number, keeps the names apart)."""
+    arc = _read_ccd(arc_reduced_path)
+    empty = np.zeros(arc.shape[1])
+    science = extract_block.ExtractedSpectrum(target, empty, empty, empty, stored_trace(science_extracted_path))
+    arc_spectrum, record = extract_block.extract_arc(arc, science)
+    name = f"e{stem(arc_reduced_path)}_for_{science_label}_target_{target}.fits"
+    path = _write_ccd(extract_block.spectrum_ccd(arc_spectrum, arc.header), free_path(out_dir, name),
+                      _lineage(arc_reduced_path, original))
+    return Product(path, EXTRACTED, record, target=target)
+
+
+# --- Wavelength calibration ------------------------------------------------------------------------
+
+def _read_1d(path: Path) -> tuple[np.ndarray, np.ndarray | None, fits.Header]:
+    with fits.open(path) as hdus:
+        flux = np.asarray(hdus[0].data, dtype=float)
+        header = hdus[0].header.copy()
+        uncertainty = np.asarray(hdus["UNCERT"].data, dtype=float) if "UNCERT" in hdus else None
+    return flux, uncertainty, header
+
+
+def calibrate_wavelength(science_path: Path, arc_path: Path, out_dir: Path, *, original: Path | None,
+                         target: int | None = None, options: wavelength.WavelengthOptions | None = None
+                         ) -> tuple[Product, Product]:
+    """Solve the extracted arc and apply it to the extracted science spectrum (and to the arc itself,
+    so the arc's product shows the lines used and their residuals)."""
+    science_flux, science_error, science_header = _read_1d(science_path)
+    arc_flux, _, arc_header = _read_1d(arc_path)
+    solution, record = wavelength.calibrate_arc(arc_flux, arc_header, options)
+    spectrum, resampled = wavelength.apply_solution(science_flux, solution, science_error)
+    record = {**record, **resampled}
+    lineage = _lineage(science_path, original, arc=arc_path)
+    header = science_header.copy()
+    header.update({key: value for key, value in lineage.items() if value[0] is not None})
+    science_out = wavelength.write_product(free_path(out_dir, f"w{science_path.name}"), spectrum, header,
+                                           record=record)
+    arc_spectrum, _ = wavelength.apply_solution(arc_flux, solution)
+    arc_header = arc_header.copy()
+    arc_header.update({key: value for key, value in _lineage(arc_path, None).items() if value[0] is not None})
+    arc_out = wavelength.write_product(free_path(out_dir, f"w{arc_path.name}"), arc_spectrum, arc_header,
+                                       record=record)
+    return (Product(science_out, WAVELENGTH_CALIBRATED, record, target=target),
+            Product(arc_out, WAVELENGTH_CALIBRATED, record, target=target))
