@@ -84,13 +84,61 @@ def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | 
         app = current_app._get_current_object()
         _inline_pool.submit(_run_inline, app, job.id)
         return job
+    _send(queue, job, depends_on)
+    return job
+
+
+def _send(queue, job, depends_on=None) -> None:
     from rq import Retry
 
-    rq_job = queue.enqueue("pipeline.jobs.run_job", job.id, job_id=f"gsp-{job.id}",
+    from db import db
+
+    rq_job = queue.enqueue("pipeline.jobs.run_job", job.id, job_id=f"gsp-{job.id}-{job.attempts}",
                            retry=Retry(max=1), depends_on=depends_on, failure_ttl=7 * 86400)
     job.rq_id = rq_job.id
     db.session.commit()
-    return job
+
+
+def recover_stalled() -> list[int]:
+    """Jobs whose worker died (killed, machine lost) are marked failed with the reason and,
+    on their first attempt, queued again; returns the ids of the jobs found stalled."""
+    queue = get_queue()
+    if queue is None:
+        return []
+    import sqlalchemy as sa
+    from rq import Worker
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job as RqJob
+
+    from db import db
+    from db.events import log_event
+    from db.models import Job
+
+    live_workers = {worker.name for worker in Worker.all(connection=queue.connection)}
+    stalled = []
+    for job in db.session.scalars(sa.select(Job).where(Job.state.in_(("queued", "running")), Job.rq_id.isnot(None))):
+        try:
+            rq_job = RqJob.fetch(job.rq_id, connection=queue.connection)
+            status = rq_job.get_status()
+            dead = status in ("failed", "stopped", "canceled") or (
+                status == "started" and rq_job.worker_name not in live_workers)
+        except NoSuchJobError:
+            dead = True
+        if not dead:
+            continue
+        stalled.append(job.id)
+        job.state, job.finished_at = "failed", _now()
+        job.reason = "the worker running this job stopped (killed or lost) before it finished"
+        _mark_file(job, "failed", f"{job.kind} failed: {job.reason}")
+        retry = job.attempts < 2
+        log_event("job_failed", f"{job.kind} job {job.id}: {job.reason}" + ("; queued again" if retry else ""),
+                  level="ERROR", file_id=job.file_id, commit=False)
+        db.session.commit()
+        if retry:
+            job.state, job.reason = "queued", ""
+            _mark_file(job, "queued", f"{job.kind} queued again after a worker stopped")
+            _send(queue, job)
+    return stalled
 
 
 def _run_inline(app, job_id: int) -> None:
@@ -172,5 +220,8 @@ def _now() -> datetime:
 
 @task("ping")
 def ping(job):
-    """A no-op job that proves the queue and the workers are alive."""
+    """A job that proves the queue and the workers are alive (optionally busy for a while)."""
+    import time
+
+    time.sleep(float((job.params or {}).get("seconds", 0)))
     return {"pong": True}

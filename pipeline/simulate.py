@@ -546,8 +546,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stream-to", help="then copy the frames one by one into this folder")
     parser.add_argument("--delay", type=float, default=2.0, help="seconds between streamed frames")
+    parser.add_argument("--bias", type=int, default=6, help="bias frames per configuration")
+    parser.add_argument("--flats", type=int, default=6, help="flats per configuration")
     args = parser.parse_args(argv)
-    truth = simulate_night(args.out_dir, seed=args.seed)
+    truth = simulate_night(args.out_dir, seed=args.seed, n_bias=args.bias, n_flats=args.flats)
     print(f"wrote {truth}")
     if args.stream_to:
         for path in stream(args.out_dir, args.stream_to, delay=args.delay):

@@ -20,7 +20,7 @@ from watchdog.observers import Observer
 from db import db
 from db.events import log_event
 from db.models import File
-from pipeline import catalogue, fitsfiles
+from pipeline import catalogue, fitsfiles, jobs
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,13 @@ class _Notify(FileSystemEventHandler):
 
 class Watcher:
     def __init__(self, folder: Path, *, settle_seconds: float = 0.15, rescan_seconds: float = 30.0,
-                 give_up_seconds: float = 60.0, poll_seconds: float = 0.05):
+                 give_up_seconds: float = 60.0, poll_seconds: float = 0.05, recover_seconds: float = 30.0):
         self.folder = Path(folder).resolve()
         self.settle_seconds = settle_seconds
         self.rescan_seconds = rescan_seconds
         self.give_up_seconds = give_up_seconds  # an incomplete file unchanged this long is ingested as failed
         self.poll_seconds = poll_seconds
+        self.recover_seconds = recover_seconds  # how often to look for jobs whose worker died
         self._candidates: set[Path] = set()
         self._lock = threading.Lock()
         self._seen: dict[Path, _Seen] = {}
@@ -84,12 +85,15 @@ class Watcher:
         observer.schedule(_Notify(self), str(self.folder), recursive=True)
         observer.start()
         log.info("watching %s", self.folder)
-        next_rescan = 0.0
+        next_rescan = next_recovery = 0.0
         try:
             while not self.stop_event.is_set():
                 if time.monotonic() >= next_rescan:
                     self._guard(self.rescan)
                     next_rescan = time.monotonic() + self.rescan_seconds
+                if time.monotonic() >= next_recovery:
+                    self._guard(jobs.recover_stalled)
+                    next_recovery = time.monotonic() + self.recover_seconds
                 self._guard(self.ingest_ready)
                 self.stop_event.wait(self.poll_seconds)
         finally:

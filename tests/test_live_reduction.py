@@ -37,14 +37,19 @@ def app_config(redis_db):
     return {"REDIS_URL": redis_db}
 
 
+def worker_env(app, redis_url: str) -> dict:
+    """What a worker process needs to open the same catalogue and data as the test's app."""
+    config = app.config
+    return {**os.environ, "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"], "GSP_DATA_DIR": config["DATA_DIR"],
+            "GSP_INSTANCE_DIR": config["INSTANCE_DIR"], "SECRET_KEY": SECRET, "REDIS_URL": redis_url}
+
+
 def run_worker(app, redis_url: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """A real ``rq worker`` process in burst mode (runs until the queue is empty, chained jobs included)."""
-    config = app.config
-    env = {**os.environ, "DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"], "GSP_DATA_DIR": config["DATA_DIR"],
-           "GSP_INSTANCE_DIR": config["INSTANCE_DIR"], "SECRET_KEY": SECRET, "REDIS_URL": redis_url}
     rq = Path(sys.executable).with_name("rq")
-    return subprocess.run([str(rq), "worker", "-w", "pipeline.worker.GspWorker", "--burst", "--url", redis_url, "gsp"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(rq), "worker", "-w", "pipeline.worker.GspWorker", "--burst", "--url", redis_url,
+                           "gsp"], cwd=ROOT, env=worker_env(app, redis_url), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def ingest_in_order(app, folder: Path, names: list[str]):
