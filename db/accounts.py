@@ -16,6 +16,7 @@ from db import db
 from db.events import log_event
 from db.models import Proposal, ProposalSettings, User
 from pipeline.settings import ReductionSettings
+from pipeline.cosmics import dcr_available
 from pipeline.settings import validate as validate_settings
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -207,6 +208,9 @@ def update_settings(proposal: Proposal, changes, actor) -> list[dict]:
         raise SettingsInvalid({"settings": "send an object of setting names and values"})
     problems = {name: "unknown setting" for name in changes if name not in SETTING_NAMES}
     problems.update(validate_settings(changes))
+    if changes.get("cosmic_ray_rejection") == "dcr" and not dcr_available():
+        problems["cosmic_ray_rejection"] = ("DCR is not installed on this server (goodman-pipeline's C program "
+                                            "is not built here); choose default, lacosmic or none.")
     if problems:
         raise SettingsInvalid(problems)
     if proposal.settings is None:

@@ -112,8 +112,8 @@ def reduce_raw(raw_path: Path, settings: ReductionSettings, out_dir: Path, *, te
                                       master_flat=str(flat_path) if flat_path else None)
     name = f"{record['prefix']}{stem(raw_path)}.fits"
     path = _write_ccd(ccd, free_path(out_dir, name),
-                      _lineage(raw_path, raw_path, bias=bias_path if record["bias"] else None,
-                               flat=flat_path if record["flat"] else None))
+                      _lineage(raw_path, raw_path, bias=bias_path if record["bias"]["applied"] else None,
+                               flat=flat_path if record["flat"]["applied"] else None))
     return Product(path, REDUCED, record)
 
 

@@ -125,7 +125,7 @@ def calibrations(job) -> dict:
         db.session.commit()
         return {"built": False, "have": len(group), "need": minimum}
     names = sorted(raw.file_name for raw in group)
-    for master in _masters(kind, frame.date):
+    for master in _masters(kind, frame.date) if not (job.params or {}).get("force") else ():
         if sorted((master.calibrations or {}).get("inputs", [])) == names:
             return {"built": False, "reason": "a master of exactly these frames exists", "master": master.id}
     name = _master_name(frame, kind)
@@ -308,3 +308,31 @@ def calibrate_wavelength_task(job) -> dict:
     db.session.commit()
     return {"calibrated": row.id, "rms_angstrom": science_w.record["rms_angstrom"],
             "lines_used": science_w.record["lines_used"]}
+
+
+# --- Re-run ---------------------------------------------------------------------------------------
+
+@task("rerun")
+def rerun(job) -> dict:
+    """Make a product again with the proposal's current settings (a new version; the old one stays)."""
+    product = db.session.get(File, job.file_id)
+    used = product.calibrations or {}
+    arc = (used.get("arc") or {}).get("id")
+    if product.data_type in (2, 3, 4) and product.parent_file_id is None:
+        raise JobRefused(f"The file {product.file_name} was made from has been deleted.")
+    if product.data_type == 1:
+        first_input = db.session.scalar(sa.select(File).where(
+            File.data_type == 0, File.file_name.in_(used.get("inputs") or [""]), File.date == product.date))
+        if first_input is None:
+            raise JobRefused(f"The frames {product.file_name} was made of are no longer in the catalogue.")
+        follow = enqueue("calibrations", file_id=first_input.id, params={"force": True})
+    elif product.data_type == 2:
+        follow = enqueue("reduce", file_id=product.parent_file_id, params={"force": True})
+    elif product.data_type == 3 and product.obstype not in ARC_OBSTYPES:
+        follow = enqueue("extract", file_id=product.parent_file_id, params={"arc_id": arc})
+    elif product.data_type == 4 and product.obstype not in ARC_OBSTYPES:
+        follow = enqueue("calibrate_wavelength", file_id=product.parent_file_id,
+                         params={"arc_id": arc, "lamp": used.get("lamp")})
+    else:
+        raise JobRefused(f"{product.file_name} is re-made with the science frame it belongs to.")
+    return {"queued": follow.id, "kind": follow.kind}

@@ -303,6 +303,17 @@ def test_invalid_settings_400_per_field_and_db_unchanged(client, people):
     assert events("settings_changed") == []
 
 
+def test_dcr_refused_clearly_when_the_program_is_not_installed(client, people, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no `dcr` executable anywhere
+    response = client.patch(f"/api/proposals/{people['proposal'].id}/settings/",
+                            json={"cosmic_ray_rejection": "dcr"}, headers=auth_header(people["tokens"]["pi"]))
+    assert response.status_code == 400
+    assert response.json["errors"] == {"cosmic_ray_rejection": (
+        "DCR is not installed on this server (goodman-pipeline's C program is not built here); "
+        "choose default, lacosmic or none.")}
+    assert settings_of(people["proposal"].id) == DEFAULTS
+
+
 def test_settings_need_a_json_object(client, people):
     url = f"/api/proposals/{people['proposal'].id}/settings/"
     headers = auth_header(people["tokens"]["pi"])
