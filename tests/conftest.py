@@ -204,8 +204,10 @@ def app_config():
 
 
 @pytest.fixture
-def dash_app(tmp_path, database_url, app_config):
-    app = make_app(tmp_path, database_url, **app_config)
+def dash_app(tmp_path, database_url, app_config, redis_db):
+    # Jobs go to the session's real Redis and wait there: a test that wants them run starts an
+    # `rq worker` (or sets REDIS_URL to "" for the in-process runner), so nothing runs behind its back.
+    app = make_app(tmp_path, database_url, **{"REDIS_URL": redis_db, **app_config})
     migrate(app)
     yield app
     with app.server.app_context():

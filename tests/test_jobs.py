@@ -29,6 +29,11 @@ def job_state(job_id: int) -> str:
     return db.session.get(Job, job_id).state
 
 
+@pytest.fixture
+def app_config():
+    return {"REDIS_URL": ""}
+
+
 def test_in_process_jobs_without_redis(app, people):
     from pipeline.jobs import enqueue, queue_health
 
