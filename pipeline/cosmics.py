@@ -22,6 +22,9 @@ DCR_EXECUTABLE = "dcr"
 # read-noise-limited sky (its median-filtered noise model runs low there);
 # 6 flags none and still catches every simulated hit (>= 1000 ADU).
 LACOSMIC_SIGCLIP = 6.0
+# Two passes catch every simulated hit (a third finds only what the first two uncovered around
+# bright hits, which the extraction's background rejection handles) at half the time of the default 4.
+LACOSMIC_ITERATIONS = 2
 DCR_TIMEOUT_SECONDS = 60
 
 # goodman-pipeline's GenerateDcrParFile lookup table (camera, serial binning) ->
@@ -78,6 +81,7 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
         # astroscrappy compares saturation with the data after converting to electrons
         satlevel=detector.saturation * detector.gain,
         sigclip=LACOSMIC_SIGCLIP,
+        niter=LACOSMIC_ITERATIONS,
         sepmed=True,
         cleantype="meanmask",
     )
