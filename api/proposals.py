@@ -305,3 +305,6 @@ OPENAPI_PATHS: dict = {
             "details": {"type": "object"}}}), "One page of events."),
             "400": _json(_ERROR, "Bad filter or page parameters."), "401": _401}}},
 }
+# PATCH takes the same partial body as PUT.
+OPENAPI_PATHS["/api/proposals/{id}/settings/"]["patch"] = {
+    **OPENAPI_PATHS["/api/proposals/{id}/settings/"]["put"], "operationId": "api_proposals_settings_partial_update"}

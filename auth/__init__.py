@@ -13,6 +13,7 @@ login_manager = LoginManager()
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.set_password"})
 # Routes a script or Dash's front end calls: they get 401 JSON, never an HTML redirect.
 JSON_PREFIXES = ("/api/", "/_dash-", "/_reload-hash")
+DOCS_PREFIX = "/api/docs"
 
 
 def init_app(app):
@@ -82,6 +83,7 @@ def require_login():
         return None
     if current_user.is_authenticated:
         return None
-    if request.path.startswith(JSON_PREFIXES) or request.path.startswith("/_dash-component-suites"):
+    is_page = request.path.startswith(DOCS_PREFIX)  # Swagger UI is a page, though under /api/
+    if not is_page and (request.path.startswith(JSON_PREFIXES) or request.path.startswith("/_dash-component-suites")):
         return unauthorized_json("Authentication credentials were not provided.")
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

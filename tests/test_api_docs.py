@@ -1,0 +1,72 @@
+"""The OpenAPI document and Swagger UI, served from local files only."""
+import re
+
+import pytest
+
+from tests.conftest import PASSWORD, auth_header
+
+MANUAL_ENDPOINTS = [
+    ("get", "/api/"), ("post", "/api/email/"), ("get", "/api/files/"), ("post", "/api/files/"),
+    ("delete", "/api/files/"), ("post", "/api/files/calibrations/"), ("get", "/api/files/header/"),
+    ("post", "/api/files/reclassify/"), ("post", "/api/files/reduce/"),
+    ("post", "/api/files/spectrum/calibrate/wavelength/"), ("post", "/api/files/spectrum/extract/"),
+    ("get", "/api/files/visualize/"), ("post", "/api/proposals/collaborators/{}/"),
+]
+
+
+def test_openapi_document_lists_every_endpoint_of_the_manual(client, people):
+    document = client.get("/api/openapi.json", headers=auth_header(people["tokens"]["pi"])).json
+    assert document["openapi"].startswith("3.")
+    assert document["components"]["securitySchemes"]["Token"] == {
+        "type": "apiKey", "in": "header", "name": "Authorization", "description": "Enter: Token <key>"}
+    paths = {_shape(path): item for path, item in document["paths"].items()}
+    for method, path in MANUAL_ENDPOINTS:
+        assert method in paths.get(path, {}), (method, path)
+
+
+def _shape(path: str) -> str:
+    """A path with its parameters blanked: /api/files/{file_id}/ and /api/files/<file_id>/ -> /api/files/{}/."""
+    return re.sub(r"[{<][^}>]*[}>]", "{}", path)
+
+
+def test_every_route_is_documented(app):
+    from api.docs import openapi_document
+
+    documented = {(_shape(path), method.upper()) for path, item in openapi_document()["paths"].items()
+                  for method in item}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("api.") and rule.endpoint != "api.openapi_json":
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                assert (_shape(rule.rule), method) in documented, (rule.rule, method)
+
+
+def test_swagger_ui_is_local(client, people):
+    client.get("/login")
+    page = client.get("/api/docs/", headers=auth_header(people["tokens"]["pi"]))
+    assert page.status_code == 200
+    assert "/api/docs/swagger-ui-bundle.js" in page.text and "http" not in page.text.split("<body")[1].split(
+        "url")[0]
+    assert '"validatorUrl": null' in page.text and '"url": "/api/openapi.json"' in page.text
+    bundle = client.get("/api/docs/swagger-ui-bundle.js", headers=auth_header(people["tokens"]["pi"]))
+    assert bundle.status_code == 200 and len(bundle.data) > 500_000
+    assert client.get("/api/docs/").status_code == 302  # a login like every other page
+
+
+@pytest.mark.browser
+def test_swagger_ui_renders_without_internet(live_server, page, people):
+    outside = []
+    page.on("request", lambda request: None if request.url.startswith(live_server) or request.url.startswith(
+        "data:") else outside.append(request.url))
+    page.goto(f"{live_server}/login?next=/api/docs/")
+    page.fill("#username", "pi")
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_selector("text=/api/files/visualize/", timeout=15000)
+    assert page.locator(".authorize").count() == 1  # the Token scheme
+    page.locator('.opblock-get .opblock-summary-path[data-path="/api/files/"]').click()
+    # "Try it out" is switched on for every operation (tryItOutEnabled), so Execute is there at once.
+    page.get_by_role("button", name="Execute").first.click()
+    status = page.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for(timeout=10000)
+    assert status.inner_text().strip() == "200"
+    assert outside == []
