@@ -4,3 +4,9 @@ Each block takes data + a :class:`pipeline.settings.ReductionSettings` and
 returns data + a record (a plain dict) of what it did.  The job layer
 (``pipeline/jobs.py``) is the only module here that touches the catalogue.
 """
+
+from astropy.utils import iers
+
+# Nights can be dated past the IERS tables astropy ships, and the observatory runs behind a
+# VPN: no time conversion may ever reach for the network.
+iers.conf.auto_download = False

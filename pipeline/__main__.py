@@ -3,13 +3,10 @@ import argparse
 import logging
 import sys
 
-from astropy.utils import iers
-
 from pipeline import night
 
 
 def main(argv=None) -> int:
-    iers.conf.auto_download = False  # nights can be dated past the shipped tables; never reach the network
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     reduce_night = commands.add_parser("reduce-night", help="reduce a folder of raw Goodman files")
