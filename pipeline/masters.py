@@ -17,12 +17,10 @@ from astropy.nddata import CCDData
 from astropy.stats import mad_std
 from numpy.polynomial import chebyshev
 
-from pipeline import reduce
+from pipeline import headers, matching, reduce
 from pipeline.reduce import Frame, ReductionError, SaturationFunction
 from pipeline.settings import ReductionSettings
 
-BIAS_GROUP_KEYWORDS = ("INSTCONF", "CCDSUM", "ROI", "GAIN", "RDNOISE")
-FLAT_GROUP_KEYWORDS = BIAS_GROUP_KEYWORDS + ("GRATING", "WAVMODE", "FILTER", "FILTER2", "SLIT")
 
 CLIP_SIGMA = 3.0              # sigma clipping (median centre, MAD width) before the median
 COMBINE_MEMORY_BYTES = 128e6  # ccdproc.combine chunk: ten 1x1 flats peak ~730 MB in all
@@ -42,20 +40,20 @@ class MixedConfigurationError(ReductionError):
 
 
 def bias_group_key(header: Header) -> tuple:
-    """Frames with equal keys can be combined into one master bias."""
-    return _group_key(header, BIAS_GROUP_KEYWORDS)
+    """Frames with equal keys can be combined into one master bias (the rule of pipeline.matching)."""
+    return _group_key(header, matching.bias_group_key)
 
 
 def flat_group_key(header: Header) -> tuple:
-    """Frames with equal keys can be combined into one master flat."""
-    return _group_key(header, FLAT_GROUP_KEYWORDS)
+    """Frames with equal keys can be combined into one master flat (the rule of pipeline.matching)."""
+    return _group_key(header, matching.flat_group_key)
 
 
-def _group_key(header: Header, keywords: tuple[str, ...]) -> tuple:
-    values = reduce.require(header, *keywords)
-    # gains and noises are written with varying precision
-    return tuple(round(value, 3) if isinstance(value, float) else str(value).strip()
-                 for value in values)
+def _group_key(header: Header, rule) -> tuple:
+    try:
+        return rule(headers.classify(header))
+    except headers.HeaderError as error:
+        raise reduce.MissingKeywordError(str(error)) from None
 
 
 def build_master_bias(frames: Iterable[Frame], settings: ReductionSettings
