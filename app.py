@@ -10,7 +10,6 @@ import os
 import secrets
 from pathlib import Path
 
-import dash
 from dash import Dash
 from flask import Flask
 

@@ -5,12 +5,11 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from astropy.io import fits
-from flask import Response, current_app, jsonify, request, send_file, url_for
+from flask import Response, jsonify, request, send_file, url_for
 from flask_login import current_user
 
 from api import ApiError, blueprint
 from auth.permissions import can_change_file, get_visible_file
-from db import db
 from db.events import log_event
 from db.queries import QueryError, change_stamp, list_files
 from db.serialize import file_to_dict
@@ -100,22 +99,10 @@ def files_delete():
     if not isinstance(ids, list) or not ids:
         raise ApiError("Send JSON {\"ids\": [...]} with at least one file id.", 400)
     files = [visible_file_or_404(value) for value in ids]
-    for file in files:
-        if file.data_type == 0:
-            raise ApiError(f"{file.file_name} is a raw file; raw files are never deleted.", 400)
-        if not can_change_file(current_user, file):
-            raise ApiError(f"You may not delete {file.file_name}.", 403)
-    root = catalogue.processed_root()
-    deleted = []
-    for file in files:
-        path = Path(file.full_path)
-        if root in path.resolve().parents and path.exists():
-            path.unlink()
-        deleted.append(file.id)
-        log_event("file_deleted", f"{current_user.username} deleted {file.file_name}.", user=current_user,
-                  proposal_id=file.proposal_id, commit=False)
-        db.session.delete(file)
-    db.session.commit()
+    try:
+        deleted = catalogue.delete_products(current_user, files)
+    except catalogue.DeleteRefused as error:
+        raise ApiError(str(error), error.status) from None
     return jsonify({"deleted": deleted})
 
 

@@ -9,6 +9,7 @@ from api.files import json_body, parse_id, visible_file_or_404
 from auth.permissions import can_change_file, get_visible_file
 from db import db
 from db.models import Job
+from db.queries import compatible_arcs
 from pipeline import headers, lamps, tasks
 from pipeline.fitsfiles import science_header
 from pipeline.jobs import enqueue
@@ -102,10 +103,10 @@ def job_detail(job_id):
 def file_choices(file_id):
     """What the manual actions may pick: compatible reduced arcs and library lamps."""
     file = visible_file_or_404(file_id)
-    arcs = tasks.compatible_arcs(file) if file.data_type in (0, 2, 3) and file.technique == "Spectroscopy" else []
-    lamp_choices = lamps.library_lamps_for(science_header(file.full_path)) if file.technique == "Spectroscopy" else []
-    return jsonify({"arcs": [{"id": arc.id, "file_name": arc.file_name, "date": arc.date} for arc in arcs
-                             if get_visible_file(current_user, arc.id)],
+    spectroscopy = file.technique == "Spectroscopy"
+    arcs = compatible_arcs(current_user, file, data_types=(2,)) if spectroscopy else []
+    lamp_choices = lamps.library_lamps_for(science_header(file.full_path)) if spectroscopy else []
+    return jsonify({"arcs": [{"id": arc.id, "file_name": arc.file_name, "date": arc.date} for arc in arcs],
                     "lamps": lamp_choices, "kind": headers.kind(file.obstype, file.technique)})
 
 

@@ -1,10 +1,36 @@
-"""User panel: regenerate the API token (shown once)."""
-from dash import Input, Output, no_update
+"""User panel: regenerate the API token (shown once) and store the visual options."""
+from dash import Input, Output, html, no_update
+from dash.exceptions import PreventUpdate
 from flask_login import current_user
 
 from components import ids
+from components.viewers import COLORMAPS
 from db import db
 from db.accounts import regenerate_token
+
+THEMES = ("dark", "light")
+FORMATS = ("static", "interactive")
+
+
+class PreferenceError(ValueError):
+    pass
+
+
+def save_visual_options(user, *, theme, colormap, plot_format, show_saturated) -> list[str]:
+    """Validate and store the user's visual options; returns the names of those that changed."""
+    if theme not in THEMES:
+        raise PreferenceError(f"Theme must be one of {', '.join(THEMES)}.")
+    if colormap not in COLORMAPS:
+        raise PreferenceError(f"Color map must be one of {', '.join(COLORMAPS)}.")
+    if plot_format not in FORMATS:
+        raise PreferenceError(f"Format must be one of {', '.join(FORMATS)}.")
+    wanted = {"theme": theme, "colormap": colormap, "plot_format": plot_format, "show_saturated": bool(show_saturated)}
+    changed = [name for name, value in wanted.items() if getattr(user, name) != value]
+    for name in changed:
+        setattr(user, name, wanted[name])
+    if changed:
+        db.session.commit()
+    return changed
 
 
 def register(app):
@@ -16,3 +42,22 @@ def register(app):
         key = regenerate_token(current_user)
         db.session.commit()
         return key
+
+    @app.callback(Output(ids.ACCOUNT_VISUAL_MESSAGE, "children"), Input(ids.ACCOUNT_THEME, "value"),
+                  Input(ids.ACCOUNT_COLORMAP, "value"), Input(ids.ACCOUNT_FORMAT, "value"),
+                  Input(ids.ACCOUNT_SATURATED, "value"), prevent_initial_call=True)
+    def visual_options(theme, colormap, plot_format, saturated):
+        if not current_user or not current_user.is_authenticated:
+            raise PreventUpdate
+        try:
+            changed = save_visual_options(current_user, theme=theme, colormap=colormap, plot_format=plot_format,
+                                          show_saturated=bool(saturated))
+        except PreferenceError as error:
+            return html.Span(str(error), className="text-danger")
+        if not changed:
+            raise PreventUpdate
+        message = [html.I(className="bi bi-check-circle me-1"), "Saved."]
+        if "theme" in changed:
+            message += [" The theme applies on the next page load: ",
+                        html.A("reload now", href="/account", className="alert-link")]
+        return html.Span(message, className="text-success", id="account-visual-saved")

@@ -41,5 +41,6 @@ def navbar(user) -> dbc.Navbar:
             dbc.Nav(items, navbar=True, className="me-auto"),
             dbc.Nav(user_controls, navbar=True),
         ], fluid=True),
-        id="navbar", color="dark", dark=True, className="mb-3 gsp-navbar",
+        id="navbar", color="primary" if getattr(user, "theme", "dark") == "light" else "dark", dark=True,
+        className="mb-3 gsp-navbar",
     )

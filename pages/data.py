@@ -1,17 +1,220 @@
-"""Data: the observer's live view (file index, related files, viewers)."""
+"""Data: the observer's live view (file index, related files, viewers, actions, comments).
+
+The selected file travels in the URL (``/?id=<file id>``) so views can be linked and
+bookmarked; everything the page shows goes through auth.permissions (a file the
+user may not see is "not found").  Callbacks: callbacks/data.py.
+"""
 import dash
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import dcc, html
+from flask_login import current_user
+
+from components import ids
+from components.file_index import index_card, pager
+from components.spectrum_overlays import OVERLAYS, REDSHIFT_RANGE
+from components.viewers import COLORMAPS
 
 dash.register_page(__name__, path="/", name="Data", title="Data · GSP Live")
 
+POLL_MS = 700  # a new file is listed within ~1 s; each idle poll costs two index lookups
 
-def layout(**_query):
-    return dbc.Row([
-        dbc.Col(dbc.Card([
-            dbc.CardHeader(["Observed ", dbc.Badge("0", id="observed-count", color="info", pill=True)]),
-            dbc.CardBody(html.Div("No files yet.", className="gsp-empty", id="observed-index")),
-        ]), md=3),
-        dbc.Col(dbc.Card(dbc.CardBody(html.Div(
-            "Files appear here as the instrument writes them.", className="gsp-empty", id="data-main"))), md=9),
+
+def requested_id(value):
+    """The ?id= value as an int, or the raw text (shown as 'not found') when it is not a number."""
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return str(value)[:40]
+
+
+def initial_selection(user, value):
+    from db.queries import newest_visible_id
+
+    chosen = requested_id(value)
+    if chosen is None and user is not None and user.is_authenticated:
+        chosen = newest_visible_id(user, {"data_type": 0})
+    return chosen
+
+
+def visual_defaults(user) -> dict:
+    return {
+        "colormap": getattr(user, "colormap", "gray") if getattr(user, "colormap", None) in COLORMAPS else "gray",
+        "format": getattr(user, "plot_format", "interactive") if getattr(user, "plot_format", "") in
+        ("static", "interactive") else "interactive",
+        "show_saturated": bool(getattr(user, "show_saturated", False)),
+    }
+
+
+def _observed_card():
+    view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"], href="/search?data_type=0",
+                             className="small me-2 gsp-view-table")
+    follow = dbc.Switch(id=ids.DATA_FOLLOW, label="Follow", value=True, className="small mb-0 me-2 gsp-follow",
+                        input_class_name="gsp-follow-input")
+    body = html.Div(html.Div("Loading\u2026", className="gsp-empty small"), id=ids.DATA_OBSERVED_INDEX)
+    footer = pager(ids.DATA_OBSERVED_PAGER, ids.DATA_OBSERVED_PAGE_TEXT, go_input_id=ids.DATA_OBSERVED_PAGE_INPUT,
+                   go_button_id=ids.DATA_OBSERVED_PAGE_GO)
+    return index_card("Observed", ids.DATA_OBSERVED_COUNT, body, footer, extra=html.Div(
+        [follow, view_as_table], className="d-flex align-items-center"), card_id="observed-card")
+
+
+def _calibrations_card():
+    view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"], href="/search?data_type=1",
+                             className="small me-2 gsp-view-table")
+    body = html.Div(html.Div("Loading\u2026", className="gsp-empty small"), id=ids.DATA_CALIB_INDEX)
+    footer = pager(ids.DATA_CALIB_PAGER, ids.DATA_CALIB_PAGE_TEXT)
+    return index_card("Calibrations", ids.DATA_CALIB_COUNT, body, footer, extra=view_as_table,
+                      card_id="calibrations-card")
+
+
+def _advanced_panel(defaults: dict):
+    colormaps = [{"label": label, "value": key} for key, label in COLORMAPS.items()]
+    number = {"type": "number", "debounce": True, "size": "sm"}
+    images = dbc.Col([
+        html.H6([html.I(className="bi bi-image me-1"), "Images"], className="mb-2"),
+        dbc.Row([
+            dbc.Col(dbc.InputGroup([dbc.InputGroupText(html.I(className="bi bi-palette")),
+                                    dbc.Select(id=ids.DATA_ADV_COLORMAP, options=colormaps,
+                                               value=defaults["colormap"])], size="sm"), md=5),
+            dbc.Col(dbc.RadioItems(id=ids.DATA_ADV_SCALE, inline=True, value="zscale", className="small",
+                                   options=[{"label": "ZScale", "value": "zscale"},
+                                            {"label": "Min / max", "value": "minmax"},
+                                            {"label": "Percentiles", "value": "percentiles"}]), md=7),
+        ], className="g-2 mb-2 align-items-center"),
+        dbc.Row([
+            dbc.Col(dbc.InputGroup([dbc.InputGroupText("Min"), dbc.Input(id=ids.DATA_ADV_ZMIN, **number)],
+                                   size="sm"), md=3),
+            dbc.Col(dbc.InputGroup([dbc.InputGroupText("Max"), dbc.Input(id=ids.DATA_ADV_ZMAX, **number)],
+                                   size="sm"), md=3),
+            dbc.Col(dbc.InputGroup([dbc.InputGroupText("Low %"),
+                                    dbc.Input(id=ids.DATA_ADV_PLOW, value=1, min=0, max=100, **number)],
+                                   size="sm"), md=3),
+            dbc.Col(dbc.InputGroup([dbc.InputGroupText("High %"),
+                                    dbc.Input(id=ids.DATA_ADV_PHIGH, value=99.5, min=0, max=100, **number)],
+                                   size="sm"), md=3),
+        ], className="g-2 mb-2"),
+        dbc.Checklist(id=ids.DATA_ADV_SATURATED, switch=True, className="small",
+                      options=[{"label": "Show saturated pixels", "value": "on"}],
+                      value=["on"] if defaults["show_saturated"] else []),
+    ], lg=7)
+    spectra = dbc.Col([
+        html.H6([html.I(className="bi bi-graph-up me-1"), "Spectra"], className="mb-2"),
+        dbc.Checklist(id=ids.DATA_ADV_OVERLAYS, className="small", value=[],
+                      options=[{"label": label, "value": key} for key, (label, _c) in OVERLAYS.items()]),
+        html.Div([html.Span("Redshift z", className="small me-2 text-nowrap"),
+                  dcc.Slider(id=ids.DATA_ADV_REDSHIFT, min=REDSHIFT_RANGE[0], max=REDSHIFT_RANGE[1], step=0.0001,
+                             value=0, marks={0: "0", 0.25: "0.25", 0.5: "0.5", 0.75: "0.75", 1: "1"},
+                             tooltip={"placement": "bottom", "always_visible": False}, updatemode="mouseup",
+                             className="flex-grow-1 gsp-redshift")],
+                 className="d-flex align-items-center mt-2"),
+    ], lg=5)
+    common = html.Div([
+        dbc.RadioItems(id=ids.DATA_ADV_FORMAT, inline=True, className="small me-3",
+                       options=[{"label": "Static (fastest)", "value": "static"},
+                                {"label": "Interactive (zoom, hover)", "value": "interactive"}],
+                       value=defaults["format"]),
+        dbc.Checklist(id=ids.DATA_ADV_TITLE, switch=True, className="small me-3",
+                      options=[{"label": "Show title", "value": "on"}], value=["on"]),
+        dbc.Button([html.I(className="bi bi-arrow-counterclockwise me-1"), "Reset to my defaults"],
+                   id=ids.DATA_ADV_RESET, n_clicks=0, size="sm", color="info", outline=True),
+    ], className="d-flex align-items-center flex-wrap mt-2 pt-2 border-top gsp-adv-common")
+    return dbc.Collapse(dbc.Card(dbc.CardBody([dbc.Row([images, spectra], className="g-3"), common]),
+                                 className="gsp-advanced mb-2"),
+                        id=ids.DATA_ADV_COLLAPSE, is_open=False)
+
+
+def _main_card(defaults: dict):
+    header_bar = html.Div([
+        dbc.Button([html.I(className="bi bi-chevron-down me-1", id="data-header-chevron"), "Header"],
+                   id=ids.DATA_HEADER_TOGGLE, n_clicks=0, color="link", size="sm", className="gsp-header-toggle"),
+        html.Span(id=ids.DATA_HEADER_FILE, className="small text-truncate gsp-header-file"),
+    ], className="d-flex align-items-center gsp-header-bar")
+    header_body = dbc.Collapse(html.Div([
+        dbc.InputGroup([dbc.InputGroupText(html.I(className="bi bi-funnel")),
+                        dbc.Input(id=ids.DATA_HEADER_SEARCH, placeholder="Filter header (keyword, value or comment)",
+                                  type="search", debounce=False, autocomplete="off")], size="sm", className="mb-2"),
+        html.Div(id=ids.DATA_HEADER_TABLE, className="gsp-header-scroll"),
+    ], className="p-2"), id=ids.DATA_HEADER_COLLAPSE, is_open=False)
+    viewer = dcc.Loading(html.Div(id=ids.DATA_VIEWER, className="gsp-viewer"), type="dot", delay_show=250,
+                         color="#5bc0de", parent_className="gsp-viewer-loading")
+    actions = html.Div([
+        html.A([html.I(className="bi bi-download me-1"), "Download"], id=ids.DATA_DOWNLOAD, href="#",
+               className="btn btn-success btn-sm gsp-action", target="_blank", rel="noopener"),
+        dbc.Button([html.I(className="bi bi-sliders me-1"), "Advanced Visualization"], id=ids.DATA_ADV_BUTTON,
+                   n_clicks=0, color="success", size="sm", className="gsp-action"),
+        html.Div(id=ids.DATA_ACTIONS, className="d-contents"),
+    ], className="d-flex flex-wrap gap-2 align-items-start gsp-actions")
+    comments = html.Div([
+        html.H6([html.I(className="bi bi-chat-left-text me-1"), "Comments"], className="mt-3 mb-2"),
+        html.Div(id=ids.DATA_COMMENTS, className="gsp-comments mb-2"),
+        dbc.Row([
+            dbc.Col(dbc.Textarea(id=ids.DATA_COMMENT_TEXT, placeholder="Add new comment", rows=1,
+                                 className="form-control-sm"), md=9),
+            dbc.Col(dbc.Button([html.I(className="bi bi-chat-left-dots me-1"), "Add Comment"],
+                               id=ids.DATA_COMMENT_ADD, n_clicks=0, color="success", size="sm",
+                               className="w-100"), md=3),
+        ], className="g-2"),
+        html.Div(id=ids.DATA_COMMENT_MESSAGE, className="small mt-1"),
     ])
+    body = html.Div([
+        header_bar, header_body,
+        viewer,
+        html.Div(id=ids.DATA_MODIFIED, className="small text-muted text-end my-1 gsp-modified"),
+        _advanced_panel(defaults),
+        actions,
+        html.Div(id=ids.DATA_ACTION_MESSAGE, className="mt-2"),
+        comments,
+    ], id=ids.DATA_MAIN)
+    return dbc.Card([
+        dbc.CardHeader(html.Div([
+            html.H5(id=ids.DATA_TITLE, className="mb-0 text-truncate gsp-title"),
+            html.Div(id=ids.DATA_STATE, className="ms-2"),
+        ], className="d-flex align-items-center justify-content-between")),
+        html.Div(id=ids.DATA_TABS, className="gsp-tabs-row"),
+        dbc.CardBody([html.Div(id=ids.DATA_NOT_FOUND), body]),
+    ], className="gsp-main-card")
+
+
+def _delete_modal():
+    return dbc.Modal([
+        dbc.ModalHeader(dbc.ModalTitle("Delete this file?")),
+        dbc.ModalBody([html.P(["You are about to delete ", html.Strong(id=ids.DATA_DELETE_NAME), "."]),
+                       html.P("The product is removed from the catalogue and from disk. Raw files are never "
+                              "deleted; you can re-run the reduction to make it again.", className="small")]),
+        dbc.ModalFooter([
+            dbc.Button("Cancel", id=ids.DATA_DELETE_CANCEL, n_clicks=0, color="secondary"),
+            dbc.Button([html.I(className="bi bi-trash me-1"), "Delete"], id=ids.DATA_DELETE_CONFIRM, n_clicks=0,
+                       color="danger"),
+        ]),
+    ], id=ids.DATA_DELETE_MODAL, is_open=False, centered=True)
+
+
+def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
+    user = current_user if current_user and current_user.is_authenticated else None
+    selected = initial_selection(user, id)
+    defaults = visual_defaults(user)
+    return html.Div([
+        dcc.Interval(id=ids.DATA_POLL, interval=POLL_MS),
+        dcc.Store(id=ids.DATA_STAMP),
+        dcc.Store(id=ids.DATA_GLOBAL_STAMP),
+        dcc.Store(id=ids.DATA_SELECTED, data=selected),
+        dcc.Store(id=ids.DATA_NEWEST),
+        dcc.Store(id=ids.DATA_ROOT),
+        html.Div(id=ids.DATA_HIGHLIGHT, hidden=True),
+        dcc.Store(id=ids.DATA_OBSERVED_PAGE, data=1),
+        dcc.Store(id=ids.DATA_CALIB_PAGE, data=1),
+        dcc.Store(id=ids.DATA_JOB),
+        dcc.Store(id=ids.DATA_DELETE_TARGET),
+        dcc.Store(id=ids.DATA_ACTIONS_REFRESH, data=0),
+        dcc.Interval(id=ids.DATA_JOB_POLL, interval=1000, disabled=True),
+        html.Div(id=ids.DATA_URL_SYNC, hidden=True),
+        # Interactive users: start fetching plotly.js with the page, not after the first figure.
+        dcc.Graph(id="data-graph-preload", figure={"data": [], "layout": {}}, style={"display": "none"})
+        if defaults["format"] == "interactive" else None,
+        dbc.Row([
+            dbc.Col([_observed_card(), _calibrations_card()], lg=3, className="gsp-left"),
+            dbc.Col(_main_card(defaults), lg=9),
+        ], className="g-3"),
+        _delete_modal(),
+    ], className="gsp-data")

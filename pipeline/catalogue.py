@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
-from astropy.io import fits
 from flask import current_app
 
 from db import db
@@ -154,3 +153,36 @@ def store_upload(stream, filename: str) -> Path:
         except FileExistsError:
             target = folder / f"{stem}_{counter}{suffix}"
             counter += 1
+
+
+class DeleteRefused(ValueError):
+    """A delete that may not happen (a raw file, or not the user's); ``status`` is its HTTP code."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def delete_products(user, files: list[File]) -> list[int]:
+    """Delete processed files (rows and their files under the processed tree), all or none.
+
+    Raw files are never deleted; only members of the file's proposal and staff may delete."""
+    from auth.permissions import can_change_file
+
+    for file in files:
+        if file.data_type == 0:
+            raise DeleteRefused(f"{file.file_name} is a raw file; raw files are never deleted.", 400)
+        if not can_change_file(user, file):
+            raise DeleteRefused(f"You may not delete {file.file_name}.", 403)
+    root = processed_root()
+    deleted = []
+    for file in files:
+        path = Path(file.full_path)
+        if root in path.resolve().parents and path.exists():
+            path.unlink()
+        deleted.append(file.id)
+        log_event("file_deleted", f"{user.username} deleted {file.file_name}.", user=user,
+                  proposal_id=file.proposal_id, commit=False)
+        db.session.delete(file)
+    db.session.commit()
+    return deleted

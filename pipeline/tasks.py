@@ -239,14 +239,6 @@ def choose_arc(science: File, arc_id=None, reason: str = "chosen by hand") -> tu
     return (db.session.get(File, chosen["id"]) if chosen else None), why
 
 
-def compatible_arcs(science: File) -> list[File]:
-    """Reduced arcs of the same configuration (any night), newest first: the choices offered by hand."""
-    key = matching.science_config_key(fields_of(science))
-    arcs = db.session.scalars(sa.select(File).where(File.data_type == 2, File.obstype.in_(ARC_OBSTYPES))
-                              .order_by(File.id.desc()).limit(500))
-    return [arc for arc in arcs if matching.science_config_key(fields_of(arc)) == key]
-
-
 @task("extract")
 def extract_task(job) -> dict:
     reduced = db.session.get(File, job.file_id)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from astropy.io import fits
 
 from tests.conftest import REAL_DATA, auth_header

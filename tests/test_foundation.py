@@ -4,7 +4,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 import pytest
 
-from tests.conftest import PASSWORD, make_app
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.both_databases
 

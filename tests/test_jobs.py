@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, SECRET, auth_header
+from tests.conftest import ROOT, auth_header
 from tests.test_live_reduction import run_worker, worker_env
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from astropy.io import fits
 
 from tests.conftest import ROOT, SECRET, auth_header
@@ -210,7 +209,6 @@ def test_a_configuration_without_library_lamp_fails_clearly_and_others_go_on(app
 
 
 def test_manual_triggers_and_job_state(app, people, small_night, client):
-    from db import db
 
     headers = auth_header(people["tokens"]["pi"])
     folder, truth = small_night

@@ -1,0 +1,165 @@
+"""The file index of the Data page: lists of files with their processing state, and pagers."""
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from db.queries import data_type_name
+
+# state -> (badge colour, bootstrap icon, words)
+STATES = {
+    "ingested": ("secondary", "inbox", "ingested"),
+    "queued": ("warning", "hourglass-split", "queued"),
+    "waiting": ("warning", "pause-circle", "waiting"),
+    "running": ("info", "arrow-repeat", "running"),
+    "done": ("success", "check-circle", "done"),
+    "failed": ("danger", "exclamation-triangle", "failed"),
+}
+PAGER_MOVES = ("first", "prev", "next", "last")
+OBSERVED_PAGE_SIZE = 20
+CALIBRATIONS_PAGE_SIZE = 10
+
+
+def state_text(file) -> str:
+    """The state in words, with the reason when it failed: 'failed: no master bias'."""
+    words = STATES.get(file.state, (None, None, file.state or ""))[2]
+    if file.state == "failed" and file.state_reason:
+        return f"{words}: {file.state_reason}"
+    if file.state_reason and file.state in ("queued", "running", "waiting", "done"):
+        return f"{words}: {file.state_reason}"
+    return words
+
+
+def state_badge(file, *, compact: bool = True, **kwargs):
+    """A small coloured badge for the state (the reason in its tooltip); None for plain 'ingested'."""
+    colour, icon, words = STATES.get(file.state, ("secondary", "question-circle", file.state or "?"))
+    if compact and file.state == "ingested":
+        return None
+    spin = " gsp-spin" if file.state == "running" else ""
+    return dbc.Badge([html.I(className=f"bi bi-{icon}{spin} me-1"), words], color=colour,
+                     className="gsp-state ms-2", title=state_text(file), **kwargs)
+
+
+def index_item(file, src: str, selected_id, pick_type: str):
+    """One clickable row: the file name and its state."""
+    active = selected_id is not None and str(file.id) == str(selected_id)
+    reason = None
+    if file.state_reason and file.state in ("failed", "waiting"):
+        colour = "text-danger" if file.state == "failed" else "text-warning"
+        reason = html.Div(file.state_reason, className=f"gsp-state-reason small {colour} text-truncate")
+    return dbc.ListGroupItem(
+        html.Div([
+            html.Div([html.Span(file.file_name, className="gsp-file-name text-truncate"),
+                      state_badge(file)], className="d-flex align-items-center justify-content-between"),
+            reason,
+        ], title=f"{file.file_name} \u2014 {state_text(file)}",
+            **{"data-state": file.state, "data-file-id": str(file.id), "data-file-name": file.file_name}),
+        id={"type": pick_type, "src": src, "index": file.id}, n_clicks=0, action=True, active=active,
+        className="gsp-index-item py-1 px-2",
+    )
+
+
+def index_list(files, src: str, selected_id, pick_type: str, empty: str):
+    if not files:
+        return html.Div(empty, className="gsp-empty small")
+    return dbc.ListGroup([index_item(file, src, selected_id, pick_type) for file in files], flush=True,
+                         className="gsp-index")
+
+
+def pager(pager_type: str, text_id: str, *, go_input_id: str | None = None, go_button_id: str | None = None):
+    """First / previous / 'Page x of n' / next / last, and optionally a page box with Go."""
+    def button(move, icon, label):
+        return dbc.Button(html.I(className=f"bi bi-{icon}"), id={"type": pager_type, "go": move}, n_clicks=0,
+                          color="link", size="sm", className="gsp-pager-button", title=label)
+
+    row = html.Div([
+        button("first", "chevron-double-left", "First page"),
+        button("prev", "chevron-left", "Previous page"),
+        html.Span("Page 1 of 1", id=text_id, className="gsp-page-text small mx-1"),
+        button("next", "chevron-right", "Next page"),
+        button("last", "chevron-double-right", "Last page"),
+    ], className="d-flex align-items-center justify-content-center gsp-pager")
+    if go_input_id is None:
+        return row
+    jump = dbc.InputGroup([
+        dbc.InputGroupText(html.I(className="bi bi-book")),
+        dbc.Input(id=go_input_id, type="number", min=1, step=1, placeholder="Page", size="sm",
+                  debounce=False, className="gsp-page-input"),
+        dbc.Button("Go", id=go_button_id, n_clicks=0, color="info", size="sm"),
+    ], size="sm", className="mt-1 gsp-page-jump")
+    return html.Div([row, jump])
+
+
+def page_text(page: int, pages: int) -> str:
+    return f"Page {page:,} of {pages:,}"
+
+
+def move_page(move: str, page: int, pages: int, target=None) -> int:
+    """The page a pager button (or the Go box, move 'go') leads to, within 1..pages."""
+    page, pages = int(page or 1), max(1, int(pages or 1))
+    if move == "first":
+        page = 1
+    elif move == "prev":
+        page -= 1
+    elif move == "next":
+        page += 1
+    elif move == "last":
+        page = pages
+    elif move == "go":
+        try:
+            page = int(target)
+        except (TypeError, ValueError):
+            return min(max(page, 1), pages)
+    return min(max(page, 1), pages)
+
+
+def index_card(title: str, count_id: str, body, footer=None, *, card_id: str | None = None, extra=None):
+    header = html.Div([
+        html.Span(title, className="h6 mb-0 fw-bold"),
+        html.Div([extra, dbc.Badge("0", id=count_id, color="info", pill=True, className="ms-2 gsp-count")],
+                 className="d-flex align-items-center"),
+    ], className="d-flex align-items-center justify-content-between")
+    parts = [dbc.CardHeader(header), dbc.CardBody(body, className="p-0 gsp-index-body")]
+    if footer is not None:
+        parts.append(dbc.CardFooter(footer, className="py-2"))
+    return dbc.Card(parts, className="mb-3 gsp-index-card", id=card_id or f"{count_id}-card")
+
+
+def tab_label(file) -> str:
+    """Tab handle of a file in its lineage: 'Observed Raw', 'Reduced', 'Extracted · target 1'..."""
+    if file.data_type == 0:
+        return "Observed Raw"
+    label = data_type_name(file.data_type)
+    if file.data_type == 1:
+        return "Master Calibration"
+    if file.target is not None and file.data_type >= 3:
+        label += f" \u00b7 target {file.target}"
+    return label
+
+
+def lineage_tabs(files, selected_id, pick_type: str):
+    """Tab handles for a raw file and everything made from it, most processed first."""
+    ordered = sorted(files, key=lambda f: (-f.data_type, f.target if f.target is not None else 0, -f.id))
+    labels = [tab_label(f) for f in ordered]
+    items = []
+    for file, label in zip(ordered, labels):
+        if labels.count(label) > 1:  # several versions of the same product: tell them apart
+            short = file.file_name if len(file.file_name) <= 24 else f"{file.file_name[:24]}\u2026"
+            label = f"{label} ({short})"
+        active = str(file.id) == str(selected_id)
+        badge = state_badge(file) if file.state in ("queued", "running", "waiting", "failed") else None
+        items.append(dbc.NavItem(dbc.NavLink(
+            html.Span([label, badge], title=file.file_name,
+                      **{"data-file-id": str(file.id), "data-label": label}),
+            id={"type": pick_type, "src": "tab", "index": file.id}, n_clicks=0, active=active,
+            className="gsp-tab")))
+    return dbc.Nav(items, pills=False, className="gsp-tabs nav-tabs", id="data-tabs-nav")
+
+
+def dropdown_options(files, *, label=None):
+    label = label or (lambda f: f.file_name)
+    return [{"label": label(f), "value": f.id} for f in files]
+
+
+def hidden_store(store_id, data=None, storage_type="memory"):
+    return dcc.Store(id=store_id, data=data, storage_type=storage_type)

@@ -1,0 +1,50 @@
+"""The searchable FITS header table of the Data page (keyword, value, comment)."""
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import html
+
+MAX_ROWS = 2000
+
+
+def header_cards(path) -> list[dict]:
+    """The cards of the header that describes the frame (COMMENT/HISTORY included), as dicts.
+
+    Raises components.viewers.ViewerError when the file cannot be read.
+    """
+    from components.viewers import read_product
+
+    header = read_product(path).header
+    cards = []
+    for card in header.cards:
+        value = card.value
+        if isinstance(value, bool):
+            text = "True" if value else "False"
+        elif value is None or type(value).__name__ == "Undefined":
+            text = ""
+        else:
+            text = str(value)
+        cards.append({"keyword": card.keyword, "value": text, "comment": card.comment or ""})
+    return cards
+
+
+def filter_cards(cards: list[dict], text: str | None) -> list[dict]:
+    """Cards whose keyword, value or comment contains every word of ``text`` (case-insensitive)."""
+    words = (text or "").lower().split()
+    if not words:
+        return cards
+    return [card for card in cards
+            if all(word in f"{card['keyword']} {card['value']} {card['comment']}".lower() for word in words)]
+
+
+def header_table(cards: list[dict], total: int | None = None):
+    total = len(cards) if total is None else total
+    if not cards:
+        return html.Div("No header card matches.", className="gsp-empty small py-3")
+    rows = [html.Tr([html.Td(card["keyword"], className="gsp-kw"), html.Td(card["value"], className="gsp-val"),
+                     html.Td(card["comment"], className="gsp-comment")]) for card in cards[:MAX_ROWS]]
+    return html.Div([
+        html.Div(f"{len(cards)} of {total} cards", className="small text-muted mb-1", id="data-header-count"),
+        dbc.Table([html.Thead(html.Tr([html.Th("Keyword"), html.Th("Value"), html.Th("Comment")])),
+                   html.Tbody(rows)], size="sm", hover=True, className="gsp-header-table mb-0"),
+    ])

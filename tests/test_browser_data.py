@@ -1,0 +1,322 @@
+"""The Data, Search and Account pages in Debian's chromium (Playwright) against a live server.
+
+One observer's night: log in, watch a file arrive live, open a raw science frame, walk its
+tabs to the calibrated spectrum, read and search the header, change the colour map and the
+limits, switch static/interactive, delete a product (raw files have no delete button),
+filter the Search table and open a row; then a user of another proposal sees none of it.
+Screenshots of each main view go to tests/artifacts/data-*.png.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSWORD, screenshot
+from tests.test_data_page import add_file, build_night
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def app_config():
+    """Jobs run in the web process (no Redis), so a page's action completes during the test."""
+    return {"REDIS_URL": ""}
+
+
+@pytest.fixture
+def night(app, people, tmp_path_factory):
+    source = Path(str(tmp_path_factory.getbasetemp())) / "gsp-synthetic-products"
+    return build_night(Path(app.config["DATA_DIR"]), source, people["proposal"], people["other_proposal"])
+
+
+COUNT_IS = "(n) => { const c = document.querySelector('#search-count'); return c && c.textContent.trim() === n; }"
+
+
+def log_in(page, live_server, username):
+    page.goto(f"{live_server}/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_selector("#observed-index .gsp-index-item")
+
+
+def title(page) -> str:
+    return page.inner_text("#data-title").strip()
+
+
+def wait_title(page, text: str, timeout: float = 10_000):
+    page.wait_for_function("(t) => document.querySelector('#data-title') && "
+                           "document.querySelector('#data-title').textContent.trim() === t", arg=text, timeout=timeout)
+
+
+def plot_data(page, index: int = 0, key: str | None = None):
+    """A trace (or a trace property) of the interactive figure currently shown."""
+    return page.evaluate("([i, k]) => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
+                         "if (!g || !g.data || !g.data[i]) return null; return k ? g.data[i][k] : g.data[i].type; }",
+                         [index, key])
+
+
+def wait_plot(page, file_name: str, kind: str):
+    """Wait until the interactive figure of ``file_name`` is drawn (kind: heatmap | scatter)."""
+    page.wait_for_function(
+        "([name, kind]) => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
+        "const t = document.querySelector('#data-title'); if (!g || !g._fullLayout || !g.data || !t) return false; "
+        "return t.textContent.trim() === name && g.data.some(d => d.type === kind) && "
+        "(g._fullLayout.uirevision === name); }", arg=[file_name, kind], timeout=15_000)
+
+
+def axis_title(page, axis: str = "xaxis") -> str:
+    return page.evaluate("(a) => document.querySelector('#data-graph .js-plotly-plot')._fullLayout[a].title.text",
+                         axis)
+
+
+def click_tab(page, label: str):
+    page.click(f"#data-tabs [data-label='{label}']")
+
+
+def test_observer_night_on_the_data_page(live_server, page, people, night, app, monkeypatch):
+    from db import db
+    from db.models import File
+    from pipeline import jobs
+
+    outside = []
+    page.on("request", lambda request: None if request.url.startswith((live_server, "data:"))
+            else outside.append(request.url))
+    log_in(page, live_server, "pi")
+    page.wait_for_selector("#observed-count")
+    assert page.inner_text("#observed-count") == "3"
+    assert page.inner_text("#calibrations-count") == "1"
+    page.wait_for_function("() => document.querySelector('#data-graph .js-plotly-plot, #data-image')")
+
+    # --- a file arrives: it is in the index within 2 s, without a reload ---------------------------
+    raw_dir = Path(night["raw_science"].full_path).parent
+    arriving = raw_dir / "0016_NGC5128_400_M2_27-11-2026.fits"
+    shutil.copyfile(night["raw_science"].full_path, arriving)
+    page.evaluate("""() => { window.__gspNoReload = true; window.__gspSeen = {};
+        new MutationObserver(() => document.querySelectorAll('#observed-index [data-file-name]').forEach(e => {
+            const name = e.getAttribute('data-file-name');
+            if (!(name in window.__gspSeen)) { window.__gspSeen[name] = Date.now(); } })
+        ).observe(document.body, {subtree: true, childList: true}); }""")
+    started = time.time()
+    add_file(arriving, proposal=people["proposal"], state="queued")
+    db.session.commit()
+    page.wait_for_selector(f"#observed-index [data-file-name='{arriving.name}']", timeout=5000)
+    latency = page.evaluate("(name) => window.__gspSeen[name]", arriving.name) / 1000 - started
+    assert latency < 2.0, f"listed {latency:.2f} s after the commit"
+    assert page.evaluate("() => window.__gspNoReload") is True  # same page, no reload
+    assert page.inner_text("#observed-count") == "4"
+    assert "queued" in page.inner_text(f"#observed-index [data-file-name='{arriving.name}']")
+    wait_title(page, arriving.name)  # "Follow" shows the newest frame
+    screenshot(page, "data-live-arrival")
+
+    # --- open the raw science frame: a 2D image in pixels, state shown ---------------------------
+    raw = night["raw_science"]
+    page.click(f"#observed-index [data-file-name='{raw.file_name}']")
+    wait_title(page, raw.file_name)
+    wait_plot(page, raw.file_name, "heatmap")
+    assert f"id={raw.id}" in page.url  # linkable
+    assert axis_title(page, "xaxis") == "Dispersion Axis (Pixels)"
+    assert axis_title(page, "yaxis") == "Spatial Axis (Pixels)"
+    tabs = page.locator("#data-tabs [data-label]").all_inner_texts()
+    assert [t.strip() for t in tabs] == ["Wavelength Calibrated \u00b7 target 1", "Extracted \u00b7 target 1",
+                                        "Reduced", "Observed Raw"]
+    assert page.locator("#data-actions >> text=Reduce Raw File").count() == 1
+    assert page.locator(".gsp-delete").count() == 0  # raw files are never deleted
+    assert "Last Modified" in page.inner_text("#data-modified")
+    assert page.get_attribute("#data-download", "href") == f"/api/files/{raw.id}/download/"
+    screenshot(page, "data-raw-science")
+
+    # --- an action: the job's progress is polled until it is done, or failed with the reason ----
+    def slow_reduce(job):
+        time.sleep(0.6)
+        return {"reduced": None}
+
+    def failing_reduce(job):
+        raise ValueError("no master bias for Red 2x2 on 2026-11-27")
+
+    monkeypatch.setitem(jobs.TASKS, "reduce", slow_reduce)  # the real block is tested elsewhere
+    page.click("#data-actions >> text=Reduce Raw File")
+    page.wait_for_selector(".gsp-job[data-job-state='running'], .gsp-job[data-job-state='queued']")
+    page.wait_for_selector(".gsp-job[data-job-state='done']", timeout=10_000)
+    assert f"Reduce of {raw.file_name}: done" in page.inner_text("#data-action-message")
+    monkeypatch.setitem(jobs.TASKS, "reduce", failing_reduce)
+    page.click("#data-actions >> text=Reduce Raw File")
+    page.wait_for_selector(".gsp-job[data-job-state='failed']", timeout=10_000)
+    assert "no master bias for Red 2x2" in page.inner_text("#data-action-message")
+    screenshot(page, "data-job-failed")
+
+    # --- walk the tabs to the calibrated spectrum ----------------------------------------------
+    click_tab(page, "Reduced")
+    wait_plot(page, night["reduced_science"].file_name, "heatmap")
+    assert page.locator("#data-actions >> text=Extract Target").count() == 1
+    assert night["reduced_arc"].file_name in page.inner_text("#data-actions")  # the compatible arc offered
+    click_tab(page, "Extracted \u00b7 target 1")
+    wait_plot(page, night["extracted_science"].file_name, "scatter")
+    assert axis_title(page) == "Dispersion Axis (Pixels)"
+    assert page.locator("#data-actions >> text=Calibrate Wavelength").count() == 1
+    click_tab(page, "Wavelength Calibrated \u00b7 target 1")
+    calibrated = night["calibrated_science"]
+    calibrated_id, calibrated_path = calibrated.id, Path(calibrated.full_path)
+    wait_plot(page, calibrated.file_name, "scatter")
+    assert axis_title(page) == "Wavelength (\u00c5)"
+    low, high = page.evaluate("() => document.querySelector('#data-graph .js-plotly-plot')._fullLayout.xaxis.range")
+    assert 4900 < low < 5100 and 8800 < high < 9100  # Angstrom, from CRVAL1/CDELT1
+    assert f"id={calibrated.id}" in page.url
+    screenshot(page, "data-calibrated-spectrum")
+
+    # --- the header: collapsed, then shown and searched ----------------------------------------
+    assert not page.is_visible("#data-header-search")
+    page.click("#data-header-toggle")
+    page.wait_for_selector("#data-header-table tbody tr")
+    total = page.locator("#data-header-table tbody tr").count()
+    assert total > 30
+    page.fill("#data-header-search", "CRVAL1")
+    page.wait_for_function("() => document.querySelectorAll('#data-header-table tbody tr').length === 1")
+    assert "CRVAL1" in page.inner_text("#data-header-table tbody")
+    screenshot(page, "data-header")
+    page.fill("#data-header-search", "")
+    page.click("#data-header-toggle")
+
+    # --- advanced visualization on the raw frame: colour map, limits, saturation, formats ------
+    click_tab(page, "Observed Raw")
+    wait_plot(page, raw.file_name, "heatmap")
+    page.click("#data-advanced-button")
+    page.wait_for_selector("#data-advanced-colormap", state="visible")
+    page.select_option("#data-advanced-colormap", "viridis")
+    page.wait_for_function("() => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
+                           "return g && g.data[0].colorscale && "
+                           "JSON.stringify(g.data[0].colorscale).includes('#440154'); }")
+    page.click("label[for='_dbcprivate_radioitems_data-advanced-scale_input_minmax']")
+    page.fill("#data-advanced-zmin", "405")
+    page.fill("#data-advanced-zmax", "440")
+    page.press("#data-advanced-zmax", "Enter")
+    page.wait_for_function("() => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
+                           "return g && g.data[0].zmin === 405 && g.data[0].zmax === 440; }")
+    page.click("#data-advanced-saturated label")
+    page.wait_for_function("() => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
+                           "return g && g.data.some(d => (d.name || '').startsWith('saturated')); }")
+    screenshot(page, "data-advanced-visualization")
+    page.click("label[for='_dbcprivate_radioitems_data-advanced-format_input_static']")
+    page.wait_for_selector("#data-image")
+    page.wait_for_function("() => document.querySelector('#data-image').complete")
+    width = page.evaluate("() => document.querySelector('#data-image').naturalWidth")
+    assert width == 1100
+    src = page.get_attribute("#data-image", "src")
+    from PIL import Image
+    assert Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).size[0] == 1100
+    screenshot(page, "data-static")
+    page.click("label[for='_dbcprivate_radioitems_data-advanced-format_input_interactive']")
+    wait_plot(page, raw.file_name, "heatmap")
+
+    # --- delete a processed file (confirmation modal); the raw file stays ----------------------
+    click_tab(page, "Wavelength Calibrated \u00b7 target 1")
+    wait_title(page, calibrated.file_name)
+    page.click(".gsp-delete")
+    page.wait_for_selector("#data-delete-modal", state="visible")
+    assert calibrated.file_name in page.inner_text("#data-delete-name")
+    page.click("#data-delete-cancel")
+    page.wait_for_selector("#data-delete-modal", state="hidden")
+    assert Path(calibrated.full_path).exists()
+    page.click(".gsp-delete")
+    page.wait_for_selector("#data-delete-modal", state="visible")
+    page.click("#data-delete-confirm")
+    page.wait_for_selector("#data-deleted")
+    wait_title(page, night["extracted_science"].file_name)  # back to its parent
+    assert page.locator("#data-tabs [data-label='Wavelength Calibrated \u00b7 target 1']").count() == 0
+    assert not calibrated_path.exists()
+    db.session.expire_all()
+    assert db.session.get(File, calibrated_id) is None
+    assert Path(raw.full_path).exists()
+
+    # --- comments -----------------------------------------------------------------------------
+    page.fill("#data-comment-text", "Seeing 0.9\" \u2014 good spectrum")
+    page.click("#data-comment-add")
+    page.wait_for_selector("#data-comments >> text=good spectrum")
+
+    # --- the Search table: filter, bookmarkable URL, open a row -------------------------------
+    page.goto(f"{live_server}/search")
+    page.wait_for_selector("#search-grid .ag-row")
+    assert page.inner_text("#search-count") == "10"  # the pi's night (one deleted, one arrived) + the master
+    obstype = page.locator("#search-filter-obstype, [id*='\"name\":\"obstype\"']").first
+    obstype.click()
+    page.keyboard.type("COMP")
+    page.locator(".dash-dropdown-option", has_text="COMP").first.wait_for()  # the options have loaded
+    page.keyboard.press("Enter")
+    page.wait_for_function(COUNT_IS, arg="4")
+    page.wait_for_url(re.compile(r".*/search\?obstype=COMP$"))
+    cells = page.locator("#search-grid .ag-row [col-id='obstype']").all_inner_texts()
+    assert cells and set(cells) == {"COMP"}
+    screenshot(page, "search-filtered")
+    bookmark = page.url
+    page.goto(bookmark)  # the filters come back from the URL
+    page.wait_for_function(COUNT_IS, arg="4")
+    page.locator("#search-grid .ag-row [col-id='file_name']").get_by_text(night["raw_arc"].file_name,
+                                                                          exact=True).click()
+    page.wait_for_url(re.compile(rf".*/\?id={night['raw_arc'].id}$"))
+    wait_title(page, night["raw_arc"].file_name)
+    screenshot(page, "data-from-search")
+    assert outside == []  # every asset is served locally (the app runs behind a VPN)
+
+
+def test_account_visual_options_apply_to_the_data_page(live_server, page, people, night, tmp_path):
+    from db import db
+    from db.models import User
+    from tests.test_data_page import add_raw_rows
+
+    add_raw_rows(people["proposal"], 30, tmp_path)  # 33 raw files: two pages of the Observed index
+    log_in(page, live_server, "collab")
+    assert page.inner_text("#observed-count") == "33"
+    assert page.inner_text("#observed-page-text") == "Page 1 of 2"
+    page.click("#observed-card [title='Next page']")
+    page.wait_for_function("() => document.querySelector('#observed-page-text').textContent === 'Page 2 of 2'")
+    assert page.locator("#observed-index .gsp-index-item").count() == 13
+    page.fill("#observed-page-input", "1")
+    page.click("#observed-page-go")
+    page.wait_for_function("() => document.querySelector('#observed-page-text').textContent === 'Page 1 of 2'")
+    assert page.locator("#observed-index .gsp-index-item").count() == 20
+    page.goto(f"{live_server}/account")
+    page.wait_for_selector("#account-theme")
+    assert page.inner_text("#account-username") == "collab"
+    page.click("label[for='_dbcprivate_radioitems_account-format_input_static']")
+    page.wait_for_selector("#account-visual-saved")
+    page.select_option("#account-colormap", "inferno")
+    page.click("label[for='_dbcprivate_radioitems_account-theme_input_light']")
+    page.wait_for_selector("#account-visual-saved >> text=reload now")
+    page.click("#account-token-button")
+    page.wait_for_function("() => document.querySelector('#account-token').textContent.length >= 32")
+    screenshot(page, "data-account")
+    user = db.session.get(User, people["users"]["collab"].id)
+    db.session.refresh(user)
+    assert (user.plot_format, user.colormap, user.theme) == ("static", "inferno", "light")
+    page.goto(f"{live_server}/?id={night['raw_science'].id}")
+    page.wait_for_selector("#data-image")  # static, the user's default
+    assert page.evaluate("() => [...document.querySelectorAll('link[rel=stylesheet]')]"
+                         ".some(l => l.href.includes('flatly'))")  # the light theme
+    assert page.input_value("#data-advanced-colormap") == "inferno"
+
+
+def test_a_user_of_another_proposal_sees_none_of_it(live_server, page, people, night):
+    log_in(page, live_server, "stranger")
+    assert page.inner_text("#observed-count") == "1"
+    assert night["secret"].file_name in page.inner_text("#observed-index")
+    assert night["raw_science"].file_name not in page.inner_text("#observed-index")
+    assert page.inner_text("#calibrations-count") == "1"  # master calibrations are everyone's
+    for key in ("raw_science", "calibrated_science", "reduced_arc"):
+        page.goto(f"{live_server}/?id={night[key].id}")
+        page.wait_for_selector("#data-file-missing")
+        assert title(page) == "File not found"
+        assert night[key].file_name not in page.content()
+    screenshot(page, "data-stranger-not-found")
+    page.goto(f"{live_server}/search")
+    page.wait_for_selector("#search-grid .ag-row")
+    assert page.inner_text("#search-count") == "2"
+    grid = page.inner_text("#search-grid")
+    assert night["secret"].file_name in grid and night["raw_science"].file_name not in grid
+    proposals = page.evaluate("() => document.body.innerText")
+    assert "SOAR2026B-001" not in proposals
