@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 17:22:57.912004
+Create Date: 2026-11-27 18:49:34.068457
 
 """
 from alembic import op
@@ -116,11 +116,14 @@ def upgrade():
     with op.batch_alter_table('files', schema=None) as batch_op:
         batch_op.create_index('ix_files_date_id', ['date', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_files_file_name'), ['file_name'], unique=False)
+        batch_op.create_index('ix_files_id_type_proposal', ['id', 'data_type', 'proposal_id'], unique=False)
         batch_op.create_index('ix_files_last_modified', ['last_modified'], unique=False)
+        batch_op.create_index('ix_files_obstype_grating_id', ['obstype', 'grating', 'id', 'date', 'data_type', 'proposal_id'], unique=False)
         batch_op.create_index('ix_files_obstype_id', ['obstype', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_files_original_file_id'), ['original_file_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_files_parent_file_id'), ['parent_file_id'], unique=False)
         batch_op.create_index('ix_files_proposal_id_id', ['proposal_id', 'id'], unique=False)
+        batch_op.create_index('ix_files_proposal_type_id', ['proposal_id', 'data_type', 'id'], unique=False)
         batch_op.create_index('ix_files_type_id', ['data_type', 'id'], unique=False)
 
     op.create_table('proposal_settings',
@@ -219,11 +222,14 @@ def downgrade():
     op.drop_table('proposal_settings')
     with op.batch_alter_table('files', schema=None) as batch_op:
         batch_op.drop_index('ix_files_type_id')
+        batch_op.drop_index('ix_files_proposal_type_id')
         batch_op.drop_index('ix_files_proposal_id_id')
         batch_op.drop_index(batch_op.f('ix_files_parent_file_id'))
         batch_op.drop_index(batch_op.f('ix_files_original_file_id'))
         batch_op.drop_index('ix_files_obstype_id')
+        batch_op.drop_index('ix_files_obstype_grating_id')
         batch_op.drop_index('ix_files_last_modified')
+        batch_op.drop_index('ix_files_id_type_proposal')
         batch_op.drop_index(batch_op.f('ix_files_file_name'))
         batch_op.drop_index('ix_files_date_id')
 
