@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +56,10 @@ class NightResult:
             "lines_used": product.record.get("lines_used") if product.data_type == 4 else None,
         })
 
+    def merge(self, other: "NightResult") -> None:
+        self.manifest += other.manifest
+        self.skipped += other.skipped
+
     def skip(self, name: str, reason: str) -> None:
         log.warning("skipped %s: %s", name, reason)
         self.skipped.append({"file": name, "reason": reason})
@@ -76,41 +82,81 @@ def _master_fields(group: list[Raw], path: Path) -> dict:
             "date_obs": median_low(moments) if isinstance(moments[0], datetime) else moments[0]}
 
 
-def build_masters(frames: list[Raw], settings: ReductionSettings, out_dir: Path, result: NightResult):
-    """Master bias and normalized master flats of every group that has enough frames."""
-    bias_masters, flat_masters = [], []
+def run_parallel(calls: dict, workers: int) -> dict:
+    """Run ``{key: (function, args, kwargs)}`` on ``workers`` processes; ``{key: result or exception}``.
+
+    The frames of a night are independent within a stage, so the stages use every core."""
+    if workers <= 1 or len(calls) <= 1:
+        outcomes = {}
+        for key, (function, args, kwargs) in calls.items():
+            try:
+                outcomes[key] = function(*args, **kwargs)
+            except Exception as error:  # reported per frame by the caller
+                outcomes[key] = error
+        return outcomes
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {key: pool.submit(function, *args, **kwargs) for key, (function, args, kwargs) in calls.items()}
+        return {key: future.exception() or future.result() for key, future in futures.items()}
+
+
+def _calibration_groups(frames: list[Raw], kind: str, settings: ReductionSettings,
+                        result: NightResult) -> list[list[Raw]]:
+    """The groups of one kind that hold enough frames (the others are listed as skipped)."""
+    key_of = matching.bias_group_key if kind == "bias" else matching.flat_group_key
+    minimum = settings.min_bias if kind == "bias" else settings.min_flats
     groups: dict[tuple, list[Raw]] = defaultdict(list)
     for raw in frames:
-        if raw.kind == "bias":
-            groups[("bias", matching.bias_group_key(raw.fields))].append(raw)
-        elif raw.kind == "flat":
-            groups[("flat", matching.flat_group_key(raw.fields))].append(raw)
-    for (kind, _key), group in sorted(groups.items(), key=lambda item: item[0][0] != "bias"):
-        minimum = settings.min_bias if kind == "bias" else settings.min_flats
-        if (kind == "bias" and settings.ignore_bias) or (kind == "flat" and settings.ignore_flats):
+        if raw.kind == kind:
+            groups[key_of(raw.fields)].append(raw)
+    usable = []
+    for group in groups.values():
+        if len(group) >= minimum:
+            usable.append(group)
             continue
-        if len(group) < minimum:
-            for raw in group:
-                result.skip(raw.path.name, f"only {len(group)} {kind} frame(s) of this configuration; "
-                                           f"the settings ask for at least {minimum}")
+        for raw in group:
+            result.skip(raw.path.name, f"only {len(group)} {kind} frame(s) of this configuration; "
+                                       f"the settings ask for at least {minimum}")
+    return usable
+
+
+def build_masters(frames: list[Raw], settings: ReductionSettings, out_dir: Path, result: NightResult,
+                  workers: int = 1):
+    """Master bias, then normalized master flats, of every group that has enough frames."""
+    bias_masters, flat_masters = [], []
+    bias_groups = [] if settings.ignore_bias else _calibration_groups(frames, "bias", settings, result)
+    made = run_parallel({index: (steps.master_bias, ([raw.path for raw in group], settings, out_dir,
+                                                     master_name(group[0].fields, "bias")), {})
+                         for index, group in enumerate(bias_groups)}, workers)
+    for index, group in enumerate(bias_groups):
+        if _failed(made[index], group, "master bias", result):
             continue
-        name = master_name(group[0].fields, kind)
-        try:
-            if kind == "bias":
-                product = steps.master_bias([raw.path for raw in group], settings, out_dir, name)
-                bias_masters.append(_master_fields(group, product.path))
-                result.add(product, out_dir, raw=None, parent=None)
-            else:
-                bias, _ = matching.choose_master(group[0].fields, bias_masters) if bias_masters else (None, "")
-                master, normalized = steps.master_flat([raw.path for raw in group], settings, out_dir, name,
-                                                       bias["path"] if bias else None, group[0].fields["technique"])
-                flat_masters.append(_master_fields(group, normalized.path))
-                result.add(master, out_dir, raw=None, parent=None)
-                result.add(normalized, out_dir, raw=None, parent=master.path.name)
-        except Exception as error:
-            for raw in group:
-                result.skip(raw.path.name, f"master {kind} failed: {error}")
+        bias_masters.append(_master_fields(group, made[index].path))
+        result.add(made[index], out_dir, raw=None, parent=None)
+
+    flat_groups = [] if settings.ignore_flats else _calibration_groups(frames, "flat", settings, result)
+    calls = {}
+    for index, group in enumerate(flat_groups):
+        bias, _ = matching.choose_master(group[0].fields, bias_masters) if bias_masters else (None, "")
+        calls[index] = (steps.master_flat, ([raw.path for raw in group], settings, out_dir,
+                                            master_name(group[0].fields, "flat"), bias["path"] if bias else None,
+                                            group[0].fields["technique"]), {})
+    made = run_parallel(calls, workers)
+    for index, group in enumerate(flat_groups):
+        if _failed(made[index], group, "master flat", result):
+            continue
+        master, normalized = made[index]
+        flat_masters.append(_master_fields(group, normalized.path))
+        result.add(master, out_dir, raw=None, parent=None)
+        result.add(normalized, out_dir, raw=None, parent=master.path.name)
     return bias_masters, flat_masters
+
+
+def _failed(outcome, frames: list[Raw], what: str, result: NightResult) -> bool:
+    if isinstance(outcome, Exception):
+        for raw in frames:
+            result.skip(raw.path.name, f"{what} failed: {outcome}")
+        return True
+    return False
 
 
 def master_name(fields: dict, kind: str) -> str:
@@ -123,53 +169,56 @@ def master_name(fields: dict, kind: str) -> str:
     return "_".join(str(part).replace(" ", "-").replace("/", "-") for part in parts if part)
 
 
-def reduce_night(raw_dir: Path, out_dir: Path, settings: ReductionSettings | None = None) -> NightResult:
+def reduce_night(raw_dir: Path, out_dir: Path, settings: ReductionSettings | None = None,
+                 workers: int | None = None) -> NightResult:
     settings = settings or ReductionSettings()
+    workers = workers or os.cpu_count() or 1
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = NightResult()
     frames = read_raw_folder(raw_dir, result)
-    bias_masters, flat_masters = build_masters(frames, settings, out_dir, result)
+    bias_masters, flat_masters = build_masters(frames, settings, out_dir, result, workers)
 
-    reduced: dict[str, tuple[Raw, steps.Product]] = {}
+    to_reduce = {}
     for raw in frames:
-        if raw.kind not in ("arc", "science", "imaging"):
-            if raw.kind == "other":
-                result.skip(raw.path.name, f"OBSTYPE {raw.fields['obstype']} is not reduced")
-            continue
-        bias, _ = matching.choose_master(raw.fields, bias_masters) if bias_masters else (None, "")
-        flat, _ = matching.choose_master(raw.fields, flat_masters) if flat_masters else (None, "")
-        try:
-            product = steps.reduce_raw(raw.path, settings, out_dir, technique=raw.fields["technique"],
-                                       bias_path=bias and bias["path"], flat_path=flat and flat["path"])
-        except Exception as error:
-            result.skip(raw.path.name, f"reduce failed: {error}")
-            continue
-        reduced[raw.path.name] = (raw, product)
-        result.add(product, out_dir, raw=raw, parent=raw.path.name)
+        if raw.kind == "other":
+            result.skip(raw.path.name, f"OBSTYPE {raw.fields['obstype']} is not reduced")
+        elif raw.kind in ("arc", "science", "imaging"):
+            bias, _ = matching.choose_master(raw.fields, bias_masters) if bias_masters else (None, "")
+            flat, _ = matching.choose_master(raw.fields, flat_masters) if flat_masters else (None, "")
+            to_reduce[raw.path.name] = (raw, bias and bias["path"], flat and flat["path"])
+    made = run_parallel({name: (steps.reduce_raw, (raw.path, settings, out_dir),
+                                {"technique": raw.fields["technique"], "bias_path": bias, "flat_path": flat})
+                         for name, (raw, bias, flat) in to_reduce.items()}, workers)
+    reduced: dict[str, tuple[Raw, steps.Product]] = {}
+    for name, (raw, _, _) in to_reduce.items():
+        if not _failed(made[name], [raw], "reduce", result):
+            reduced[name] = (raw, made[name])
+            result.add(made[name], out_dir, raw=raw, parent=name)
 
     arcs = [{**raw.fields, "file_name": name, "reduced": product.path, "raw": raw}
             for name, (raw, product) in reduced.items() if raw.kind == "arc"]
-    for name, (raw, product) in reduced.items():
-        if raw.kind != "science" or raw.fields["technique"] != "Spectroscopy":
-            continue
-        extract_and_calibrate(raw, product, arcs, settings, out_dir, result)
+    science = {name: (raw, product) for name, (raw, product) in reduced.items()
+               if raw.kind == "science" and raw.fields["technique"] == "Spectroscopy"}
+    made = run_parallel({name: (extract_and_calibrate, (raw, product, arcs, settings, out_dir), {})
+                         for name, (raw, product) in science.items()}, workers)
+    for name, (raw, _) in science.items():
+        if not _failed(made[name], [raw], "extraction", result):
+            result.merge(made[name])
     return result
 
 
 def extract_and_calibrate(raw: Raw, reduced: steps.Product, arcs: list[dict], settings: ReductionSettings,
-                          out_dir: Path, result: NightResult) -> None:
-    try:
-        targets = steps.extract_reduced(reduced.path, settings, out_dir, original=raw.path)
-    except Exception as error:
-        result.skip(raw.path.name, f"extraction failed: {error}")
-        return
+                          out_dir: Path) -> NightResult:
+    """Extract every target of one science frame and calibrate each with the best arc (one process)."""
+    result = NightResult()
+    targets = steps.extract_reduced(reduced.path, settings, out_dir, original=raw.path)
     arc, reason = matching.choose_arc(raw.fields, arcs)
     for target in targets:
         result.add(target, out_dir, raw=raw, parent=reduced.path.name, arc=arc and arc["file_name"])
     if arc is None:
         result.skip(raw.path.name, f"not wavelength calibrated: {reason}")
-        return
+        return result
     label = raw.path.name.split("_")[0]
     for target in targets:
         try:
@@ -183,6 +232,7 @@ def extract_and_calibrate(raw: Raw, reduced: steps.Product, arcs: list[dict], se
         result.add(science_w, out_dir, raw=raw, parent=target.path.name, arc=arc["file_name"])
         result.add(arc_1d, out_dir, raw=arc["raw"], parent=arc["reduced"].name)
         result.add(arc_w, out_dir, raw=arc["raw"], parent=arc_1d.path.name)
+    return result
 
 
 def main(raw_dir: str, out_dir: str, settings_file: str | None) -> int:
