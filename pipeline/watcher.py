@@ -50,7 +50,7 @@ class _Notify(FileSystemEventHandler):
 
 
 class Watcher:
-    def __init__(self, folder: Path, *, settle_seconds: float = 0.15, rescan_seconds: float = 30.0,
+    def __init__(self, folder: Path, *, settle_seconds: float = 0.05, rescan_seconds: float = 30.0,
                  give_up_seconds: float = 60.0, poll_seconds: float = 0.05, recover_seconds: float = 30.0):
         self.folder = Path(folder).resolve()
         self.settle_seconds = settle_seconds
