@@ -24,7 +24,6 @@ import platform
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import code_version, write_results  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 
 GOAL_MEDIAN_MS, GOAL_P95_MS = 50.0, 150.0
@@ -42,15 +43,6 @@ N_PROPOSALS = 20
 REDUCED_FRACTION = 0.18  # tuned so that ~70% of the rows are raw frames
 PI_PROPOSAL = 3  # index of the benchmark PI's proposal (a mid-sized one)
 
-
-def code_version() -> dict:
-    """The commit measured (and whether the working tree had uncommitted changes)."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_changes": bool(git("status", "--porcelain"))}
 
 # Instrument set-ups: (instconf, grating, wavmode, filter_2, roi) for spectroscopy.
 SPEC_SETUPS = [
@@ -416,7 +408,7 @@ def main(argv=None) -> int:
                 return count_visible(user, params)
             return run
 
-        print(f"\ncount query alone (db.queries.count_visible)")
+        print("\ncount query alone (db.queries.count_visible)")
         for label, user, params in [("count, staff, all files", "staff", {}), ("count, PI, all files", "pi", {}),
                                     ("count, staff, filtered", "staff", filtered),
                                     ("count, PI, filtered", "pi", filtered)]:
@@ -445,12 +437,10 @@ def main(argv=None) -> int:
         results["brief_cases_meet_goal"] = all(case["meets_goal"] for case in results["cases"]
                                                if not case["case"].startswith("extra"))
         results["all_meet_goal"] = all(case["meets_goal"] for case in results["cases"])
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=1, default=str))
+        write_results(results, args.output)
         print(f"\nthe brief's cases {'meet' if results['brief_cases_meet_goal'] else 'DO NOT ALL MEET'} the goal; "
               f"{'all extra cases too' if results['all_meet_goal'] else 'some extra cases miss'} "
-              f"(median < {GOAL_MEDIAN_MS:.0f} ms, p95 < {GOAL_P95_MS:.0f} ms); written {output}")
+              f"(median < {GOAL_MEDIAN_MS:.0f} ms, p95 < {GOAL_P95_MS:.0f} ms)")
         return 0
     finally:
         with app.app_context():

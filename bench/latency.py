@@ -37,21 +37,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import code_version, write_results  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
 GOAL_MEDIAN_S = 2.0
 SECRET = "bench-latency-secret"
 PROPOSAL = "SOAR2026B-001"
-
-
-def code_version() -> dict:
-    """The commit measured (and whether the working tree had uncommitted changes)."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_changes": bool(git("status", "--porcelain"))}
 
 
 def free_port() -> int:
@@ -197,7 +189,6 @@ def profile_blocks(raw_dir: Path, config: dict, science: Path, top: int = 25) ->
     from db import db
     from db.models import File
     from pipeline import steps
-    from pipeline.settings import ReductionSettings
 
     server = create_app(config).server
     out = Path(config["DATA_DIR"]) / "profile"
@@ -360,10 +351,7 @@ def main(argv=None) -> int:
             results["profile"] = profile
             print(f"\nin-process blocks of {science[0]} under cProfile (s): {profile['block_seconds_under_profiler']}")
             print(profile["tottime"])
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=1, default=str))
-        print(f"written {output}")
+        write_results(results, args.output)
         return 0
     finally:
         for process in reversed(processes):

@@ -38,20 +38,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import code_version, write_results  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
 GOAL_BYTES = 1024 ** 3
 SHAPE_1X1 = (1896, 4142)
-
-
-def code_version() -> dict:
-    """The commit measured (and whether the working tree had uncommitted changes)."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_changes": bool(git("status", "--porcelain"))}
 
 
 def to_1x1(frame, rng: np.random.Generator, cosmic_rays: bool):
@@ -205,10 +197,7 @@ def main(argv=None) -> int:
             print(f"goodman redccd --cosmic lacosmic (whole run: masters + science): "
                   f"{mb(goodman['peak_rss_bytes'])} peak, {goodman['seconds']:.1f} s, exit {goodman['returncode']}, "
                   f"{len(goodman['outputs'])} files written")
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=1, default=str))
-        print(f"written {output}")
+        write_results(results, args.output)
         return 0
     finally:
         if not args.keep:

@@ -45,19 +45,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import code_version, write_results  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
 GOAL_RATIO = 1 / 3
-
-
-def code_version() -> dict:
-    """The commit measured (and whether the working tree had uncommitted changes)."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_changes": bool(git("status", "--porcelain"))}
 
 
 def offline_env(workdir: Path) -> dict:
@@ -346,10 +338,7 @@ def main(argv=None) -> int:
                       f"5 px of the true wavelength)")
             elif name in results:
                 print(f"  {name:8s}: no calibrated science spectra to measure")
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=1, default=str))
-        print(f"written {output}")
+        write_results(results, args.output)
         return 0
     finally:
         if not args.keep:
