@@ -452,3 +452,28 @@ def _wait_for_names(client, headers, names, timeout):
             return
         time.sleep(0.02)
     raise AssertionError(f"{names} not listed within {timeout} s (listed: {sorted(listed)})")
+
+
+def test_change_stamp_follows_only_what_the_user_sees(client, night, people):
+    from db import db
+    from db.models import File
+
+    def stamp(who):
+        return client.get("/api/files/stamp/", headers=auth_header(people["tokens"][who])).json["stamp"]
+
+    before = {who: stamp(who) for who in ("pi", "stranger", "staff")}
+    db.session.add(File(file_name="x.fits", directory_name="/x", full_path="/x/x.fits", data_type=2,
+                        proposal=people["other_proposal"]))  # the stranger's proposal
+    db.session.commit()
+    after = {who: stamp(who) for who in ("pi", "stranger", "staff")}
+    assert after["pi"] == before["pi"] and after["stranger"] != before["stranger"]
+    assert after["staff"] != before["staff"]
+    raw = night["0004_NGC1275.fits"]
+    raw.state = "running"  # a state change is a change the Data page must show
+    db.session.commit()
+    assert stamp("pi") != after["pi"] and stamp("stranger") == after["stranger"]
+    master_before = stamp("stranger")
+    db.session.add(File(file_name="master_bias_new.fits", directory_name="/x", full_path="/x/mb.fits",
+                        data_type=1, obstype="BIAS"))  # masters are everyone's
+    db.session.commit()
+    assert stamp("stranger") != master_before
