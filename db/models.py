@@ -122,9 +122,8 @@ class File(db.Model):
         sa.Index("ix_files_id_type_proposal", "id", "data_type", "proposal_id"),
         sa.Index("ix_files_proposal_type_id", "proposal_id", "data_type", "id"),
         sa.Index("ix_files_obstype_grating_id", "obstype", "grating", "id", "date", "data_type", "proposal_id"),
-        # change_stamp: the newest change of one proposal, or of the master calibrations, in one lookup.
+        # change_stamp: the newest change of one proposal in one lookup.
         sa.Index("ix_files_proposal_modified", "proposal_id", "last_modified"),
-        sa.Index("ix_files_type_modified", "data_type", "last_modified"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 19:06:25.103823
+Create Date: 2026-11-27 19:11:14.213338
 
 """
 from alembic import op
@@ -126,7 +126,6 @@ def upgrade():
         batch_op.create_index('ix_files_proposal_modified', ['proposal_id', 'last_modified'], unique=False)
         batch_op.create_index('ix_files_proposal_type_id', ['proposal_id', 'data_type', 'id'], unique=False)
         batch_op.create_index('ix_files_type_id', ['data_type', 'id'], unique=False)
-        batch_op.create_index('ix_files_type_modified', ['data_type', 'last_modified'], unique=False)
 
     op.create_table('proposal_settings',
     sa.Column('proposal_id', sa.Integer(), nullable=False),
@@ -223,7 +222,6 @@ def downgrade():
     op.drop_table('comments')
     op.drop_table('proposal_settings')
     with op.batch_alter_table('files', schema=None) as batch_op:
-        batch_op.drop_index('ix_files_type_modified')
         batch_op.drop_index('ix_files_type_id')
         batch_op.drop_index('ix_files_proposal_type_id')
         batch_op.drop_index('ix_files_proposal_modified')
