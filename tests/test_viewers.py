@@ -200,8 +200,7 @@ def test_overlay_lists():
 
 def test_real_goodman_arc_and_compact_transfer():
     path = REAL_DATA / "sp_400m2.fits"
-    if not path.exists():
-        pytest.skip("data/real/sp_400m2.fits is not here")
+    assert path.exists(), f"the real test data is missing: {path}"
     fig = viewers.figure_for_file(path)
     z = np.asarray(fig.data[0].z)
     assert z.size <= 600_000 and z.dtype in (np.uint16, np.int16, np.float32)
