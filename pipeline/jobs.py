@@ -67,8 +67,7 @@ def queue_health() -> dict:
         return {"backend": "redis", "ok": False, "error": str(error), "queued": None, "workers": 0}
 
 
-def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | None = None,
-            depends_on=None):
+def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | None = None):
     """Record a Job row and hand it to RQ (or the in-process pool). Returns the row."""
     from db import db
     from db.models import Job
@@ -84,17 +83,17 @@ def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | 
         app = current_app._get_current_object()
         _inline_pool.submit(_run_inline, app, job.id)
         return job
-    _send(queue, job, depends_on)
+    _send(queue, job)
     return job
 
 
-def _send(queue, job, depends_on=None) -> None:
+def _send(queue, job) -> None:
     from rq import Retry
 
     from db import db
 
     rq_job = queue.enqueue("pipeline.jobs.run_job", job.id, job_id=f"gsp-{job.id}-{job.attempts}",
-                           retry=Retry(max=1), depends_on=depends_on, failure_ttl=7 * 86400)
+                           retry=Retry(max=1), failure_ttl=7 * 86400)
     job.rq_id = rq_job.id
     db.session.commit()
 

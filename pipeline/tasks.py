@@ -18,6 +18,7 @@ from db.models import File, Proposal
 from pipeline import headers, matching, steps
 from pipeline.catalogue import processed_root
 from pipeline.jobs import JobRefused, enqueue, task
+from pipeline.night import master_name
 from pipeline.settings import ReductionSettings
 from pipeline.wavelength import WavelengthOptions
 
@@ -128,7 +129,7 @@ def calibrations(job) -> dict:
     for master in _masters(kind, frame.date) if not (job.params or {}).get("force") else ():
         if sorted((master.calibrations or {}).get("inputs", [])) == names:
             return {"built": False, "reason": "a master of exactly these frames exists", "master": master.id}
-    name = _master_name(frame, kind)
+    name = master_name(fields_of(frame), kind)
     out_dir = out_dir_for(frame)
     inputs = {"inputs": names, "why": f"{len(group)} {kind} frames of one configuration on {frame.date}"}
     if kind == "bias":
@@ -151,12 +152,6 @@ def calibrations(job) -> dict:
     db.session.commit()
     wake_waiting(frame.date, "master")
     return {"built": True, "masters": [row.id for row in rows]}
-
-
-def _master_name(frame: File, kind: str) -> str:
-    from pipeline.night import master_name
-
-    return master_name(fields_of(frame), kind)
 
 
 def wake_waiting(date: str, waiting_for: str) -> None:
