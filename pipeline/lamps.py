@@ -264,3 +264,11 @@ def nist_lines(elements, wmin: float = 0.0, wmax: float = np.inf) -> list[NistLi
     """NIST air lines of ``elements`` between ``wmin`` and ``wmax``, sorted by wavelength."""
     lines = [line for e in elements for line in _element_lines(e) if wmin <= line.wavelength <= wmax]
     return sorted(lines, key=lambda line: line.wavelength)
+
+
+def preload() -> None:
+    """Read the lamp catalogue and every NIST list now: a process that forks one child per job
+    (an RQ worker) then hands them to every child instead of each re-reading ~100 files."""
+    _catalogue()
+    for element in lamp_elements(LAMP_KEYWORDS):
+        _element_lines(element)

@@ -9,7 +9,9 @@ corrects is cut identically.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import bottleneck
 import ccdproc
 import numpy as np
 from astropy.io.fits import Header
@@ -21,9 +23,9 @@ from pipeline import headers, matching, reduce
 from pipeline.reduce import Frame, ReductionError, SaturationFunction
 from pipeline.settings import ReductionSettings
 
-
 CLIP_SIGMA = 3.0              # sigma clipping (median centre, MAD width) before the median
-COMBINE_MEMORY_BYTES = 128e6  # ccdproc.combine chunk: ten 1x1 flats peak ~730 MB in all
+COMBINE_MEMORY_BYTES = 64e6   # ccdproc.combine chunk per thread: ten 1x1 flats peak ~730 MB in all
+COMBINE_THREADS = 2
 _DEAD_FLAT_LEVEL = 0.05       # normalized flat pixels below this cannot be divided by
 
 
@@ -186,17 +188,27 @@ _COMBINE_DESCRIPTION = f"median, {CLIP_SIGMA:g}-sigma clipped (median/MAD)"
 
 
 def _median_combine(ccds: list[CCDData], scale: np.ndarray | None = None) -> CCDData:
-    combined = ccdproc.combine(
-        ccds, method="median", scale=scale, mem_limit=COMBINE_MEMORY_BYTES, dtype=np.float32,
-        sigma_clip=True, sigma_clip_low_thresh=CLIP_SIGMA, sigma_clip_high_thresh=CLIP_SIGMA,
-        sigma_clip_func=np.ma.median, sigma_clip_dev_func=mad_std)
-    combined.header = ccds[0].header.copy()
+    # Every output pixel depends only on the same pixel of the inputs, so bands of rows are
+    # combined in parallel threads (the clipping and median are C code that releases the GIL).
+    bands = np.array_split(np.arange(ccds[0].shape[0]), COMBINE_THREADS)
+    with ThreadPoolExecutor(len(bands)) as pool:
+        parts = list(pool.map(lambda rows: _median_combine_rows(ccds, rows[0], rows[-1] + 1, scale), bands))
+    combined = CCDData(np.vstack([part.data for part in parts]), unit=parts[0].unit,
+                       header=ccds[0].header.copy())
     # the master is a new file: the job layer names it, not its first input
     combined.header.remove("GSP_FNAM", ignore_missing=True)
     combined.header["NCOMBINE"] = (len(ccds), "frames combined")
-    combined.mask = None
-    combined.uncertainty = None
     return combined
+
+
+def _median_combine_rows(ccds: list[CCDData], first: int, stop: int, scale: np.ndarray | None) -> CCDData:
+    # Named statistics take astropy's compiled sigma-clip path (with bottleneck), five
+    # times faster than callables; the combined uncertainty is not kept, so the
+    # cheapest one (bottleneck's nanstd) stands in for ccdproc's MAD default.
+    return ccdproc.combine(
+        [ccd[first:stop] for ccd in ccds], method="median", scale=scale, mem_limit=COMBINE_MEMORY_BYTES,
+        dtype=np.float32, sigma_clip=True, sigma_clip_low_thresh=CLIP_SIGMA, sigma_clip_high_thresh=CLIP_SIGMA,
+        sigma_clip_func="median", sigma_clip_dev_func="mad_std", combine_uncertainty_function=bottleneck.nanstd)
 
 
 def _common_level_scales(ccds: list[CCDData]) -> np.ndarray:

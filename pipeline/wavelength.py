@@ -210,11 +210,12 @@ def _fit_peak(flux: np.ndarray, peak: int, sigma: float) -> tuple[float, float] 
     x = np.arange(low, high, dtype=float)
     y = flux[low:high]
     guess = (y.max() - y.min(), float(peak), sigma, y.min())
-    # Levenberg-Marquardt with the analytic Jacobian: a hundred small fits per arc, ~1 ms each.
-    result = optimize.least_squares(lambda params: _gaussian(params, x) - y, guess,
-                                    jac=lambda params: _gaussian_jacobian(params, x), method="lm")
-    amplitude, centre, width = result.x[0], result.x[1], abs(result.x[2])
-    if not result.success or amplitude <= 0 or abs(centre - peak) > 1.5:
+    # Levenberg-Marquardt (MINPACK) with the analytic Jacobian: a hundred small fits per arc.
+    # leastsq is the same algorithm as least_squares(method="lm") with a third of the overhead.
+    params, _, _, _, status = optimize.leastsq(lambda p: _gaussian(p, x) - y, guess,
+                                               Dfun=lambda p: _gaussian_jacobian(p, x), full_output=True)
+    amplitude, centre, width = params[0], params[1], abs(params[2])
+    if status not in (1, 2, 3, 4) or amplitude <= 0 or abs(centre - peak) > 1.5:
         return None
     return float(centre), float(width)
 

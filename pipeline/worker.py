@@ -1,5 +1,6 @@
 """``rq worker -w pipeline.worker.GspWorker gsp``: an RQ worker that builds the app and imports
-the science once, before it forks a work horse per job, so a job starts in milliseconds."""
+the science and its reference data once, before it forks a work horse per job, so a job starts
+in milliseconds."""
 from rq import Worker
 
 from pipeline import jobs
@@ -9,4 +10,6 @@ class GspWorker(Worker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         jobs.worker_app()
-        from pipeline import steps  # noqa: F401  (numpy, astropy, ccdproc, astroscrappy, scipy)
+        from pipeline import lamps, steps  # noqa: F401  (numpy, astropy, ccdproc, astroscrappy, scipy)
+
+        lamps.preload()
