@@ -16,6 +16,7 @@ from typing import NamedTuple
 import astroscrappy
 import numpy as np
 from astropy.io import fits
+from scipy import ndimage
 
 DCR_EXECUTABLE = "dcr"
 # astroscrappy's default 4.5 flags ~170 noise pixels per 2x2 frame on a
@@ -25,6 +26,9 @@ LACOSMIC_SIGCLIP = 6.0
 # Two passes catch every simulated hit (a third finds only what the first two uncovered around
 # bright hits, which the extraction's background rejection handles) at half the time of the default 4.
 LACOSMIC_ITERATIONS = 2
+# How far a pixel's LACosmic verdict reaches: 7- and 9-wide medians chained (6 px), two
+# dilations (2 px) and the 5x5 cleaning of a neighbour (2 px).
+_LACOSMIC_REACH_PX = 10
 DCR_TIMEOUT_SECONDS = 60
 
 # goodman-pipeline's GenerateDcrParFile lookup table (camera, serial binning) ->
@@ -73,19 +77,54 @@ def resolve_method(method: str, detector: Detector) -> tuple[str, str]:
 
 
 def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarray]:
-    """Clean ``data`` (ADU, bias subtracted, sky included) with astroscrappy's LACosmic."""
-    mask, cleaned = astroscrappy.detect_cosmics(
-        np.asarray(data, dtype=np.float32),
-        gain=detector.gain,
-        readnoise=detector.read_noise,
-        # astroscrappy compares saturation with the data after converting to electrons
-        satlevel=detector.saturation * detector.gain,
-        sigclip=LACOSMIC_SIGCLIP,
-        niter=LACOSMIC_ITERATIONS,
-        sepmed=True,
-        cleantype="meanmask",
-    )
-    return cleaned.astype(np.float32, copy=False), mask
+    """Clean ``data`` (ADU, bias subtracted, sky included) with astroscrappy's LACosmic.
+
+    The first pass covers the frame.  A later pass can only flag pixels near what the
+    previous pass cleaned (everything else sees the same data as before), so it runs on
+    cut-outs around those pixels: the same detections for a third of the time of
+    astroscrappy's own iterations, which redo the whole frame.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    options = {"gain": detector.gain, "readnoise": detector.read_noise,
+               # astroscrappy compares saturation with the data after converting to electrons
+               "satlevel": detector.saturation * detector.gain,
+               "sigclip": LACOSMIC_SIGCLIP, "sepmed": True, "cleantype": "meanmask"}
+    mask, cleaned = astroscrappy.detect_cosmics(data, niter=1, **options)
+    found = mask
+    for _ in range(LACOSMIC_ITERATIONS - 1):
+        found = _pass_near(cleaned, found, options) & ~mask
+        if not found.any():
+            break
+        mask |= found
+        cleaned = _clean(data, mask, detector.saturation)
+    return cleaned, mask
+
+
+def _pass_near(cleaned: np.ndarray, changed: np.ndarray, options: dict) -> np.ndarray:
+    """One LACosmic pass over ``cleaned``, kept only where it can differ from the last one:
+    within reach of the ``changed`` pixels, each cut-out wide enough that every filter
+    sees what it would see on the whole frame."""
+    reach = ndimage.maximum_filter(changed, size=2 * _LACOSMIC_REACH_PX + 1)
+    support = ndimage.maximum_filter(reach, size=2 * _LACOSMIC_REACH_PX + 1)
+    found = np.zeros_like(changed)
+    for box in ndimage.find_objects(ndimage.label(support)[0]):
+        box_mask, _ = astroscrappy.detect_cosmics(cleaned[box], niter=1, **options)
+        found[box] |= box_mask & reach[box]
+    return found
+
+
+def _clean(data: np.ndarray, mask: np.ndarray, saturation: float) -> np.ndarray:
+    """astroscrappy's ``meanmask`` cleaning: a flagged pixel becomes the mean of the unflagged,
+    unsaturated pixels of its 5x5 box (the frame's median where there are none)."""
+    usable = ~mask & (data < saturation)
+    total = ndimage.uniform_filter(np.where(usable, data, 0.0).astype(np.float64), size=5, mode="constant")
+    count = ndimage.uniform_filter(usable.astype(np.float64), size=5, mode="constant")
+    cleaned = data.copy()
+    fallback = float(np.median(data[usable])) if usable.any() else 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(count > 1e-9, total / count, fallback)
+    cleaned[mask] = means[mask]
+    return cleaned
 
 
 def dcr(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarray]:

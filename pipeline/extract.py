@@ -9,17 +9,14 @@ the target centre at column x.  Fluxes are in ADU per column.
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from astropy.modeling import fitting, models
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.stats import mad_std
-from astropy.utils.exceptions import AstropyUserWarning
 from numpy.polynomial import Polynomial
-from scipy import ndimage, signal, stats
+from scipy import ndimage, optimize, signal, stats
 
 from pipeline import reduce
 from pipeline.reduce import ReductionError
@@ -38,9 +35,6 @@ BACKGROUND_GAP_FWHM = 3.0   # gap between the aperture and each background band 
 OPTIMAL_WINDOW_FWHM = 3.0   # optimal extraction uses centre +- 3 FWHM
 OPTIMAL_CLIP_SIGMA = 5.0    # Horne's rejection of pixels that disagree with the profile
 OPTIMAL_ITERATIONS = 3
-
-_FITTER = fitting.DogBoxLSQFitter()  # bounded like TRF, several times faster here
-
 
 class NoTargetsError(ReductionError):
     """No target could be identified in the frame."""
@@ -128,9 +122,8 @@ def identify_targets(ccd: CCDData, settings: ReductionSettings) -> tuple[list[Ta
         if reason:
             rejected.append({"row": int(peak), "reason": reason})
             continue
-        targets.append(Target(number=len(targets) + 1, center=_center(model),
-                              amplitude=float(model.amplitude.value), fwhm=float(model.fwhm),
-                              snr=float(model.amplitude.value / noise)))
+        targets.append(Target(number=len(targets) + 1, center=model.center, amplitude=model.amplitude,
+                              fwhm=model.fwhm, snr=model.amplitude / noise))
     record = {"profile_noise": noise, "candidates": int(peaks.size), "rejected": rejected,
               "targets": [vars(target).copy() for target in targets]}
     return targets, record
@@ -141,13 +134,13 @@ def _peak_width(residual: np.ndarray, peak: int) -> float:
     return float(np.clip(width, 1.0, residual.size / 4))
 
 
-def _rejection_reason(model, n_rows: int, noise: float, accepted: list[Target]) -> str | None:
+def _rejection_reason(model: Profile | None, n_rows: int, noise: float, accepted: list[Target]) -> str | None:
     if model is None:
         return "profile fit failed"
-    center, fwhm = _center(model), float(model.fwhm)
+    center, fwhm = model.center, model.fwhm
     if not MIN_FWHM <= fwhm <= MAX_FWHM_FRACTION * n_rows:
         return f"FWHM {fwhm:.2f} px is not a point source"
-    if model.amplitude.value < DETECTION_SIGMA * noise:
+    if model.amplitude < DETECTION_SIGMA * noise:
         return "fitted peak below the detection limit"
     if not EDGE_CLEARANCE_FWHM * fwhm <= center <= n_rows - 1 - EDGE_CLEARANCE_FWHM * fwhm:
         return "at the slit edge"
@@ -158,50 +151,93 @@ def _rejection_reason(model, n_rows: int, noise: float, accepted: list[Target]) 
 
 # --- profile models ---------------------------------------------------------------------
 
-def _model(kind: str, amplitude: float, center: float, fwhm: float):
+_MOFFAT_START_ALPHA = 2.5
+_GAUSSIAN_FWHM_PER_SIGMA = 2 * np.sqrt(2 * np.log(2))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A fitted spatial profile: Gaussian (``width`` = sigma) or Moffat
+    (``width`` = gamma, power ``alpha``), the parametrization of astropy's
+    Gaussian1D and Moffat1D."""
+
+    kind: str
+    amplitude: float
+    center: float
+    width: float
+    alpha: float = 0.0
+
+    @property
+    def fwhm(self) -> float:
+        if self.kind == "gaussian":
+            return _GAUSSIAN_FWHM_PER_SIGMA * self.width
+        return 2.0 * self.width * np.sqrt(2.0 ** (1.0 / self.alpha) - 1.0)
+
+    @property
+    def shape(self) -> dict:
+        """The parameters other than centre and amplitude, as the trace records them."""
+        if self.kind == "gaussian":
+            return {"stddev": self.width}
+        return {"gamma": self.width, "alpha": self.alpha}
+
+
+def _profile_and_jacobian(kind: str, params: np.ndarray, rows: np.ndarray, with_constant: bool):
+    """Model values and analytic derivatives (one column per parameter)."""
+    amplitude, center, width = params[:3]
+    offset = rows - center
     if kind == "gaussian":
-        model = models.Gaussian1D(amplitude, center, fwhm / (2 * np.sqrt(2 * np.log(2))))
-        model.stddev.bounds = (0.2, None)
-        return model
-    alpha = 2.5
-    gamma = fwhm / (2 * np.sqrt(2 ** (1 / alpha) - 1))
-    model = models.Moffat1D(amplitude, center, gamma, alpha)
-    model.gamma.bounds = (0.2, None)
-    model.alpha.bounds = (0.6, 20.0)
-    return model
-
-
-def _center(model) -> float:
-    return float(model.mean.value if hasattr(model, "mean") else model.x_0.value)
-
-
-def _shape(model) -> dict:
-    if hasattr(model, "stddev"):
-        return {"stddev": float(model.stddev.value)}
-    return {"gamma": float(abs(model.gamma.value)), "alpha": float(model.alpha.value)}
+        z = offset / width
+        core = np.exp(-0.5 * z * z)
+        columns = [core, amplitude * core * z / width, amplitude * core * z * z / width]
+    else:
+        alpha = params[3]
+        base = 1.0 + (offset / width) ** 2
+        core = base ** -alpha
+        slope = amplitude * alpha * core / base * 2.0 * offset / width ** 2
+        columns = [core, slope, slope * offset / width, -amplitude * core * np.log(base)]
+    value = amplitude * core + (params[-1] if with_constant else 0.0)
+    if with_constant:
+        columns.append(np.ones_like(rows))
+    return value, np.column_stack(columns)
 
 
 def _fit_profile(rows: np.ndarray, values: np.ndarray, center: float, fwhm: float, kind: str,
-                 with_constant: bool = False):
-    """Fit the target model near ``center``; None when the fit fails or wanders off."""
+                 with_constant: bool = False) -> Profile | None:
+    """Fit the target model (plus a constant) near ``center``; None when the fit fails or wanders off.
+
+    A bounded least-squares fit (scipy's dogbox) with analytic derivatives: thousands of these
+    small fits run per night, and a generic modelling layer would cost several times more."""
     half = max(TRACE_WINDOW_FWHM * fwhm, 5.0)
     near = np.abs(rows - center) <= half
     if np.count_nonzero(near) < 5:
         return None
-    amplitude = float(np.max(values[near]) - (np.median(values[near]) if with_constant else 0))
-    start = _model(kind, max(amplitude, 1e-6), center, fwhm)
-    start.amplitude.bounds = (0.0, None)
+    x, y = rows[near], values[near]
+    amplitude = max(float(np.max(y) - (np.median(y) if with_constant else 0)), 1e-6)
+    if kind == "gaussian":
+        start, low, high = [amplitude, center, fwhm / _GAUSSIAN_FWHM_PER_SIGMA], [0.0, -np.inf, 0.2], \
+            [np.inf, np.inf, np.inf]
+    else:
+        gamma = fwhm / (2 * np.sqrt(2 ** (1 / _MOFFAT_START_ALPHA) - 1))
+        start, low, high = [amplitude, center, gamma, _MOFFAT_START_ALPHA], [0.0, -np.inf, 0.2, 0.6], \
+            [np.inf, np.inf, np.inf, 20.0]
     if with_constant:
-        start = start + models.Const1D(float(np.min(values[near])))
-    with warnings.catch_warnings():
-        # a non-converging fit is judged below, not reported as a warning
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        try:
-            fitted = _FITTER(start, rows[near], values[near], maxiter=200)
-        except (ValueError, RuntimeError, np.linalg.LinAlgError):
-            return None
-    profile = fitted[0] if with_constant else fitted
-    if not np.isfinite(profile.parameters).all() or abs(_center(profile) - center) > half:
+        start, low, high = start + [float(np.min(y))], low + [-np.inf], high + [np.inf]
+    start = np.clip(start, low, high)
+
+    def residual(params):
+        return _profile_and_jacobian(kind, params, x, with_constant)[0] - y
+
+    def jacobian(params):
+        return _profile_and_jacobian(kind, params, x, with_constant)[1]
+
+    try:
+        fit = optimize.least_squares(residual, start, jac=jacobian, bounds=(low, high), method="dogbox",
+                                     max_nfev=200)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    profile = Profile(kind, *(float(value) for value in fit.x[:3]),
+                      alpha=float(fit.x[3]) if kind != "gaussian" else 0.0)
+    if not np.isfinite(fit.x).all() or abs(profile.center - center) > half:
         return None
     return profile
 
@@ -228,23 +264,23 @@ def trace_target(ccd: CCDData, target: Target, settings: ReductionSettings) -> T
         good = np.array([sample is not None for sample in samples])
         if np.count_nonzero(good) <= TRACE_DEGREE + 1:
             raise ReductionError(f"target {target.number} at row {target.center:.1f} could not be traced")
-        centers = np.array([_center(s) if s is not None else np.nan for s in samples])
+        centers = np.array([s.center if s is not None else np.nan for s in samples])
         polynomial, kept = _clipped_polynomial(x[good], centers[good])
         fwhm = float(np.median([s.fwhm for s in np.array(samples, dtype=object)[good][kept]]))
         prediction = polynomial
     accepted = np.array(samples, dtype=object)[good][kept]
     residuals = centers[good][kept] - polynomial(x[good][kept])
-    shapes = [_shape(sample) for sample in accepted]
+    shapes = [sample.shape for sample in accepted]
     return Trace(coefficients=tuple(float(c) for c in polynomial.convert().coef),
                  fwhm=fwhm, shape={key: float(np.median([s[key] for s in shapes])) for key in shapes[0]},
                  rms=float(np.sqrt(np.mean(residuals ** 2))), samples=int(kept.sum()),
                  rejected=int(x.size - kept.sum()))
 
 
-def _trace_sample(column_profile: np.ndarray, center: float, fwhm: float, kind: str):
+def _trace_sample(column_profile: np.ndarray, center: float, fwhm: float, kind: str) -> Profile | None:
     rows = np.arange(column_profile.size, dtype=float)
     model = _fit_profile(rows, column_profile, center, fwhm, kind, with_constant=True)
-    if model is None or not MIN_FWHM <= model.fwhm <= 3 * fwhm or abs(_center(model) - center) > fwhm:
+    if model is None or not MIN_FWHM <= model.fwhm <= 3 * fwhm or abs(model.center - center) > fwhm:
         return None
     return model
 

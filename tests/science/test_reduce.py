@@ -221,3 +221,35 @@ def test_dcr_cleans_when_built(monkeypatch, dcr_folder, reduced, science):
     cleaned, done = cosmics.reject(frame, "dcr", detector_for(2))
     assert done["applied"] == "dcr" and done["pixels"] >= len(hits)
     assert np.abs(cleaned - ccd.data)[hits[:, 0], hits[:, 1]].max() < 200
+
+
+def frame_with_tracks(seed, shape=(300, 700), tracks=120):
+    """Sky, a bright spectrum and oblique cosmic-ray tracks up to 20 px long (1x1-like hits)."""
+    rng = np.random.default_rng(seed)
+    model = 200.0 + 3000.0 * np.exp(-0.5 * ((np.arange(shape[0])[:, None] - shape[0] / 2) / 3.0) ** 2)
+    frame = rng.poisson(np.broadcast_to(model, shape)).astype(float) + rng.normal(0.0, 4.0, shape)
+    hit = np.zeros(shape, dtype=bool)
+    for _ in range(tracks):
+        y0, x0, length, angle = rng.integers(0, shape[0]), rng.integers(0, shape[1]), rng.integers(1, 20), \
+            rng.uniform(0, 2 * np.pi)
+        for step in np.linspace(0, length, 2 * length + 1):
+            y, x = round(y0 + step * np.sin(angle)), round(x0 + step * np.cos(angle))
+            if 0 <= y < shape[0] and 0 <= x < shape[1] and not hit[y, x]:
+                frame[y, x] += rng.uniform(300.0, 20000.0)
+                hit[y, x] = True
+    return frame.astype(np.float32), hit
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_lacosmic_second_pass_on_cutouts_flags_what_astroscrappy_flags(seed):
+    frame, hit = frame_with_tracks(seed)
+    detector = cosmics.Detector(gain=1.0, read_noise=4.0, saturation=65535.0, camera="Red", serial_binning=1)
+    options = dict(gain=1.0, readnoise=4.0, satlevel=65535.0, sigclip=cosmics.LACOSMIC_SIGCLIP, sepmed=True,
+                   cleantype="meanmask")
+    one_pass, _ = cosmics.astroscrappy.detect_cosmics(frame, niter=1, **options)
+    expected_mask, expected_clean = cosmics.astroscrappy.detect_cosmics(
+        frame, niter=cosmics.LACOSMIC_ITERATIONS, **options)
+    cleaned, mask = cosmics.lacosmic(frame, detector)
+    assert (hit & ~one_pass).sum() > 20  # tracks that only a second pass catches
+    assert np.array_equal(mask, expected_mask)
+    assert np.abs(cleaned - expected_clean).max() < 0.01
