@@ -240,7 +240,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temp folder, removed)")
     parser.add_argument("--skip-goodman", action="store_true")
     parser.add_argument("--stages", action="store_true",
-                        help="also run our night in-process with wall time per block (another ~40 s)")
+                        help="also run our night in one process with wall time per block (another ~20 s)")
     parser.add_argument("--output", default=str(RESULTS / "night.json"))
     args = parser.parse_args(argv)
 
