@@ -225,7 +225,8 @@ def proposal_choices(user) -> list[str]:
 
 
 def config_fields(file: File) -> dict:
-    """The fields pipeline.matching keys need, from the catalogue row (classification first)."""
+    """The fields pipeline.matching needs, from the catalogue row: its classify() output first
+    (products carry their raw parent's), columns for what it lacks, and the row's own id and name."""
     from pipeline import headers
 
     fields = dict(file.classification or {}) if getattr(file, "classification", None) else {}
@@ -242,8 +243,7 @@ def config_fields(file: File) -> dict:
             except ValueError:
                 fields[name] = None
     fields.setdefault("date_obs", file.date_obs)
-    fields.setdefault("id", file.id)
-    fields.setdefault("file_name", file.file_name)
+    fields.update(id=file.id, file_name=file.file_name)
     return fields
 
 

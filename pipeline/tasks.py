@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from db import db
+from db import db, queries
 from db.events import log_event
 from db.models import File, Proposal
 from pipeline import headers, matching, steps
@@ -35,9 +35,9 @@ def settings_for(file: File) -> ReductionSettings:
 
 
 def fields_of(file: File) -> dict:
-    """classify() output of a row (products carry their raw parent's), ready for pipeline.matching."""
-    fields = dict(file.classification or {})
-    fields.update(id=file.id, file_name=file.file_name, path=Path(file.full_path))
+    """A row's matching fields (see ``db.queries.config_fields``) with its path and a datetime date_obs."""
+    fields = queries.config_fields(file)
+    fields["path"] = Path(file.full_path)
     if isinstance(fields.get("date_obs"), str):
         fields["date_obs"] = datetime.fromisoformat(fields["date_obs"])
     return fields

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from plotly.offline import get_plotlyjs_version
 
 from tests.conftest import PASSWORD, screenshot
 from tests.test_data_page import add_file, build_night
@@ -85,14 +86,17 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     from db.models import File
     from pipeline import jobs
 
-    outside = []
+    outside, scripts = [], []
     page.on("request", lambda request: None if request.url.startswith((live_server, "data:"))
             else outside.append(request.url))
+    page.on("request", lambda request: scripts.append(request.url) if request.resource_type == "script" else None)
     log_in(page, live_server, "pi")
     page.wait_for_selector("#observed-count")
     assert page.inner_text("#observed-count") == "3"
     assert page.inner_text("#calibrations-count") == "1"
     page.wait_for_function("() => document.querySelector('#data-graph .js-plotly-plot, #data-image')")
+    # plotly.js's cartesian bundle (1.5 MB, of plotly's own version) draws every viewer
+    assert page.evaluate("() => window.Plotly.version") == get_plotlyjs_version()
 
     # --- a file arrives: it is in the index within 2 s, without a reload ---------------------------
     raw_dir = Path(night["raw_science"].full_path).parent
@@ -262,6 +266,8 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     wait_title(page, night["raw_arc"].file_name)
     screenshot(page, "data-from-search")
     assert outside == []  # every asset is served locally (the app runs behind a VPN)
+    plotly_scripts = {url.split("?")[0] for url in scripts if "plotly" in url}
+    assert plotly_scripts == {f"{live_server}/assets/vendor/plotly/plotly-cartesian.min.js"}  # never the 4.8 MB one
 
 
 def test_account_visual_options_apply_to_the_data_page(live_server, page, people, night, tmp_path):
