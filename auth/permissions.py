@@ -21,15 +21,21 @@ def member_proposal_ids(user) -> sa.Select:
     return sa.union(as_collaborator, as_pi)
 
 
-def visible_files(user, query: sa.Select | None = None) -> sa.Select:
-    """Restrict a File query to what ``user`` may see."""
+def visible_files(user, query: sa.Select | None = None, data_type: int | None = None) -> sa.Select:
+    """Restrict a File query to what ``user`` may see.
+
+    ``data_type``: the caller keeps only files of this type, so only the rule that can
+    match them is needed (SQLite does not drop the other half of the OR by itself, and
+    a PI's raw-files index would scan every raw row)."""
     query = query if query is not None else sa.select(File)
-    if user.is_staff:
+    if user.is_staff or data_type == MASTER_CALIBRATION:
         return query
     # Literal ids, not a subquery: SQLite then splits the OR across two indexes instead of
     # scanning a million rows (bench/catalogue.py).
-    member_ids = list(db.session.scalars(member_proposal_ids(user)))
-    return query.where(sa.or_(File.data_type == MASTER_CALIBRATION, File.proposal_id.in_(member_ids)))
+    members = File.proposal_id.in_(list(db.session.scalars(member_proposal_ids(user))))
+    if data_type is not None:
+        return query.where(members)
+    return query.where(sa.or_(File.data_type == MASTER_CALIBRATION, members))
 
 
 def visible_proposals(user, query: sa.Select | None = None) -> sa.Select:

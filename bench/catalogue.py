@@ -287,14 +287,13 @@ def explain(app, user_name: str, params: dict) -> list[str]:
     """SQLite's plan for the page query and the count query of one case (for the report)."""
     import sqlalchemy as sa
 
-    from auth.permissions import visible_files
     from db import db
     from db.models import File, User
-    from db.queries import apply_filters
+    from db.queries import visible_matching
 
     with app.app_context():
         user = db.session.scalar(sa.select(User).where(User.username == user_name))
-        filtered = apply_filters(visible_files(user, sa.select(File.id)), params)
+        filtered = visible_matching(user, params)
         page = int(params.get("page", 1))
         size = int(params.get("page_size", 100))
         statements = {"page": filtered.order_by(File.id.desc()).limit(size).offset((page - 1) * size),

@@ -107,7 +107,7 @@ def list_files(user, params: dict) -> FilePage:
     page_size = _integer("page_size", params.get("page_size") or DEFAULT_PAGE_SIZE, minimum=1)
     if page_size > MAX_PAGE_SIZE:
         raise QueryError(f"'page_size' may be at most {MAX_PAGE_SIZE}.")
-    filtered = apply_filters(visible_files(user, sa.select(File.id)), params)
+    filtered = visible_matching(user, params)
     count = count_files(filtered)
     offset = (page - 1) * page_size
     if count > 2 * offset + page_size:
@@ -127,6 +127,14 @@ def list_files(user, params: dict) -> FilePage:
     files = db.session.scalars(sa.select(File).options(*eager).where(File.id.in_(ids))
                                .order_by(File.id.desc())).unique().all() if ids else []
     return FilePage(files=list(files), count=count, page=page, page_size=page_size)
+
+
+def visible_matching(user, params: dict, query: sa.Select | None = None) -> sa.Select:
+    """``query`` (default: file ids) kept to the files ``user`` may see that match ``params``."""
+    data_type = params.get("data_type")
+    data_type = None if data_type in (None, "") else _integer("data_type", data_type)
+    query = query if query is not None else sa.select(File.id)
+    return apply_filters(visible_files(user, query, data_type=data_type), params)
 
 
 def count_files(filtered_ids: sa.Select) -> int:
@@ -193,13 +201,12 @@ def last_page(count: int, page_size: int) -> int:
 
 
 def count_visible(user, params: dict) -> int:
-    return count_files(apply_filters(visible_files(user, sa.select(File.id)), params))
+    return count_files(visible_matching(user, params))
 
 
 def newest_visible_id(user, params: dict | None = None) -> int | None:
     """Id of the newest file the user may see (optionally filtered), or None."""
-    query = apply_filters(visible_files(user, sa.select(sa.func.max(File.id))), params or {})
-    return db.session.scalar(query)
+    return db.session.scalar(visible_matching(user, params or {}, sa.select(sa.func.max(File.id))))
 
 
 def distinct_values(user, names=DISTINCT_FILTERS) -> dict[str, list[str]]:

@@ -405,6 +405,25 @@ def test_permission_matrix(client, night, people, who):
     assert deleted.status_code == (200 if may_delete else 404)
 
 
+@pytest.mark.both_databases
+@pytest.mark.parametrize("who", MATRIX)
+def test_permission_matrix_per_data_type(client, night, people, who):
+    """Listing one data type narrows the permission rule to that type: same answers as filtering
+    the full list."""
+    headers = auth_header(people["tokens"][who])
+    everything = client.get("/api/files/?page_size=1000", headers=headers).json["results"]
+    for data_type in (0, 1, 2, 4):
+        response = client.get(f"/api/files/?data_type={data_type}&page_size=1000", headers=headers)
+        expected = [item["id"] for item in everything if item["data_type"] == str(data_type)]
+        assert [item["id"] for item in response.json["results"]] == expected
+        assert response.json["count"] == len(expected)
+    masters = client.get("/api/files/?data_type=1", headers=headers).json["results"]
+    assert [item["id"] for item in masters] == [night["master"].id]  # another proposal's master: everyone
+    raw = {item["id"] for item in client.get("/api/files/?data_type=0", headers=headers).json["results"]}
+    assert (night["0004_NGC1275.fits"].id in raw) == MATRIX[who][0]
+    assert (night["other"].id in raw) == (who in ("staff", "stranger"))
+
+
 # --- the watcher --------------------------------------------------------------------------------
 
 def test_watcher_ingests_new_files_within_a_second(dash_app, app, people):
