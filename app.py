@@ -54,6 +54,9 @@ def load_config(overrides: dict | None = None) -> dict:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "MAX_CONTENT_LENGTH": int(os.environ.get("GSP_MAX_UPLOAD_BYTES", str(1024 ** 3))),
+        # Static assets (URLs carry ?m=<mtime>) are reused for an hour instead of revalidated on
+        # every page load; FITS downloads opt out (api/files.py).
+        "SEND_FILE_MAX_AGE_DEFAULT": 3600,
     }
     config.update(overrides)
     config.setdefault("SECRET_KEY", os.environ.get("SECRET_KEY") or _instance_secret(instance))

@@ -117,8 +117,9 @@ def files_download(file_id):
     path = Path(file.full_path)
     if not path.is_file():
         raise ApiError(f"{file.file_name} is catalogued but missing on disk.", 410)
+    # max_age=0: a proposal's data is never kept by shared caches (assets are, see SEND_FILE_MAX_AGE_DEFAULT)
     return send_file(path, mimetype="application/fits", as_attachment=True, download_name=file.file_name,
-                     conditional=True)
+                     conditional=True, max_age=0)
 
 
 @blueprint.get("/files/header/")

@@ -447,6 +447,8 @@ def image_figure(product: Product, *, colormap="gray", zmin=None, zmax=None, per
                            x=1, y=1.01, xanchor="right", yanchor="bottom", showarrow=False,
                            font={"color": SATURATED_COLOUR, "size": 12}, name="saturated-count")
     _style(fig, theme, title, show_title, height)
+    # Room for the colour bar from the start: otherwise it pushes the margins and plotly draws twice.
+    fig.update_layout(margin={"r": 90, "b": 60})
     ny, nx = data.shape
     axis = {"showgrid": False, "zeroline": False, "ticks": "outside"}
     fig.update_xaxes(title=x_title, range=[-0.5, nx - 0.5], **axis)

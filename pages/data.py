@@ -209,9 +209,6 @@ def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
         dcc.Store(id=ids.DATA_ACTIONS_REFRESH, data=0),
         dcc.Interval(id=ids.DATA_JOB_POLL, interval=1000, disabled=True),
         html.Div(id=ids.DATA_URL_SYNC, hidden=True),
-        # Interactive users: start fetching plotly.js with the page, not after the first figure.
-        dcc.Graph(id="data-graph-preload", figure={"data": [], "layout": {}}, style={"display": "none"})
-        if defaults["format"] == "interactive" else None,
         dbc.Row([
             dbc.Col([_observed_card(), _calibrations_card()], lg=3, className="gsp-left"),
             dbc.Col(_main_card(defaults), lg=9),

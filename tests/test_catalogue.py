@@ -233,6 +233,10 @@ def test_download_streams_the_fits_bytes(client, night, people):
     assert response.status_code == 200
     assert response.data == Path(file.full_path).read_bytes()
     assert "0004_NGC1275.fits" in response.headers["Content-Disposition"]
+    # a proposal's data is never stored by shared caches; the app's own assets are, for an hour
+    assert response.headers["Cache-Control"] == "no-cache, max-age=0"
+    asset = client.get("/assets/gsp.css")
+    assert asset.status_code == 200 and asset.headers["Cache-Control"] == "public, max-age=3600"
 
 
 def test_reclassify_focus_arc_as_comp(client, app, people):
