@@ -81,8 +81,8 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
 
     The first pass covers the frame.  A later pass can only flag pixels near what the
     previous pass cleaned (everything else sees the same data as before), so it runs on
-    cut-outs around those pixels: the same detections for a third of the time of
-    astroscrappy's own iterations, which redo the whole frame.
+    cut-outs around those pixels: the same mask as astroscrappy's own ``niter`` (which
+    redoes the whole frame), with the second pass costing a few percent of the first.
     """
     data = np.asarray(data, dtype=np.float32)
     options = {"gain": detector.gain, "readnoise": detector.read_noise,
