@@ -143,10 +143,12 @@ class TaskGraph:
         return [(self._running.pop(future), future.exception() or future.result()) for future in done]
 
     def _start_ready(self) -> None:
-        ready = [item for item in self._waiting if item[0] <= self._ended]
-        self._waiting = [item for item in self._waiting if not item[0] <= self._ended]
-        for _, start in ready:
-            start()
+        waiting, self._waiting = self._waiting, []
+        for needs, start in waiting:
+            if needs <= self._ended:
+                start()
+            else:
+                self._waiting.append((needs, start))
 
 
 class NightRun:
@@ -155,6 +157,7 @@ class NightRun:
 
     def __init__(self, frames: list[Raw], settings: ReductionSettings, out_dir: Path, result: NightResult):
         self.frames, self.settings, self.out_dir, self.result = frames, settings, out_dir, result
+        self.by_name = {raw.path.name: raw for raw in frames}
         self.bias_groups = [] if settings.ignore_bias else _calibration_groups(frames, "bias", settings, result)
         self.flat_groups = [] if settings.ignore_flats else _calibration_groups(frames, "flat", settings, result)
         self.bias_masters: list[dict] = []
@@ -226,12 +229,12 @@ class NightRun:
                 result.add(master, self.out_dir, raw=None, parent=None)
                 result.add(normalized, self.out_dir, raw=None, parent=master.path.name)
         elif kind == "reduce":
-            raw = next(raw for raw in self.frames if raw.path.name == which)
+            raw = self.by_name[which]
             if not _failed(outcome, [raw], "reduce", result):
                 self.reduced[which] = (raw, outcome)
                 result.add(outcome, self.out_dir, raw=raw, parent=which)
         else:
-            raw = next(raw for raw in self.frames if raw.path.name == which)
+            raw = self.by_name[which]
             if not _failed(outcome, [raw], "extraction", result):
                 result.merge(outcome)
 
