@@ -9,11 +9,13 @@ from flask import Response, jsonify, request, send_file, url_for
 from flask_login import current_user
 
 from api import ApiError, blueprint
-from auth.permissions import can_change_file, get_visible_file
+from auth.permissions import can_add_files, can_change_file, get_visible_file
+from db import db
 from db.events import log_event
-from db.queries import QueryError, change_stamp, list_files
+from auth.queries import QueryError, change_stamp, list_files
 from db.serialize import file_to_dict
-from pipeline import catalogue, fitsfiles, headers
+from live import catalogue, tasks
+from pipeline import fitsfiles, headers
 
 
 def parse_id(value, name: str = "id") -> int:
@@ -68,7 +70,7 @@ def files_stamp():
 
 @blueprint.post("/files/")
 def files_create():
-    if not current_user.is_staff:
+    if not can_add_files(current_user):
         raise ApiError("Only staff (or the instrument's service account) may add files.", 403)
     limit = request.max_content_length
     if limit is not None and (request.content_length or 0) > limit:  # refuse before reading a byte
@@ -148,13 +150,11 @@ def files_reclassify():
         raise ApiError(str(error), 400) from None
     before = (file.obstype, file.technique)
     catalogue.apply_classification(file, fields)
-    file.state, file.state_reason = "ingested", ""
     log_event("reclassified", f"{file.file_name}: {before[0]}/{before[1]} -> {file.obstype}/{file.technique}.",
               user=current_user, proposal_id=file.proposal_id, file_id=file.id,
-              details={"old": list(before), "new": [file.obstype, file.technique]})
-    from pipeline import orchestration
-
-    orchestration.on_ingested(file)
+              details={"old": list(before), "new": [file.obstype, file.technique]}, commit=False)
+    tasks.on_ingested(file)
+    db.session.commit()
     return jsonify(file_to_dict(file))
 
 

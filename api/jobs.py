@@ -6,17 +6,24 @@ from flask_login import current_user
 
 from api import ApiError, blueprint
 from api.files import json_body, parse_id, visible_file_or_404
-from auth.permissions import can_change_file, get_visible_file
+from auth.permissions import can_change_file, get_visible_file, get_visible_job
+from auth.queries import compatible_arcs
 from db import db
 from db.models import Job
-from db.queries import compatible_arcs
-from pipeline import headers, lamps, tasks
+from live import tasks
+from pipeline import chain, headers, lamps
 from pipeline.fitsfiles import science_header
-from pipeline.jobs import enqueue
+
+# What each trigger asks the file to be, in words (the rule itself is pipeline.chain).
+_EXPECTED = {"calibrations": "a raw BIAS or FLAT frame",
+             "reduce": "a raw science, arc or imaging frame",
+             "extract": "a reduced science spectrum (reduce it first)",
+             "calibrate_wavelength": "an extracted science spectrum (extract it first)"}
 
 
 def job_to_dict(job: Job) -> dict:
-    return {"id": job.id, "kind": job.kind, "state": job.state, "reason": job.reason, "file_id": job.file_id,
+    return {"id": job.id, "kind": job.kind, "state": job.state, "reason": job.reason,
+            "waiting_for": job.waiting_for, "file_id": job.file_id,
             "params": job.params or {}, "result": job.result, "attempts": job.attempts,
             "created": job.created.isoformat() if job.created else None,
             "started_at": job.started_at.isoformat() if job.started_at else None,
@@ -24,15 +31,16 @@ def job_to_dict(job: Job) -> dict:
             "url": url_for("api.job_detail", job_id=job.id)}
 
 
-def _changeable_file(data: dict):
+def _trigger(step_name: str, data: dict, params: dict | None = None):
+    """Queue ``step_name`` on the file ``data['id']`` if the chain says that step takes it (202 + job)."""
     file = visible_file_or_404(data.get("id"))
     if not can_change_file(current_user, file):
         raise ApiError(f"You may not run reductions on {file.file_name}.", 403)
-    return file
-
-
-def _accepted(kind: str, file, params: dict | None = None):
-    job = enqueue(kind, file_id=file.id, user=current_user, params=params)
+    step = chain.STEPS[step_name]
+    if not step.accepts(file.data_type, tasks.kind_of(file), file.technique):
+        raise ApiError(f"{file.file_name} ({file.obstype}) is not {_EXPECTED[step_name]}.", 400)
+    job = tasks.enqueue_step(step_name, file, user=current_user, params={**step.manual_params, **(params or {})})
+    db.session.commit()
     response = jsonify(job_to_dict(job))
     response.status_code = 202
     return response
@@ -40,18 +48,12 @@ def _accepted(kind: str, file, params: dict | None = None):
 
 @blueprint.post("/files/calibrations/")
 def trigger_calibrations():
-    file = _changeable_file(json_body())
-    if file.data_type != 0 or tasks.kind_of(file) not in ("bias", "flat"):
-        raise ApiError(f"{file.file_name} is not a raw BIAS or FLAT frame.", 400)
-    return _accepted("calibrations", file)
+    return _trigger("calibrations", json_body())
 
 
 @blueprint.post("/files/reduce/")
 def trigger_reduce():
-    file = _changeable_file(json_body())
-    if file.data_type != 0 or tasks.kind_of(file) not in ("arc", "science", "imaging"):
-        raise ApiError(f"{file.file_name} ({file.obstype}) is not a raw science, arc or imaging frame.", 400)
-    return _accepted("reduce", file, {"force": True})
+    return _trigger("reduce", json_body())
 
 
 def _arc_param(data: dict) -> int | None:
@@ -60,7 +62,7 @@ def _arc_param(data: dict) -> int | None:
     arc = get_visible_file(current_user, parse_id(data["arc_id"], "arc_id"))
     if arc is None:
         raise ApiError("Arc not found.", 404)
-    if arc.obstype not in tasks.ARC_OBSTYPES or arc.data_type not in (0, 2):
+    if arc.obstype not in chain.ARC_OBSTYPES or arc.data_type not in (chain.DataType.RAW, chain.DataType.REDUCED):
         raise ApiError(f"{arc.file_name} is not a raw or reduced arc.", 400)
     return arc.id
 
@@ -68,33 +70,26 @@ def _arc_param(data: dict) -> int | None:
 @blueprint.post("/files/spectrum/extract/")
 def trigger_extract():
     data = json_body()
-    file = _changeable_file(data)
-    if file.data_type != 2 or tasks.kind_of(file) != "science":
-        raise ApiError(f"{file.file_name} is not a reduced science spectrum (reduce it first).", 400)
-    return _accepted("extract", file, {"arc_id": _arc_param(data)})
+    return _trigger("extract", data, {"arc_id": _arc_param(data)})
 
 
 @blueprint.post("/files/spectrum/calibrate/wavelength/")
 def trigger_wavelength():
     data = json_body()
-    file = _changeable_file(data)
-    if file.data_type != 3 or file.obstype in tasks.ARC_OBSTYPES:
-        raise ApiError(f"{file.file_name} is not an extracted science spectrum (extract it first).", 400)
     lamp = data.get("lamp") or None
     if lamp is not None:
+        file = visible_file_or_404(data.get("id"))
         choices = lamps.library_lamps_for(science_header(file.full_path))
         if lamp not in choices:
             raise ApiError(f"'{lamp}' is not a library lamp of this configuration; choose one of: "
                            f"{', '.join(choices) or 'none'}.", 400)
-    return _accepted("calibrate_wavelength", file, {"arc_id": _arc_param(data), "lamp": lamp})
+    return _trigger("calibrate_wavelength", data, {"arc_id": _arc_param(data), "lamp": lamp})
 
 
 @blueprint.get("/jobs/<job_id>/")
 def job_detail(job_id):
-    job = db.session.get(Job, parse_id(job_id))
-    visible = job is not None and (current_user.is_staff or job.user_id == current_user.id
-                                   or (job.file_id and get_visible_file(current_user, job.file_id)))
-    if not visible:
+    job = get_visible_job(current_user, parse_id(job_id))
+    if job is None:
         raise ApiError("Job not found.", 404)
     return jsonify(job_to_dict(job))
 

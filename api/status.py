@@ -8,7 +8,7 @@ from api import API_VERSION, blueprint
 from auth.permissions import visible_files
 from db import db
 from db.models import File
-from pipeline.jobs import queue_health
+from live.queue import queue_health
 
 
 @blueprint.get("/")

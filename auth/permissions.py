@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from db import db
-from db.models import File, Proposal, collaborators
+from db.models import File, Job, LogEntry, Proposal, collaborators
 
 MASTER_CALIBRATION = 1
 
@@ -38,6 +38,15 @@ def visible_files(user, query: sa.Select | None = None, data_type: int | None = 
     return query.where(sa.or_(File.data_type == MASTER_CALIBRATION, members))
 
 
+def visible_file_groups(user) -> list | None:
+    """The rule of :func:`visible_files` as one condition per group (master calibrations, each member
+    proposal), for lookups that must use one index per group; None: everything (staff)."""
+    if user.is_staff:
+        return None
+    members = db.session.scalars(member_proposal_ids(user))
+    return [File.data_type == MASTER_CALIBRATION, *(File.proposal_id == proposal for proposal in members)]
+
+
 def visible_proposals(user, query: sa.Select | None = None) -> sa.Select:
     query = query if query is not None else sa.select(Proposal)
     if user.is_staff:
@@ -45,9 +54,28 @@ def visible_proposals(user, query: sa.Select | None = None) -> sa.Select:
     return query.where(Proposal.id.in_(member_proposal_ids(user)))
 
 
+def visible_log_entries(user, query: sa.Select | None = None) -> sa.Select:
+    """Restrict a LogEntry query to what ``user`` may read."""
+    query = query if query is not None else sa.select(LogEntry)
+    if user.is_staff:
+        return query
+    return query.where(sa.or_(
+        LogEntry.proposal_id.in_(member_proposal_ids(user)),
+        LogEntry.file_id.in_(visible_files(user, sa.select(File.id))),
+    ))
+
+
 def get_visible_file(user, file_id) -> File | None:
     """The file, or None when it does not exist *or* the user may not see it."""
     return db.session.scalar(visible_files(user).where(File.id == file_id))
+
+
+def get_visible_job(user, job_id) -> Job | None:
+    """A job the user started, or one on a file they may see (staff: any); None otherwise."""
+    job = db.session.get(Job, job_id)
+    if job is None or user.is_staff or job.user_id == user.id:
+        return job
+    return job if job.file_id is not None and get_visible_file(user, job.file_id) is not None else None
 
 
 def get_visible_proposal(user, proposal_id) -> Proposal | None:
@@ -68,6 +96,11 @@ def can_change_file(user, file: File) -> bool:
     if user.is_staff:
         return True
     return file.proposal is not None and is_member(user, file.proposal)
+
+
+def can_add_files(user) -> bool:
+    """Ingest or upload raw files: staff (and the instrument's service account, a staff user)."""
+    return user.is_staff
 
 
 def can_manage_users(user) -> bool:

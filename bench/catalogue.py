@@ -178,7 +178,7 @@ def fill(app, n_rows: int, seed: int = 1127) -> dict:
     import sqlalchemy as sa
 
     from db import db
-    from db.accounts import add_collaborator, create_proposal, create_user, regenerate_token
+    from auth.accounts import add_collaborator, create_proposal, create_user, regenerate_token
     from db.models import File
 
     with app.app_context():
@@ -289,7 +289,7 @@ def explain(app, user_name: str, params: dict) -> list[str]:
 
     from db import db
     from db.models import File, User
-    from db.queries import visible_matching
+    from auth.queries import visible_matching
 
     with app.app_context():
         user = db.session.scalar(sa.select(User).where(User.username == user_name))
@@ -399,7 +399,7 @@ def main(argv=None) -> int:
 
         from db import db
         from db.models import User
-        from db.queries import count_visible
+        from auth.queries import count_visible
 
         def counter(user_name, params):
             def run():

@@ -4,7 +4,7 @@
     .venv/bin/python bench/latency.py --frames 8 --workers 2 --profile
 
 Real services, as in production on one machine: a ``redis-server`` on a free port,
-``rq worker -w pipeline.worker.GspWorker`` process(es) and the watcher
+``rq worker -w live.worker.GspWorker`` process(es) and the watcher
 (``flask --app app watch``) as subprocesses, against a fresh migrated SQLite
 catalogue.  A generated night (one configuration, 400_M2, 2x2) is used: first its
 bias frames, flats and first arc are streamed in, and the benchmark waits until
@@ -131,7 +131,7 @@ def setup_catalogue(config: dict, n_bias: int, n_flats: int) -> None:
 
     from app import create_app
     from db import db
-    from db.accounts import create_proposal, create_user
+    from auth.accounts import create_proposal, create_user
 
     server = create_app(config).server
     with server.app_context():
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
             log = open(work / f"worker{number}.log", "w")
             logs.append(log)
             processes.append(subprocess.Popen(
-                [str(VENV_BIN / "rq"), "worker", "-w", "pipeline.worker.GspWorker", "--url", redis_url, "gsp"],
+                [str(VENV_BIN / "rq"), "worker", "-w", "live.worker.GspWorker", "--url", redis_url, "gsp"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
         log = open(work / "watcher.log", "w")
         logs.append(log)

@@ -80,7 +80,7 @@ def main(argv=None) -> None:
     server_rows = {}
     with app.server.app_context():
         from db import db
-        from db.accounts import add_collaborator, create_proposal, create_user
+        from auth.accounts import add_collaborator, create_proposal, create_user
 
         users = {name: create_user(username=name, email=f"{name}@example.org", password=PASSWORD,
                                    first_name=name.title(), last_name="Bench", is_staff=(name == "staff"))
@@ -100,7 +100,7 @@ def main(argv=None) -> None:
         server_rows = {key: (row.id, row.file_name, row.full_path) for key, row in night.items()}
         mine_id = mine.id
 
-        from db import queries
+        from auth import queries
 
         pi = users["pi"]
         timings = {}

@@ -6,7 +6,7 @@ from flask_login import current_user
 from components import ids
 from components.viewers import COLORMAPS
 from db import db
-from db.accounts import regenerate_token
+from auth.accounts import regenerate_token
 
 THEMES = ("dark", "light")
 FORMATS = ("static", "interactive")

@@ -22,17 +22,15 @@ from components.file_index import (CALIBRATIONS_PAGE_SIZE, OBSERVED_PAGE_SIZE, i
                                    page_text, state_badge, state_text)
 from components.header_table import filter_cards, header_cards, header_table
 from db import db
-from db import queries
+from auth import queries
 from db.models import File
+from pipeline import chain
 
 OBSERVED = {"data_type": 0}
 CALIBRATIONS = {"data_type": 1}
-REDUCIBLE = ("OBJECT", "SPECTRUM", "EXPOSE", "COMP", "ARC")
-RAW_CALIBRATIONS = ("BIAS", "FLAT", "LAMPFLAT")
-SCIENCE = ("OBJECT", "SPECTRUM")
 STATIC_WIDTH = 1100
-JOB_LABELS = {"reduce": "Reduce", "extract": "Extract target", "calibrate_wavelength": "Calibrate wavelength",
-              "calibrations": "Build master calibrations", "rerun": "Re-run"}
+RERUN = "rerun"  # an action, not a step: it queues the step that makes the product (pipeline.chain)
+JOB_LABELS = {**{name: step.label for name, step in chain.STEPS.items()}, RERUN: "Re-run"}
 
 
 def _user():
@@ -102,30 +100,20 @@ AUTO = "auto"
 def available_actions(user, file: File) -> list[dict]:
     """What the user may do to the file (download and visualize excluded), as
     [{kind, label, icon, params, inputs: [{param, label, options}]}]; the first option of an input
-    is its default.  The kinds and parameters are those of pipeline.tasks."""
+    is its default.  The steps, their labels and what they take are pipeline.chain's."""
     from auth.permissions import can_change_file
+    from live.tasks import kind_of
 
     if not can_change_file(user, file):
         return []
     actions = []
-    obstype = (file.obstype or "").upper()
-    is_arc = obstype in queries.ARC_OBSTYPES
-    if file.data_type == 0:
-        if obstype in REDUCIBLE:  # by hand: reduce even without masters (the job says what was missing)
-            actions.append({"kind": "reduce", "label": "Reduce Raw File", "icon": "gear",
-                            "params": {"force": True}})
-        elif obstype in RAW_CALIBRATIONS:
-            actions.append({"kind": "calibrations", "label": "Build Master Calibrations", "icon": "layers",
-                            "params": {"force": True}})
-    elif file.data_type == 2 and obstype in SCIENCE and file.technique != "Imaging":
-        actions.append({"kind": "extract", "label": "Extract Target", "icon": "bullseye",
-                        "inputs": [_arc_input(user, file)]})
-    elif file.data_type == 3 and not is_arc:
-        actions.append({"kind": "calibrate_wavelength", "label": "Calibrate Wavelength", "icon": "rulers",
-                        "inputs": [_arc_input(user, file), _lamp_input(file)]})
-    rerun_supported = file.data_type in (1, 2) or (file.data_type in (3, 4) and not is_arc)
-    if rerun_supported:
-        actions.append({"kind": "rerun", "label": "Re-run With Current Settings", "icon": "arrow-repeat"})
+    step = chain.step_for(file.data_type, kind_of(file), file.technique)
+    if step is not None:
+        inputs = {"arc_id": lambda: _arc_input(user, file), "lamp": lambda: _lamp_input(file)}
+        actions.append({"kind": step.name, "label": step.label, "icon": step.icon, "params": step.manual_params,
+                        "inputs": [inputs[choice]() for choice in step.choices]})
+    if chain.rerun_step(file.data_type, file.obstype or "") is not None:
+        actions.append({"kind": RERUN, "label": "Re-run With Current Settings", "icon": "arrow-repeat"})
     return actions
 
 
@@ -195,9 +183,9 @@ def enqueue_action(user, file: File, kind: str, choices: dict | None = None):
     """Check and enqueue one action with the chosen inputs ({param: value}); returns the Job row.
 
     Raises PermissionError (not an action this user may run on this file) or ValueError (a choice
-    that is not one of those offered); JobRefused comes from pipeline.jobs.
+    that is not one of those offered); JobRefused comes from live.queue.
     """
-    from pipeline import jobs
+    from live import tasks
 
     allowed = {a["kind"]: a for a in available_actions(user, file)}
     if kind not in allowed:
@@ -214,15 +202,22 @@ def enqueue_action(user, file: File, kind: str, choices: dict | None = None):
             params[spec["param"]] = None
         else:
             params[spec["param"]] = int(value) if spec["param"] == "arc_id" else value
-    return jobs.enqueue(kind, file_id=file.id, user=user, params=params)
+    if kind == RERUN:
+        step, input_id, params = tasks.rerun_params(file)
+        file = db.session.get(File, input_id)
+        kind = step.name
+    job = tasks.enqueue_step(kind, file, user=user, params=params)
+    db.session.commit()
+    return job
 
 
 def job_message(job, file_name: str = ""):
-    colour = {"queued": "secondary", "running": "info", "done": "success", "failed": "danger"}.get(job.state, "info")
+    colour = {"queued": "secondary", "running": "info", "done": "success", "failed": "danger",
+              "waiting": "warning"}.get(job.state, "info")
     label = JOB_LABELS.get(job.kind, job.kind)
     spinner = html.I(className="bi bi-arrow-repeat gsp-spin me-2") if job.state in ("queued", "running") else None
     text = f"{label} of {file_name}: {job.state}" if file_name else f"{label}: {job.state}"
-    if job.state == "failed" and job.reason:
+    if job.state in ("failed", "waiting") and job.reason:
         text += f" \u2014 {job.reason}"
     return html.Div(dbc.Alert([spinner, text], color=colour, className="py-2 mb-0 small"),
                     className="gsp-job", **{"data-job-state": job.state, "data-job-kind": job.kind})
@@ -230,7 +225,7 @@ def job_message(job, file_name: str = ""):
 
 def delete_product(user, file: File) -> str:
     """Delete a processed file (row and product on disk). Returns its name. Raises PermissionError."""
-    from pipeline.catalogue import DeleteRefused, delete_products
+    from live.catalogue import DeleteRefused, delete_products
 
     name = file.file_name
     try:
@@ -450,18 +445,18 @@ def register(app):
                   State(ids.DATA_SELECTED, "data"),
                   State(ids.DATA_JOB, "data"), State(ids.DATA_ACTIONS_REFRESH, "data"), prevent_initial_call=True)
     def run_action(_clicks, _ticks, choices, selected, job_data, refresh):
-        from db.models import Job
-        from pipeline.jobs import JobRefused
+        from auth.permissions import get_visible_job
+        from live.queue import JobRefused
 
         user = _user()
         trigger = ctx.triggered_id
         if trigger == ids.DATA_JOB_POLL:
             if not job_data:
                 return no_update, no_update, True, no_update
-            job = db.session.get(Job, job_data["id"])
+            job = get_visible_job(user, job_data["id"])
             if job is None:
                 return None, None, True, no_update
-            finished = job.state in ("done", "failed")
+            finished = job.state in ("done", "failed", "waiting")
             return (no_update, job_message(job, job_data.get("name", "")), finished,
                     (refresh or 0) + 1 if finished else no_update)
         if not isinstance(trigger, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:

@@ -1,4 +1,4 @@
-"""Callbacks of the logs page: filter and page through db.audit.list_log_entries."""
+"""Callbacks of the logs page: filter and page through auth.audit.list_log_entries."""
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from components import ids
 from components.forms import when
-from db.audit import LogQueryError, list_log_entries
+from auth.audit import LogQueryError, list_log_entries
 
 PAGE_SIZE = 50
 LEVEL_COLORS = {"DEBUG": "secondary", "INFO": "info", "WARNING": "warning", "ERROR": "danger", "CRITICAL": "danger"}

@@ -10,7 +10,7 @@ from auth.permissions import can_grant_staff, can_manage_users
 from components import ids
 from components.forms import when
 from db import db
-from db.accounts import (SEMESTER_RE, AccountError, create_proposal_for, invite_user, next_soar_id,
+from auth.accounts import (SEMESTER_RE, AccountError, create_proposal_for, invite_user, next_soar_id,
                          send_password_reset, set_user_active, set_user_staff)
 from db.models import Proposal, User, collaborators
 

@@ -13,9 +13,9 @@ from auth.permissions import can_manage_proposal, get_visible_proposal
 from components import ids
 from components.forms import LABELS, coerce_setting, collaborator_table, history_table
 from db import db
-from db.accounts import (AccountError, SettingsInvalid, add_collaborator_by_email,
+from auth.accounts import (AccountError, SettingsInvalid, add_collaborator_by_email,
                          remove_collaborator_by_email, update_settings)
-from db.audit import proposal_history
+from auth.audit import proposal_history
 from db.models import User
 
 NOT_FOUND = "This proposal does not exist, or you do not have access to it."

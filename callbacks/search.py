@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from components import ids
 from components.file_index import move_page, page_text, state_text
-from db import queries
+from auth import queries
 
 
 def _user():

@@ -212,22 +212,35 @@ class LogEntry(db.Model):
 
 
 class Job(db.Model):
-    """One run of a reduction block, mirrored from RQ so state survives Redis."""
+    """One run of a process block: the truth about it (Redis only carries its id, see live/queue.py).
+
+    States: queued (to be sent or sent), running (claimed by a worker, which beats ``heartbeat_at``),
+    waiting (parked until what ``waiting_for`` names exists), done, failed (``reason`` says why)."""
 
     __tablename__ = "jobs"
+    __table_args__ = (sa.Index("ix_jobs_state_id", "state", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    rq_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     kind: Mapped[str] = mapped_column(sa.String(40))
     file_id: Mapped[int | None] = mapped_column(sa.ForeignKey("files.id", ondelete="SET NULL"), index=True)
     user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     params: Mapped[dict | None] = mapped_column(sa.JSON)
-    state: Mapped[str] = mapped_column(sa.String(12), default="queued")  # queued, running, done, failed
+    state: Mapped[str] = mapped_column(sa.String(12), default="queued")
     reason: Mapped[str] = mapped_column(sa.Text, default="")
+    waiting_for: Mapped[str] = mapped_column(sa.String(200), default="")
+    # Jobs with the same key never run at once (the master of one group of frames).
+    serial_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     result: Mapped[dict | None] = mapped_column(sa.JSON)
-    attempts: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)  # times a worker claimed it
+    lost_runs: Mapped[int] = mapped_column(default=0)  # runs whose worker died before it finished
     created: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
     file: Mapped[File | None] = relationship()
+
+    @property
+    def rq_id(self) -> str:
+        """The id of the RQ job that carries this attempt (one per claim, so a re-send replaces it)."""
+        return f"gsp-{self.id}-{self.attempts}"

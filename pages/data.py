@@ -30,7 +30,7 @@ def requested_id(value):
 
 
 def initial_selection(user, value):
-    from db.queries import newest_visible_id
+    from auth.queries import newest_visible_id
 
     chosen = requested_id(value)
     if chosen is None and user is not None and user.is_authenticated:

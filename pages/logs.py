@@ -1,7 +1,7 @@
 """Logs: the important events, newest first, filterable by level, proposal and text.
 
 Users see the events of their proposals and of the files they may see; staff see
-everything (login failures included).  The query is db.audit.list_log_entries,
+everything (login failures included).  The query is auth.audit.list_log_entries,
 shared with GET /api/logs/.
 """
 import dash
@@ -13,7 +13,7 @@ from flask_login import current_user
 from auth.permissions import visible_proposals
 from components import ids
 from db import db
-from db.audit import LEVELS
+from auth.audit import LEVELS
 from db.models import Proposal
 
 dash.register_page(__name__, path="/logs", name="Logs", title="Logs · GSP Live")

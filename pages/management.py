@@ -15,7 +15,7 @@ from auth.permissions import can_manage_users
 from components import ids
 from components.forms import labelled, not_found
 from db import db
-from db.accounts import PARTNERS, next_soar_id, semester_of
+from auth.accounts import PARTNERS, next_soar_id, semester_of
 from db.models import User
 
 dash.register_page(f"{__name__}.home", path="/management", name="Management",

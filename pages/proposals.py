@@ -14,7 +14,7 @@ from auth.permissions import can_manage_proposal, get_visible_proposal, visible_
 from components import ids
 from components.forms import collaborator_table, history_table, not_found, page_links, settings_form, when
 from db import db
-from db.audit import proposal_history
+from auth.audit import proposal_history
 from db.models import Proposal, collaborators
 
 dash.register_page(__name__, path="/proposals", name="Proposals", title="Proposals · GSP Live")

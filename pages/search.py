@@ -15,7 +15,8 @@ from flask_login import current_user
 
 from components import ids
 from components.file_index import pager
-from db.queries import DATA_TYPE_NAMES, DISTINCT_FILTERS
+from auth.queries import DISTINCT_FILTERS
+from pipeline.chain import DataType
 
 dash.register_page(__name__, path="/search", name="Search", title="Search · GSP Live")
 
@@ -85,7 +86,7 @@ def _distinct(user) -> dict[str, list[str]]:
     """distinct_values, remembered until the catalogue changes (keyed by the global change stamp)."""
     from auth.permissions import member_proposal_ids
     from db import db
-    from db.queries import distinct_values, global_change_stamp
+    from auth.queries import distinct_values, global_change_stamp
 
     memberships = () if user.is_staff else tuple(sorted(db.session.scalars(member_proposal_ids(user))))
     key = (user.id, user.is_staff, memberships, global_change_stamp())
@@ -102,12 +103,12 @@ def _distinct(user) -> dict[str, list[str]]:
 
 
 def filter_options(user) -> dict[str, list[dict]]:
-    from db.queries import proposal_choices
+    from auth.queries import proposal_choices
 
     options = {name: [{"label": value, "value": value} for value in found]
                for name, found in _distinct(user).items()}
     options["proposal_id"] = [{"label": value, "value": value} for value in proposal_choices(user)]
-    options["data_type"] = [{"label": label, "value": str(code)} for code, label in DATA_TYPE_NAMES.items()]
+    options["data_type"] = [{"label": label, "value": str(code)} for code, label in ((t.value, t.label) for t in DataType)]
     return options
 
 

@@ -21,7 +21,7 @@ from statistics import median_low
 
 from threadpoolctl import threadpool_limits
 
-from pipeline import headers, matching, steps
+from pipeline import chain, headers, matching, steps
 from pipeline.fitsfiles import is_fits_name, science_header
 from pipeline.settings import ReductionSettings
 
@@ -180,14 +180,16 @@ class NightRun:
         for raw in self.frames:
             if raw.kind == "arc":
                 arcs_by_config[matching.science_config_key(raw.fields)].add(("reduce", raw.path.name))
+        reduce = chain.STEPS["reduce"]
         for raw in self.frames:
-            if raw.kind == "other":
+            first = chain.first_step(raw.kind, raw.fields["technique"])
+            if first is None:
                 self.result.skip(raw.path.name, f"OBSTYPE {raw.fields['obstype']} is not reduced")
-            elif raw.kind in ("arc", "science", "imaging"):
+            elif first is reduce:
                 needs = {bias_task.get(matching.bias_group_key(raw.fields)),
                          flat_task.get(matching.flat_group_key(raw.fields))}
                 graph.when(_existing(needs), partial(self._start_reduce, graph, raw))
-            if raw.kind == "science" and raw.fields["technique"] == "Spectroscopy":
+            if first is reduce and chain.next_step(reduce, raw.kind, raw.fields["technique"]) is not None:
                 needs = {("reduce", raw.path.name)} | arcs_by_config[matching.science_config_key(raw.fields)]
                 graph.when(needs, partial(self._start_extract, graph, raw))
 

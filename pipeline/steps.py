@@ -3,13 +3,15 @@
 Pure (no web, no database): the live job layer (``pipeline/tasks.py``) and the
 offline twin (``pipeline/night.py``) both call these, so a night reduced live
 and a night reduced offline are reduced the same way.  Product names keep
-the Goodman prefix convention; an existing product is never overwritten
-(a re-run writes ``_v2``, ``_v3``...).
+the Goodman prefix convention; a taken name is never overwritten (a re-run
+writes ``_v2``, ``_v3``...).  What "taken" means is the caller's: offline, any
+file on disk; live, a catalogued product (a lost run's leftover is overwritten).
 """
 from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,11 @@ from pipeline import extract as extract_block
 from pipeline import masters, reduce, wavelength
 from pipeline.settings import ReductionSettings
 
-MASTER_CALIBRATION, REDUCED, EXTRACTED, WAVELENGTH_CALIBRATED = 1, 2, 3, 4
+from pipeline.chain import DataType
+
+MASTER_CALIBRATION, REDUCED, EXTRACTED, WAVELENGTH_CALIBRATED = (
+    DataType.MASTER, DataType.REDUCED, DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED)
+Taken = Callable[[Path], bool]
 
 
 @dataclass
@@ -37,13 +43,13 @@ class Product:
     extra: dict = field(default_factory=dict)
 
 
-def free_path(folder: Path, name: str) -> Path:
+def free_path(folder: Path, name: str, taken: Taken = Path.exists) -> Path:
     """``folder/name``, or ``name_v2``, ``_v3``... when taken: products are never overwritten."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     stem, suffix = name[: -len(".fits")] if name.endswith(".fits") else name, ".fits"
     version = 2
-    while path.exists():
+    while taken(path):
         path = folder / f"{stem}_v{version}{suffix}"
         version += 1
     return path
@@ -64,7 +70,7 @@ def _write_ccd(ccd: CCDData, path: Path, lineage: dict) -> Path:
         for keyword, (value, comment) in lineage.items():
             if value is not None:
                 ccd.header[keyword] = (str(value)[:68], comment)
-        ccd.write(path, hdu_mask=None, hdu_flags=None, overwrite=False)
+        ccd.write(path, hdu_mask=None, hdu_flags=None, overwrite=True)  # free_path chose a name not taken
     return path
 
 
@@ -84,20 +90,22 @@ def _technique(settings: ReductionSettings, technique: str | None) -> ReductionS
 
 # --- Calibrations ---------------------------------------------------------------------------------
 
-def master_bias(raw_paths: list[Path], settings: ReductionSettings, out_dir: Path, name: str) -> Product:
+def master_bias(raw_paths: list[Path], settings: ReductionSettings, out_dir: Path, name: str,
+                taken: Taken = Path.exists) -> Product:
     master, record = masters.build_master_bias([str(p) for p in raw_paths], settings)
-    path = _write_ccd(master, free_path(out_dir, f"master_bias_{name}.fits"), _lineage())
+    path = _write_ccd(master, free_path(out_dir, f"master_bias_{name}.fits", taken), _lineage())
     return Product(path, MASTER_CALIBRATION, record)
 
 
 def master_flat(raw_paths: list[Path], settings: ReductionSettings, out_dir: Path, name: str,
-                bias_path: Path | None, technique: str | None = None) -> tuple[Product, Product]:
+                bias_path: Path | None, technique: str | None = None, taken: Taken = Path.exists
+                ) -> tuple[Product, Product]:
     settings = _technique(settings, technique)
     master, normalized, record = masters.build_master_flat([str(p) for p in raw_paths], settings,
                                                            master_bias=str(bias_path) if bias_path else None)
     lineage = _lineage(bias=bias_path)
-    master_path = _write_ccd(master, free_path(out_dir, f"master_flat_{name}.fits"), lineage)
-    norm_path = _write_ccd(normalized, free_path(out_dir, f"norm_master_flat_{name}.fits"),
+    master_path = _write_ccd(master, free_path(out_dir, f"master_flat_{name}.fits", taken), lineage)
+    norm_path = _write_ccd(normalized, free_path(out_dir, f"norm_master_flat_{name}.fits", taken),
                            {**lineage, "GSP_PNAM": (master_path.name, "parent file")})
     return (Product(master_path, MASTER_CALIBRATION, record),
             Product(norm_path, MASTER_CALIBRATION, record, normalized=True))
@@ -106,12 +114,12 @@ def master_flat(raw_paths: list[Path], settings: ReductionSettings, out_dir: Pat
 # --- Reduce ----------------------------------------------------------------------------------------
 
 def reduce_raw(raw_path: Path, settings: ReductionSettings, out_dir: Path, *, technique: str | None,
-               bias_path: Path | None, flat_path: Path | None) -> Product:
+               bias_path: Path | None, flat_path: Path | None, taken: Taken = Path.exists) -> Product:
     ccd, record = reduce.reduce_frame(str(raw_path), _technique(settings, technique),
                                       master_bias=str(bias_path) if bias_path else None,
                                       master_flat=str(flat_path) if flat_path else None)
     name = f"{record['prefix']}{stem(raw_path)}.fits"
-    path = _write_ccd(ccd, free_path(out_dir, name),
+    path = _write_ccd(ccd, free_path(out_dir, name, taken),
                       _lineage(raw_path, raw_path, bias=bias_path if record["bias"]["applied"] else None,
                                flat=flat_path if record["flat"]["applied"] else None))
     return Product(path, REDUCED, record)
@@ -124,14 +132,14 @@ def _read_ccd(path: Path) -> CCDData:
 
 
 def extract_reduced(reduced_path: Path, settings: ReductionSettings, out_dir: Path, *,
-                    original: Path | None) -> list[Product]:
+                    original: Path | None, taken: Taken = Path.exists) -> list[Product]:
     """Identify, trace and extract every target of a reduced science frame."""
     science = _read_ccd(reduced_path)
     spectra, record = extract_block.extract(science, settings)
     products = []
     for spectrum in spectra:
         name = f"e{stem(reduced_path)}_target_{spectrum.number}.fits"
-        path = _write_ccd(extract_block.spectrum_ccd(spectrum, science.header), free_path(out_dir, name),
+        path = _write_ccd(extract_block.spectrum_ccd(spectrum, science.header), free_path(out_dir, name, taken),
                           _lineage(reduced_path, original))
         products.append(Product(path, EXTRACTED, {**spectrum.record, "frame": record}, target=spectrum.number))
     return products
@@ -147,7 +155,8 @@ def stored_trace(extracted_path: Path) -> extract_block.Trace:
 
 
 def extract_arc_along(arc_reduced_path: Path, science_extracted_path: Path, out_dir: Path, *,
-                      target: int, original: Path | None, science_label: str) -> Product:
+                      target: int, original: Path | None, science_label: str, taken: Taken = Path.exists
+                      ) -> Product:
     """Extract a reduced arc through the aperture of an extracted science target
     (``science_label``, e.g. the science frame's number, keeps the names apart)."""
     arc = _read_ccd(arc_reduced_path)
@@ -155,7 +164,7 @@ def extract_arc_along(arc_reduced_path: Path, science_extracted_path: Path, out_
     science = extract_block.ExtractedSpectrum(target, empty, empty, empty, stored_trace(science_extracted_path))
     arc_spectrum, record = extract_block.extract_arc(arc, science)
     name = f"e{stem(arc_reduced_path)}_for_{science_label}_target_{target}.fits"
-    path = _write_ccd(extract_block.spectrum_ccd(arc_spectrum, arc.header), free_path(out_dir, name),
+    path = _write_ccd(extract_block.spectrum_ccd(arc_spectrum, arc.header), free_path(out_dir, name, taken),
                       _lineage(arc_reduced_path, original))
     return Product(path, EXTRACTED, record, target=target)
 
@@ -171,8 +180,8 @@ def _read_1d(path: Path) -> tuple[np.ndarray, np.ndarray | None, fits.Header]:
 
 
 def calibrate_wavelength(science_path: Path, arc_path: Path, out_dir: Path, *, original: Path | None,
-                         target: int | None = None, options: wavelength.WavelengthOptions | None = None
-                         ) -> tuple[Product, Product]:
+                         target: int | None = None, options: wavelength.WavelengthOptions | None = None,
+                         taken: Taken = Path.exists) -> tuple[Product, Product]:
     """Solve the extracted arc and apply it to the extracted science spectrum (and to the arc itself,
     so the arc's product shows the lines used and their residuals)."""
     science_flux, science_error, science_header = _read_1d(science_path)
@@ -183,12 +192,12 @@ def calibrate_wavelength(science_path: Path, arc_path: Path, out_dir: Path, *, o
     lineage = _lineage(science_path, original, arc=arc_path)
     header = science_header.copy()
     header.update({key: value for key, value in lineage.items() if value[0] is not None})
-    science_out = wavelength.write_product(free_path(out_dir, f"w{science_path.name}"), spectrum, header,
+    science_out = wavelength.write_product(free_path(out_dir, f"w{science_path.name}", taken), spectrum, header,
                                            record=record)
     arc_spectrum, _ = wavelength.apply_solution(arc_flux, solution)
     arc_header = arc_header.copy()
     arc_header.update({key: value for key, value in _lineage(arc_path, None).items() if value[0] is not None})
-    arc_out = wavelength.write_product(free_path(out_dir, f"w{arc_path.name}"), arc_spectrum, arc_header,
+    arc_out = wavelength.write_product(free_path(out_dir, f"w{arc_path.name}", taken), arc_spectrum, arc_header,
                                        record=record)
     return (Product(science_out, WAVELENGTH_CALIBRATED, record, target=target),
             Product(arc_out, WAVELENGTH_CALIBRATED, record, target=target))

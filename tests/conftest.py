@@ -248,7 +248,7 @@ PASSWORD = "Spectral-Lines-42"
 def people(app):
     """The permission matrix's cast: staff, PI, collaborator, stranger (with a proposal of their own)."""
     from db import db
-    from db.accounts import add_collaborator, create_proposal, create_user, regenerate_token
+    from auth.accounts import add_collaborator, create_proposal, create_user, regenerate_token
 
     cast = {}
     for username, staff in (("staff", True), ("pi", False), ("collab", False), ("stranger", False)):

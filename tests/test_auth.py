@@ -136,7 +136,7 @@ def test_login_form_without_csrf_is_refused(client, people):
 
 def test_token_auth_and_regeneration(client, people):
     from db import db
-    from db.accounts import regenerate_token
+    from auth.accounts import regenerate_token
 
     token = people["tokens"]["collab"]
     response = client.get("/api/", headers=auth_header(token))
@@ -174,7 +174,7 @@ def test_inactive_users_token_refused(client, people):
 @pytest.fixture
 def newcomer(app):
     from db import db
-    from db.accounts import create_user
+    from auth.accounts import create_user
 
     user = create_user(username="newcomer", email="new@example.org", first_name="Nina", last_name="Vega")
     db.session.commit()

@@ -38,7 +38,7 @@ def write_frame(folder: Path, name: str, *, template="goodman_red_spec.fits", pr
 
 
 def ingest(app, path):
-    from pipeline.catalogue import ingest as do_ingest
+    from live.catalogue import ingest as do_ingest
 
     return do_ingest(path)
 
@@ -69,7 +69,7 @@ def test_every_real_file_is_ingested_and_classified(app, people):
         if expected[0] in first_job:  # the live chain starts at once
             assert (file.state, file.state_reason) == ("queued", f"{first_job[expected[0]]} queued"), name
         else:
-            assert (file.state, file.state_reason) == ("ingested", "OBSTYPE FOCUS is not reduced automatically; "
+            assert (file.state, file.state_reason) == ("waiting", "OBSTYPE FOCUS is not reduced automatically; "
                                                        "reclassify it (e.g. as COMP) to reduce it."), name
         assert created
         proposal = file.proposal.soar_id if file.proposal else None
@@ -431,7 +431,7 @@ def test_permission_matrix_per_data_type(client, night, people, who):
 # --- the watcher --------------------------------------------------------------------------------
 
 def test_watcher_ingests_new_files_within_a_second(dash_app, app, people):
-    from pipeline.watcher import Watcher
+    from live.watcher import Watcher
 
     folder = Path(app.config["DATA_DIR"]) / "raw"
     early = write_frame(raw_dir(app), "0000_before_start.fits")  # written while no watcher ran

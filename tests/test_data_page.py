@@ -283,7 +283,7 @@ def test_lineage_tabs_walk_from_raw_to_calibrated(app, people, night, login):
     from callbacks.data import calibrations_view
     from components import ids
     from components.file_index import lineage_tabs
-    from db.queries import lineage
+    from auth.queries import lineage
 
     pi = login(people["users"]["pi"])
     family = lineage(pi, night["calibrated_science"])
@@ -392,7 +392,7 @@ def test_delete_product_removes_row_and_file_never_raw(app, people, night, login
 
 
 def test_comments_list_and_add(app, people, night, login):
-    from db import queries
+    from auth import queries
 
     pi = login(people["users"]["pi"])
     queries.add_comment(pi, night["raw_science"], "  Seeing 0.8\" at 23:40, clouds coming  ")
@@ -408,7 +408,7 @@ def test_comments_list_and_add(app, people, night, login):
 
 def test_stranger_sees_nothing_and_invisible_id_is_not_found(app, people, night, login):
     from callbacks.data import _file, observed_view
-    from db import queries
+    from auth import queries
     from pages.data import initial_selection
 
     stranger = people["users"]["stranger"]

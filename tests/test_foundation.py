@@ -53,7 +53,7 @@ def test_proposal_gets_the_manuals_default_settings(app, people):
 
 def test_duplicate_username_or_email_refused_and_nothing_written(app, people):
     from db import db
-    from db.accounts import AccountError, create_user
+    from auth.accounts import AccountError, create_user
     from db.models import User
 
     before = db.session.scalar(sa.select(sa.func.count(User.id)))

@@ -35,7 +35,7 @@ def app_config():
 
 
 def test_in_process_jobs_without_redis(app, people):
-    from pipeline.jobs import enqueue, queue_health
+    from live.queue import enqueue, queue_health
 
     assert queue_health() == {"backend": "in-process", "ok": True, "queued": None, "workers": 0}
     job = enqueue("ping", user=people["users"]["pi"])
@@ -51,7 +51,7 @@ class TestRedis:
     def test_a_killed_worker_leaves_the_job_re_runnable(self, app, people, redis_db, client):
         from db import db
         from db.models import Job, LogEntry
-        from pipeline.jobs import enqueue, recover_stalled
+        from live.queue import enqueue, recover_stalled
 
         worker = subprocess.Popen([str(ROOT / ".venv" / "bin" / "rq"), "worker", "--url", redis_db, "gsp"],
                                   cwd=ROOT, env=worker_env(app, redis_db), start_new_session=True,

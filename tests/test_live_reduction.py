@@ -46,13 +46,13 @@ def worker_env(app, redis_url: str) -> dict:
 def run_worker(app, redis_url: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """A real ``rq worker`` process in burst mode (runs until the queue is empty, chained jobs included)."""
     rq = Path(sys.executable).with_name("rq")
-    return subprocess.run([str(rq), "worker", "-w", "pipeline.worker.GspWorker", "--burst", "--url", redis_url,
+    return subprocess.run([str(rq), "worker", "-w", "live.worker.GspWorker", "--burst", "--url", redis_url,
                            "gsp"], cwd=ROOT, env=worker_env(app, redis_url), capture_output=True, text=True,
                           timeout=timeout)
 
 
 def ingest_in_order(app, folder: Path, names: list[str]):
-    from pipeline.catalogue import ingest
+    from live.catalogue import ingest
 
     raw = Path(app.config["DATA_DIR"]) / "raw" / "20261127"
     raw.mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,7 @@ def test_a_configuration_without_library_lamp_fails_clearly_and_others_go_on(app
     assert odd_science.state == "failed"
     assert "no library lamp for grating '999_NOSUCH'" in odd_science.state_reason
     job = Job.query.filter_by(kind="calibrate_wavelength", state="failed").one()
-    assert job.attempts == 2 and "no library lamp for grating '999_NOSUCH'" in job.reason  # retried once
+    assert job.attempts == 1 and "no library lamp for grating '999_NOSUCH'" in job.reason  # an error is not retried (only a lost run is)
     assert job.file.original_file_id == odd_science.id
     logged = LogEntry.query.filter_by(event="job_failed", level="ERROR").all()
     assert any("999_NOSUCH" in entry.message for entry in logged)

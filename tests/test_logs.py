@@ -1,4 +1,4 @@
-"""The event log: who sees which entries (db.audit), filters, pagination, GET /api/logs/, the Logs page."""
+"""The event log: who sees which entries (auth.audit), filters, pagination, GET /api/logs/, the Logs page."""
 from __future__ import annotations
 
 import json
@@ -57,7 +57,7 @@ def messages(page) -> list[str]:
 
 @pytest.mark.both_databases
 def test_visibility_newest_first(people, log):
-    from db.audit import list_log_entries
+    from auth.audit import list_log_entries
 
     users = people["users"]
     assert messages(list_log_entries(users["staff"])) == [log[k] for k in (
@@ -71,7 +71,7 @@ def test_visibility_newest_first(people, log):
 
 @pytest.mark.both_databases
 def test_filters_and_pages(people, log):
-    from db.audit import LogQueryError, list_log_entries
+    from auth.audit import LogQueryError, list_log_entries
 
     staff = people["users"]["staff"]
     assert messages(list_log_entries(staff, level="warning")) == [log["login"]]

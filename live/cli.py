@@ -15,8 +15,8 @@ from flask.cli import with_appcontext
 @with_appcontext
 def watch_command(folder, rescan_seconds):
     """Ingest every new FITS file under FOLDER (default: $GSP_DATA_DIR/raw)."""
-    from pipeline.catalogue import raw_root
-    from pipeline.watcher import Watcher
+    from live.catalogue import raw_root
+    from live.watcher import Watcher
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     watcher = Watcher(folder or raw_root(), rescan_seconds=rescan_seconds)

@@ -14,9 +14,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from flask import current_app
 
+from auth.accounts import create_proposal
+from auth.permissions import can_change_file
 from db import db
 from db.events import log_event
 from db.models import File, Proposal
+from live.states import set_file_state
 from pipeline import headers
 from pipeline.fitsfiles import completeness_problem, is_fits_name, science_header
 
@@ -64,8 +67,6 @@ def proposal_for(soar_id: str | None) -> Proposal | None:
         return None
     proposal = db.session.scalar(sa.select(Proposal).where(Proposal.soar_id == soar_id))
     if proposal is None:
-        from db.accounts import create_proposal
-
         proposal = create_proposal(soar_id=soar_id, pi=None, title="(created from a FITS header)",
                                    placeholder=True)
         db.session.flush()
@@ -75,17 +76,24 @@ def proposal_for(soar_id: str | None) -> Proposal | None:
 
 
 def apply_classification(file: File, fields: dict) -> None:
-    """Copy classify() output onto the row (the manual's fields are strings)."""
+    """Copy classify() output onto the row (the manual's fields are strings). A value longer than its
+    column is cut to fit (PostgreSQL refuses it whole); the full value stays in ``classification``
+    and in the file's header."""
     text = lambda value: "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)  # noqa: E731
     for name in ("obstype", "technique", "object", "instconf", "grating", "wavmode", "filter", "filter_2",
                  "slit", "roi", "date"):
-        setattr(file, name, fields[name] or "")
+        setattr(file, name, _fit(name, fields[name] or ""))
     for name in ("cam_targ", "grt_targ", "obsra", "obsdec", "gain", "rdnoise"):
-        setattr(file, name, text(fields[name]))
+        setattr(file, name, _fit(name, text(fields[name])))
     file.saturation_value = fields["saturation_value"]
     file.exptime = fields["exptime"]
     file.date_obs = fields["date_obs"]
     file.classification = json_safe(fields)
+
+
+def _fit(column: str, value: str) -> str:
+    length = File.__table__.c[column].type.length
+    return value[:length] if length and len(value) > length else value
 
 
 def ingest(path: str | Path, *, user=None) -> tuple[File, bool]:
@@ -113,9 +121,9 @@ def ingest(path: str | Path, *, user=None) -> tuple[File, bool]:
     if problem is None:
         apply_classification(file, fields)
         file.proposal = proposal_for(fields["proposal_id"])
-        file.state = "ingested"
+        set_file_state(file, "ingested")
     else:
-        file.state, file.state_reason = "failed", problem
+        set_file_state(file, "failed", problem)
     db.session.add(file)
     try:
         db.session.flush()
@@ -130,9 +138,10 @@ def ingest(path: str | Path, *, user=None) -> tuple[File, bool]:
                   file_id=file.id, commit=False)
     db.session.commit()
     if problem is None:
-        from pipeline import orchestration
+        from live import tasks
 
-        orchestration.on_ingested(file)
+        tasks.on_ingested(file)
+        db.session.commit()
     return file, True
 
 
@@ -167,8 +176,6 @@ def delete_products(user, files: list[File]) -> list[int]:
     """Delete processed files (rows and their files under the processed tree), all or none.
 
     Raw files are never deleted; only members of the file's proposal and staff may delete."""
-    from auth.permissions import can_change_file
-
     for file in files:
         if file.data_type == 0:
             raise DeleteRefused(f"{file.file_name} is a raw file; raw files are never deleted.", 400)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from auth.permissions import member_proposal_ids, visible_files
+from auth.permissions import visible_log_entries
 from db import db
 from db.models import File, LogEntry, Proposal, User
 
@@ -42,17 +42,6 @@ class LogPage:
     @property
     def has_next(self) -> bool:
         return self.page * self.page_size < self.count
-
-
-def visible_log_entries(user, query: sa.Select | None = None) -> sa.Select:
-    """Restrict a LogEntry query to what ``user`` may read."""
-    query = query if query is not None else sa.select(LogEntry)
-    if user.is_staff:
-        return query
-    return query.where(sa.or_(
-        LogEntry.proposal_id.in_(member_proposal_ids(user)),
-        LogEntry.file_id.in_(visible_files(user, sa.select(File.id))),
-    ))
 
 
 def _whole(name: str, value, default: int, minimum: int = 1) -> int:

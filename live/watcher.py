@@ -1,4 +1,5 @@
-"""The watcher: notices new FITS files under the raw folder and ingests them (job layer).
+"""The watcher: notices new FITS files under the raw folder and ingests them, and runs the job
+dispatcher every second (job layer).
 
 inotify (watchdog) says *something* changed; a file is ingested only once its
 size has stopped changing and it is a complete FITS file.  A periodic rescan
@@ -20,7 +21,8 @@ from watchdog.observers import Observer
 from db import db
 from db.events import log_event
 from db.models import File
-from pipeline import catalogue, fitsfiles, jobs
+from live import catalogue, queue
+from pipeline import fitsfiles
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +53,13 @@ class _Notify(FileSystemEventHandler):
 
 class Watcher:
     def __init__(self, folder: Path, *, settle_seconds: float = 0.05, rescan_seconds: float = 30.0,
-                 give_up_seconds: float = 60.0, poll_seconds: float = 0.05, recover_seconds: float = 30.0):
+                 give_up_seconds: float = 60.0, poll_seconds: float = 0.05, dispatch_seconds: float = 1.0):
         self.folder = Path(folder).resolve()
         self.settle_seconds = settle_seconds
         self.rescan_seconds = rescan_seconds
         self.give_up_seconds = give_up_seconds  # an incomplete file unchanged this long is ingested as failed
         self.poll_seconds = poll_seconds
-        self.recover_seconds = recover_seconds  # how often to look for jobs whose worker died
+        self.dispatch_seconds = dispatch_seconds  # how often queued rows are (re)sent and lost runs retried
         self._candidates: set[Path] = set()
         self._lock = threading.Lock()
         self._seen: dict[Path, _Seen] = {}
@@ -85,15 +87,15 @@ class Watcher:
         observer.schedule(_Notify(self), str(self.folder), recursive=True)
         observer.start()
         log.info("watching %s", self.folder)
-        next_rescan = next_recovery = 0.0
+        next_rescan = next_dispatch = 0.0
         try:
             while not self.stop_event.is_set():
                 if time.monotonic() >= next_rescan:
                     self._guard(self.rescan)
                     next_rescan = time.monotonic() + self.rescan_seconds
-                if time.monotonic() >= next_recovery:
-                    self._guard(jobs.recover_stalled)
-                    next_recovery = time.monotonic() + self.recover_seconds
+                if time.monotonic() >= next_dispatch:
+                    self._guard(queue.dispatch)
+                    next_dispatch = time.monotonic() + self.dispatch_seconds
                 self._guard(self.ingest_ready)
                 self.stop_event.wait(self.poll_seconds)
         finally:

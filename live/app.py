@@ -1,0 +1,20 @@
+"""The small app a worker (and the watcher) runs in: Flask, configuration, database and the
+job layer; no pages, no API, no Dash."""
+from __future__ import annotations
+
+from flask import Flask
+
+import db
+import live
+from config import load_config
+
+
+def create_worker_app(config: dict | None = None) -> Flask:
+    server = Flask("gsp-worker")
+    server.config.update(load_config(config))
+    db.init_app(server)
+    live.init_app(server)
+    from live.cli import watch_command
+
+    server.cli.add_command(watch_command)
+    return server

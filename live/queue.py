@@ -1,0 +1,393 @@
+"""Jobs (job layer): the database is the one truth about them; Redis only carries their ids.
+
+- :func:`enqueue` adds a Job row to the caller's transaction, like an outbox: the row exists
+  exactly when the change that caused it is committed.  After the commit its id is sent to RQ
+  (``rq worker`` runs :func:`run_job`) or, with no Redis, to a thread of this process.
+- :func:`dispatch` (every second, in the watcher process) re-sends queued rows whose RQ job is
+  missing (Redis was down or restarted empty), gives a run whose worker stopped beating its
+  one retry (the only retry policy: RQ's own ``Retry`` is not used), and runs the periodic
+  wake-ups the tasks register.
+- :func:`execute` claims a row (queued -> running, once per attempt), beats its heartbeat,
+  runs the task and commits the task's products, follow-up jobs and end state in one
+  transaction, only if the attempt is still the current one.  So a duplicated or retried
+  delivery never makes a second product.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import sqlalchemy as sa
+from flask import current_app, has_app_context
+from sqlalchemy.orm import Session
+
+from db import db
+from db.events import log_event
+from db.models import Job
+from live.states import settle_file_state
+
+log = logging.getLogger(__name__)
+
+TASKS: dict[str, Callable] = {}
+PERIODIC: list[Callable[[], None]] = []
+QUEUE_NAME = "gsp"
+JOB_TIMEOUT = 900
+RETRY_LOST_RUNS = 1  # a run whose worker died is run once more, then the job fails with the reason
+_OUTBOX = "gsp_outbox"
+_inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gsp-job")
+_inline_sent: set[tuple[int, int]] = set()
+_redis_down = False
+
+
+class JobRefused(ValueError):
+    """The job cannot run as asked (the message says why)."""
+
+
+@dataclass
+class Waiting:
+    """What a task returns when its input is not ready: the job is parked with ``reason`` until
+    a step provides one of ``needs``; ``ready`` is asked once more after parking (a provider that
+    finished while the task looked would not have seen the parked job)."""
+
+    needs: list[str]
+    reason: str
+    ready: Callable[[], bool] = lambda: False
+    result: dict = field(default_factory=dict)
+
+
+def task(name: str):
+    def register(function):
+        TASKS[name] = function
+        return function
+    return register
+
+
+def periodic(function):
+    """Register a wake-up :func:`dispatch` runs every tick (e.g. a block of frames that ended)."""
+    PERIODIC.append(function)
+    return function
+
+
+def init_app(server) -> None:
+    from live import tasks  # noqa: F401  (the reduction tasks register themselves)
+
+    server.extensions["gsp_queue"] = _make_queue(server.config["REDIS_URL"])
+    if not sa.event.contains(Session, "after_commit", _send_outbox):
+        sa.event.listen(Session, "after_commit", _send_outbox)
+        sa.event.listen(Session, "after_rollback", _drop_outbox)
+
+
+def _make_queue(redis_url: str):
+    if not redis_url:
+        return None
+    from redis import Redis
+    from rq import Queue
+
+    # Short timeouts: with Redis unreachable a request or the dispatcher must not hang.
+    connection = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=10)
+    return Queue(QUEUE_NAME, connection=connection, default_timeout=JOB_TIMEOUT)
+
+
+def get_queue():
+    return current_app.extensions.get("gsp_queue")
+
+
+def queue_health() -> dict:
+    """What /api/ reports about the queue: backend, reachable, queued jobs, live workers."""
+    queue = get_queue()
+    if queue is None:
+        return {"backend": "in-process", "ok": True, "queued": None, "workers": 0}
+    from rq import Worker
+
+    try:
+        return {"backend": "redis", "ok": True, "queued": queue.count,
+                "workers": len(Worker.all(queue=queue))}
+    except Exception as error:  # Redis down must not break the status page
+        return {"backend": "redis", "ok": False, "error": str(error), "queued": None, "workers": 0}
+
+
+# --- the outbox ------------------------------------------------------------------------------------
+
+def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | None = None,
+            serial_key: str | None = None) -> Job:
+    """Add a job to the current transaction; it is sent once the caller commits.
+
+    With a ``serial_key``, a job of that key and the same parameters not yet running is reused
+    (woken if it waits): it will see whatever the caller added."""
+    if kind not in TASKS:
+        raise JobRefused(f"Unknown job kind '{kind}'.")
+    if serial_key is not None:
+        pending = next((job for job in db.session.scalars(sa.select(Job).where(
+            Job.serial_key == serial_key, Job.state.in_(("queued", "waiting"))).order_by(Job.id))
+            if (job.params or {}) == (params or {})), None)
+        if pending is not None:
+            if pending.state == "waiting":
+                requeue(pending)
+            return pending
+    job = Job(kind=kind, file_id=file_id, user_id=getattr(user, "id", None), params=params or {},
+              serial_key=serial_key, state="queued", attempts=0, lost_runs=0)
+    db.session.add(job)
+    db.session.flush()
+    _add_to_outbox(job)
+    settle_file_state(job.file)
+    return job
+
+
+def requeue(job: Job, reason: str = "") -> None:
+    """Queue a waiting (or lost) job again; sent when the caller commits."""
+    job.state, job.reason, job.waiting_for = "queued", reason, ""
+    _add_to_outbox(job)
+    settle_file_state(job.file)
+
+
+def _add_to_outbox(job: Job) -> None:
+    db.session.info.setdefault(_OUTBOX, []).append((job.id, job.attempts))
+
+
+def _drop_outbox(session) -> None:
+    session.info.pop(_OUTBOX, None)
+
+
+def _send_outbox(session) -> None:
+    """After a commit: hand the committed rows to the transport. A failure here loses nothing:
+    the row is queued in the database and the dispatcher sends it later."""
+    sent = session.info.pop(_OUTBOX, [])
+    if sent and has_app_context():
+        for job_id, attempts in sent:
+            _send(job_id, attempts)
+
+
+def _send(job_id: int, attempts: int) -> bool:
+    global _redis_down
+    queue = get_queue()
+    if queue is None:
+        if (job_id, attempts) not in _inline_sent:
+            _inline_sent.add((job_id, attempts))
+            _inline_pool.submit(_run_inline, current_app._get_current_object(), job_id, attempts)
+        return True
+    try:
+        queue.enqueue("live.queue.run_job", job_id, job_id=f"gsp-{job_id}-{attempts}", result_ttl=3600,
+                      failure_ttl=7 * 86400)
+        return True
+    except Exception as error:  # Redis unreachable: the dispatcher re-sends the row
+        if not _redis_down:
+            log.warning("could not send job %s to Redis (%s); it stays queued and is sent when Redis is back",
+                        job_id, error)
+        return False
+
+
+def _run_inline(app, job_id: int, attempts: int) -> None:
+    with app.app_context():
+        try:
+            execute(job_id)
+        except Exception:  # already recorded on the row; keep the pool alive
+            log.exception("in-process job %s failed", job_id)
+        finally:
+            _inline_sent.discard((job_id, attempts))
+            db.session.remove()
+
+
+# --- the dispatcher --------------------------------------------------------------------------------
+
+def dispatch() -> dict:
+    """One tick: retry lost runs, (re)send queued rows the transport does not hold, run the wake-ups."""
+    lost = recover_lost_runs()
+    sent = send_queued()
+    for wake_up in PERIODIC:
+        wake_up()
+    db.session.commit()
+    return {"lost": lost, "sent": sent}
+
+
+def recover_lost_runs() -> list[int]:
+    """Running jobs whose worker stopped beating (killed, machine lost): queued again once, then failed."""
+    stale = _now() - timedelta(seconds=float(current_app.config["JOB_STALE_SECONDS"]))
+    lost = list(db.session.scalars(sa.select(Job).where(Job.state == "running", Job.heartbeat_at < stale)))
+    for job in lost:
+        stopped = "the worker running it stopped (killed or lost) before it finished"
+        if job.lost_runs < RETRY_LOST_RUNS:
+            job.lost_runs += 1
+            requeue(job)
+            log_event("job_retried", f"{job.kind} job {job.id}: {stopped}; queued again", level="WARNING",
+                      file_id=job.file_id, commit=False)
+        else:
+            job.state, job.finished_at = "failed", _now()
+            job.reason = f"{stopped}, {job.lost_runs + 1} times"
+            settle_file_state(job.file)
+            log_event("job_failed", f"{job.kind} job {job.id} failed: {job.reason}", level="ERROR",
+                      file_id=job.file_id, commit=False)
+        db.session.commit()
+    return [job.id for job in lost]
+
+
+def send_queued(limit: int = 1000) -> list[int]:
+    """Send every queued row the transport does not hold (never sent, lost with Redis, or finished
+    without running because a job of its serial key was running)."""
+    global _redis_down
+    rows = db.session.execute(sa.select(Job.id, Job.attempts).where(Job.state == "queued")
+                              .order_by(Job.id).limit(limit)).all()
+    queue = get_queue()
+    if not rows:
+        return []
+    if queue is None:
+        return [job_id for job_id, attempts in rows if (job_id, attempts) not in _inline_sent
+                and _send(job_id, attempts)]
+    from rq.job import Job as RqJob
+
+    try:
+        carried = RqJob.fetch_many([f"gsp-{job_id}-{attempts}" for job_id, attempts in rows],
+                                   connection=queue.connection)
+        statuses = [rq_job.get_status(refresh=False) if rq_job is not None else None for rq_job in carried]
+    except Exception as error:
+        if not _redis_down:
+            _redis_down = True
+            log_event("queue_unreachable", f"Redis is unreachable ({error}); {len(rows)} queued job(s) wait "
+                      "in the database and are sent when it is back.", level="WARNING")
+        return []
+    if _redis_down:
+        _redis_down = False
+        log_event("queue_reachable", "Redis is reachable again; queued jobs are being sent.")
+    live = ("queued", "started", "deferred", "scheduled")
+    return [job_id for (job_id, attempts), status in zip(rows, statuses)
+            if status not in live and _send(job_id, attempts)]
+
+
+# --- running a job ---------------------------------------------------------------------------------
+
+_worker_app = None
+
+
+def worker_app():
+    """The small app a worker runs jobs in (Flask + database, no pages), built once per process."""
+    global _worker_app
+    if _worker_app is None:
+        from live.app import create_worker_app
+
+        _worker_app = create_worker_app()
+    return _worker_app
+
+
+def run_job(job_id: int):
+    """Entry point for ``rq worker`` (by dotted name)."""
+    app = worker_app()
+    with app.app_context():
+        # A forked work horse must not share the parent's database connections.
+        db.engine.dispose(close=False)
+        return execute(job_id)
+
+
+def execute(job_id: int):
+    """Run one job if this delivery may claim it; record its end on the row and the file."""
+    attempt = _claim(job_id)
+    if attempt is None:
+        return {"skipped": "not queued, or a job of the same key is running"}
+    job = db.session.get(Job, job_id)
+    settle_file_state(job.file)
+    db.session.commit()
+    with _Heartbeat(job_id, attempt, float(current_app.config["JOB_STALE_SECONDS"]) / 4):
+        try:
+            outcome = TASKS[job.kind](job)
+        except Exception as error:
+            db.session.rollback()
+            reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+            if _finish(job_id, attempt, state="failed", reason=reason):
+                log_event("job_failed", f"{job.kind} job {job_id} failed: {reason}", level="ERROR",
+                          file_id=job.file_id, details={"traceback": traceback.format_exc(limit=5)})
+            return {"failed": reason}
+    if isinstance(outcome, Waiting):
+        if _finish(job_id, attempt, state="waiting", reason=outcome.reason, waiting_for=", ".join(outcome.needs),
+                   result=outcome.result) and outcome.ready():
+            requeue(db.session.get(Job, job_id))
+            db.session.commit()
+        return outcome.result
+    _finish(job_id, attempt, state="done", result=outcome)
+    return outcome
+
+
+def _claim(job_id: int) -> int | None:
+    """queued -> running in one statement, for one delivery only; returns the attempt number.
+    A job whose serial key is held by a running job stays queued (the dispatcher sends it again)."""
+    db.session.rollback()
+    key = db.session.scalar(sa.select(Job.serial_key).where(Job.id == job_id))
+    if key is not None and db.engine.dialect.name == "postgresql":
+        # Two claims of one key at once would both see no running job under READ COMMITTED.
+        db.session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+    other = sa.orm.aliased(Job)
+    holder = sa.exists().where(other.serial_key == Job.serial_key, other.state == "running")
+    now = _now()
+    claimed = db.session.execute(
+        sa.update(Job).where(Job.id == job_id, Job.state == "queued", sa.or_(Job.serial_key.is_(None), ~holder))
+        .values(state="running", attempts=Job.attempts + 1, started_at=now, heartbeat_at=now, reason="",
+                waiting_for="").execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        db.session.rollback()
+        return None
+    db.session.commit()
+    return db.session.scalar(sa.select(Job.attempts).where(Job.id == job_id))
+
+
+def _finish(job_id: int, attempt: int, *, state: str, reason: str = "", waiting_for: str = "",
+            result=None) -> bool:
+    """Commit the task's work with the job's end state, if this attempt still owns the job
+    (a run declared lost and retried elsewhere must not commit a second product)."""
+    ended = db.session.execute(
+        sa.update(Job).where(Job.id == job_id, Job.attempts == attempt, Job.state == "running")
+        .values(state=state, reason=reason, waiting_for=waiting_for, finished_at=_now(),
+                result=result if isinstance(result, dict) else None)
+        .execution_options(synchronize_session=False))
+    if ended.rowcount != 1:
+        db.session.rollback()
+        log.warning("job %s attempt %s ended after it was handed to another run; its work is discarded",
+                    job_id, attempt)
+        return False
+    job = db.session.get(Job, job_id)
+    db.session.refresh(job)
+    settle_file_state(job.file)
+    db.session.commit()
+    return True
+
+
+class _Heartbeat:
+    """Beats ``heartbeat_at`` from a thread (own connection) while a job runs; the dispatcher takes
+    a job whose beats stopped for JOB_STALE_SECONDS as lost."""
+
+    def __init__(self, job_id: int, attempt: int, interval: float):
+        self.job_id, self.attempt, self.interval = job_id, attempt, interval
+        self.engine = db.engine
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"gsp-heartbeat-{job_id}")
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join(10)
+
+    def _beat(self):
+        while not self.stopped.wait(self.interval):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(sa.update(Job).where(Job.id == self.job_id, Job.attempts == self.attempt,
+                                                            Job.state == "running").values(heartbeat_at=_now()))
+            except Exception:  # a missed beat is only a later one; the job goes on
+                log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@task("ping")
+def ping(job):
+    """A job that proves the queue and the workers are alive (optionally busy for a while)."""
+    import time
+
+    time.sleep(float((job.params or {}).get("seconds", 0)))
+    return {"pong": True}

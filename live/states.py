@@ -1,0 +1,47 @@
+"""A raw file's processing state: written here and nowhere else (job layer).
+
+The Data page lists raw files; each shows the state of the work on its lineage: running,
+queued, waiting (for what), failed (why) or done.  It is derived from the newest job of
+each step on the file and its products, so it always ends in done, waiting or failed.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from db import db
+from db.models import File, Job
+
+# When several steps of one lineage disagree, the one that needs attention soonest is shown.
+_PRIORITY = ("running", "queued", "waiting", "failed", "done")
+
+
+def set_file_state(file: File, state: str, reason: str = "") -> None:
+    """The one writer of ``File.state``: ingested, queued, running, waiting, done or failed."""
+    file.state, file.state_reason = state, reason
+
+
+def settle_file_state(file: File | None) -> None:
+    """Derive the state of the raw file at the root of ``file``'s lineage from its jobs."""
+    if file is None:
+        return
+    root = file.original or file
+    if root.data_type != 0:
+        return  # a master's state is its own (done); its raw frames are settled by their group's job
+    db.session.flush()
+    lineage = sa.select(File.id).where(sa.or_(File.id == root.id, File.original_file_id == root.id))
+    jobs = db.session.scalars(sa.select(Job).where(Job.file_id.in_(lineage)).order_by(Job.id)).all()
+    newest = {(job.kind, job.file_id): job for job in jobs}  # a re-run replaces the earlier outcome
+    if not newest:
+        return
+    job = min(newest.values(), key=lambda j: (_PRIORITY.index(j.state), -j.id))
+    set_file_state(root, job.state, _reason(job))
+
+
+def _reason(job: Job) -> str:
+    if job.state == "waiting":
+        return job.reason
+    if job.state == "failed":
+        return f"{job.kind} failed: {job.reason}"
+    if job.state in ("queued", "running"):
+        return f"{job.kind} {job.state}" + (f" ({job.reason})" if job.reason else "")
+    return (job.result or {}).get("note", "")

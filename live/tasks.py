@@ -1,0 +1,417 @@
+"""The reduction tasks (job layer): catalogue rows in, ``pipeline.steps`` on their files, rows out.
+
+What runs after what is ``pipeline.chain``: a newly ingested raw frame starts its kind's first
+step, a task's products go on to the chain's next step, and a step that provides something
+(a master, a reduced arc) wakes the jobs parked waiting for it.  A task never commits: the
+job layer commits its products, its follow-up jobs and its end state together (live/queue.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import current_app
+
+from db import db, queries
+from db.events import log_event
+from db.models import File, Job, Proposal
+from live.catalogue import processed_root
+from live.queue import JobRefused, Waiting, enqueue, periodic, requeue, task
+from live.states import set_file_state
+from pipeline import chain, headers, matching, steps
+from pipeline.chain import ARC_OBSTYPES, DataType
+from pipeline.night import master_name
+from pipeline.settings import ReductionSettings
+from pipeline.wavelength import WavelengthOptions
+
+BLOCK_END = "the end of the block of frames"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def settings_for(file: File) -> ReductionSettings:
+    proposal = file.proposal
+    return proposal.settings.as_settings() if proposal and proposal.settings else ReductionSettings()
+
+
+def fields_of(file: File) -> dict:
+    """A row's matching fields (see ``db.queries.config_fields``) with its path and a datetime date_obs."""
+    fields = queries.config_fields(file)
+    fields["path"] = Path(file.full_path)
+    if isinstance(fields.get("date_obs"), str):
+        fields["date_obs"] = datetime.fromisoformat(fields["date_obs"])
+    return fields
+
+
+def kind_of(file: File) -> str:
+    return headers.kind(file.obstype, file.technique)
+
+
+def out_dir_for(file: File) -> Path:
+    return processed_root() / (file.date or "undated")
+
+
+def original_of(file: File) -> File:
+    return file.original or file
+
+
+def catalogued(path: Path) -> bool:
+    """A product name is taken once a row has it: a file a lost run left behind is overwritten by
+    its retry instead of becoming a ``_v2``."""
+    return db.session.scalar(sa.select(File.id).where(File.full_path == str(path))) is not None
+
+
+def add_product(product: steps.Product, *, parent: File | None, original: File | None, template: File,
+                proposal: Proposal | None, calibrations: dict | None = None) -> File:
+    """Catalogue a product; it inherits the configuration fields of ``template``."""
+    row = File(file_name=product.path.name, directory_name=str(product.path.parent), full_path=str(product.path),
+               data_type=product.data_type, parent=parent, original=original, proposal=proposal,
+               target=product.target, normalized=product.normalized, state="done", ingested_at=_now(),
+               calibrations={**(calibrations or {}), "record": _json_record(product.record)})
+    for name in ("obstype", "technique", "object", "instconf", "grating", "wavmode", "filter", "filter_2", "slit",
+                 "roi", "cam_targ", "grt_targ", "obsra", "obsdec", "gain", "rdnoise", "saturation_value",
+                 "exptime", "date", "date_obs", "classification"):
+        setattr(row, name, getattr(template, name))
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def _json_record(record: dict) -> dict:
+    """Block records hold numpy values; keep what JSON can say."""
+    return json.loads(json.dumps(record, default=lambda value: value.tolist() if hasattr(value, "tolist")
+                                 else str(value)))
+
+
+def _used(row: File | None, why: str) -> dict | None:
+    return {"id": row.id, "file": row.file_name, "why": why} if row is not None else None
+
+
+# --- the chain, live -------------------------------------------------------------------------------
+
+def on_ingested(file: File) -> None:
+    """Queue the first step a newly catalogued (or reclassified) raw file calls for, or say why none."""
+    step = chain.first_step(kind_of(file), file.technique)
+    if step is None:
+        set_file_state(file, "waiting", f"OBSTYPE {file.obstype} is not reduced automatically; "
+                                        "reclassify it (e.g. as COMP) to reduce it.")
+        return
+    job = enqueue(step.name, file_id=file.id, serial_key=serial_key_of(step.name, file))
+    if job.file_id != file.id:  # the group's pending job takes this frame too
+        set_file_state(file, "queued", f"{step.name} of its group queued (job {job.id})")
+
+
+def serial_key_of(step_name: str, file: File) -> str | None:
+    """Jobs that must not run at once: the masters of one group of frames of one night."""
+    if step_name != "calibrations":
+        return None
+    text = json.dumps([file.date, kind_of(file), _group_key(file)], default=str)
+    return "calibrations:" + hashlib.sha1(text.encode()).hexdigest()[:40]
+
+
+def follow(step: chain.Step, raw: File, products: list[File], params_of=lambda row: None) -> None:
+    """Queue the chain's next step on each product, and wake the jobs parked for what this step provides."""
+    following = chain.next_step(step, kind_of(raw), raw.technique)
+    if following is not None:
+        for row in products:
+            enqueue(following.name, file_id=row.id, params=params_of(row))
+    provided = step.provides.get(kind_of(raw))
+    if provided:
+        wake(raw.date, provided)
+
+
+def wake(date: str, provided: str) -> None:
+    """Queue again the jobs of a night parked waiting for ``provided`` (a master, an arc)."""
+    parked = db.session.scalars(sa.select(Job).join(File, Job.file_id == File.id).where(
+        Job.state == "waiting", File.date == date, Job.waiting_for.like(f"%{provided}%")))
+    for job in parked:
+        requeue(job, f"{provided} arrived")
+
+
+# --- Calibrations ----------------------------------------------------------------------------------
+
+def _group_key(file: File) -> tuple:
+    key_of = matching.bias_group_key if kind_of(file) == "bias" else matching.flat_group_key
+    return key_of(fields_of(file))
+
+
+def _group_of(frame: File) -> list[File]:
+    """The raw frames of the night that combine with ``frame`` (same kind and group key)."""
+    obstypes = ("BIAS",) if kind_of(frame) == "bias" else ("FLAT", "LAMPFLAT")
+    key = _group_key(frame)
+    same_night = db.session.scalars(sa.select(File).where(
+        File.data_type == DataType.RAW, File.date == frame.date, File.obstype.in_(obstypes),
+        File.state != "failed").order_by(File.id))
+    return [raw for raw in same_night if _group_key(raw) == key]
+
+
+def _masters(kind: str, date: str) -> list[File]:
+    """Master bias (kind 'bias') or normalized master flats ('flat') of a night."""
+    obstypes = ("BIAS",) if kind == "bias" else ("FLAT", "LAMPFLAT")
+    query = sa.select(File).where(File.data_type == DataType.MASTER, File.obstype.in_(obstypes), File.date == date,
+                                  File.normalized.is_(kind == "flat"))
+    return list(db.session.scalars(query.order_by(File.id)))
+
+
+def choose_master(frame: File, kind: str) -> tuple[File | None, str]:
+    candidates = _masters(kind, frame.date)
+    if not candidates:
+        return None, f"no master {kind} for {frame.date} yet"
+    chosen, why = matching.choose_master(fields_of(frame), [fields_of(m) for m in candidates])
+    return (db.session.get(File, chosen["id"]) if chosen else None), why
+
+
+def _block_ended(newest: File) -> bool:
+    """A block of calibration frames has ended when a frame of another kind followed its newest
+    frame, or none came for CALIBRATION_BLOCK_SECONDS."""
+    quiet = timedelta(seconds=float(current_app.config.get("CALIBRATION_BLOCK_SECONDS", 120)))
+    if newest.ingested_at is not None and _aware(newest.ingested_at) < _now() - quiet:
+        return True
+    later = sa.select(File.id).where(File.data_type == DataType.RAW, File.date == newest.date, File.id > newest.id,
+                                     File.obstype != newest.obstype).limit(1)
+    return db.session.scalar(later) is not None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+@periodic
+def wake_ended_blocks() -> None:
+    """Masters waiting for their block of frames to end are rebuilt once it has."""
+    parked = db.session.scalars(sa.select(Job).where(Job.kind == "calibrations", Job.state == "waiting",
+                                                     Job.waiting_for == BLOCK_END))
+    for job in parked:
+        newest = db.session.get(File, (job.result or {}).get("newest_frame_id") or -1)
+        if newest is None or _block_ended(newest):
+            requeue(job, "the block of frames ended")
+
+
+@task("calibrations")
+def calibrations(job) -> dict | Waiting:
+    """Build the master of a raw BIAS/FLAT frame's group: once the minimum exists, at most once more
+    when the block is complete, never again from the same frames with the same settings."""
+    frame = db.session.get(File, job.file_id)
+    kind = kind_of(frame)
+    if kind not in ("bias", "flat"):
+        raise JobRefused(f"{frame.file_name} is {frame.obstype}, not a bias or flat frame.")
+    settings = settings_for(frame)
+    force = bool((job.params or {}).get("force"))
+    group = _group_of(frame)
+    names = sorted(raw.file_name for raw in group)
+    minimum = settings.min_bias if kind == "bias" else settings.min_flats
+    if len(group) < minimum and not force:
+        reason = f"{len(group)} of the {minimum} {kind} frames needed for a master"
+        for raw in group:
+            set_file_state(raw, "waiting", reason)
+        return Waiting([f"{kind} frames"], reason, result={"have": len(group), "need": minimum})
+    used_settings = _master_settings(settings, kind)
+    key = serial_key_of("calibrations", frame)
+    own = [m for m in _masters(kind, frame.date) if (m.calibrations or {}).get("group") == key]
+    for master in own:
+        made = master.calibrations or {}
+        if sorted(made.get("inputs", [])) == names and made.get("settings") == used_settings:
+            note = f"combined into {master.file_name}"
+            _settle_group(group, master, note)
+            return {"built": False, "master": master.id, "note": f"{note} (a master of exactly these frames)"}
+    automatic = [m for m in own if (m.calibrations or {}).get("automatic")]
+    if automatic and not force:
+        latest = automatic[-1]
+        if len(automatic) >= 2:
+            note = f"{latest.file_name} was already rebuilt once; Build by hand to combine newer frames"
+            _settle_group(group, latest, note)
+            return {"built": False, "master": latest.id, "note": note}
+        newest = max(group, key=lambda raw: raw.id)
+        if not _block_ended(newest):
+            reason = (f"{latest.file_name} holds {len((latest.calibrations or {}).get('inputs', []))} frames; "
+                      f"rebuilt from all {len(group)} when the block of {kind} frames ends")
+            _settle_group(group, latest, reason, others="waiting")
+            return Waiting([BLOCK_END], reason, result={"newest_frame_id": newest.id, "master": latest.id})
+    return _build_master(frame, kind, group, settings, {
+        "inputs": names, "group": key, "automatic": not force, "settings": used_settings,
+        "why": f"{len(group)} {kind} frames of one configuration on {frame.date}"})
+
+
+def _master_settings(settings: ReductionSettings, kind: str) -> dict:
+    names = ["ignore_bias"] if kind == "bias" else ["ignore_bias", "flat_normalization", "flat_normalization_order"]
+    return {name: getattr(settings, name) for name in names}
+
+
+def _settle_group(group: list[File], master: File, note: str, others: str = "done") -> None:
+    """The group's frames in ``master`` are done; the others are ``others`` (done or waiting), saying ``note``."""
+    made_of = set((master.calibrations or {}).get("inputs", []))
+    for raw in group:
+        if raw.file_name in made_of:
+            set_file_state(raw, "done", f"combined into {master.file_name}")
+        else:
+            set_file_state(raw, others, note)
+
+
+def _build_master(frame: File, kind: str, group: list[File], settings: ReductionSettings, made: dict) -> dict:
+    name = master_name(fields_of(frame), kind)
+    out_dir = out_dir_for(frame)
+    paths = [Path(raw.full_path) for raw in group]
+    if kind == "bias":
+        product = steps.master_bias(paths, settings, out_dir, name, taken=catalogued)
+        rows = [add_product(product, parent=None, original=None, template=frame, proposal=frame.proposal,
+                            calibrations=made)]
+    else:
+        bias, why = choose_master(frame, "bias") if not settings.ignore_bias else (None, "ignored by the settings")
+        master, normalized = steps.master_flat(paths, settings, out_dir, name, Path(bias.full_path) if bias else None,
+                                               frame.technique, taken=catalogued)
+        made = {**made, "bias": _used(bias, why)}
+        master_row = add_product(master, parent=None, original=None, template=frame, proposal=frame.proposal,
+                                 calibrations=made)
+        rows = [master_row, add_product(normalized, parent=master_row, original=None, template=frame,
+                                        proposal=frame.proposal, calibrations=made)]
+    note = f"combined into {rows[-1].file_name}"
+    _settle_group(group, rows[-1], note)
+    log_event("calibration_built", f"Built {', '.join(r.file_name for r in rows)} from {len(group)} frames.",
+              proposal_id=frame.proposal_id, file_id=rows[-1].id, commit=False)
+    follow(chain.STEPS["calibrations"], frame, rows)
+    return {"built": True, "masters": [row.id for row in rows], "note": note}
+
+
+# --- Reduce ----------------------------------------------------------------------------------------
+
+@task("reduce")
+def reduce_task(job) -> dict | Waiting:
+    """Reduce a raw frame with the best masters; without them, wait (unless asked by hand)."""
+    raw = db.session.get(File, job.file_id)
+    step = chain.STEPS["reduce"]
+    if not step.accepts(raw.data_type, kind_of(raw), raw.technique):
+        raise JobRefused(f"{raw.file_name} ({raw.obstype}) is not a frame the Reduce block takes.")
+    settings = settings_for(raw)
+    force = bool((job.params or {}).get("force"))
+    needs_flat = not settings.ignore_flats
+    bias, bias_why = (None, "ignored by the settings") if settings.ignore_bias else choose_master(raw, "bias")
+    flat, flat_why = choose_master(raw, "flat") if needs_flat else (None, "ignored by the settings")
+    missing = [name for name, row, wanted in ((chain.MASTER_BIAS, bias, not settings.ignore_bias),
+                                              (chain.MASTER_FLAT, flat, needs_flat)) if row is None and wanted]
+    if missing and not force:
+        return Waiting(missing, f"waiting for {' and '.join(missing)}",
+                       ready=lambda: any(choose_master(raw, name.split()[-1])[0] is not None for name in missing))
+    product = steps.reduce_raw(Path(raw.full_path), settings, out_dir_for(raw), technique=raw.technique,
+                               bias_path=Path(bias.full_path) if bias else None,
+                               flat_path=Path(flat.full_path) if flat else None, taken=catalogued)
+    reduced = add_product(product, parent=raw, original=raw, template=raw, proposal=raw.proposal,
+                          calibrations={"bias": _used(bias, bias_why), "flat": _used(flat, flat_why),
+                                        "missing": missing})
+    raw.reduced_at = _now()
+    log_event("reduced", f"Reduced {raw.file_name} -> {reduced.file_name}.", proposal_id=raw.proposal_id,
+              file_id=reduced.id, commit=False)
+    follow(step, raw, [reduced])
+    return {"reduced": reduced.id, "note": f"reduced without {' and '.join(missing)}" if missing else ""}
+
+
+# --- Extract ---------------------------------------------------------------------------------------
+
+def choose_arc(science: File, arc_id=None, reason: str = "chosen by hand") -> tuple[File | None, str]:
+    """The reduced arc for a science frame (or product): the one asked for, or the best compatible one."""
+    if arc_id is not None:
+        arc = db.session.get(File, int(arc_id))
+        if arc is not None and arc.data_type == DataType.RAW:  # a raw arc was named: take its newest reduction
+            arc = db.session.scalar(sa.select(File).where(File.parent_file_id == arc.id,
+                                                          File.data_type == DataType.REDUCED)
+                                    .order_by(File.id.desc()))
+        if arc is None or arc.data_type != DataType.REDUCED or arc.obstype not in ARC_OBSTYPES:
+            raise JobRefused(f"File {arc_id} is not a reduced arc (reduce the arc first).")
+        return arc, reason
+    arcs = list(db.session.scalars(sa.select(File).where(
+        File.data_type == DataType.REDUCED, File.obstype.in_(ARC_OBSTYPES), File.date == science.date)))
+    chosen, why = matching.choose_arc(fields_of(science), [fields_of(arc) for arc in arcs])
+    return (db.session.get(File, chosen["id"]) if chosen else None), why
+
+
+@task("extract")
+def extract_task(job) -> dict:
+    reduced = db.session.get(File, job.file_id)
+    step = chain.STEPS["extract"]
+    if not step.accepts(reduced.data_type, kind_of(reduced), reduced.technique):
+        raise JobRefused(f"{reduced.file_name} is not a reduced science spectrum.")
+    raw = original_of(reduced)
+    arc_id = (job.params or {}).get("arc_id")
+    arc, arc_why = choose_arc(reduced, arc_id) if arc_id is not None else (None, "")  # fail early on a wrong id
+    products = steps.extract_reduced(Path(reduced.full_path), settings_for(raw), out_dir_for(raw),
+                                     original=Path(raw.full_path), taken=catalogued)
+    rows = [add_product(p, parent=reduced, original=raw, template=reduced, proposal=reduced.proposal)
+            for p in products]
+    raw.extracted_at = _now()
+    log_event("extracted", f"Extracted {len(rows)} target(s) from {reduced.file_name}.",
+              proposal_id=raw.proposal_id, file_id=reduced.id, commit=False)
+    follow(step, raw, rows, params_of=lambda row: {"arc_id": arc.id, "arc_reason": arc_why} if arc else None)
+    return {"extracted": [row.id for row in rows]}
+
+
+# --- Wavelength calibration ------------------------------------------------------------------------
+
+@task("calibrate_wavelength")
+def calibrate_wavelength_task(job) -> dict | Waiting:
+    extracted = db.session.get(File, job.file_id)
+    step = chain.STEPS["calibrate_wavelength"]
+    if not step.accepts(extracted.data_type, kind_of(extracted), extracted.technique) \
+            or extracted.obstype in ARC_OBSTYPES:
+        raise JobRefused(f"{extracted.file_name} is not an extracted science spectrum.")
+    params = job.params or {}
+    raw = original_of(extracted)
+    arc, arc_why = choose_arc(extracted, params.get("arc_id"), params.get("arc_reason") or "chosen by hand")
+    if arc is None:
+        return Waiting([chain.ARC], f"extracted; waiting for a compatible arc ({arc_why})",
+                       ready=lambda: choose_arc(extracted)[0] is not None)
+    arc_raw = original_of(arc)
+    out_dir = out_dir_for(raw)
+    arc_1d = steps.extract_arc_along(Path(arc.full_path), Path(extracted.full_path), out_dir,
+                                     target=extracted.target or 1, original=Path(arc_raw.full_path),
+                                     science_label=raw.file_name.split("_")[0], taken=catalogued)
+    arc_1d_row = add_product(arc_1d, parent=arc, original=arc_raw, template=arc, proposal=arc.proposal)
+    options = WavelengthOptions(library_lamp=params.get("lamp") or None)
+    science_w, arc_w = steps.calibrate_wavelength(Path(extracted.full_path), arc_1d.path, out_dir,
+                                                  original=Path(raw.full_path), target=extracted.target,
+                                                  options=options, taken=catalogued)
+    used = {"arc": _used(arc, arc_why), "lamp": science_w.record.get("library_lamp")}
+    row = add_product(science_w, parent=extracted, original=raw, template=extracted, proposal=extracted.proposal,
+                      calibrations=used)
+    add_product(arc_w, parent=arc_1d_row, original=arc_raw, template=arc, proposal=arc.proposal,
+                calibrations=used)
+    raw.calibrated_at = _now()
+    log_event("wavelength_calibrated", f"{row.file_name}: {science_w.record['lines_used']} lines, "
+              f"RMS {science_w.record['rms_angstrom']:.3f} A.", proposal_id=raw.proposal_id, file_id=row.id,
+              commit=False)
+    follow(step, raw, [row])
+    return {"calibrated": row.id, "rms_angstrom": science_w.record["rms_angstrom"],
+            "lines_used": science_w.record["lines_used"]}
+
+
+# --- Re-run ----------------------------------------------------------------------------------------
+
+def rerun_params(product: File) -> tuple[chain.Step, int, dict]:
+    """The step, input file and parameters that make ``product`` again with the current settings
+    (a new version; the old one stays). Raises JobRefused when it cannot be re-made."""
+    step = chain.rerun_step(product.data_type, product.obstype)
+    if step is None:
+        raise JobRefused(f"{product.file_name} is re-made with the science frame it belongs to.")
+    used = product.calibrations or {}
+    if step.name == "calibrations":
+        first_input = db.session.scalar(sa.select(File).where(
+            File.data_type == DataType.RAW, File.file_name.in_(used.get("inputs") or [""]),
+            File.date == product.date))
+        if first_input is None:
+            raise JobRefused(f"The frames {product.file_name} was made of are no longer in the catalogue.")
+        return step, first_input.id, {"force": True}
+    if product.parent_file_id is None:
+        raise JobRefused(f"The file {product.file_name} was made from has been deleted.")
+    arc = (used.get("arc") or {}).get("id")
+    params = {"reduce": {"force": True}, "extract": {"arc_id": arc},
+              "calibrate_wavelength": {"arc_id": arc, "lamp": used.get("lamp")}}[step.name]
+    return step, product.parent_file_id, params
+
+
+def enqueue_step(step_name: str, file: File, *, user=None, params: dict | None = None) -> Job:
+    """A step asked for by hand (page or API), or a re-run; the caller commits."""
+    return enqueue(step_name, file_id=file.id, user=user, params=params,
+                   serial_key=serial_key_of(step_name, file))

@@ -1,0 +1,52 @@
+"""``rq worker -w live.worker.GspWorker gsp``: an RQ worker that builds the small worker app and
+imports the science and its reference data once, before it forks a work horse per job, so a job
+starts in milliseconds; and that outlives Redis restarts (RQ's own loop quits on them)."""
+import time
+
+import redis
+from rq import Worker
+
+from live import queue
+
+
+class GspWorker(Worker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_connection_wait_time = 2  # RQ backs off up to 60 s while Redis is away: come back at once
+        queue.worker_app()
+        from pipeline import lamps, steps  # noqa: F401  (numpy, astropy, ccdproc, astroscrappy, scipy)
+
+        lamps.preload()
+
+    def work(self, burst: bool = False, **kwargs) -> bool:
+        """RQ's loop, started again whenever it ended because Redis went away. Jobs lost with Redis
+        are re-sent by the dispatcher from the database; the job a horse was running goes on."""
+        worked = False
+        while True:
+            try:
+                worked = super().work(burst=burst, **kwargs) or worked
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+                self.log.warning("Worker %s: Redis went away (%s)", self.name, error)
+            if self._stop_requested or kwargs.get("max_jobs") or kwargs.get("max_idle_time"):
+                return worked
+            if burst and self._queues_empty():
+                return worked
+            self._wait_for_redis()
+            time.sleep(1)  # RQ's loop ended on a fault: a persistent one must not become a busy loop
+
+    def _queues_empty(self) -> bool:
+        try:
+            return not any(queue.count for queue in self.queues)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return False
+
+    def _wait_for_redis(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self.connection.ping()
+                break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        self.log.info("Worker %s: Redis answers; working", self.name)
