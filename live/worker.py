@@ -18,6 +18,14 @@ class GspWorker(Worker):
 
         lamps.preload()
 
+    def heartbeat(self, timeout=None, pipeline=None):
+        if pipeline is None and self.birth_date is not None and not self.connection.hexists(self.key, "birth"):
+            # Redis restarted empty: RQ would go on unregistered, and GET /api/ would count no worker.
+            self.log.info("Worker %s: Redis lost its registration; registering again", self.name)
+            self.connection.delete(self.key)
+            self.register_birth()
+        super().heartbeat(timeout, pipeline)
+
     def work(self, burst: bool = False, **kwargs) -> bool:
         """RQ's loop, started again whenever it ended because Redis went away. Jobs lost with Redis
         are re-sent by the dispatcher from the database; the job a horse was running goes on."""
@@ -27,7 +35,8 @@ class GspWorker(Worker):
                 worked = super().work(burst=burst, **kwargs) or worked
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
                 self.log.warning("Worker %s: Redis went away (%s)", self.name, error)
-            if self._stop_requested or kwargs.get("max_jobs") or kwargs.get("max_idle_time"):
+            stopping = self._stop_requested or self._shutdown_requested_date is not None  # SIGTERM / SIGINT
+            if stopping or kwargs.get("max_jobs") or kwargs.get("max_idle_time"):
                 return worked
             if burst and self._queues_empty():
                 return worked
@@ -50,3 +59,31 @@ class GspWorker(Worker):
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         self.log.info("Worker %s: Redis answers; working", self.name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m live.worker [rq worker options] gsp``: ``rq worker -w live.worker.GspWorker``, after
+    waiting for Redis to answer (``rq worker`` itself exits at once when Redis is away at start)."""
+    import logging
+    import os
+    import sys
+
+    from redis import Redis
+    from rq.cli import main as rq
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    url = argv[argv.index("--url") + 1] if "--url" in argv else os.environ.get("REDIS_URL", "redis://localhost:6379")
+    connection, delay = Redis.from_url(url, socket_connect_timeout=2), 0.5
+    while True:
+        try:
+            connection.ping()
+            break
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            logging.warning("waiting for Redis at %s: %s", url, error)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    rq(["worker", "-w", "live.worker.GspWorker", *argv], prog_name="rq")
+
+
+if __name__ == "__main__":
+    main()
