@@ -25,12 +25,15 @@ SECRET = "test-secret-key"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "both_databases: run on SQLite and on PostgreSQL")
+    config.addinivalue_line("markers", "postgresql: run on PostgreSQL only (production's database)")
     config.addinivalue_line("markers", "browser: drives Debian's chromium with Playwright")
 
 
 def pytest_generate_tests(metafunc):
     if "db_backend" in metafunc.fixturenames:
-        backends = ["sqlite", "postgresql"] if metafunc.definition.get_closest_marker("both_databases") else ["sqlite"]
+        marked = metafunc.definition.get_closest_marker
+        backends = ["postgresql"] if marked("postgresql") else ["sqlite", "postgresql"] if marked("both_databases") \
+            else ["sqlite"]
         metafunc.parametrize("db_backend", backends, scope="function")
 
 

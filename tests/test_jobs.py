@@ -164,7 +164,7 @@ def copy_to_raw(app, folder: Path, names: list[str]) -> list[Path]:
 
 
 def assert_each_frame_once(app):
-    """Every raw frame done, no job failed, no product made twice (no ``_v2`` anywhere)."""
+    """Every raw frame done, no job failed, no product made twice (no ``_v2`` of a frame's product)."""
     from db.models import File
 
     states = jobs_by_state()
@@ -172,9 +172,10 @@ def assert_each_frame_once(app):
     raws = File.query.filter_by(data_type=0).all()
     assert raws and all(raw.state == "done" for raw in raws), [(r.file_name, r.state, r.state_reason) for r in raws]
     on_disk = [path.name for path in (Path(app.config["DATA_DIR"]) / "processed").rglob("*.fits")]
-    assert not [name for name in on_disk if "_v2" in name], on_disk
     catalogued = [row.file_name for row in File.query.filter(File.data_type > 0).all()]
-    assert sorted(catalogued) == sorted(on_disk)
+    assert sorted(catalogued) == sorted(on_disk)  # no leftover of a lost run
+    products = [row.file_name for row in File.query.filter(File.data_type > 1).all()]
+    assert not [name for name in products if "_v2" in name], products  # (a master's rebuild is a version)
     arcs = File.query.filter_by(data_type=0, obstype="COMP").all()
     for arc in arcs:
         assert File.query.filter_by(parent_file_id=arc.id, data_type=2).count() == 1
@@ -366,6 +367,45 @@ def test_a_header_value_too_long_for_its_column_is_catalogued(app, people, clien
     cards = {card["keyword"]: card["value"] for card in
              client.get("/api/files/header/", query_string={"id": row.id}, headers=headers).json["cards"]}
     assert cards["FILTER"] == long_filter and cards["OBSTYPE"] == "SPECTRUM_CALIBRATION_LAMP_X"
+
+
+# --- a night in one burst, two workers, PostgreSQL ----------------------------------------------
+
+@pytest.mark.postgresql
+def test_a_night_in_one_burst_on_two_workers_gives_every_spectrum_once(app, people, own_redis, processes,
+                                                                       tmp_path):
+    from db.models import File
+    from pipeline.simulate import simulate_night
+
+    use_settings(people["proposal"], min_bias=3, min_flats=3)
+    night = tmp_path / "night"
+    truth = json.loads(simulate_night(night, seed=11, configurations=("400_M2", "930_M2"), n_bias=3, n_flats=3,
+                                      n_science=2).read_text())
+    own_redis.start()
+    processes.worker("worker-1")
+    processes.worker("worker-2")
+    processes.watcher()
+    raw = Path(app.config["DATA_DIR"]) / "raw" / "20261127"
+    shutil.copytree(night, raw, ignore=shutil.ignore_patterns("*.json"))  # the whole night at once
+
+    def finished():
+        states = jobs_by_state()
+        return (File.query.filter_by(data_type=0).count() == len(truth["files"])
+                and not set(states) & {"queued", "running"} and "waiting" not in states)
+    wait_for(finished, 300, "the night to be reduced")
+    assert_each_frame_once(app)
+    for name, frame in truth["files"].items():
+        if frame["obstype"] == "SPECTRUM":
+            raw_row = File.query.filter_by(file_name=name).one()
+            calibrated = File.query.filter_by(original_file_id=raw_row.id, data_type=4).all()
+            assert sorted(row.target for row in calibrated) == list(range(1, len(frame["targets"]) + 1)), name
+    builds = {}
+    for master in File.query.filter_by(data_type=1).all():  # built once, rebuilt at most once, never twice alike
+        builds.setdefault((master.calibrations["group"], master.normalized, master.file_name.startswith("master_f")),
+                          []).append(tuple(master.calibrations["inputs"]))
+    assert len(builds) == 1 + 2 * 2, builds  # one bias group; per configuration a master and a normalized flat
+    for inputs in builds.values():
+        assert len(inputs) <= 2 and len(set(inputs)) == len(inputs), inputs
 
 
 # --- masters without churn -----------------------------------------------------------------------
