@@ -7,9 +7,9 @@ from flask import jsonify, request
 from flask_login import current_user
 
 from api import ApiError, blueprint
+from auth.accounts import AccountError, normalize_email
 from auth.mail import send_mail
 from auth.permissions import can_manage_users
-from auth.accounts import AccountError, normalize_email
 from db.events import log_event
 
 MAX_RECIPIENTS = 100

@@ -10,9 +10,9 @@ from flask_login import current_user
 
 from api import ApiError, blueprint
 from auth.permissions import can_add_files, can_change_file, get_visible_file
+from auth.queries import QueryError, change_stamp, list_files
 from db import db
 from db.events import log_event
-from auth.queries import QueryError, change_stamp, list_files
 from db.serialize import file_to_dict
 from live import catalogue, tasks
 from pipeline import fitsfiles, headers

@@ -20,11 +20,16 @@ from flask import jsonify, request
 from flask_login import current_user
 
 from api import ApiError, blueprint
+from auth.accounts import (
+    AccountError,
+    SettingsInvalid,
+    add_collaborator_by_email,
+    remove_collaborator_by_email,
+    update_settings,
+)
+from auth.audit import LogQueryError, list_log_entries, log_entry_to_dict
 from auth.permissions import can_manage_proposal, visible_proposals
 from db import db
-from auth.accounts import (AccountError, SettingsInvalid, add_collaborator_by_email,
-                         remove_collaborator_by_email, update_settings)
-from auth.audit import LogQueryError, list_log_entries, log_entry_to_dict
 from db.models import Proposal
 from db.serialize import proposal_to_dict
 

@@ -15,8 +15,8 @@ from auth.tokens import make_set_password_token, new_api_token
 from db import db
 from db.events import log_event
 from db.models import Proposal, ProposalSettings, User
-from pipeline.settings import ReductionSettings
 from pipeline.cosmics import dcr_available
+from pipeline.settings import ReductionSettings
 from pipeline.settings import validate as validate_settings
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

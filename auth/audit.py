@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from auth.permissions import visible_log_entries
 from db import db
-from db.models import File, LogEntry, Proposal, User
+from db.models import LogEntry, Proposal, User
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The events a proposal's history shows (who changed what, from what to what).

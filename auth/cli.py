@@ -7,8 +7,8 @@ import click
 import sqlalchemy as sa
 from flask.cli import AppGroup, with_appcontext
 
-from db import db
 from auth.accounts import AccountError, add_collaborator, create_proposal, create_user, find_user, regenerate_token
+from db import db
 from db.models import Proposal, User
 
 users_cli = AppGroup("users", help="Manage user accounts.")

@@ -4,13 +4,34 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
-from auth.permissions import get_visible_file, visible_file_groups, visible_files, visible_proposals
+from auth.permissions import (
+    get_visible_file,
+    get_visible_proposal,
+    member_proposal_ids,
+    visible_file_groups,
+    visible_files,
+    visible_proposals,
+)
 from db import db
-from db.models import Comment, File, Proposal
+from db.models import Comment, File, Proposal, User, collaborators
 from db.queries import (  # noqa: F401  (the plain ones the pages use with these: one module to import)
-    ARC_OBSTYPES, DEFAULT_PAGE_SIZE, DISTINCT_FILTERS, EXACT_FILTERS, MAX_PAGE_SIZE, FilePage, QueryError,
-    apply_filters, as_utc, config_fields, count_files, data_type_name, global_change_stamp, last_page,
-    parse_integer, same_configuration)
+    DEFAULT_PAGE_SIZE,
+    DISTINCT_FILTERS,
+    EXACT_FILTERS,
+    MAX_PAGE_SIZE,
+    FilePage,
+    QueryError,
+    apply_filters,
+    as_utc,
+    config_fields,
+    count_files,
+    data_type_name,
+    global_change_stamp,
+    last_page,
+    parse_integer,
+    same_configuration,
+)
+from pipeline.chain import ARC_OBSTYPES  # noqa: F401  (the pages' name for arcs)
 
 
 def list_files(user, params: dict) -> FilePage:
@@ -162,3 +183,78 @@ def add_comment(user, file: File, text: str):
     return comment
 
 
+
+
+# --- people and proposals (Management, Proposals and Logs pages) --------------------------------
+
+def like_pattern(text: str) -> str:
+    """A case-insensitive LIKE pattern matching ``text`` literally anywhere (use with escape='\\')."""
+    return "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _matching(query: sa.Select, text: str | None, columns) -> sa.Select:
+    if not text or not text.strip():
+        return query
+    pattern = like_pattern(text)
+    return query.where(sa.or_(*(sa.func.lower(column).like(pattern, escape="\\") for column in columns)))
+
+
+def search_users(text: str | None, limit: int) -> tuple[list[User], int]:
+    """Users whose name, username or e-mail contains ``text`` (first ``limit`` by username), and how many match."""
+    query = _matching(sa.select(User), text, (User.username, User.email, User.first_name, User.last_name))
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    return list(db.session.scalars(query.order_by(User.username).limit(limit))), count
+
+
+def user_by_id(user_id) -> User | None:
+    return db.session.get(User, user_id) if isinstance(user_id, int) else None
+
+
+def active_users() -> list[User]:
+    return list(db.session.scalars(sa.select(User).where(User.is_active_account.is_(True))
+                                   .order_by(User.first_name, User.last_name, User.username)))
+
+
+def collaborator_counts(proposal_ids) -> dict[int, int]:
+    return dict(db.session.execute(
+        sa.select(collaborators.c.proposal_id, sa.func.count())
+        .where(collaborators.c.proposal_id.in_(list(proposal_ids))).group_by(collaborators.c.proposal_id)).all())
+
+
+def search_proposals(user, text: str | None, page: int, page_size: int, *, by_people: bool = False
+                     ) -> tuple[list[Proposal], int]:
+    """One page of the proposals ``user`` may see whose SOAR id or title (and with ``by_people``, PI's
+    name) contains ``text``, newest SOAR id first; and how many match."""
+    columns = [Proposal.soar_id, Proposal.title]
+    query = visible_proposals(user, sa.select(Proposal.id))
+    if by_people:
+        query = query.outerjoin(User, User.id == Proposal.pi_id)
+        columns += [User.username, User.first_name, User.last_name]
+    query = _matching(query, text, columns)
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    order = (Proposal.soar_id.desc(), Proposal.id.desc())
+    ids = db.session.scalars(query.order_by(*order).limit(page_size).offset((page - 1) * page_size)).all()
+    if not ids:
+        return [], count
+    return list(db.session.scalars(sa.select(Proposal).where(Proposal.id.in_(ids)).order_by(*order))), count
+
+
+def find_visible_proposal(user, ident) -> Proposal | None:
+    """By id or SOAR id, through the permission layer: None for missing *and* for not-yours."""
+    ident = str(ident or "").strip()
+    if ident.isdigit():
+        return get_visible_proposal(user, int(ident))
+    if not ident:
+        return None
+    return db.session.scalar(visible_proposals(user).where(Proposal.soar_id == ident))
+
+
+def visible_proposal_names(user) -> list[tuple[int, str]]:
+    """(id, SOAR id) of the proposals ``user`` may see, by SOAR id."""
+    return list(db.session.execute(visible_proposals(user, sa.select(Proposal.id, Proposal.soar_id))
+                                   .order_by(Proposal.soar_id)).all())
+
+
+def member_proposal_list(user) -> tuple[int, ...]:
+    """The ids of the proposals ``user`` is a member of, sorted (empty for staff, who see all)."""
+    return () if user.is_staff else tuple(sorted(db.session.scalars(member_proposal_ids(user))))

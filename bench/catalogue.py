@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import code_version, write_results  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 
 GOAL_MEDIAN_MS, GOAL_P95_MS = 50.0, 150.0
@@ -177,8 +178,8 @@ def fill(app, n_rows: int, seed: int = 1127) -> dict:
     """Users, proposals and ``n_rows`` files; returns tokens and counts."""
     import sqlalchemy as sa
 
-    from db import db
     from auth.accounts import add_collaborator, create_proposal, create_user, regenerate_token
+    from db import db
     from db.models import File
 
     with app.app_context():
@@ -287,9 +288,9 @@ def explain(app, user_name: str, params: dict) -> list[str]:
     """SQLite's plan for the page query and the count query of one case (for the report)."""
     import sqlalchemy as sa
 
+    from auth.queries import visible_matching
     from db import db
     from db.models import File, User
-    from auth.queries import visible_matching
 
     with app.app_context():
         user = db.session.scalar(sa.select(User).where(User.username == user_name))
@@ -397,9 +398,9 @@ def main(argv=None) -> int:
         # The count query alone (what every list request pays for the total).
         import sqlalchemy as sa
 
+        from auth.queries import count_visible
         from db import db
         from db.models import User
-        from auth.queries import count_visible
 
         def counter(user_name, params):
             def run():

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import code_version, write_results  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
 GOAL_MEDIAN_S = 2.0
@@ -130,8 +131,8 @@ def setup_catalogue(config: dict, n_bias: int, n_flats: int) -> None:
     from flask_migrate import upgrade
 
     from app import create_app
-    from db import db
     from auth.accounts import create_proposal, create_user
+    from db import db
 
     server = create_app(config).server
     with server.app_context():

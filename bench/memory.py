@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import code_version, write_results  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
 GOAL_BYTES = 1024 ** 3

@@ -37,9 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -47,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import code_version, write_results  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
 GOAL_RATIO = 1 / 3
@@ -184,7 +184,8 @@ def stage_profile(raw: Path, out_dir: Path, settings_file: Path) -> dict:
     """Our night once more, in-process, with wall time summed per block and per inner step."""
     import importlib
 
-    from pipeline import night, settings as settings_module
+    from pipeline import night
+    from pipeline import settings as settings_module
 
     timings: dict[str, list[float]] = {}
 

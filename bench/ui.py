@@ -79,8 +79,8 @@ def main(argv=None) -> None:
     migrate(app)
     server_rows = {}
     with app.server.app_context():
-        from db import db
         from auth.accounts import add_collaborator, create_proposal, create_user
+        from db import db
 
         users = {name: create_user(username=name, email=f"{name}@example.org", password=PASSWORD,
                                    first_name=name.title(), last_name="Bench", is_staff=(name == "staff"))

@@ -3,10 +3,10 @@ from dash import Input, Output, html, no_update
 from dash.exceptions import PreventUpdate
 from flask_login import current_user
 
+from auth.accounts import regenerate_token
 from components import ids
 from components.viewers import COLORMAPS
 from db import db
-from auth.accounts import regenerate_token
 
 THEMES = ("dark", "light")
 FORMATS = ("static", "interactive")

@@ -17,20 +17,32 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 from flask_login import current_user
 
+from auth import queries
+from auth.permissions import can_change_file, get_visible_file, get_visible_job
 from components import ids
-from components.file_index import (CALIBRATIONS_PAGE_SIZE, OBSERVED_PAGE_SIZE, index_list, lineage_tabs, move_page,
-                                   page_text, state_badge, state_text)
+from components.file_index import (
+    CALIBRATIONS_PAGE_SIZE,
+    OBSERVED_PAGE_SIZE,
+    index_list,
+    lineage_tabs,
+    move_page,
+    page_text,
+    state_badge,
+    state_text,
+)
 from components.header_table import filter_cards, header_cards, header_table
 from db import db
-from auth import queries
 from db.models import File
+from live import tasks
+from live.catalogue import DeleteRefused, delete_products
+from live.queue import JobRefused
 from pipeline import chain
 
 OBSERVED = {"data_type": 0}
 CALIBRATIONS = {"data_type": 1}
 STATIC_WIDTH = 1100
 RERUN = "rerun"  # an action, not a step: it queues the step that makes the product (pipeline.chain)
-JOB_LABELS = {**{name: step.label for name, step in chain.STEPS.items()}, RERUN: "Re-run"}
+JOB_LABELS = {**{name: step.title for name, step in chain.STEPS.items()}, RERUN: "Re-run"}
 
 
 def _user():
@@ -40,8 +52,6 @@ def _user():
 
 
 def _file(user, file_id) -> File | None:
-    from auth.permissions import get_visible_file
-
     if file_id is None or isinstance(file_id, str) and not file_id.isdigit():
         return None
     try:
@@ -101,13 +111,10 @@ def available_actions(user, file: File) -> list[dict]:
     """What the user may do to the file (download and visualize excluded), as
     [{kind, label, icon, params, inputs: [{param, label, options}]}]; the first option of an input
     is its default.  The steps, their labels and what they take are pipeline.chain's."""
-    from auth.permissions import can_change_file
-    from live.tasks import kind_of
-
     if not can_change_file(user, file):
         return []
     actions = []
-    step = chain.step_for(file.data_type, kind_of(file), file.technique)
+    step = chain.step_for(file.data_type, tasks.kind_of(file), file.technique)
     if step is not None:
         inputs = {"arc_id": lambda: _arc_input(user, file), "lamp": lambda: _lamp_input(file)}
         actions.append({"kind": step.name, "label": step.label, "icon": step.icon, "params": step.manual_params,
@@ -153,8 +160,6 @@ def _arc_label(arc: File) -> str:
 
 
 def can_delete(user, file: File) -> bool:
-    from auth.permissions import can_change_file
-
     return file.data_type != 0 and can_change_file(user, file)
 
 
@@ -185,8 +190,6 @@ def enqueue_action(user, file: File, kind: str, choices: dict | None = None):
     Raises PermissionError (not an action this user may run on this file) or ValueError (a choice
     that is not one of those offered); JobRefused comes from live.queue.
     """
-    from live import tasks
-
     allowed = {a["kind"]: a for a in available_actions(user, file)}
     if kind not in allowed:
         raise PermissionError(f"You may not run '{JOB_LABELS.get(kind, kind)}' on {file.file_name}.")
@@ -225,8 +228,6 @@ def job_message(job, file_name: str = ""):
 
 def delete_product(user, file: File) -> str:
     """Delete a processed file (row and product on disk). Returns its name. Raises PermissionError."""
-    from live.catalogue import DeleteRefused, delete_products
-
     name = file.file_name
     try:
         delete_products(user, [file])
@@ -445,9 +446,6 @@ def register(app):
                   State(ids.DATA_SELECTED, "data"),
                   State(ids.DATA_JOB, "data"), State(ids.DATA_ACTIONS_REFRESH, "data"), prevent_initial_call=True)
     def run_action(_clicks, _ticks, choices, selected, job_data, refresh):
-        from auth.permissions import get_visible_job
-        from live.queue import JobRefused
-
         user = _user()
         trigger = ctx.triggered_id
         if trigger == ids.DATA_JOB_POLL:

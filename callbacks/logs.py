@@ -5,9 +5,9 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, ctx, html
 from flask_login import current_user
 
+from auth.audit import LogQueryError, list_log_entries
 from components import ids
 from components.forms import when
-from auth.audit import LogQueryError, list_log_entries
 
 PAGE_SIZE = 50
 LEVEL_COLORS = {"DEBUG": "secondary", "INFO": "info", "WARNING": "warning", "ERROR": "danger", "CRITICAL": "danger"}

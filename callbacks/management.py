@@ -2,17 +2,25 @@
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-import sqlalchemy as sa
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from flask_login import current_user
 
+from auth import queries
+from auth.accounts import (
+    SEMESTER_RE,
+    AccountError,
+    create_proposal_for,
+    invite_user,
+    next_soar_id,
+    send_password_reset,
+    set_user_active,
+    set_user_staff,
+)
 from auth.permissions import can_grant_staff, can_manage_users
 from components import ids
 from components.forms import when
 from db import db
-from auth.accounts import (SEMESTER_RE, AccountError, create_proposal_for, invite_user, next_soar_id,
-                         send_password_reset, set_user_active, set_user_staff)
-from db.models import Proposal, User, collaborators
+from db.models import User
 
 LIMIT = 100
 REFUSED = "Only staff may do this."
@@ -20,10 +28,6 @@ REFUSED = "Only staff may do this."
 
 def _alert(message, color: str, alert_id: str):
     return dbc.Alert(message, color=color, id=alert_id, className="py-2 mb-3", dismissable=True)
-
-
-def _like(text: str) -> str:
-    return "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 # --- add user -------------------------------------------------------------------------------------
@@ -56,13 +60,7 @@ def _action(label: str, action: str, user: User, color: str, icon: str):
 
 
 def users_table(search: str | None):
-    query = sa.select(User)
-    if search and search.strip():
-        pattern = _like(search.strip())
-        query = query.where(sa.or_(*(sa.func.lower(column).like(pattern, escape="\\") for column in
-                                     (User.username, User.email, User.first_name, User.last_name))))
-    count = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
-    users = db.session.scalars(query.order_by(User.username).limit(LIMIT)).all()
+    users, count = queries.search_users(search, LIMIT)
     superuser = can_grant_staff(current_user)
     rows = []
     for user in users:
@@ -95,7 +93,7 @@ def manage_users(search, _clicks):
         return [], _alert(REFUSED, "danger", "users-alert")
     trigger, message = ctx.triggered_id, None
     if isinstance(trigger, dict) and ctx.triggered and ctx.triggered[0].get("value"):
-        user = db.session.get(User, trigger.get("user")) if isinstance(trigger.get("user"), int) else None
+        user = queries.user_by_id(trigger.get("user"))
         action = trigger.get("action")
         try:
             if user is None:
@@ -145,17 +143,8 @@ def create_proposal(n_clicks, pi_id, semester, soar_id, title, abstract):
 def proposals_table(search):
     if not can_manage_users(current_user):
         return _alert(REFUSED, "danger", "managed-proposals-alert")
-    query = sa.select(Proposal).outerjoin(User, User.id == Proposal.pi_id)
-    if search and search.strip():
-        pattern = _like(search.strip())
-        query = query.where(sa.or_(*(sa.func.lower(column).like(pattern, escape="\\") for column in (
-            Proposal.soar_id, Proposal.title, User.username, User.first_name, User.last_name))))
-    count = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
-    proposals = db.session.scalars(query.order_by(Proposal.soar_id.desc()).limit(LIMIT)).all()
-    counts = dict(db.session.execute(
-        sa.select(collaborators.c.proposal_id, sa.func.count())
-        .where(collaborators.c.proposal_id.in_([p.id for p in proposals]))
-        .group_by(collaborators.c.proposal_id)).all())
+    proposals, count = queries.search_proposals(current_user, search, 1, LIMIT, by_people=True)
+    counts = queries.collaborator_counts(p.id for p in proposals)
     note = html.Div(f"Showing {len(proposals)} of {count} proposals"
                     + ("; refine the search." if count > LIMIT else "."), className="form-text mb-2",
                     id="managed-proposals-count")

@@ -9,14 +9,19 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, html, no_update
 from flask_login import current_user
 
+from auth import queries
+from auth.accounts import (
+    AccountError,
+    SettingsInvalid,
+    add_collaborator_by_email,
+    remove_collaborator_by_email,
+    update_settings,
+)
+from auth.audit import proposal_history
 from auth.permissions import can_manage_proposal, get_visible_proposal
 from components import ids
 from components.forms import LABELS, coerce_setting, collaborator_table, history_table
 from db import db
-from auth.accounts import (AccountError, SettingsInvalid, add_collaborator_by_email,
-                         remove_collaborator_by_email, update_settings)
-from auth.audit import proposal_history
-from db.models import User
 
 NOT_FOUND = "This proposal does not exist, or you do not have access to it."
 
@@ -74,7 +79,7 @@ def change_collaborators(add_clicks, n_submit, remove_clicks, email, proposal_id
         return no_update, _alert(refusal, "danger", "collaborator-alert"), no_update, no_update
     try:
         if isinstance(trigger, dict) and trigger.get("type") == ids.COLLABORATOR_REMOVE:
-            user = db.session.get(User, trigger.get("user")) if isinstance(trigger.get("user"), int) else None
+            user = queries.user_by_id(trigger.get("user"))
             if user is None:
                 raise AccountError("That person is not a collaborator of this proposal.")
             removed = remove_collaborator_by_email(proposal, user.email, current_user)

@@ -5,9 +5,9 @@ from dash import ALL, Input, Output, State, ctx
 from dash.exceptions import PreventUpdate
 from flask_login import current_user
 
+from auth import queries
 from components import ids
 from components.file_index import move_page, page_text, state_text
-from auth import queries
 
 
 def _user():

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path

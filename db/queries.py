@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date as Date
+from datetime import timezone
 
 import sqlalchemy as sa
 
 from db import db
 from db.models import File, Job, Proposal
-from pipeline.chain import ARC_OBSTYPES, DataType
+from pipeline import headers
+from pipeline.chain import DataType
+from pipeline.matching import science_config_key
 
 # Exact-match filters: query parameter -> column.
 EXACT_FILTERS = {
@@ -124,8 +127,6 @@ def last_page(count: int, page_size: int) -> int:
 def config_fields(file: File) -> dict:
     """The fields pipeline.matching needs, from the catalogue row: its classify() output first
     (products carry their raw parent's), columns for what it lacks, and the row's own id and name."""
-    from pipeline import headers
-
     fields = dict(file.classification or {}) if getattr(file, "classification", None) else {}
     for name in ("instconf", "grating", "wavmode", "slit", "roi", "filter", "filter_2", "obstype",
                  "obsra", "obsdec"):
@@ -146,8 +147,6 @@ def config_fields(file: File) -> dict:
 
 def same_configuration(a: File, b: File) -> bool:
     """True when an arc ``b`` shares ``a``'s optical configuration (pipeline.matching.science_config_key)."""
-    from pipeline.matching import science_config_key
-
     try:
         return science_config_key(config_fields(a)) == science_config_key(config_fields(b))
     except (ValueError, TypeError, KeyError):
@@ -155,8 +154,6 @@ def same_configuration(a: File, b: File) -> bool:
 
 
 def as_utc(moment):
-    from datetime import timezone
-
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 

@@ -12,33 +12,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import current_app
 
 from auth.accounts import create_proposal
 from auth.permissions import can_change_file
 from db import db
 from db.events import log_event
 from db.models import File, Proposal
+from live import tasks
+from live.folders import data_root, processed_root, raw_root
 from live.states import set_file_state
 from pipeline import headers
 from pipeline.fitsfiles import completeness_problem, is_fits_name, science_header
 
 
-
 class IngestError(ValueError):
     """The request cannot be ingested at all (outside the data root, not a file...)."""
-
-
-def data_root() -> Path:
-    return Path(current_app.config["DATA_DIR"]).resolve()
-
-
-def raw_root() -> Path:
-    return data_root() / "raw"
-
-
-def processed_root() -> Path:
-    return data_root() / "processed"
 
 
 def resolve_inside_root(path: str | Path) -> Path:
@@ -133,15 +121,11 @@ def ingest(path: str | Path, *, user=None) -> tuple[File, bool]:
     if problem is None:
         log_event("ingest", f"Ingested {file.file_name} ({file.obstype}, {file.technique}).", user=user,
                   proposal_id=file.proposal_id, file_id=file.id, commit=False)
+        tasks.on_ingested(file)  # the row and its first job are committed together
     else:
         log_event("ingest_failed", f"Could not ingest {file.file_name}: {problem}", level="ERROR", user=user,
                   file_id=file.id, commit=False)
     db.session.commit()
-    if problem is None:
-        from live import tasks
-
-        tasks.on_ingested(file)
-        db.session.commit()
     return file, True
 
 

@@ -7,6 +7,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from live.folders import raw_root
+from live.watcher import Watcher
+
 
 @click.command("watch")
 @click.argument("folder", required=False)
@@ -15,8 +18,6 @@ from flask.cli import with_appcontext
 @with_appcontext
 def watch_command(folder, rescan_seconds):
     """Ingest every new FITS file under FOLDER (default: $GSP_DATA_DIR/raw)."""
-    from live.catalogue import raw_root
-    from live.watcher import Watcher
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     watcher = Watcher(folder or raw_root(), rescan_seconds=rescan_seconds)

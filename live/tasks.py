@@ -18,7 +18,7 @@ from flask import current_app
 from db import db, queries
 from db.events import log_event
 from db.models import File, Job, Proposal
-from live.catalogue import processed_root
+from live.folders import processed_root
 from live.queue import JobRefused, Waiting, enqueue, periodic, requeue, task
 from live.states import set_file_state
 from pipeline import chain, headers, matching, steps
@@ -71,8 +71,9 @@ def add_product(product: steps.Product, *, parent: File | None, original: File |
     """Catalogue a product; it inherits the configuration fields of ``template``."""
     row = File(file_name=product.path.name, directory_name=str(product.path.parent), full_path=str(product.path),
                data_type=product.data_type, parent=parent, original=original, proposal=proposal,
-               target=product.target, normalized=product.normalized, state="done", ingested_at=_now(),
+               target=product.target, normalized=product.normalized, ingested_at=_now(),
                calibrations={**(calibrations or {}), "record": _json_record(product.record)})
+    set_file_state(row, "done")
     for name in ("obstype", "technique", "object", "instconf", "grating", "wavmode", "filter", "filter_2", "slit",
                  "roi", "cam_targ", "grt_targ", "obsra", "obsdec", "gain", "rdnoise", "saturation_value",
                  "exptime", "date", "date_obs", "classification"):

@@ -1,10 +1,14 @@
 """``rq worker -w live.worker.GspWorker gsp``: an RQ worker that builds the small worker app and
 imports the science and its reference data once, before it forks a work horse per job, so a job
 starts in milliseconds; and that outlives Redis restarts (RQ's own loop quits on them)."""
+import logging
+import os
+import sys
 import time
 
 import redis
 from rq import Worker
+from rq.cli import main as rq
 
 from live import queue
 
@@ -64,16 +68,9 @@ class GspWorker(Worker):
 def main(argv: list[str] | None = None) -> None:
     """``python -m live.worker [rq worker options] gsp``: ``rq worker -w live.worker.GspWorker``, after
     waiting for Redis to answer (``rq worker`` itself exits at once when Redis is away at start)."""
-    import logging
-    import os
-    import sys
-
-    from redis import Redis
-    from rq.cli import main as rq
-
     argv = list(sys.argv[1:] if argv is None else argv)
     url = argv[argv.index("--url") + 1] if "--url" in argv else os.environ.get("REDIS_URL", "redis://localhost:6379")
-    connection, delay = Redis.from_url(url, socket_connect_timeout=2), 0.5
+    connection, delay = redis.Redis.from_url(url, socket_connect_timeout=2), 0.5
     while True:
         try:
             connection.ping()

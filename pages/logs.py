@@ -6,15 +6,12 @@ shared with GET /api/logs/.
 """
 import dash
 import dash_bootstrap_components as dbc
-import sqlalchemy as sa
 from dash import dcc, html
 from flask_login import current_user
 
-from auth.permissions import visible_proposals
-from components import ids
-from db import db
 from auth.audit import LEVELS
-from db.models import Proposal
+from auth.queries import visible_proposal_names
+from components import ids
 
 dash.register_page(__name__, path="/logs", name="Logs", title="Logs · GSP Live")
 
@@ -22,8 +19,7 @@ ALL = "all"  # the filters' "no filter" choice
 
 
 def layout(level=None, proposal=None, q=None, **_query):
-    proposals = db.session.execute(visible_proposals(current_user, sa.select(Proposal.id, Proposal.soar_id))
-                                   .order_by(Proposal.soar_id)).all()
+    proposals = visible_proposal_names(current_user)
     known = {str(pid) for pid, _ in proposals}
     scope = ("All events, including logins and account changes." if current_user.is_staff else
              "Events of your proposals and of the files you can see.")

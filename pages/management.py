@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-import sqlalchemy as sa
 from dash import dcc, html
 from flask_login import current_user
 
+from auth.accounts import PARTNERS, next_soar_id, semester_of
 from auth.permissions import can_manage_users
+from auth.queries import active_users
 from components import ids
 from components.forms import labelled, not_found
-from db import db
-from auth.accounts import PARTNERS, next_soar_id, semester_of
 from db.models import User
 
 dash.register_page(f"{__name__}.home", path="/management", name="Management",
@@ -97,8 +96,7 @@ def _user_label(user: User) -> str:
 
 @staff_only
 def proposal_new_layout(pi=None, **_query):
-    users = db.session.scalars(sa.select(User).where(User.is_active_account.is_(True))
-                               .order_by(User.first_name, User.last_name, User.username)).all()
+    users = active_users()
     chosen = int(pi) if str(pi or "").isdigit() and any(u.id == int(pi) for u in users) else None
     semester = semester_of()
     return dbc.Row(dbc.Col(_card("New Proposal", [

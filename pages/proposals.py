@@ -6,16 +6,15 @@ from urllib.parse import urlencode
 
 import dash
 import dash_bootstrap_components as dbc
-import sqlalchemy as sa
 from dash import dcc, html
 from flask_login import current_user
 
-from auth.permissions import can_manage_proposal, get_visible_proposal, visible_proposals
+from auth.audit import proposal_history
+from auth.permissions import can_manage_proposal
+from auth.queries import collaborator_counts, find_visible_proposal, search_proposals
 from components import ids
 from components.forms import collaborator_table, history_table, not_found, page_links, settings_form, when
-from db import db
-from auth.audit import proposal_history
-from db.models import Proposal, collaborators
+from db.models import Proposal
 
 dash.register_page(__name__, path="/proposals", name="Proposals", title="Proposals · GSP Live")
 dash.register_page(f"{__name__}.detail", path="/proposals/<proposal_id>", path_template="/proposals/<proposal_id>",
@@ -25,14 +24,7 @@ PAGE_SIZE = 20
 VIEWS = ("overview", "collaborators", "settings", "history")
 
 
-def find_proposal(user, ident) -> Proposal | None:
-    """By id or SOAR id, through the permission layer: None for missing *and* for not-yours."""
-    ident = str(ident or "").strip()
-    if ident.isdigit():
-        return get_visible_proposal(user, int(ident))
-    if not ident:
-        return None
-    return db.session.scalar(visible_proposals(user).where(Proposal.soar_id == ident))
+find_proposal = find_visible_proposal
 
 
 def _page_number(value) -> int:
@@ -78,22 +70,12 @@ def _list_item(proposal: Proposal, count: int):
 
 def layout(page=None, q=None, **_query):
     user = current_user
-    query = visible_proposals(user, sa.select(Proposal.id))
     search = (q or "").strip()
-    if search:
-        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(sa.or_(sa.func.lower(Proposal.soar_id).like(pattern, escape="\\"),
-                                   sa.func.lower(Proposal.title).like(pattern, escape="\\")))
-    count = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    count = search_proposals(user, search, 1, 1)[1]
     pages = max(1, -(-count // PAGE_SIZE))
     page = min(_page_number(page), pages)
-    id_list = db.session.scalars(query.order_by(Proposal.soar_id.desc(), Proposal.id.desc())
-                                 .limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    proposals = db.session.scalars(sa.select(Proposal).where(Proposal.id.in_(id_list))
-                                   .order_by(Proposal.soar_id.desc(), Proposal.id.desc())).all() if id_list else []
-    counts = dict(db.session.execute(
-        sa.select(collaborators.c.proposal_id, sa.func.count())
-        .where(collaborators.c.proposal_id.in_(id_list)).group_by(collaborators.c.proposal_id)).all())
+    proposals, count = search_proposals(user, search, page, PAGE_SIZE)
+    counts = collaborator_counts(p.id for p in proposals)
     items = [_list_item(p, counts.get(p.id, 0)) for p in proposals]
     if not items:
         items = [html.Div("No proposals match." if search else

@@ -13,9 +13,9 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 from flask_login import current_user
 
+from auth.queries import DISTINCT_FILTERS
 from components import ids
 from components.file_index import pager
-from auth.queries import DISTINCT_FILTERS
 from pipeline.chain import DataType
 
 dash.register_page(__name__, path="/search", name="Search", title="Search · GSP Live")
@@ -84,11 +84,9 @@ _OPTIONS_LOCK = threading.Lock()
 
 def _distinct(user) -> dict[str, list[str]]:
     """distinct_values, remembered until the catalogue changes (keyed by the global change stamp)."""
-    from auth.permissions import member_proposal_ids
-    from db import db
-    from auth.queries import distinct_values, global_change_stamp
+    from auth.queries import distinct_values, global_change_stamp, member_proposal_list
 
-    memberships = () if user.is_staff else tuple(sorted(db.session.scalars(member_proposal_ids(user))))
+    memberships = member_proposal_list(user)
     key = (user.id, user.is_staff, memberships, global_change_stamp())
     with _OPTIONS_LOCK:
         if key in _OPTIONS_CACHE:
@@ -108,7 +106,7 @@ def filter_options(user) -> dict[str, list[dict]]:
     options = {name: [{"label": value, "value": value} for value in found]
                for name, found in _distinct(user).items()}
     options["proposal_id"] = [{"label": value, "value": value} for value in proposal_choices(user)]
-    options["data_type"] = [{"label": label, "value": str(code)} for code, label in ((t.value, t.label) for t in DataType)]
+    options["data_type"] = [{"label": kind.label, "value": str(kind.value)} for kind in DataType]
     return options
 
 

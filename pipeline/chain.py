@@ -44,7 +44,8 @@ class Step:
     """
 
     name: str
-    label: str
+    title: str  # the block, in messages ("Reduce of 0014.fits: done")
+    label: str  # its button on the Data page
     icon: str
     takes: DataType
     kinds: frozenset[str]
@@ -66,15 +67,18 @@ class Step:
 MASTER_BIAS, MASTER_FLAT, ARC = "master bias", "master flat", "arc"
 
 STEPS: dict[str, Step] = {step.name: step for step in (
-    Step("calibrations", "Build Master Calibrations", "layers", DataType.RAW, frozenset({"bias", "flat"}),
-         DataType.MASTER, provides={"bias": MASTER_BIAS, "flat": MASTER_FLAT}, manual_params={"force": True}),
-    Step("reduce", "Reduce Raw File", "gear", DataType.RAW, frozenset({"arc", "science", "imaging"}),
-         DataType.REDUCED, needs=(MASTER_BIAS, MASTER_FLAT), provides={"arc": ARC}, then="extract",
-         manual_params={"force": True}),
-    Step("extract", "Extract Target", "bullseye", DataType.REDUCED, frozenset({"science"}), DataType.EXTRACTED,
-         spectroscopy_only=True, then="calibrate_wavelength", choices=("arc_id",)),
-    Step("calibrate_wavelength", "Calibrate Wavelength", "rulers", DataType.EXTRACTED, frozenset({"science"}),
-         DataType.WAVELENGTH_CALIBRATED, spectroscopy_only=True, needs=(ARC,), choices=("arc_id", "lamp")),
+    Step("calibrations", title="Build master calibrations", label="Build Master Calibrations", icon="layers",
+         takes=DataType.RAW, kinds=frozenset({"bias", "flat"}), makes=DataType.MASTER,
+         provides={"bias": MASTER_BIAS, "flat": MASTER_FLAT}, manual_params={"force": True}),
+    Step("reduce", title="Reduce", label="Reduce Raw File", icon="gear",
+         takes=DataType.RAW, kinds=frozenset({"arc", "science", "imaging"}), makes=DataType.REDUCED,
+         needs=(MASTER_BIAS, MASTER_FLAT), provides={"arc": ARC}, then="extract", manual_params={"force": True}),
+    Step("extract", title="Extract target", label="Extract Target", icon="bullseye",
+         takes=DataType.REDUCED, kinds=frozenset({"science"}), makes=DataType.EXTRACTED, spectroscopy_only=True,
+         then="calibrate_wavelength", choices=("arc_id",)),
+    Step("calibrate_wavelength", title="Calibrate wavelength", label="Calibrate Wavelength", icon="rulers",
+         takes=DataType.EXTRACTED, kinds=frozenset({"science"}), makes=DataType.WAVELENGTH_CALIBRATED,
+         spectroscopy_only=True, needs=(ARC,), choices=("arc_id", "lamp")),
 )}
 
 # Products a user may re-make with the current settings (arcs' products are re-made with their science).

@@ -22,9 +22,8 @@ from astropy.utils.exceptions import AstropyWarning
 
 from pipeline import extract as extract_block
 from pipeline import masters, reduce, wavelength
-from pipeline.settings import ReductionSettings
-
 from pipeline.chain import DataType
+from pipeline.settings import ReductionSettings
 
 MASTER_CALIBRATION, REDUCED, EXTRACTED, WAVELENGTH_CALIBRATED = (
     DataType.MASTER, DataType.REDUCED, DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED)

@@ -250,8 +250,8 @@ PASSWORD = "Spectral-Lines-42"
 @pytest.fixture
 def people(app):
     """The permission matrix's cast: staff, PI, collaborator, stranger (with a proposal of their own)."""
-    from db import db
     from auth.accounts import add_collaborator, create_proposal, create_user, regenerate_token
+    from db import db
 
     cast = {}
     for username, staff in (("staff", True), ("pi", False), ("collab", False), ("stranger", False)):

@@ -135,8 +135,8 @@ def test_login_form_without_csrf_is_refused(client, people):
 # --- tokens ---------------------------------------------------------------------------------------
 
 def test_token_auth_and_regeneration(client, people):
-    from db import db
     from auth.accounts import regenerate_token
+    from db import db
 
     token = people["tokens"]["collab"]
     response = client.get("/api/", headers=auth_header(token))
@@ -173,8 +173,8 @@ def test_inactive_users_token_refused(client, people):
 
 @pytest.fixture
 def newcomer(app):
-    from db import db
     from auth.accounts import create_user
+    from db import db
 
     user = create_user(username="newcomer", email="new@example.org", first_name="Nina", last_name="Vega")
     db.session.commit()

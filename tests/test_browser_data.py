@@ -84,7 +84,7 @@ def click_tab(page, label: str):
 def test_observer_night_on_the_data_page(live_server, page, people, night, app, monkeypatch):
     from db import db
     from db.models import File
-    from pipeline import jobs
+    from live import queue as jobs
 
     outside, scripts = [], []
     page.on("request", lambda request: None if request.url.startswith((live_server, "data:"))

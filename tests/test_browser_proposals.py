@@ -116,8 +116,8 @@ def test_pi_edits_settings_and_adds_a_collaborator_who_then_logs_in(live_server,
 
 
 def test_staff_add_user_leads_to_add_proposal(live_server, page, people, dash_app):
-    from db import db
     from auth.accounts import next_soar_id, semester_of
+    from db import db
     from db.models import Proposal, User
 
     sign_in(page, live_server, "staff", PASSWORD)

@@ -280,10 +280,10 @@ def test_state_text_and_badges_say_what_happened(app, people, tmp_path):
 
 
 def test_lineage_tabs_walk_from_raw_to_calibrated(app, people, night, login):
+    from auth.queries import lineage
     from callbacks.data import calibrations_view
     from components import ids
     from components.file_index import lineage_tabs
-    from auth.queries import lineage
 
     pi = login(people["users"]["pi"])
     family = lineage(pi, night["calibrated_science"])
@@ -338,13 +338,13 @@ def test_actions_fit_the_file_and_permissions(app, people, night, login):
 def test_enqueue_action_checks_permission_and_records_job(app, people, night, login):
     from callbacks.data import enqueue_action
     from db.models import Job
-    from pipeline import jobs
+    from live import queue as jobs
 
     pi = login(people["users"]["pi"])
     calls = []
     from callbacks.data import available_actions
     original = jobs.TASKS.copy()
-    for kind in ("reduce", "extract", "calibrate_wavelength", "rerun", "calibrations"):
+    for kind in ("reduce", "extract", "calibrate_wavelength", "calibrations"):
         jobs.TASKS[kind] = lambda job, kind=kind: calls.append((kind, job.file_id, job.params)) or {"ok": True}
     try:
         job = enqueue_action(pi, night["reduced_science"], "extract", {"arc_id": str(night["reduced_arc"].id)})
@@ -407,8 +407,8 @@ def test_comments_list_and_add(app, people, night, login):
 
 
 def test_stranger_sees_nothing_and_invisible_id_is_not_found(app, people, night, login):
-    from callbacks.data import _file, observed_view
     from auth import queries
+    from callbacks.data import _file, observed_view
     from pages.data import initial_selection
 
     stranger = people["users"]["stranger"]

@@ -1,8 +1,8 @@
 """The app factory, configuration, models on both databases, and the command line."""
 from __future__ import annotations
 
-import sqlalchemy as sa
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import PASSWORD
 
@@ -52,8 +52,8 @@ def test_proposal_gets_the_manuals_default_settings(app, people):
 
 
 def test_duplicate_username_or_email_refused_and_nothing_written(app, people):
-    from db import db
     from auth.accounts import AccountError, create_user
+    from db import db
     from db.models import User
 
     before = db.session.scalar(sa.select(sa.func.count(User.id)))

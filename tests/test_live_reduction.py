@@ -197,7 +197,7 @@ def test_a_configuration_without_library_lamp_fails_clearly_and_others_go_on(app
     assert odd_science.state == "failed"
     assert "no library lamp for grating '999_NOSUCH'" in odd_science.state_reason
     job = Job.query.filter_by(kind="calibrate_wavelength", state="failed").one()
-    assert job.attempts == 1 and "no library lamp for grating '999_NOSUCH'" in job.reason  # an error is not retried (only a lost run is)
+    assert job.attempts == 1 and "no library lamp for grating '999_NOSUCH'" in job.reason  # errors are not retried
     assert job.file.original_file_id == odd_science.id
     logged = LogEntry.query.filter_by(event="job_failed", level="ERROR").all()
     assert any("999_NOSUCH" in entry.message for entry in logged)

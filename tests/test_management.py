@@ -9,8 +9,7 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
-from tests.test_proposals import (dash_update, events, fast_password_hashing, login, outbox, render,  # noqa: F401
-                                  superuser, texts)
+from tests.test_proposals import dash_update, events, fast_password_hashing, login, outbox, render, superuser, texts  # noqa: F401
 
 ROUTES = ("/management", "/management/users/new", "/management/users", "/management/proposals/new",
           "/management/proposals")
@@ -86,8 +85,8 @@ def test_non_staff_callbacks_are_refused(client, dash_app, people):
 
 @pytest.mark.both_databases
 def test_add_user_mails_a_link_then_leads_to_the_proposal_form(client, dash_app, people, app):
-    from db import db
     from auth.accounts import next_soar_id, semester_of
+    from db import db
     from db.models import User
 
     login(client, "staff")
@@ -178,8 +177,8 @@ def test_add_proposal_and_refusals(client, dash_app, people):
 
 
 def test_semesters_and_next_free_soar_id(app, people):
-    from db import db
     from auth.accounts import create_proposal, next_soar_id, semester_of
+    from db import db
 
     assert [semester_of(date(2027, m, 15)) for m in (1, 2, 7, 8, 12)] == ["2026B", "2027A", "2027A", "2027B",
                                                                           "2027B"]
@@ -192,8 +191,8 @@ def test_semesters_and_next_free_soar_id(app, people):
 
 
 def test_manage_users_search_and_actions(client, dash_app, people, superuser, app):
-    from db import db
     from auth.accounts import create_user
+    from db import db
 
     other_staff = create_user(username="staff2", email="staff2@example.org", is_staff=True)
     db.session.commit()

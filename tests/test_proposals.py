@@ -105,8 +105,8 @@ def texts(tree_json: str) -> str:
 
 @pytest.fixture
 def superuser(app):
-    from db import db
     from auth.accounts import create_user, regenerate_token
+    from db import db
 
     user = create_user(username="root", email="root@example.org", password=PASSWORD, first_name="Super",
                        last_name="User", is_superuser=True)
@@ -350,8 +350,8 @@ def test_pi_adds_an_existing_user_and_gets_the_proposal_back(client, people, app
 
 @both
 def test_adding_an_unknown_email_creates_the_user_and_mails_a_link(client, people, app):
-    from db import db
     from auth.accounts import create_user
+    from db import db
 
     create_user(username="newbie", email="newbie@elsewhere.org")  # the username 'newbie' is taken
     db.session.commit()
