@@ -16,6 +16,7 @@ from db.events import log_event
 from db.serialize import file_to_dict
 from live import catalogue, tasks
 from pipeline import fitsfiles, headers
+from pipeline.chain import DataType
 
 
 def parse_id(value, name: str = "id") -> int:
@@ -142,7 +143,7 @@ def files_reclassify():
     file = visible_file_or_404(data.get("id"))
     if not can_change_file(current_user, file):
         raise ApiError(f"You may not reclassify {file.file_name}.", 403)
-    if file.data_type != 0:
+    if file.data_type != DataType.RAW:
         raise ApiError("Only raw files are classified; products inherit their classification.", 400)
     try:
         fields = headers.reclassify(fits.getheader(file.full_path), data.get("obstype"), file.file_name)

@@ -10,8 +10,7 @@ import sqlalchemy as sa
 
 from db import db
 from db.models import File, Job, LogEntry, Proposal, collaborators
-
-MASTER_CALIBRATION = 1
+from pipeline.chain import DataType
 
 
 def member_proposal_ids(user) -> sa.Select:
@@ -28,14 +27,14 @@ def visible_files(user, query: sa.Select | None = None, data_type: int | None = 
     match them is needed (SQLite does not drop the other half of the OR by itself, and
     a PI's raw-files index would scan every raw row)."""
     query = query if query is not None else sa.select(File)
-    if user.is_staff or data_type == MASTER_CALIBRATION:
+    if user.is_staff or data_type == DataType.MASTER:
         return query
     # Literal ids, not a subquery: SQLite then splits the OR across two indexes instead of
     # scanning a million rows (bench/catalogue.py).
     members = File.proposal_id.in_(list(db.session.scalars(member_proposal_ids(user))))
     if data_type is not None:
         return query.where(members)
-    return query.where(sa.or_(File.data_type == MASTER_CALIBRATION, members))
+    return query.where(sa.or_(File.data_type == DataType.MASTER, members))
 
 
 def visible_file_groups(user) -> list | None:
@@ -44,7 +43,7 @@ def visible_file_groups(user) -> list | None:
     if user.is_staff:
         return None
     members = db.session.scalars(member_proposal_ids(user))
-    return [File.data_type == MASTER_CALIBRATION, *(File.proposal_id == proposal for proposal in members)]
+    return [File.data_type == DataType.MASTER, *(File.proposal_id == proposal for proposal in members)]
 
 
 def visible_proposals(user, query: sa.Select | None = None) -> sa.Select:

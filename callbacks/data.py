@@ -37,9 +37,10 @@ from live import tasks
 from live.catalogue import DeleteRefused, delete_products
 from live.queue import JobRefused
 from pipeline import chain
+from pipeline.chain import DataType
 
-OBSERVED = {"data_type": 0}
-CALIBRATIONS = {"data_type": 1}
+OBSERVED = {"data_type": DataType.RAW.value}
+CALIBRATIONS = {"data_type": DataType.MASTER.value}
 STATIC_WIDTH = 1100
 RERUN = "rerun"  # an action, not a step: it queues the step that makes the product (pipeline.chain)
 JOB_LABELS = {**{name: step.title for name, step in chain.STEPS.items()}, RERUN: "Re-run"}
@@ -160,7 +161,7 @@ def _arc_label(arc: File) -> str:
 
 
 def can_delete(user, file: File) -> bool:
-    return file.data_type != 0 and can_change_file(user, file)
+    return file.data_type != DataType.RAW and can_change_file(user, file)
 
 
 def action_buttons(user, file: File):

@@ -5,6 +5,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from db.queries import data_type_name
+from pipeline.chain import DataType
 
 # state -> (badge colour, bootstrap icon, words)
 STATES = {
@@ -127,12 +128,12 @@ def index_card(title: str, count_id: str, body, footer=None, *, card_id: str | N
 
 def tab_label(file) -> str:
     """Tab handle of a file in its lineage: 'Observed Raw', 'Reduced', 'Extracted · target 1'..."""
-    if file.data_type == 0:
+    if file.data_type == DataType.RAW:
         return "Observed Raw"
     label = data_type_name(file.data_type)
-    if file.data_type == 1:
+    if file.data_type == DataType.MASTER:
         return "Master Calibration"
-    if file.target is not None and file.data_type >= 3:
+    if file.target is not None and file.data_type >= DataType.EXTRACTED:
         label += f" \u00b7 target {file.target}"
     return label
 

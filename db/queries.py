@@ -101,7 +101,7 @@ def apply_filters(query: sa.Select, params: dict) -> sa.Select:
     if params.get("search"):
         query = query.where(File.file_name.like(f"%{_like_escape(str(params['search']))}%", escape="\\"))
     if str(params.get("hide_raw_calibrations", "")).lower() in ("1", "true", "yes"):
-        query = query.where(sa.not_(sa.and_(File.data_type == 0, File.obstype.in_(RAW_CALIBRATION_TYPES))))
+        query = query.where(sa.not_(sa.and_(File.data_type == DataType.RAW, File.obstype.in_(RAW_CALIBRATION_TYPES))))
     return query
 
 

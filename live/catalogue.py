@@ -22,6 +22,7 @@ from live import tasks
 from live.folders import data_root, processed_root, raw_root
 from live.states import set_file_state
 from pipeline import headers
+from pipeline.chain import DataType
 from pipeline.fitsfiles import completeness_problem, is_fits_name, science_header
 
 
@@ -95,7 +96,7 @@ def ingest(path: str | Path, *, user=None) -> tuple[File, bool]:
     if existing is not None:
         return existing, False
     now = datetime.now(timezone.utc)
-    file = File(file_name=real.name, directory_name=str(real.parent), full_path=str(real), data_type=0,
+    file = File(file_name=real.name, directory_name=str(real.parent), full_path=str(real), data_type=DataType.RAW,
                 ingested_at=now)
     problem = completeness_problem(real)
     fields = None
@@ -161,7 +162,7 @@ def delete_products(user, files: list[File]) -> list[int]:
 
     Raw files are never deleted; only members of the file's proposal and staff may delete."""
     for file in files:
-        if file.data_type == 0:
+        if file.data_type == DataType.RAW:
             raise DeleteRefused(f"{file.file_name} is a raw file; raw files are never deleted.", 400)
         if not can_change_file(user, file):
             raise DeleteRefused(f"You may not delete {file.file_name}.", 403)

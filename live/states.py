@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from db import db
 from db.models import File, Job
+from pipeline.chain import DataType
 
 # When several steps of one lineage disagree, the one that needs attention soonest is shown.
 _PRIORITY = ("running", "queued", "waiting", "failed", "done")
@@ -25,7 +26,7 @@ def settle_file_state(file: File | None) -> None:
     if file is None:
         return
     root = file.original or file
-    if root.data_type != 0:
+    if root.data_type != DataType.RAW:
         return  # a master's state is its own (done); its raw frames are settled by their group's job
     db.session.flush()
     lineage = sa.select(File.id).where(sa.or_(File.id == root.id, File.original_file_id == root.id))

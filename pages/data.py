@@ -13,6 +13,7 @@ from components import ids
 from components.file_index import index_card, pager
 from components.spectrum_overlays import OVERLAYS, REDSHIFT_RANGE
 from components.viewers import COLORMAPS
+from pipeline.chain import DataType
 
 dash.register_page(__name__, path="/", name="Data", title="Data · GSP Live")
 
@@ -34,7 +35,7 @@ def initial_selection(user, value):
 
     chosen = requested_id(value)
     if chosen is None and user is not None and user.is_authenticated:
-        chosen = newest_visible_id(user, {"data_type": 0})
+        chosen = newest_visible_id(user, {"data_type": DataType.RAW.value})
     return chosen
 
 
@@ -48,7 +49,7 @@ def visual_defaults(user) -> dict:
 
 
 def _observed_card():
-    view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"], href="/search?data_type=0",
+    view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"], href=f"/search?data_type={DataType.RAW.value}",
                              className="small me-2 gsp-view-table")
     follow = dbc.Switch(id=ids.DATA_FOLLOW, label="Follow", value=True, className="small mb-0 me-2 gsp-follow",
                         input_class_name="gsp-follow-input")
@@ -60,7 +61,7 @@ def _observed_card():
 
 
 def _calibrations_card():
-    view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"], href="/search?data_type=1",
+    view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"], href=f"/search?data_type={DataType.MASTER.value}",
                              className="small me-2 gsp-view-table")
     body = html.Div(html.Div("Loading\u2026", className="gsp-empty small"), id=ids.DATA_CALIB_INDEX)
     footer = pager(ids.DATA_CALIB_PAGER, ids.DATA_CALIB_PAGE_TEXT)

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta, timezone
 
 from astropy.io import fits
 
+from pipeline.chain import DataType
+
 # Observation types the pipeline knows how to process.
 OBSTYPES = ("BIAS", "FLAT", "LAMPFLAT", "COMP", "ARC", "OBJECT", "SPECTRUM", "EXPOSE")
 
@@ -527,7 +529,7 @@ def classify(header: fits.Header, filename: str | None = None) -> dict:
         "date": night_date(date_obs),
         "proposal_id": None if proposal is None else str(proposal),
         "lamps": lamps_on(header),
-        "data_type": 0,
+        "data_type": DataType.RAW.value,
         "notes": notes,
     }
 

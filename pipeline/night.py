@@ -56,8 +56,8 @@ class NightResult:
             "wavmode": fields.get("wavmode"),
             "target": product.target,
             "arc": arc,
-            "rms_angstrom": product.record.get("rms_angstrom") if product.data_type == 4 else None,
-            "lines_used": product.record.get("lines_used") if product.data_type == 4 else None,
+            "rms_angstrom": product.record.get("rms_angstrom") if product.data_type == chain.DataType.WAVELENGTH_CALIBRATED else None,
+            "lines_used": product.record.get("lines_used") if product.data_type == chain.DataType.WAVELENGTH_CALIBRATED else None,
         })
 
     def merge(self, other: "NightResult") -> None:

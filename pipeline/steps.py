@@ -25,8 +25,6 @@ from pipeline import masters, reduce, wavelength
 from pipeline.chain import DataType
 from pipeline.settings import ReductionSettings
 
-MASTER_CALIBRATION, REDUCED, EXTRACTED, WAVELENGTH_CALIBRATED = (
-    DataType.MASTER, DataType.REDUCED, DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED)
 Taken = Callable[[Path], bool]
 
 
@@ -93,7 +91,7 @@ def master_bias(raw_paths: list[Path], settings: ReductionSettings, out_dir: Pat
                 taken: Taken = Path.exists) -> Product:
     master, record = masters.build_master_bias([str(p) for p in raw_paths], settings)
     path = _write_ccd(master, free_path(out_dir, f"master_bias_{name}.fits", taken), _lineage())
-    return Product(path, MASTER_CALIBRATION, record)
+    return Product(path, DataType.MASTER, record)
 
 
 def master_flat(raw_paths: list[Path], settings: ReductionSettings, out_dir: Path, name: str,
@@ -106,8 +104,8 @@ def master_flat(raw_paths: list[Path], settings: ReductionSettings, out_dir: Pat
     master_path = _write_ccd(master, free_path(out_dir, f"master_flat_{name}.fits", taken), lineage)
     norm_path = _write_ccd(normalized, free_path(out_dir, f"norm_master_flat_{name}.fits", taken),
                            {**lineage, "GSP_PNAM": (master_path.name, "parent file")})
-    return (Product(master_path, MASTER_CALIBRATION, record),
-            Product(norm_path, MASTER_CALIBRATION, record, normalized=True))
+    return (Product(master_path, DataType.MASTER, record),
+            Product(norm_path, DataType.MASTER, record, normalized=True))
 
 
 # --- Reduce ----------------------------------------------------------------------------------------
@@ -121,7 +119,7 @@ def reduce_raw(raw_path: Path, settings: ReductionSettings, out_dir: Path, *, te
     path = _write_ccd(ccd, free_path(out_dir, name, taken),
                       _lineage(raw_path, raw_path, bias=bias_path if record["bias"]["applied"] else None,
                                flat=flat_path if record["flat"]["applied"] else None))
-    return Product(path, REDUCED, record)
+    return Product(path, DataType.REDUCED, record)
 
 
 # --- Extract ---------------------------------------------------------------------------------------
@@ -140,7 +138,7 @@ def extract_reduced(reduced_path: Path, settings: ReductionSettings, out_dir: Pa
         name = f"e{stem(reduced_path)}_target_{spectrum.number}.fits"
         path = _write_ccd(extract_block.spectrum_ccd(spectrum, science.header), free_path(out_dir, name, taken),
                           _lineage(reduced_path, original))
-        products.append(Product(path, EXTRACTED, {**spectrum.record, "frame": record}, target=spectrum.number))
+        products.append(Product(path, DataType.EXTRACTED, {**spectrum.record, "frame": record}, target=spectrum.number))
     return products
 
 
@@ -165,7 +163,7 @@ def extract_arc_along(arc_reduced_path: Path, science_extracted_path: Path, out_
     name = f"e{stem(arc_reduced_path)}_for_{science_label}_target_{target}.fits"
     path = _write_ccd(extract_block.spectrum_ccd(arc_spectrum, arc.header), free_path(out_dir, name, taken),
                       _lineage(arc_reduced_path, original))
-    return Product(path, EXTRACTED, record, target=target)
+    return Product(path, DataType.EXTRACTED, record, target=target)
 
 
 # --- Wavelength calibration ------------------------------------------------------------------------
@@ -198,5 +196,5 @@ def calibrate_wavelength(science_path: Path, arc_path: Path, out_dir: Path, *, o
     arc_header.update({key: value for key, value in _lineage(arc_path, None).items() if value[0] is not None})
     arc_out = wavelength.write_product(free_path(out_dir, f"w{arc_path.name}", taken), arc_spectrum, arc_header,
                                        record=record)
-    return (Product(science_out, WAVELENGTH_CALIBRATED, record, target=target),
-            Product(arc_out, WAVELENGTH_CALIBRATED, record, target=target))
+    return (Product(science_out, DataType.WAVELENGTH_CALIBRATED, record, target=target),
+            Product(arc_out, DataType.WAVELENGTH_CALIBRATED, record, target=target))
