@@ -207,8 +207,7 @@ def enqueue_action(user, file: File, kind: str, choices: dict | None = None):
         else:
             params[spec["param"]] = int(value) if spec["param"] == "arc_id" else value
     if kind == RERUN:
-        step, input_id, params = tasks.rerun_params(file)
-        file = db.session.get(File, input_id)
+        step, file, params = tasks.rerun_params(file)
         kind = step.name
     job = tasks.enqueue_step(kind, file, user=user, params=params)
     db.session.commit()

@@ -166,6 +166,15 @@ def latest_jobs(file_ids) -> dict:
     return {job.file_id: job for job in db.session.scalars(sa.select(Job).where(Job.id.in_(newest)))}
 
 
+JOB_STATES = ("queued", "running", "waiting", "done", "failed")
+
+
+def job_counts() -> dict[str, int]:
+    """How many jobs are in each state (every state, zeros included)."""
+    counts = dict(db.session.execute(sa.select(Job.state, sa.func.count()).group_by(Job.state)).all())
+    return {state: counts.get(state, 0) for state in JOB_STATES}
+
+
 def global_change_stamp() -> str:
     """Changes whenever any file is added or modified; two index lookups, so a page can ask every
     second and call the (per-user, heavier) change_stamp only when this one moved."""

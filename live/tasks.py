@@ -390,7 +390,7 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
 
 # --- Re-run ----------------------------------------------------------------------------------------
 
-def rerun_params(product: File) -> tuple[chain.Step, int, dict]:
+def rerun_params(product: File) -> tuple[chain.Step, File, dict]:
     """The step, input file and parameters that make ``product`` again with the current settings
     (a new version; the old one stays). Raises JobRefused when it cannot be re-made."""
     step = chain.rerun_step(product.data_type, product.obstype)
@@ -403,13 +403,13 @@ def rerun_params(product: File) -> tuple[chain.Step, int, dict]:
             File.date == product.date))
         if first_input is None:
             raise JobRefused(f"The frames {product.file_name} was made of are no longer in the catalogue.")
-        return step, first_input.id, {"force": True}
+        return step, first_input, {"force": True}
     if product.parent_file_id is None:
         raise JobRefused(f"The file {product.file_name} was made from has been deleted.")
     arc = (used.get("arc") or {}).get("id")
     params = {"reduce": {"force": True}, "extract": {"arc_id": arc},
               "calibrate_wavelength": {"arc_id": arc, "lamp": used.get("lamp")}}[step.name]
-    return step, product.parent_file_id, params
+    return step, product.parent, params
 
 
 def enqueue_step(step_name: str, file: File, *, user=None, params: dict | None = None) -> Job:

@@ -520,3 +520,4 @@ def test_status_reports_queue_and_workers(client, people, own_redis):
     status = client.get("/api/", headers=auth_header(people["tokens"]["pi"])).json
     assert status["queue"] == {"backend": "redis", "ok": True, "queued": 0, "workers": 0}
     assert status["database"]["ok"] is True and status["version"] == "1.0"
+    assert status["jobs"] == {"queued": 0, "running": 0, "waiting": 0, "done": 0, "failed": 0}
