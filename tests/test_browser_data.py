@@ -77,6 +77,20 @@ def axis_title(page, axis: str = "xaxis") -> str:
                          axis)
 
 
+def open_dropdown(page, dropdown):
+    """Click a Dash dropdown until its menu opens (a click before the page is live does nothing)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(10):
+        dropdown.click()
+        try:
+            page.locator(".dash-dropdown-option").first.wait_for(timeout=2000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError("the dropdown never opened")
+
+
 def click_tab(page, label: str):
     page.click(f"#data-tabs [data-label='{label}']")
 
@@ -247,8 +261,7 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     page.goto(f"{live_server}/search")
     page.wait_for_selector("#search-grid .ag-row")
     assert page.inner_text("#search-count") == "10"  # the pi's night (one deleted, one arrived) + the master
-    obstype = page.locator("#search-filter-obstype, [id*='\"name\":\"obstype\"']").first
-    obstype.click()
+    open_dropdown(page, page.locator("#search-filter-obstype, [id*='\"name\":\"obstype\"']").first)
     page.keyboard.type("COMP")
     page.locator(".dash-dropdown-option", has_text="COMP").first.wait_for()  # the options have loaded
     page.keyboard.press("Enter")
