@@ -36,7 +36,8 @@ def openapi_json():
 
 
 OPENAPI_PATHS = {
-    "/api/": {"get": {"summary": "Get API status: version, database, queue and workers, jobs by state, counts.", "tags": ["api"],
+    "/api/": {"get": {"summary": "Get API status: version, database, queue and workers, jobs by state, counts.",
+                      "tags": ["api"],
                       "responses": {"200": {"description": "status"}}}},
 }
 

@@ -15,7 +15,7 @@ from db import db
 from db.events import log_event
 from db.serialize import file_to_dict
 from live import catalogue, tasks
-from pipeline import fitsfiles, headers
+from pipeline import fitsfiles, headers, standards
 from pipeline.chain import DataType
 
 
@@ -149,11 +149,19 @@ def files_reclassify():
         fields = headers.reclassify(fits.getheader(file.full_path), data.get("obstype"), file.file_name)
     except headers.HeaderError as error:
         raise ApiError(str(error), 400) from None
-    before = (file.obstype, file.technique)
-    catalogue.apply_classification(file, fields)
-    log_event("reclassified", f"{file.file_name}: {before[0]}/{before[1]} -> {file.obstype}/{file.technique}.",
+    standard = data.get("standard", (file.classification or {}).get("standard"))
+    if standard not in (None, False):
+        star = standards.find_standard(standard) if isinstance(standard, str) else None
+        if star is None:
+            raise ApiError(f"'standard' must name a spectrophotometric standard of the shipped tables (e.g. "
+                           f"'LTT 7379'), or be false; {standard!r} is none.", 400)
+        standard = star.name
+    before = (file.obstype, file.technique, tasks.kind_of(file))
+    catalogue.apply_classification(file, {**fields, "standard": standard})
+    after = (file.obstype, file.technique, tasks.kind_of(file))
+    log_event("reclassified", f"{file.file_name}: {'/'.join(before)} -> {'/'.join(after)}.",
               user=current_user, proposal_id=file.proposal_id, file_id=file.id,
-              details={"old": list(before), "new": [file.obstype, file.technique]}, commit=False)
+              details={"old": list(before), "new": list(after)}, commit=False)
     tasks.on_ingested(file)
     db.session.commit()
     return jsonify(file_to_dict(file))
@@ -226,10 +234,13 @@ OPENAPI_PATHS = {
                                    "parameters": [_ID], "responses": {"200": {"description": "ordered cards"}}}},
     "/api/files/stamp/": {"get": {"summary": "Change stamp of the visible catalogue (for polling).", "tags": ["files"],
                                   "responses": {"200": {"description": "{stamp}"}}}},
-    "/api/files/reclassify/": {"post": {"summary": "Re-identify OBSTYPE and technique.", "tags": ["files"],
+    "/api/files/reclassify/": {"post": {"summary": "Re-identify OBSTYPE and technique; mark a standard star "
+                                                   "('standard': its name) or unmark one (false).",
+                                        "tags": ["files"],
                                         "requestBody": {"content": {"application/json": {"schema": {
-                                            "type": "object", "properties": {"id": {"type": "integer"},
-                                                                             "obstype": {"type": "string"}}}}}},
+                                            "type": "object", "properties": {
+                                                "id": {"type": "integer"}, "obstype": {"type": "string"},
+                                                "standard": {"oneOf": [{"type": "string"}, {"type": "boolean"}]}}}}}},
                                         "responses": {"200": {"description": "the file"}}}},
     "/api/files/visualize/": {"get": {"summary": "Creates visualizations for FITS files.", "tags": ["files"],
                                       "parameters": [_ID] + [{"name": n, "in": "query", "schema": {"type": "string"}}

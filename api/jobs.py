@@ -18,7 +18,9 @@ from pipeline.fitsfiles import science_header
 _EXPECTED = {"calibrations": "a raw BIAS or FLAT frame",
              "reduce": "a raw science, arc or imaging frame",
              "extract": "a reduced science spectrum (reduce it first)",
-             "calibrate_wavelength": "an extracted science spectrum (extract it first)"}
+             "calibrate_wavelength": "an extracted science spectrum (extract it first)",
+             "sensitivity": "a wavelength-calibrated standard star",
+             "calibrate_flux": "a wavelength-calibrated science spectrum (calibrate its wavelengths first)"}
 
 
 def job_to_dict(job: Job) -> dict:
@@ -86,6 +88,21 @@ def trigger_wavelength():
     return _trigger("calibrate_wavelength", data, {"arc_id": _arc_param(data), "lamp": lamp})
 
 
+@blueprint.post("/files/spectrum/calibrate/flux/")
+def trigger_flux():
+    data = json_body()
+    standard_id = None
+    if data.get("standard_id") not in (None, ""):
+        standard = get_visible_file(current_user, parse_id(data["standard_id"], "standard_id"))
+        if standard is None:
+            raise ApiError("Standard star not found.", 404)
+        if tasks.kind_of(standard) != chain.STANDARD:
+            raise ApiError(f"{standard.file_name} is not a standard star (mark it with POST /api/files/reclassify/).",
+                           400)
+        standard_id = standard.id
+    return _trigger("calibrate_flux", data, {"standard_id": standard_id})
+
+
 @blueprint.get("/jobs/<job_id>/")
 def job_detail(job_id):
     job = get_visible_job(current_user, parse_id(job_id))
@@ -106,7 +123,8 @@ def file_choices(file_id):
 
 
 _BODY = {"content": {"application/json": {"schema": {"type": "object", "properties": {
-    "id": {"type": "integer"}, "arc_id": {"type": "integer"}, "lamp": {"type": "string"}}}}}}
+    "id": {"type": "integer"}, "arc_id": {"type": "integer"}, "lamp": {"type": "string"},
+    "standard_id": {"type": "integer"}}}}}}
 _ACCEPTED = {"202": {"description": "job queued: {id, kind, state, url}"}, "400": {"description": "refused"},
              "404": {"description": "not found"}}
 OPENAPI_PATHS = {
@@ -121,6 +139,11 @@ OPENAPI_PATHS = {
                                                                       "(optional arc_id, lamp).",
                                                            "tags": ["reduction"], "requestBody": _BODY,
                                                            "responses": _ACCEPTED}},
+    "/api/files/spectrum/calibrate/flux/": {"post": {"summary": "Flux-calibrate a wavelength-calibrated spectrum "
+                                                                "(optional standard_id: a standard star's frame "
+                                                                "or its sensitivity function).",
+                                                     "tags": ["reduction"], "requestBody": _BODY,
+                                                     "responses": _ACCEPTED}},
     "/api/jobs/{job_id}/": {"get": {"summary": "State of a job.", "tags": ["reduction"],
                                     "parameters": [{"name": "job_id", "in": "path", "required": True,
                                                     "schema": {"type": "integer"}}],

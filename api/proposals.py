@@ -215,7 +215,8 @@ _SETTINGS = {"type": "object", "properties": {
     "flat_normalization_order": {"type": "integer", "minimum": 1, "maximum": 50},
     "extraction": {"type": "string", "enum": ["fractional", "optimal"]},
     "target_fit_model": {"type": "string", "enum": ["moffat", "gaussian"]},
-    "max_targets": {"type": "integer", "minimum": 1, "maximum": 10}},
+    "max_targets": {"type": "integer", "minimum": 1, "maximum": 10},
+    "flux_calibration": {"type": "boolean"}},
     "additionalProperties": False}
 
 

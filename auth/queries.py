@@ -30,6 +30,7 @@ from db.queries import (  # noqa: F401  (the plain ones the pages use with these
     last_page,
     parse_integer,
     same_configuration,
+    sensitivity_functions,
 )
 from pipeline.chain import ARC_OBSTYPES  # noqa: F401  (the pages' name for arcs)
 

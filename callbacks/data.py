@@ -117,10 +117,11 @@ def available_actions(user, file: File) -> list[dict]:
     actions = []
     step = chain.step_for(file.data_type, tasks.kind_of(file), file.technique)
     if step is not None:
-        inputs = {"arc_id": lambda: _arc_input(user, file), "lamp": lambda: _lamp_input(file)}
+        inputs = {"arc_id": lambda: _arc_input(user, file), "lamp": lambda: _lamp_input(file),
+                  "standard_id": lambda: _standard_input(file)}
         actions.append({"kind": step.name, "label": step.label, "icon": step.icon, "params": step.manual_params,
                         "inputs": [inputs[choice]() for choice in step.choices]})
-    if chain.rerun_step(file.data_type, file.obstype or "") is not None:
+    if chain.rerun_step(file.data_type, tasks.kind_of(file)) is not None:
         actions.append({"kind": RERUN, "label": "Re-run With Current Settings", "icon": "arrow-repeat"})
     return actions
 
@@ -131,6 +132,14 @@ def _arc_input(user, file: File) -> dict:
     options = [{"label": "Arc: automatic (same configuration, closest in time)", "value": AUTO}]
     options += [{"label": f"Arc: {_arc_label(arc)}", "value": str(arc.id)} for arc in arcs]
     return {"param": "arc_id", "label": "Arc", "options": options}
+
+
+def _standard_input(file: File) -> dict:
+    """Sensitivity functions of the file's configuration; 'automatic' takes the standard closest in time."""
+    options = [{"label": "Standard: automatic (same configuration, closest in time)", "value": AUTO}]
+    options += [{"label": f"Standard: {_arc_label(row)}", "value": str(row.id)}
+                for row in queries.sensitivity_functions(file)]
+    return {"param": "standard_id", "label": "Standard", "options": options}
 
 
 def _lamp_input(file: File) -> dict:
@@ -205,7 +214,7 @@ def enqueue_action(user, file: File, kind: str, choices: dict | None = None):
         if value == AUTO:
             params[spec["param"]] = None
         else:
-            params[spec["param"]] = int(value) if spec["param"] == "arc_id" else value
+            params[spec["param"]] = int(value) if spec["param"] in ("arc_id", "standard_id") else value
     if kind == RERUN:
         step, file, params = tasks.rerun_params(file)
         kind = step.name

@@ -54,6 +54,10 @@ SETTINGS_FIELDS: tuple[dict, ...] = (
     {"name": "max_targets", "section": "Spectroscopic Target", "kind": "integer",
      "label": "Maximum Number of Targets",
      "help": "Maximum number of targets to detect in a single image (1 to 10)."},
+    {"name": "flux_calibration", "section": "Flux Calibration", "kind": "checkbox",
+     "label": "Calibrate flux automatically",
+     "help": "If set, every wavelength-calibrated science spectrum is flux calibrated with the sensitivity "
+             "function of the spectrophotometric standard of its configuration closest in time."},
 )
 FIELD_NAMES = tuple(field["name"] for field in SETTINGS_FIELDS)
 LABELS = {field["name"]: field["label"] for field in SETTINGS_FIELDS}

@@ -142,6 +142,7 @@ def _decode(path: Path) -> Product:
             data = np.asarray(image.data)
             uncertainty = _uncertainty(hdus)
             lines = _lines(hdus)
+            points = _points(hdus)
     except ViewerError:
         raise
     except Exception as error:  # astropy raises OSError, ValueError, TypeError... on bad input
@@ -156,7 +157,8 @@ def _decode(path: Path) -> Product:
         uncertainty = np.squeeze(uncertainty)
         if uncertainty.shape != data.shape:
             uncertainty = None
-    return Product(name=path.name, kind=kind, data=data, header=header, uncertainty=uncertainty, lines=lines)
+    return Product(name=path.name, kind=kind, data=data, header=header, uncertainty=uncertainty, lines=lines,
+                   extras={"points": points} if points else {})
 
 
 def _uncertainty(hdus) -> np.ndarray | None:
@@ -193,6 +195,17 @@ def _lines(hdus) -> dict | None:
     table = {key: np.asarray(hdu.data[names[key]], dtype=float) for key in ("pixel", "wavelength", "residual")
              if key in names}
     return table
+
+
+def _points(hdus) -> dict | None:
+    """A sensitivity function's POINTS table: the standard's bands, the fit there, and which were used."""
+    if "POINTS" not in hdus or hdus["POINTS"].data is None:
+        return None
+    table = hdus["POINTS"].data
+    names = {n.lower(): n for n in table.columns.names}
+    if not {"wavelength", "mag", "fit", "used"} <= set(names):
+        return None
+    return {key: np.asarray(table[names[key]]) for key in ("wavelength", "mag", "fit", "used")}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -393,6 +406,8 @@ def figure_for_file(path, *, data_type=None, colormap: str = "gray", zmin=None, 
                     redshift: float = 0.0, show_title: bool = True, height: int | None = None):
     """The interactive figure of a FITS file (image or spectrum). Raises ViewerError."""
     product = read_product(path)
+    if product.extras.get("points"):
+        return sensitivity_figure(product, theme=theme, title=title, show_title=show_title, height=height)
     if product.kind == "image":
         return image_figure(product, colormap=colormap, zmin=zmin, zmax=zmax, percentiles=percentiles,
                             show_saturated=show_saturated, saturation=saturation, title=title,
@@ -528,6 +543,44 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
         fig.update_xaxes(title=x_title, gridcolor=colours["grid"])
     else:
         fig.update_xaxes(gridcolor=colours["grid"])
+    return fig
+
+
+def sensitivity_figure(product: Product, *, theme="dark", title="", show_title=True, height=None):
+    """A sensitivity function: the standard's bands (used, and rejected or masked) over the fit, and
+    the residuals below, so a bad standard or a bad fit shows at a glance."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    points = product.extras["points"]
+    used = points["used"].astype(bool)
+    residual = points["mag"] - points["fit"]
+    rms = float(np.sqrt(np.mean(residual[used] ** 2))) if used.any() else float("nan")
+    colours = THEMES.get(theme, THEMES["dark"])
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.08,
+                        subplot_titles=("", f"Residuals: RMS {rms:.3f} mag \u00b7 {int(used.sum())} bands used, "
+                                            f"{int((~used).sum())} rejected or masked"))
+    flux, x, wavelength, x_title = _spectrum_axes(product, data_type=1)
+    fig.add_trace(go.Scatter(x=x, y=flux, mode="lines", name="fit", line={"color": colours["line"], "width": 1.5},
+                             hovertemplate="%{x:.1f} \u00c5<br>%{y:.3f} mag<extra></extra>"), row=1, col=1)
+    for label, chosen, marker in (("bands used", used, {"size": 7, "color": "#5cb85c"}),
+                                  ("rejected or masked", ~used, {"size": 8, "color": "#d9534f", "symbol": "x"})):
+        fig.add_trace(go.Scatter(x=points["wavelength"][chosen], y=points["mag"][chosen], mode="markers",
+                                 name=f"{label} ({int(chosen.sum())})", marker=marker,
+                                 hovertemplate="%{x:.1f} \u00c5<br>%{y:.3f} mag<extra></extra>"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=points["wavelength"][chosen], y=residual[chosen], mode="markers",
+                                 showlegend=False, marker=marker,
+                                 hovertemplate="%{x:.1f} \u00c5<br>%{y:+.3f} mag<extra></extra>"), row=2, col=1)
+    fig.add_hline(y=0, line={"color": colours["grid"], "width": 1}, row=2, col=1)
+    star = str(product.header.get("GSP_STD", "")).strip()
+    _style(fig, theme, title or f"Sensitivity function{': ' + star if star else ''}", show_title, height)
+    fig.update_layout(showlegend=True, hovermode="closest", uirevision=product.name,
+                      legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+                      meta={"kind": "sensitivity", "n": int(points["wavelength"].size)})
+    fig.update_yaxes(title="2.5 log\u2081\u2080 S (mag)", gridcolor=colours["grid"], row=1, col=1)
+    fig.update_yaxes(title="\u0394 (mag)", gridcolor=colours["grid"], row=2, col=1)
+    fig.update_xaxes(gridcolor=colours["grid"])
+    fig.update_xaxes(title=x_title, row=2, col=1)
     return fig
 
 

@@ -99,6 +99,7 @@ class ProposalSettings(db.Model):
     extraction: Mapped[str] = mapped_column(sa.String(12), default=_DEFAULTS.extraction)
     target_fit_model: Mapped[str] = mapped_column(sa.String(10), default=_DEFAULTS.target_fit_model)
     max_targets: Mapped[int] = mapped_column(default=_DEFAULTS.max_targets)
+    flux_calibration: Mapped[bool] = mapped_column(default=_DEFAULTS.flux_calibration)
 
     proposal: Mapped[Proposal] = relationship(back_populates="settings")
 

@@ -166,6 +166,16 @@ def latest_jobs(file_ids) -> dict:
     return {job.file_id: job for job in db.session.scalars(sa.select(Job).where(Job.id.in_(newest)))}
 
 
+def sensitivity_functions(file: File) -> list[File]:
+    """Sensitivity functions (calibration products of standard stars) of ``file``'s configuration, any night,
+    newest first."""
+    candidates = db.session.scalars(sa.select(File).where(
+        File.data_type == DataType.MASTER, File.obstype.notin_(RAW_CALIBRATION_TYPES),
+        File.grating == file.grating, File.wavmode == file.wavmode, File.filter_2 == file.filter_2,
+        File.slit == file.slit, File.roi == file.roi).order_by(File.id.desc()))
+    return [row for row in candidates if same_configuration(file, row)]
+
+
 JOB_STATES = ("queued", "running", "waiting", "done", "failed")
 
 

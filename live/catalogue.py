@@ -137,7 +137,8 @@ def store_upload(stream, filename: str) -> Path:
         raise IngestError("Uploads must be FITS files (.fits or .fits.fz).")
     folder = raw_root() / "uploads" / datetime.now(timezone.utc).strftime("%Y%m%d")
     folder.mkdir(parents=True, exist_ok=True)
-    stem, suffix = (name[: -len(".fits.fz")], ".fits.fz") if name.lower().endswith(".fits.fz") else os.path.splitext(name)
+    compressed = name.lower().endswith(".fits.fz")
+    stem, suffix = (name[: -len(".fits.fz")], ".fits.fz") if compressed else os.path.splitext(name)
     target, counter = folder / name, 1
     while True:
         try:

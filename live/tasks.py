@@ -18,10 +18,11 @@ from flask import current_app
 from db import db, queries
 from db.events import log_event
 from db.models import File, Job, Proposal
+from db.queries import as_utc
 from live.folders import processed_root
 from live.queue import JobRefused, Waiting, enqueue, periodic, requeue, task
 from live.states import set_file_state
-from pipeline import chain, headers, matching, steps
+from pipeline import chain, matching, standards, steps
 from pipeline.chain import ARC_OBSTYPES, DataType
 from pipeline.night import master_name
 from pipeline.settings import ReductionSettings
@@ -49,7 +50,8 @@ def fields_of(file: File) -> dict:
 
 
 def kind_of(file: File) -> str:
-    return headers.kind(file.obstype, file.technique)
+    """The frame kind the chain goes by (a standard star's products are "standard" too)."""
+    return chain.frame_kind(file.obstype, file.technique, file.object, (file.classification or {}).get("standard"))
 
 
 def out_dir_for(file: File) -> Path:
@@ -116,8 +118,11 @@ def serial_key_of(step_name: str, file: File) -> str | None:
 
 
 def follow(step: chain.Step, raw: File, products: list[File], params_of=lambda row: None) -> None:
-    """Queue the chain's next step on each product, and wake the jobs parked for what this step provides."""
+    """Queue the chain's next step on each product (unless the proposal turned that step off), and wake
+    the jobs parked for what this step provides."""
     following = chain.next_step(step, kind_of(raw), raw.technique)
+    if following is not None and following.setting and not getattr(settings_for(raw), following.setting):
+        following = None
     if following is not None:
         for row in products:
             enqueue(following.name, file_id=row.id, params=params_of(row))
@@ -388,12 +393,87 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
             "lines_used": science_w.record["lines_used"]}
 
 
+# --- Flux calibration ------------------------------------------------------------------------------
+
+def star_of(file: File) -> standards.StandardStar | None:
+    """The standard star a frame (or product) shows: the one a user marked, else its OBJECT's."""
+    marked = (file.classification or {}).get("standard")
+    return standards.find_standard(marked if isinstance(marked, str) else file.object or "")
+
+
+@task("sensitivity")
+def sensitivity_task(job) -> dict:
+    """The sensitivity function of a configuration, from a wavelength-calibrated standard star."""
+    calibrated = db.session.get(File, job.file_id)
+    step = chain.STEPS["sensitivity"]
+    star = star_of(calibrated)
+    if not step.accepts(calibrated.data_type, kind_of(calibrated), calibrated.technique) or star is None:
+        raise JobRefused(f"{calibrated.file_name} is not a wavelength-calibrated standard star.")
+    raw = original_of(calibrated)
+    product = steps.sensitivity(Path(calibrated.full_path), star, out_dir_for(raw), original=Path(raw.full_path),
+                                taken=catalogued)
+    row = add_product(product, parent=calibrated, original=raw, template=calibrated, proposal=calibrated.proposal,
+                      calibrations={"standard": {"star": star.name, "table": f"{star.catalogue}/{star.path.name}"}})
+    log_event("sensitivity_built", f"{row.file_name}: {star.name}, {product.record['points_used']} bands, "
+              f"RMS {product.record['rms_mag']:.3f} mag.", proposal_id=raw.proposal_id, file_id=row.id,
+              commit=False)
+    follow(step, raw, [row])
+    return {"sensitivity": row.id, "star": star.name}
+
+
+def choose_sensitivity(calibrated: File, standard_id=None) -> tuple[File | None, str]:
+    """The sensitivity function to calibrate with: the one of the standard asked for, or the one
+    of the same configuration whose standard was observed closest in time."""
+    if standard_id is not None:
+        chosen = db.session.get(File, int(standard_id))
+        if chosen is not None and chosen.data_type != DataType.MASTER:  # a standard's frame: its newest function
+            chosen = db.session.scalar(sa.select(File).where(
+                File.original_file_id == (chosen.original_file_id or chosen.id), File.data_type == DataType.MASTER)
+                .order_by(File.id.desc()))
+        if chosen is None or kind_of(chosen) != chain.STANDARD:
+            raise JobRefused(f"File {standard_id} is not a standard star with a sensitivity function.")
+        return chosen, "chosen by hand"
+    candidates = queries.sensitivity_functions(calibrated)
+    if not candidates:
+        config = " / ".join(part for part in (calibrated.wavmode, calibrated.filter_2, calibrated.slit,
+                                               calibrated.roi) if part)
+        return None, f"wavelength calibrated; waiting for a standard star of {config} (flux calibration)"
+    moment = as_utc(calibrated.date_obs) if calibrated.date_obs else None
+    chosen = min(candidates, key=lambda row: abs((as_utc(row.date_obs) - moment).total_seconds())
+                 if moment and row.date_obs else float("inf"))
+    minutes = abs((as_utc(chosen.date_obs) - moment).total_seconds()) / 60 if moment and chosen.date_obs else None
+    when = f", {minutes:.0f} min apart" if minutes is not None else ""
+    return chosen, f"same configuration, standard closest in time ({len(candidates)} available{when})"
+
+
+@task("calibrate_flux")
+def calibrate_flux_task(job) -> dict | Waiting:
+    calibrated = db.session.get(File, job.file_id)
+    step = chain.STEPS["calibrate_flux"]
+    if not step.accepts(calibrated.data_type, kind_of(calibrated), calibrated.technique):
+        raise JobRefused(f"{calibrated.file_name} is not a wavelength-calibrated science spectrum.")
+    raw = original_of(calibrated)
+    sensitivity, why = choose_sensitivity(calibrated, (job.params or {}).get("standard_id"))
+    if sensitivity is None:
+        return Waiting([chain.SENSITIVITY], why, ready=lambda: bool(queries.sensitivity_functions(calibrated)))
+    product = steps.calibrate_flux(Path(calibrated.full_path), Path(sensitivity.full_path), out_dir_for(raw),
+                                   original=Path(raw.full_path), target=calibrated.target, why=why,
+                                   taken=catalogued)
+    standard = {**_used(sensitivity, why), "star": (sensitivity.calibrations or {}).get("standard", {}).get("star")}
+    row = add_product(product, parent=calibrated, original=raw, template=calibrated, proposal=calibrated.proposal,
+                      calibrations={"arc": (calibrated.calibrations or {}).get("arc"), "standard": standard})
+    log_event("flux_calibrated", f"{row.file_name} with {sensitivity.file_name} ({why}).",
+              proposal_id=raw.proposal_id, file_id=row.id, commit=False)
+    follow(step, raw, [row])
+    return {"flux_calibrated": row.id, "standard": sensitivity.id}
+
+
 # --- Re-run ----------------------------------------------------------------------------------------
 
 def rerun_params(product: File) -> tuple[chain.Step, File, dict]:
     """The step, input file and parameters that make ``product`` again with the current settings
     (a new version; the old one stays). Raises JobRefused when it cannot be re-made."""
-    step = chain.rerun_step(product.data_type, product.obstype)
+    step = chain.rerun_step(product.data_type, kind_of(product))
     if step is None:
         raise JobRefused(f"{product.file_name} is re-made with the science frame it belongs to.")
     used = product.calibrations or {}
@@ -407,8 +487,9 @@ def rerun_params(product: File) -> tuple[chain.Step, File, dict]:
     if product.parent_file_id is None:
         raise JobRefused(f"The file {product.file_name} was made from has been deleted.")
     arc = (used.get("arc") or {}).get("id")
-    params = {"reduce": {"force": True}, "extract": {"arc_id": arc},
-              "calibrate_wavelength": {"arc_id": arc, "lamp": used.get("lamp")}}[step.name]
+    params = {"reduce": {"force": True}, "extract": {"arc_id": arc}, "sensitivity": {},
+              "calibrate_wavelength": {"arc_id": arc, "lamp": used.get("lamp")},
+              "calibrate_flux": {"standard_id": (used.get("standard") or {}).get("id")}}[step.name]
     return step, product.parent, params
 
 

@@ -49,8 +49,8 @@ def visual_defaults(user) -> dict:
 
 
 def _observed_card():
-    view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"], href=f"/search?data_type={DataType.RAW.value}",
-                             className="small me-2 gsp-view-table")
+    view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"],
+                             href=f"/search?data_type={DataType.RAW.value}", className="small me-2 gsp-view-table")
     follow = dbc.Switch(id=ids.DATA_FOLLOW, label="Follow", value=True, className="small mb-0 me-2 gsp-follow",
                         input_class_name="gsp-follow-input")
     body = html.Div(html.Div("Loading\u2026", className="gsp-empty small"), id=ids.DATA_OBSERVED_INDEX)
@@ -61,8 +61,8 @@ def _observed_card():
 
 
 def _calibrations_card():
-    view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"], href=f"/search?data_type={DataType.MASTER.value}",
-                             className="small me-2 gsp-view-table")
+    view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"],
+                             href=f"/search?data_type={DataType.MASTER.value}", className="small me-2 gsp-view-table")
     body = html.Div(html.Div("Loading\u2026", className="gsp-empty small"), id=ids.DATA_CALIB_INDEX)
     footer = pager(ids.DATA_CALIB_PAGER, ids.DATA_CALIB_PAGE_TEXT)
     return index_card("Calibrations", ids.DATA_CALIB_COUNT, body, footer, extra=view_as_table,

@@ -8,30 +8,24 @@ Pure: no web, no database.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 
-
-class DataType(IntEnum):
-    """What a catalogued file is; the numbers are part of the public API (``data_type``)."""
-
-    RAW = 0
-    MASTER = 1
-    REDUCED = 2
-    EXTRACTED = 3
-    WAVELENGTH_CALIBRATED = 4
-    FLUX_CALIBRATED = 5
-
-    @property
-    def label(self) -> str:
-        return _LABELS[self]
-
-
-_LABELS = {DataType.RAW: "Raw", DataType.MASTER: "Calibration", DataType.REDUCED: "Reduced",
-           DataType.EXTRACTED: "Extracted", DataType.WAVELENGTH_CALIBRATED: "Wavelength Calibrated",
-           DataType.FLUX_CALIBRATED: "Flux Calibrated"}
+from pipeline import headers, standards
+from pipeline.datatypes import DataType
 
 SPECTROSCOPY = "Spectroscopy"
 ARC_OBSTYPES = ("COMP", "ARC")
+STANDARD = "standard"  # the frame kind of a spectrophotometric standard star's spectrum
+
+
+def frame_kind(obstype: str, technique: str | None, object_name: str | None = None,
+               standard: str | bool | None = None) -> str:
+    """``pipeline.headers.kind``, with science spectra of a standard star told apart: a frame is a
+    standard when its OBJECT names a shipped table, or when a user marked it (``standard``: the star's
+    name, or False for "not a standard")."""
+    kind = headers.kind(obstype, technique)
+    if kind != "science" or technique != SPECTROSCOPY or standard is False:
+        return kind
+    return STANDARD if standard or standards.find_standard(object_name or "") is not None else kind
 
 
 @dataclass(frozen=True)
@@ -40,7 +34,9 @@ class Step:
 
     ``kinds`` are frame kinds (``pipeline.headers.kind``) of the file's raw original;
     ``needs`` are what the step waits for (a frame whose needs are missing is parked,
-    and woken when a step ``provides`` one); ``then`` is the step its products go on to.
+    and woken when a step ``provides`` one); ``then`` are the steps its products may go on to
+    (the first that takes them); a step with a ``setting`` runs by itself only when the
+    proposal's setting of that name is on.
     """
 
     name: str
@@ -53,7 +49,8 @@ class Step:
     spectroscopy_only: bool = False
     needs: tuple[str, ...] = ()
     provides: dict[str, str] = field(default_factory=dict)  # frame kind -> what it provides
-    then: str | None = None
+    then: tuple[str, ...] = ()
+    setting: str | None = None
     choices: tuple[str, ...] = ()  # what a user may choose when triggering it by hand
     manual_params: dict = field(default_factory=dict)  # what a trigger by hand adds
 
@@ -64,26 +61,32 @@ class Step:
         return not self.spectroscopy_only or technique == SPECTROSCOPY
 
 
-MASTER_BIAS, MASTER_FLAT, ARC = "master bias", "master flat", "arc"
+MASTER_BIAS, MASTER_FLAT, ARC, SENSITIVITY = "master bias", "master flat", "arc", "sensitivity function"
+SPECTRA = frozenset({"science", STANDARD})
 
 STEPS: dict[str, Step] = {step.name: step for step in (
     Step("calibrations", title="Build master calibrations", label="Build Master Calibrations", icon="layers",
          takes=DataType.RAW, kinds=frozenset({"bias", "flat"}), makes=DataType.MASTER,
          provides={"bias": MASTER_BIAS, "flat": MASTER_FLAT}, manual_params={"force": True}),
     Step("reduce", title="Reduce", label="Reduce Raw File", icon="gear",
-         takes=DataType.RAW, kinds=frozenset({"arc", "science", "imaging"}), makes=DataType.REDUCED,
-         needs=(MASTER_BIAS, MASTER_FLAT), provides={"arc": ARC}, then="extract", manual_params={"force": True}),
+         takes=DataType.RAW, kinds=frozenset({"arc", "imaging"}) | SPECTRA, makes=DataType.REDUCED,
+         needs=(MASTER_BIAS, MASTER_FLAT), provides={"arc": ARC}, then=("extract",), manual_params={"force": True}),
     Step("extract", title="Extract target", label="Extract Target", icon="bullseye",
-         takes=DataType.REDUCED, kinds=frozenset({"science"}), makes=DataType.EXTRACTED, spectroscopy_only=True,
-         then="calibrate_wavelength", choices=("arc_id",)),
+         takes=DataType.REDUCED, kinds=SPECTRA, makes=DataType.EXTRACTED, spectroscopy_only=True,
+         then=("calibrate_wavelength",), choices=("arc_id",)),
     Step("calibrate_wavelength", title="Calibrate wavelength", label="Calibrate Wavelength", icon="rulers",
-         takes=DataType.EXTRACTED, kinds=frozenset({"science"}), makes=DataType.WAVELENGTH_CALIBRATED,
-         spectroscopy_only=True, needs=(ARC,), choices=("arc_id", "lamp")),
+         takes=DataType.EXTRACTED, kinds=SPECTRA, makes=DataType.WAVELENGTH_CALIBRATED, spectroscopy_only=True,
+         needs=(ARC,), then=("sensitivity", "calibrate_flux"), choices=("arc_id", "lamp")),
+    # A standard star's calibrated spectrum becomes the sensitivity function of its configuration
+    # (a calibration product, like the masters); science spectra are flux calibrated with it.
+    Step("sensitivity", title="Sensitivity function", label="Build Sensitivity Function", icon="graph-up",
+         takes=DataType.WAVELENGTH_CALIBRATED, kinds=frozenset({STANDARD}), makes=DataType.MASTER,
+         spectroscopy_only=True, provides={STANDARD: SENSITIVITY}),
+    Step("calibrate_flux", title="Calibrate flux", label="Calibrate Flux", icon="brightness-high",
+         takes=DataType.WAVELENGTH_CALIBRATED, kinds=frozenset({"science"}), makes=DataType.FLUX_CALIBRATED,
+         spectroscopy_only=True, needs=(SENSITIVITY,), choices=("standard_id",), setting="flux_calibration"),
 )}
 
-# Products a user may re-make with the current settings (arcs' products are re-made with their science).
-RERUNNABLE = {DataType.MASTER: "calibrations", DataType.REDUCED: "reduce", DataType.EXTRACTED: "extract",
-              DataType.WAVELENGTH_CALIBRATED: "calibrate_wavelength"}
 
 
 def first_step(kind: str, technique: str | None = None) -> Step | None:
@@ -98,13 +101,12 @@ def step_for(data_type: int, kind: str, technique: str | None) -> Step | None:
 
 def next_step(step: Step, kind: str, technique: str | None) -> Step | None:
     """What a product of ``step`` (for a frame of this kind) goes on to, live and offline."""
-    follower = STEPS.get(step.then) if step.then else None
-    return follower if follower is not None and follower.accepts(step.makes, kind, technique) else None
+    return next((STEPS[name] for name in step.then if STEPS[name].accepts(step.makes, kind, technique)), None)
 
 
-def rerun_step(data_type: int, obstype: str) -> Step | None:
-    """The step that re-makes a product of this type (None for raw files and arcs' 1D products)."""
-    if data_type in (DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED) and obstype.upper() in ARC_OBSTYPES:
+def rerun_step(data_type: int, kind: str) -> Step | None:
+    """The step that re-makes a product of this type and frame kind: the step that made it
+    (None for raw files, and for arcs' 1D products, which are re-made with their science)."""
+    if data_type == DataType.RAW or (kind == "arc" and data_type > DataType.REDUCED):
         return None
-    name = RERUNNABLE.get(DataType(data_type)) if data_type in DataType._value2member_map_ else None
-    return STEPS.get(name) if name else None
+    return next((step for step in STEPS.values() if step.makes == data_type and kind in step.kinds), None)

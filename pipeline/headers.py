@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from astropy.io import fits
 
-from pipeline.chain import DataType
+from pipeline.datatypes import DataType
 
 # Observation types the pipeline knows how to process.
 OBSTYPES = ("BIAS", "FLAT", "LAMPFLAT", "COMP", "ARC", "OBJECT", "SPECTRUM", "EXPOSE")

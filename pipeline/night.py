@@ -21,7 +21,7 @@ from statistics import median_low
 
 from threadpoolctl import threadpool_limits
 
-from pipeline import chain, headers, matching, steps
+from pipeline import chain, headers, matching, standards, steps
 from pipeline.fitsfiles import is_fits_name, science_header
 from pipeline.settings import ReductionSettings
 
@@ -35,17 +35,21 @@ class Raw:
 
     @property
     def kind(self) -> str:
-        return headers.kind(self.fields["obstype"], self.fields["technique"])
+        return chain.frame_kind(self.fields["obstype"], self.fields["technique"], self.fields.get("object"))
 
 
 @dataclass
 class NightResult:
     manifest: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    # what later tasks of the same frame need (not merged): its calibrated spectra, a standard's functions
+    calibrated: list[steps.Product] = field(default_factory=list)
+    sensitivities: list[steps.Product] = field(default_factory=list)
 
     def add(self, product: steps.Product, out_dir: Path, *, raw: Raw | None, parent: str | None,
-            arc: str | None = None) -> None:
+            arc: str | None = None, standard: str | None = None) -> None:
         fields = raw.fields if raw else {}
+        calibrated = product.data_type == chain.DataType.WAVELENGTH_CALIBRATED
         self.manifest.append({
             "file": str(product.path.relative_to(out_dir)),
             "data_type": product.data_type,
@@ -56,8 +60,9 @@ class NightResult:
             "wavmode": fields.get("wavmode"),
             "target": product.target,
             "arc": arc,
-            "rms_angstrom": product.record.get("rms_angstrom") if product.data_type == chain.DataType.WAVELENGTH_CALIBRATED else None,
-            "lines_used": product.record.get("lines_used") if product.data_type == chain.DataType.WAVELENGTH_CALIBRATED else None,
+            "rms_angstrom": product.record.get("rms_angstrom") if calibrated else None,
+            "lines_used": product.record.get("lines_used") if calibrated else None,
+            **({"standard": standard} if product.data_type == chain.DataType.FLUX_CALIBRATED else {}),
         })
 
     def merge(self, other: "NightResult") -> None:
@@ -163,6 +168,8 @@ class NightRun:
         self.bias_masters: list[dict] = []
         self.flat_masters: list[dict] = []
         self.reduced: dict[str, tuple[Raw, steps.Product]] = {}
+        self.calibrated: dict[str, list[steps.Product]] = {}  # wavelength-calibrated science, per raw name
+        self.sensitivities: list[dict] = []  # {key, path, date_obs, star}
         self.outcomes: dict[tuple, NightResult] = {}  # per task, merged in a fixed order at the end
 
     def plan(self, graph: TaskGraph) -> None:
@@ -192,6 +199,34 @@ class NightRun:
             if first is reduce and chain.next_step(reduce, raw.kind, raw.fields["technique"]) is not None:
                 needs = {("reduce", raw.path.name)} | arcs_by_config[matching.science_config_key(raw.fields)]
                 graph.when(needs, partial(self._start_extract, graph, raw))
+        self._plan_flux(graph)
+
+    def _plan_flux(self, graph: TaskGraph) -> None:
+        """Flux calibration of each science frame, once it and the standards of its configuration are
+        calibrated (as live: only with the setting on; without a standard, the reason is listed)."""
+        flux = chain.STEPS["calibrate_flux"]
+        standards_by_config = defaultdict(set)
+        for raw in self.frames:
+            if raw.kind == chain.STANDARD:
+                standards_by_config[matching.science_config_key(raw.fields)].add(("extract", raw.path.name))
+        for raw in self.frames:
+            if not flux.accepts(flux.takes, raw.kind, raw.fields["technique"]):
+                continue
+            if not getattr(self.settings, flux.setting):
+                continue
+            standards = standards_by_config[matching.science_config_key(raw.fields)]
+            if not standards:
+                self.result.skip(raw.path.name, "not flux calibrated: no standard star of its configuration "
+                                                "in this night")
+                continue
+            graph.when({("extract", raw.path.name)} | standards, partial(self._start_flux, graph, raw))
+
+    def _start_flux(self, graph: TaskGraph, raw: Raw) -> None:
+        calibrated = self.calibrated.get(raw.path.name, [])
+        key = matching.science_config_key(raw.fields)
+        sensitivities = [sensitivity for sensitivity in self.sensitivities if sensitivity["key"] == key]
+        if calibrated and sensitivities:
+            graph.submit(("flux", raw.path.name), flux_calibrate, raw, calibrated, sensitivities, self.out_dir)
 
     def _start_flat(self, graph: TaskGraph, index: int) -> None:
         group = self.flat_groups[index]
@@ -235,9 +270,17 @@ class NightRun:
             if not _failed(outcome, [raw], "reduce", result):
                 self.reduced[which] = (raw, outcome)
                 result.add(outcome, self.out_dir, raw=raw, parent=which)
-        else:
+        elif kind == "extract":
             raw = self.by_name[which]
             if not _failed(outcome, [raw], "extraction", result):
+                result.merge(outcome)
+                self.calibrated[which] = outcome.calibrated
+                self.sensitivities += [{"key": matching.science_config_key(raw.fields), "path": product.path,
+                                        "date_obs": raw.fields["date_obs"], "star": product.record.get("star")}
+                                       for product in outcome.sensitivities]
+        else:
+            raw = self.by_name[which]
+            if not _failed(outcome, [raw], "flux calibration", result):
                 result.merge(outcome)
 
     def ordered_result(self) -> NightResult:
@@ -245,7 +288,8 @@ class NightRun:
         order = ([("bias", index) for index in range(len(self.bias_groups))]
                  + [("flat", index) for index in range(len(self.flat_groups))]
                  + [("reduce", raw.path.name) for raw in self.frames]
-                 + [("extract", raw.path.name) for raw in self.frames])
+                 + [("extract", raw.path.name) for raw in self.frames]
+                 + [("flux", raw.path.name) for raw in self.frames])
         for key in order:
             if key in self.outcomes:
                 self.result.merge(self.outcomes[key])
@@ -331,8 +375,43 @@ def extract_and_calibrate(raw: Raw, reduced: steps.Product, arcs: list[dict], se
             result.skip(raw.path.name, f"wavelength calibration of target {target.target} failed: {error}")
             continue
         result.add(science_w, out_dir, raw=raw, parent=target.path.name, arc=arc["file_name"])
+        result.calibrated.append(science_w)
+        if raw.kind == chain.STANDARD:
+            try:
+                sensitivity = steps.sensitivity(science_w.path, standards.find_standard(raw.fields["object"]),
+                                                out_dir, original=raw.path)
+            except ValueError as error:
+                result.skip(raw.path.name, f"no sensitivity function from target {target.target}: {error}")
+            else:
+                result.add(sensitivity, out_dir, raw=raw, parent=science_w.path.name)
+                result.sensitivities.append(sensitivity)
         result.add(arc_1d, out_dir, raw=arc["raw"], parent=arc["reduced"].name)
         result.add(arc_w, out_dir, raw=arc["raw"], parent=arc_1d.path.name)
+    return result
+
+
+def flux_calibrate(raw: Raw, calibrated: list[steps.Product], sensitivities: list[dict], out_dir: Path
+                   ) -> NightResult:
+    """Flux-calibrate every calibrated target of one science frame with the sensitivity function
+    whose standard was observed closest in time (one process)."""
+    result = NightResult()
+    def minutes_apart(sensitivity: dict) -> float:
+        moments = (sensitivity["date_obs"], raw.fields["date_obs"])
+        if not all(isinstance(moment, datetime) for moment in moments):
+            return float("inf")
+        return abs((moments[0] - moments[1]).total_seconds()) / 60
+
+    chosen = min(sensitivities, key=minutes_apart)
+    why = (f"same configuration, standard closest in time ({len(sensitivities)} available, "
+           f"{minutes_apart(chosen):.0f} min apart)")
+    for spectrum in calibrated:
+        try:
+            product = steps.calibrate_flux(spectrum.path, chosen["path"], out_dir, original=raw.path,
+                                           target=spectrum.target, why=why)
+        except ValueError as error:
+            result.skip(raw.path.name, f"flux calibration of target {spectrum.target} failed: {error}")
+            continue
+        result.add(product, out_dir, raw=raw, parent=spectrum.path.name, standard=chosen["path"].name)
     return result
 
 

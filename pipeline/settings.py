@@ -29,6 +29,7 @@ class ReductionSettings:
     extraction: str = "fractional"
     target_fit_model: str = "moffat"
     max_targets: int = 3
+    flux_calibration: bool = True  # flux-calibrate science automatically once a standard exists
 
     def __post_init__(self):
         problems = validate(asdict(self))
@@ -81,7 +82,7 @@ def validate(data: dict) -> dict[str, str]:
         value = data["saturation_threshold"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
             problems["saturation_threshold"] = "must be a percentage above 0 and at most 100"
-    for name in ("ignore_bias", "ignore_flats"):
+    for name in ("ignore_bias", "ignore_flats", "flux_calibration"):
         if name in data and not isinstance(data[name], bool):
             problems[name] = "must be true or false"
     return problems

@@ -7,9 +7,10 @@ both slit ends and modern (2019+) header keywords.
 
 Use ``simulate_night(out_dir)`` for a whole night on disk (FITS + ``truth.json``),
 ``stream(src, dest)`` to replay it into a watched folder, or ``make_bias``,
-``make_flat``, ``make_arc``, ``make_science`` for one frame in memory: each
-returns a ``Frame(data, header, truth)`` named tuple (raw uint16 data, the
-header as written, the frame's truth dict).
+``make_flat``, ``make_arc``, ``make_science``, ``make_standard``,
+``make_flux_science`` for one frame in memory: each returns a
+``Frame(data, header, truth)`` named tuple (raw uint16 data, the header as
+written, the frame's truth dict).
 
 Truth conventions (``truth.json`` and the ``truth`` dict of every frame)
 -----------------------------------------------------------------------
@@ -33,6 +34,14 @@ Truth conventions (``truth.json`` and the ``truth`` dict of every frame)
   profile is a Moffat of the given ``fwhm_px`` and ``beta``.
 * ``cosmic_rays``: ``[y, x, electrons]`` per hit pixel.
 * Counts are electrons before the gain; raw ADU = bias + electrons / GAIN.
+* Flux (``make_standard``, ``make_flux_science``): a source of F_lambda
+  [erg/(s cm2 A)] above the atmosphere puts ``F_lambda * flux_throughput(w) *
+  10**(-0.4 * k(w) * AIRMASS) * EXPTIME * (A per pixel)`` electrons in a column
+  (all rows), ``k`` the CTIO extinction (``pipeline.standards.extinction_at``).
+  A standard star's F_lambda is its table's F_lambda joined by straight lines
+  between band centres.  The sensitivity a pipeline measures in ADU is
+  ``flux_throughput / GAIN`` (before its aperture losses).  No telluric
+  absorption is drawn.
 """
 from __future__ import annotations
 
@@ -53,7 +62,7 @@ from numpy.polynomial import Polynomial
 from numpy.polynomial.chebyshev import cheb2poly
 from scipy.special import ndtr
 
-from pipeline import lamps
+from pipeline import lamps, standards
 
 # The module docstring explains these; truth.json carries them for readers without the code.
 TRUTH_CONVENTIONS = {
@@ -171,6 +180,34 @@ SKY_LINES = (
     (8399.170, 2.0), (8430.174, 2.0), (8761.314, 2.0), (8767.912, 2.0), (8827.096, 3.0), (8885.850, 2.5),
 )
 
+# Electrons/s/A in a column per erg/(s cm2 A) above the atmosphere (see flux_throughput).
+FLUX_THROUGHPUT = {"peak": 6.0e15, "centre": 6300.0, "sigma": 2200.0, "red_edge": 9300.0, "red_width": 300.0}
+# Standard star observed in each configuration (OBJECT as typed at the telescope) and its coordinates.
+STANDARDS = {"400_M2": "LTT7379", "930_M2": "EG274"}
+STANDARD_COORDINATES = {"LTT7379": ("18:36:25.950", "-44:18:36.90"), "EG274": ("16:23:33.840", "-39:13:46.20")}
+
+
+@dataclass(frozen=True)
+class FluxSource:
+    """A science point source of known F_lambda above the atmosphere: a power-law continuum plus
+    unresolved emission lines (drawn with the instrument's line profile)."""
+
+    f_lambda_5500: float = 1.0e-15  # erg/(s cm2 A) at 5500 A
+    index: float = -1.5  # F_lambda ~ (wavelength / 5500 A) ** index
+    lines: tuple[tuple[float, float], ...] = (  # (air wavelength [A], flux [erg/(s cm2)])
+        (4861.33, 2.0e-14), (5006.84, 6.0e-14), (6562.80, 5.0e-14), (6583.45, 1.5e-14))
+
+    def continuum(self, wavelength) -> np.ndarray:
+        return self.f_lambda_5500 * (np.asarray(wavelength, dtype=float) / 5500.0) ** self.index
+
+    def truth(self) -> dict:
+        return {"continuum": "f_lambda_5500 * (wavelength / 5500) ** index [erg/(s cm2 A)]",
+                "f_lambda_5500": self.f_lambda_5500, "index": self.index,
+                "lines": [{"wavelength": w, "flux": f} for w, f in self.lines], "line_flux_unit": "erg/(s cm2)"}
+
+
+SCIENCE_AIRMASS = 1.2
+
 # Pointings per configuration; lines chosen clear of sky lines and each other.
 POINTINGS = {
     "400_M2": (
@@ -244,6 +281,36 @@ def quartz_spectrum(wavelength) -> np.ndarray:
     planck = 1.0 / (wl_m ** 5 * np.expm1(1.4388e-2 / (wl_m * 3100.0)))
     spectrum = planck * throughput(wavelength)
     return spectrum / spectrum.max()
+
+
+def flux_throughput(wavelength) -> np.ndarray:
+    """Electrons/s/A per erg/(s cm2 A) above the atmosphere, at the slit centre: a bell (telescope,
+    grating, optics) with a red fall-off (the CCD).  The flux-calibration truth; ADU = electrons / GAIN."""
+    p = FLUX_THROUGHPUT
+    wavelength = np.asarray(wavelength, dtype=float)
+    bell = np.exp(-0.5 * ((wavelength - p["centre"]) / p["sigma"]) ** 2)
+    return p["peak"] * bell / (1.0 + np.exp((wavelength - p["red_edge"]) / p["red_width"]))
+
+
+def flux_to_electrons(wavelength, f_lambda, exptime: float, airmass: float) -> np.ndarray:
+    """Electrons per pixel (pixel centres at ``wavelength``) from F_lambda above the atmosphere."""
+    wavelength = np.asarray(wavelength, dtype=float)
+    transmission = 10.0 ** (-0.4 * standards.extinction_at(wavelength) * airmass)
+    return f_lambda * flux_throughput(wavelength) * transmission * exptime * np.abs(np.gradient(wavelength))
+
+
+def standard_f_lambda(star: standards.StandardStar, wavelength) -> np.ndarray:
+    """A standard star's true F_lambda [erg/(s cm2 A)]: its table joined by straight lines."""
+    centre, f_lambda, _ = standards.f_lambda(star)
+    return np.interp(np.asarray(wavelength, dtype=float), centre, f_lambda)
+
+
+def _flux_truth(airmass: float, exptime: float) -> dict:
+    return {"airmass": airmass, "exptime": exptime,
+            "throughput": {**FLUX_THROUGHPUT, "unit": "electrons/s/A per erg/(s cm2 A) above the atmosphere",
+                           "formula": "peak * exp(-0.5 * ((w - centre) / sigma)**2) "
+                                      "/ (1 + exp((w - red_edge) / red_width))"},
+            "extinction": "CTIO, pipeline/data/onedstds/ctioextinct.dat, linear in wavelength, times airmass"}
 
 
 def slit_illumination() -> np.ndarray:
@@ -456,19 +523,93 @@ def make_science(config: str = "400_M2", *, pointing: Pointing | None = None, sh
     hits = add_cosmic_rays(electrons, rng, exptime) if cosmic_rays else []
     header = make_header(config, obstype="SPECTRUM", object_name=pointing.object_name, exptime=exptime,
                          date_obs=date_obs, proposal=proposal, ra=pointing.ra, dec=pointing.dec)
+    header["AIRMASS"] = (SCIENCE_AIRMASS, "airmass")  # as real frames have (their counts carry no flux truth)
     truth = {"obstype": "SPECTRUM", "config": config,
              "dispersion": _dispersion_truth(config, dispersion, shift_px, scale),
              "line_fwhm_px": LINE_FWHM_PX, "targets": targets_truth, "sky_lines": sky_truth, "cosmic_rays": hits}
     return _frame(to_raw(electrons, rng), header, truth)
 
 
+def _point_source_frame(config: str, spectrum: np.ndarray, target: Target, dispersion: Dispersion, *,
+                        shift_px: float, scale: float, object_name: str, ra: str, dec: str, exptime: float,
+                        airmass: float, rng, cosmic_rays: bool, date_obs: str, proposal: str,
+                        emission_lines: list[dict] | None = None) -> tuple[np.ndarray, fits.Header, dict]:
+    """Raw data, header (with AIRMASS) and truth (``make_science``'s keys and the flux truth) of one
+    point source (``spectrum``: electrons per column) on the night sky."""
+    sky, sky_truth = sky_spectrum(dispersion, exptime / 600.0)
+    electrons = np.outer(slit_illumination(), sky)
+    electrons += moffat_profile(target) * spectrum[None, :] * slit_illumination()[:, None]
+    electrons *= _pixel_response()
+    hits = add_cosmic_rays(electrons, rng, exptime) if cosmic_rays else []
+    header = make_header(config, obstype="SPECTRUM", object_name=object_name, exptime=exptime, date_obs=date_obs,
+                         proposal=proposal, ra=ra, dec=dec)
+    header["AIRMASS"] = (float(airmass), "airmass")
+    truth = {"obstype": "SPECTRUM", "config": config,
+             "dispersion": _dispersion_truth(config, dispersion, shift_px, scale), "line_fwhm_px": LINE_FWHM_PX,
+             **_flux_truth(airmass, exptime),
+             "targets": [{"trace": list(target.trace), "fwhm_px": target.fwhm_px, "beta": target.beta,
+                          "redshift": 0.0, "emission_lines": emission_lines or []}],
+             "sky_lines": sky_truth, "cosmic_rays": hits}
+    return to_raw(electrons, rng), header, truth
+
+
+def make_standard(config: str = "400_M2", *, star: str | None = None, airmass: float = 1.05, exptime: float = 30.0,
+                  trace=(470.0, 0.003, -1.5e-6), fwhm_px: float = 4.0, shift_px: float = 0.0, scale: float = 1.0,
+                  seed=None, cosmic_rays: bool = True, date_obs: str = f"{DEFAULT_DATE}T23:25:00.000",
+                  proposal: str = DEFAULT_PROPOSAL) -> Frame:
+    """A spectrophotometric standard (OBJECT ``star``, default the configuration's) whose electrons
+    come from its table's F_lambda through ``flux_throughput`` and the CTIO extinction at ``airmass``."""
+    object_name = star or STANDARDS[config]
+    table = standards.find_standard(object_name)
+    if table is None:
+        raise ValueError(f"{object_name!r} is not a shipped standard star")
+    dispersion = true_dispersion(config, shift_px, scale)
+    wavelength = dispersion(np.arange(TRIMMED_SHAPE[1]))
+    spectrum = flux_to_electrons(wavelength, standard_f_lambda(table, wavelength), exptime, airmass)
+    ra, dec = STANDARD_COORDINATES.get(object_name, ("00:00:00.000", "-30:00:00.000"))
+    data, header, truth = _point_source_frame(
+        config, spectrum, Target(trace=tuple(trace), fwhm_px=fwhm_px), dispersion, shift_px=shift_px, scale=scale,
+        object_name=object_name, ra=ra, dec=dec, exptime=exptime, airmass=airmass, rng=_rng(seed),
+        cosmic_rays=cosmic_rays, date_obs=date_obs, proposal=proposal)
+    truth["standard"] = {"star": table.name, "table": f"{table.catalogue}/{table.path.name}",
+                         "f_lambda": "the table's F_lambda joined by straight lines between band centres"}
+    return _frame(data, header, truth)
+
+
+def make_flux_science(config: str = "400_M2", *, source: FluxSource = FluxSource(), object_name: str = "QSO_J0342",
+                      airmass: float = 1.45, exptime: float = 600.0, trace=(430.0, 0.004, -2.0e-6),
+                      fwhm_px: float = 4.0, shift_px: float = 0.0, scale: float = 1.0, seed=None,
+                      cosmic_rays: bool = True, date_obs: str = f"{DEFAULT_DATE}T23:40:00.000",
+                      ra: str = "03:42:10.000", dec: str = "-37:44:00.00", proposal: str = DEFAULT_PROPOSAL) -> Frame:
+    """A science point source of known F_lambda (``source``) through the same throughput and extinction."""
+    dispersion = true_dispersion(config, shift_px, scale)
+    wavelength = dispersion(np.arange(TRIMMED_SHAPE[1]))
+    spectrum = flux_to_electrons(wavelength, source.continuum(wavelength), exptime, airmass)
+    lines = [(w, f) for w, f in source.lines if min(wavelength) <= w <= max(wavelength)]  # those on the detector
+    line_wavelengths = np.array([w for w, _ in lines])
+    line_electrons = (np.array([f for _, f in lines]) * flux_throughput(line_wavelengths) * exptime
+                      * 10.0 ** (-0.4 * standards.extinction_at(line_wavelengths) * airmass))
+    centres = dispersion.pixel(line_wavelengths)
+    spectrum = spectrum + gaussian_lines(centres, line_electrons)
+    lines_truth = [{"rest_wavelength": w, "wavelength": w, "flux": f, "x": float(x), "electrons": float(e)}
+                   for (w, f), x, e in zip(lines, centres, line_electrons)]
+    data, header, truth = _point_source_frame(
+        config, spectrum, Target(trace=tuple(trace), fwhm_px=fwhm_px), dispersion, shift_px=shift_px, scale=scale,
+        object_name=object_name, ra=ra, dec=dec, exptime=exptime, airmass=airmass, rng=_rng(seed),
+        cosmic_rays=cosmic_rays, date_obs=date_obs, proposal=proposal, emission_lines=lines_truth)
+    truth["source"] = source.truth()
+    return _frame(data, header, truth)
+
+
 # -------------------------------------------------------------------- nights
 
-def night_plan(configurations, n_bias: int, n_flats: int, n_science: int) -> list[tuple[str, str, dict]]:
-    """(kind, config, options) in observing order: per configuration bias, flats, arc, science, arc."""
+def night_plan(configurations, n_bias: int, n_flats: int, n_science: int,
+               n_standards: int = 0) -> list[tuple[str, str, dict]]:
+    """(kind, config, options) in observing order: per configuration bias, flats, arc, standards, science, arc."""
     plan = []
     for config in configurations:
         plan += [("bias", config, {})] * n_bias + [("flat", config, {})] * n_flats + [("arc", config, {})]
+        plan += [("standard", config, {"airmass": round(1.03 + 0.08 * i, 3)}) for i in range(n_standards)]
         pointings = POINTINGS[config]
         plan += [("science", config, {"pointing": pointings[i % len(pointings)]}) for i in range(n_science)]
         plan += [("arc", config, {})]
@@ -486,27 +627,29 @@ def file_name(index: int, header: fits.Header, date: str) -> str:
 
 def simulate_night(out_dir, *, seed: int = 0, configurations=("400_M2", "930_M2"), n_bias: int = 6, n_flats: int = 6,
                    n_science: int = 4, shift_px: float = 0.37, scale: float = 1.0008,
-                   proposal: str = DEFAULT_PROPOSAL, date: str = DEFAULT_DATE) -> Path:
+                   proposal: str = DEFAULT_PROPOSAL, date: str = DEFAULT_DATE, n_standards: int = 0) -> Path:
     """Write a night of raw frames plus ``truth.json`` into ``out_dir``; return the truth path.
 
-    Every configuration shares ``shift_px`` and ``scale`` against its own library lamp.
+    Every configuration shares ``shift_px`` and ``scale`` against its own library lamp;
+    ``n_standards`` standard stars (``STANDARDS``) are observed per configuration after its first arc.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     clock = datetime.strptime(date, "%Y-%m-%d") + timedelta(hours=23)  # ~20:00 local at SOAR
-    makers = {"bias": make_bias, "flat": make_flat, "arc": make_arc, "science": make_science}
-    exptimes = {"bias": 0.0, "flat": 10.0, "arc": 2.0, "science": 600.0}
+    makers = {"bias": make_bias, "flat": make_flat, "arc": make_arc, "science": make_science,
+              "standard": make_standard}
     files = {}
-    for index, (kind, config, options) in enumerate(night_plan(configurations, n_bias, n_flats, n_science), start=1):
-        if kind in ("arc", "science"):
+    plan = night_plan(configurations, n_bias, n_flats, n_science, n_standards)
+    for index, (kind, config, options) in enumerate(plan, start=1):
+        if kind in ("arc", "science", "standard"):
             options = {**options, "shift_px": shift_px, "scale": scale}
         date_obs = clock.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         frame = makers[kind](config, seed=rng, date_obs=date_obs, proposal=proposal, **options)
         name = file_name(index, frame.header, date)
         fits.PrimaryHDU(data=frame.data, header=frame.header).writeto(out_dir / name, overwrite=True)
         files[name] = {**frame.truth, "date_obs": date_obs}
-        clock += timedelta(seconds=exptimes[kind] + 45.0)  # readout and overheads
+        clock += timedelta(seconds=float(frame.header["EXPTIME"]) + 45.0)  # readout and overheads
     truth = {
         "conventions": TRUTH_CONVENTIONS,
         "geometry": {"raw_shape": list(RAW_SHAPE), "trimsec": TRIMSEC, "trim_offset": list(TRIM_OFFSET),

@@ -21,7 +21,7 @@ from astropy.nddata import CCDData
 from astropy.utils.exceptions import AstropyWarning
 
 from pipeline import extract as extract_block
-from pipeline import masters, reduce, wavelength
+from pipeline import flux, masters, reduce, standards, wavelength
 from pipeline.chain import DataType
 from pipeline.settings import ReductionSettings
 
@@ -198,3 +198,51 @@ def calibrate_wavelength(science_path: Path, arc_path: Path, out_dir: Path, *, o
                                        record=record)
     return (Product(science_out, DataType.WAVELENGTH_CALIBRATED, record, target=target),
             Product(arc_out, DataType.WAVELENGTH_CALIBRATED, record, target=target))
+
+
+# --- Flux calibration ------------------------------------------------------------------------------
+
+def _linear_spectrum(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, fits.Header, float, float]:
+    """Wavelengths (from the linear WCS), counts, uncertainty, header, exposure time and airmass of a
+    wavelength-calibrated product; ValueError when the extinction correction lacks what it needs."""
+    counts, uncertainty, header = _read_1d(path)
+    pixels = np.arange(counts.size) + 1.0 - float(header.get("CRPIX1", 1.0))
+    wavelengths = float(header["CRVAL1"]) + pixels * float(header["CDELT1"])
+    missing = [key for key in ("EXPTIME", "AIRMASS") if not isinstance(header.get(key), (int, float))]
+    if missing:
+        raise ValueError(f"{Path(path).name} has no {' or '.join(missing)} in its header: flux calibration "
+                         "needs both (the extinction correction goes by the airmass)")
+    return wavelengths, counts, uncertainty, header, float(header["EXPTIME"]), float(header["AIRMASS"])
+
+
+def sensitivity(calibrated_path: Path, star: standards.StandardStar, out_dir: Path, *, original: Path | None,
+                taken: Taken = Path.exists) -> Product:
+    """The sensitivity function of a wavelength-calibrated standard star's spectrum."""
+    wavelengths, counts, _, header, exptime, airmass = _linear_spectrum(calibrated_path)
+    function = flux.sensitivity_function(wavelengths, counts, exptime, airmass, star)
+    cards = header.copy()
+    cards.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
+    path = flux.write_sensitivity(free_path(out_dir, f"sens_{stem(calibrated_path)}.fits", taken), function, cards)
+    record = {"star": star.name, "table": f"{star.catalogue}/{star.path.name}", "points_used": function.n_used,
+              "points_rejected": function.n_rejected, "rms_mag": function.rms, "airmass": airmass,
+              "wavelength_range": list(function.wavelength_range)}
+    return Product(path, DataType.MASTER, record)
+
+
+def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path, *, original: Path | None,
+                   target: int | None, why: str, taken: Taken = Path.exists) -> Product:
+    """F_lambda of a wavelength-calibrated spectrum with a sensitivity function, both at airmass 0."""
+    wavelengths, counts, uncertainty, header, exptime, airmass = _linear_spectrum(calibrated_path)
+    function = flux.read_sensitivity(sensitivity_path)
+    values, errors = flux.apply_sensitivity(wavelengths, counts, uncertainty, exptime, airmass, function)
+    header = header.copy()
+    header.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
+    header["GSP_SENS"] = (Path(sensitivity_path).name[:68], "sensitivity function used")
+    header["GSP_STD"] = (function.star, "standard star of that function")
+    header["GSP_SWHY"] = (why[:68], "why that standard")
+    path = flux.write_flux_product(free_path(out_dir, f"f{Path(calibrated_path).name}", taken), header, values,
+                                   errors, header)
+    covered = np.isfinite(values)
+    record = {"star": function.star, "sensitivity": Path(sensitivity_path).name, "why": why, "airmass": airmass,
+              "covered_fraction": float(covered.mean()) if values.size else 0.0}
+    return Product(path, DataType.FLUX_CALIBRATED, record, target=target)
