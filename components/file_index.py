@@ -1,6 +1,8 @@
 """The file index of the Data page: lists of files with their processing state, and pagers."""
 from __future__ import annotations
 
+import re
+
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
@@ -138,15 +140,20 @@ def tab_label(file) -> str:
     return label
 
 
+def version_of(file_name: str) -> int:
+    """A product's version from its name: ``…_v3.fits`` is 3, the first one (no suffix) 1."""
+    found = re.search(r"_v(\d+)\.fits(\.fz)?$", file_name)
+    return int(found.group(1)) if found else 1
+
+
 def lineage_tabs(files, selected_id, pick_type: str):
     """Tab handles for a raw file and everything made from it, most processed first."""
     ordered = sorted(files, key=lambda f: (-f.data_type, f.target if f.target is not None else 0, -f.id))
     labels = [tab_label(f) for f in ordered]
     items = []
     for file, label in zip(ordered, labels):
-        if labels.count(label) > 1:  # several versions of the same product: tell them apart
-            short = file.file_name if len(file.file_name) <= 24 else f"{file.file_name[:24]}\u2026"
-            label = f"{label} ({short})"
+        if labels.count(label) > 1:  # several versions of the same product: the version tells them apart
+            label = f"{label} (v{version_of(file.file_name)})"
         active = str(file.id) == str(selected_id)
         badge = state_badge(file) if file.state in ("queued", "running", "waiting", "failed") else None
         items.append(dbc.NavItem(dbc.NavLink(

@@ -12,7 +12,7 @@ from pipeline import settings as reduction
 
 # Every field of the manual's form, in its order, with its help text.  Ranges and
 # choices come from pipeline.settings (the single definition); labels are the manual's.
-SECTIONS = ("General Settings", "Calibrations", "Flat Normalization", "Spectroscopic Target")
+SECTIONS = ("General Settings", "Calibrations", "Flat Normalization", "Spectroscopic Target", "Flux Calibration")
 SETTINGS_FIELDS: tuple[dict, ...] = (
     {"name": "saturation_threshold", "section": "General Settings", "kind": "number",
      "label": "Saturation Threshold (% of pixels)",

@@ -538,12 +538,29 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
                       legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
                       meta={"kind": "spectrum", "axis": "wavelength" if wavelength is not None else "pixel",
                             "n": int(flux.size)})
-    fig.update_yaxes(title=flux_title(product.header, data_type), gridcolor=colours["grid"], **where)
+    fig.update_yaxes(title=flux_title(product.header, data_type), gridcolor=colours["grid"], **where,
+                     # F_lambda is ~1e-15: "2×10⁻¹⁵", not Plotly's SI "2f" (femto)
+                     **({"exponentformat": "power"} if data_type is not None and int(data_type) >= 5 else {}))
     if not show_residuals:
         fig.update_xaxes(title=x_title, gridcolor=colours["grid"])
     else:
         fig.update_xaxes(gridcolor=colours["grid"])
     return fig
+
+
+def _sensitivity_text(points: dict) -> str:
+    used = points["used"].astype(bool)
+    residual = (points["mag"] - points["fit"])[used]
+    rms = float(np.sqrt(np.mean(residual ** 2))) if residual.size else float("nan")
+    return f"RMS {rms:.3f} mag \u00b7 {int(used.sum())} bands used, {int((~used).sum())} rejected or masked"
+
+
+def _sensitivity_title(product: Product) -> str:
+    star = str(product.header.get("GSP_STD", "")).strip()
+    return f"Sensitivity function{': ' + star if star else ''}"
+
+
+SENSITIVITY_AXIS = "2.5 log\u2081\u2080 S (mag)"
 
 
 def sensitivity_figure(product: Product, *, theme="dark", title="", show_title=True, height=None):
@@ -555,11 +572,9 @@ def sensitivity_figure(product: Product, *, theme="dark", title="", show_title=T
     points = product.extras["points"]
     used = points["used"].astype(bool)
     residual = points["mag"] - points["fit"]
-    rms = float(np.sqrt(np.mean(residual[used] ** 2))) if used.any() else float("nan")
     colours = THEMES.get(theme, THEMES["dark"])
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.08,
-                        subplot_titles=("", f"Residuals: RMS {rms:.3f} mag \u00b7 {int(used.sum())} bands used, "
-                                            f"{int((~used).sum())} rejected or masked"))
+                        subplot_titles=("", f"Residuals: {_sensitivity_text(points)}"))
     flux, x, wavelength, x_title = _spectrum_axes(product, data_type=1)
     fig.add_trace(go.Scatter(x=x, y=flux, mode="lines", name="fit", line={"color": colours["line"], "width": 1.5},
                              hovertemplate="%{x:.1f} \u00c5<br>%{y:.3f} mag<extra></extra>"), row=1, col=1)
@@ -572,12 +587,11 @@ def sensitivity_figure(product: Product, *, theme="dark", title="", show_title=T
                                  showlegend=False, marker=marker,
                                  hovertemplate="%{x:.1f} \u00c5<br>%{y:+.3f} mag<extra></extra>"), row=2, col=1)
     fig.add_hline(y=0, line={"color": colours["grid"], "width": 1}, row=2, col=1)
-    star = str(product.header.get("GSP_STD", "")).strip()
-    _style(fig, theme, title or f"Sensitivity function{': ' + star if star else ''}", show_title, height)
+    _style(fig, theme, title or _sensitivity_title(product), show_title, height)
     fig.update_layout(showlegend=True, hovermode="closest", uirevision=product.name,
                       legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
                       meta={"kind": "sensitivity", "n": int(points["wavelength"].size)})
-    fig.update_yaxes(title="2.5 log\u2081\u2080 S (mag)", gridcolor=colours["grid"], row=1, col=1)
+    fig.update_yaxes(title=SENSITIVITY_AXIS, gridcolor=colours["grid"], row=1, col=1)
     fig.update_yaxes(title="\u0394 (mag)", gridcolor=colours["grid"], row=2, col=1)
     fig.update_xaxes(gridcolor=colours["grid"])
     fig.update_xaxes(title=x_title, row=2, col=1)
@@ -610,7 +624,9 @@ def png_for_file(path, *, colormap: str = "gray", width: int = 1000, zmin=None, 
     height = int(height)
     figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor=colours["mpl_bg"])
     FigureCanvasAgg(figure)
-    title_text = (title or default_title(product.header, product.name)).replace("<br>", "\n") if show_title else ""
+    default = _sensitivity_title(product) if product.extras.get("points") else default_title(product.header,
+                                                                                              product.name)
+    title_text = (title or default).replace("<br>", "\n") if show_title else ""
     text_colour = colours["text"]
     # Fixed margins in pixels (a layout engine costs more than the drawing itself).
     top = (24 + 18 * title_text.count("\n") + 18) if title_text else 14
@@ -690,7 +706,8 @@ def _png_image(figure, product, colormap, zmin, zmax, percentiles, show_saturate
 def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: _Box):
     flux, x, wavelength, x_title = _spectrum_axes(product, data_type)
     lines = product.lines
-    show_residuals = bool(lines) and wavelength is not None and is_arc(product.header)
+    points = product.extras.get("points")
+    show_residuals = bool(points) or bool(lines) and wavelength is not None and is_arc(product.header)
     if show_residuals:
         plot_height = box.height - box.top - box.bottom
         lower = int(plot_height * 0.27)
@@ -707,9 +724,21 @@ def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: 
     if sigma is not None and np.isfinite(sigma).any():
         ax.fill_between(x, flux - sigma, flux + sigma, color=colours["line"], alpha=0.25, lw=0,
                         label="uncertainty (1\u03c3)")
-    ax.plot(x, flux, color=colours["line"], lw=0.9, label="flux")
-    ax.set_ylabel(flux_title(product.header, data_type))
-    if show_residuals:
+    ax.plot(x, flux, color=colours["line"], lw=0.9, label="fit" if points else "flux")
+    ax.set_ylabel(SENSITIVITY_AXIS if points else flux_title(product.header, data_type))
+    if points:
+        used = points["used"].astype(bool)
+        residual = points["mag"] - points["fit"]
+        for label, chosen, style in (("bands used", used, {"marker": "o", "color": "#5cb85c", "ms": 4}),
+                                     ("rejected or masked", ~used, {"marker": "x", "color": "#d9534f", "ms": 5})):
+            ax.plot(points["wavelength"][chosen], points["mag"][chosen], ls="none", label=f"{label} "
+                    f"({int(chosen.sum())})", **style)
+            residual_ax.plot(points["wavelength"][chosen], residual[chosen], ls="none", **style)
+        residual_ax.axhline(0, color=colours["grid"], lw=1)
+        residual_ax.set_ylabel("\u0394 (mag)")
+        residual_ax.set_xlabel(x_title)
+        residual_ax.set_title(f"Residuals: {_sensitivity_text(points)}", fontsize=9, color=colours["text"])
+    elif show_residuals:
         line_w = lines["wavelength"]
         residual = lines.get("residual", np.zeros_like(line_w))
         arc_colour = spectrum_overlays.OVERLAYS["arc"][1]

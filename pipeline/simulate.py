@@ -701,3 +701,25 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def flux_accuracy(wavelength, flux, source: dict, *, bin_width: float = 100.0) -> dict:
+    """Calibrated / true F_lambda of a ``FluxSource`` continuum (its ``truth()``) in ``bin_width`` bins away
+    from its lines (60 A), the spectrum's ends (150 A) and NaN: the median ratio, and the shape
+    (|ratio / median - 1|) at p90 and worst, as the flux-calibration goal states them."""
+    wavelength, flux = np.asarray(wavelength, dtype=float), np.asarray(flux, dtype=float)
+    true = source["f_lambda_5500"] * (wavelength / 5500.0) ** source["index"]
+    good = np.isfinite(flux)
+    for line in source["lines"]:
+        good &= np.abs(wavelength - line["wavelength"]) > 60
+    low, high = wavelength[good].min() + 150, wavelength[good].max() - 150
+    ratios = []
+    for start in np.arange(low, high - bin_width, bin_width):
+        inside = good & (wavelength >= start) & (wavelength < start + bin_width)
+        if inside.sum() > 20:
+            ratios.append(np.median(flux[inside]) / np.median(true[inside]))
+    ratios = np.array(ratios)
+    shape = np.abs(ratios / np.median(ratios) - 1)
+    return {"median": float(np.median(ratios)), "p90": float(np.percentile(shape, 90)), "worst": float(shape.max()),
+            "bins": int(ratios.size), "blue_ratio": float(ratios[0]), "red_ratio": float(ratios[-1])}
+

@@ -222,7 +222,10 @@ def sensitivity(calibrated_path: Path, star: standards.StandardStar, out_dir: Pa
     function = flux.sensitivity_function(wavelengths, counts, exptime, airmass, star)
     cards = header.copy()
     cards.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
-    path = flux.write_sensitivity(free_path(out_dir, f"sens_{stem(calibrated_path)}.fits", taken), function, cards)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)  # long file names push comments out of their cards
+        path = flux.write_sensitivity(free_path(out_dir, f"sens_{stem(calibrated_path)}.fits", taken), function,
+                                      cards)
     record = {"star": star.name, "table": f"{star.catalogue}/{star.path.name}", "points_used": function.n_used,
               "points_rejected": function.n_rejected, "rms_mag": function.rms, "airmass": airmass,
               "wavelength_range": list(function.wavelength_range)}
@@ -240,8 +243,10 @@ def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path,
     header["GSP_SENS"] = (Path(sensitivity_path).name[:68], "sensitivity function used")
     header["GSP_STD"] = (function.star, "standard star of that function")
     header["GSP_SWHY"] = (why[:68], "why that standard")
-    path = flux.write_flux_product(free_path(out_dir, f"f{Path(calibrated_path).name}", taken), header, values,
-                                   errors, header)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)  # long values push comments out of their cards: fine
+        path = flux.write_flux_product(free_path(out_dir, f"f{Path(calibrated_path).name}", taken), header, values,
+                                       errors, header)
     covered = np.isfinite(values)
     record = {"star": function.star, "sensitivity": Path(sensitivity_path).name, "why": why, "airmass": airmass,
               "covered_fraction": float(covered.mean()) if values.size else 0.0}

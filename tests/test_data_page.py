@@ -322,7 +322,7 @@ def test_actions_fit_the_file_and_permissions(app, people, night, login):
     assert lamps[0] == "auto" and any("400" in name and name.endswith(".fits") for name in lamps[1:])
     # arc products are re-made with their science frame: no re-run button there
     assert kinds(night["calibrated_arc"]) == [] and kinds(night["extracted_arc"]) == []
-    assert kinds(night["calibrated_science"]) == ["rerun"]
+    assert kinds(night["calibrated_science"]) == ["calibrate_flux", "rerun"]
     # raw files are never deletable; products are, for members and staff
     assert not can_delete(pi, night["raw_science"])
     assert ids_of(action_buttons(pi, night["raw_science"]), ids.DATA_DELETE) == []

@@ -252,7 +252,7 @@ def test_a_worker_killed_mid_job_is_run_once_more_without_a_duplicate(app, peopl
     from live.catalogue import ingest
 
     folder, names = calibration_night
-    use_settings(people["proposal"], ignore_bias=True, ignore_flats=True)
+    use_settings(people["proposal"], ignore_bias=True, ignore_flats=True, flux_calibration=False)
     own_redis.start()
     processes.watcher()
     first = processes.worker("first")
@@ -375,12 +375,13 @@ def test_a_header_value_too_long_for_its_column_is_catalogued(app, people, clien
 def test_a_night_in_one_burst_on_two_workers_gives_every_spectrum_once(app, people, own_redis, processes,
                                                                        tmp_path):
     from db.models import File
+    from live.tasks import kind_of
     from pipeline.simulate import simulate_night
 
     use_settings(people["proposal"], min_bias=3, min_flats=3)
     night = tmp_path / "night"
     truth = json.loads(simulate_night(night, seed=11, configurations=("400_M2", "930_M2"), n_bias=3, n_flats=3,
-                                      n_science=2).read_text())
+                                      n_science=2, n_standards=1).read_text())
     own_redis.start()
     processes.worker("worker-1")
     processes.worker("worker-2")
@@ -397,15 +398,20 @@ def test_a_night_in_one_burst_on_two_workers_gives_every_spectrum_once(app, peop
     for name, frame in truth["files"].items():
         if frame["obstype"] == "SPECTRUM":
             raw_row = File.query.filter_by(file_name=name).one()
-            calibrated = File.query.filter_by(original_file_id=raw_row.id, data_type=4).all()
-            assert sorted(row.target for row in calibrated) == list(range(1, len(frame["targets"]) + 1)), name
+            standard = kind_of(raw_row) == "standard"  # a standard star becomes a function, not a flux product
+            for data_type in (4,) if standard else (4, 5):  # wavelength and flux calibrated, each target once
+                calibrated = File.query.filter_by(original_file_id=raw_row.id, data_type=data_type).all()
+                assert sorted(row.target for row in calibrated) == list(range(1, len(frame["targets"]) + 1)), name
     builds = {}
-    for master in File.query.filter_by(data_type=1).all():  # built once, rebuilt at most once, never twice alike
+    masters = File.query.filter(File.data_type == 1, File.obstype.in_(("BIAS", "FLAT"))).all()
+    for master in masters:  # built once, rebuilt at most once, never twice alike
         builds.setdefault((master.calibrations["group"], master.normalized, master.file_name.startswith("master_f")),
                           []).append(tuple(master.calibrations["inputs"]))
     assert len(builds) == 1 + 2 * 2, builds  # one bias group; per configuration a master and a normalized flat
     for inputs in builds.values():
         assert len(inputs) <= 2 and len(set(inputs)) == len(inputs), inputs
+    functions = File.query.filter(File.data_type == 1, File.obstype == "SPECTRUM").all()
+    assert sorted(row.original.object for row in functions) == ["EG274", "LTT7379"]  # one per standard
 
 
 # --- masters without churn -----------------------------------------------------------------------

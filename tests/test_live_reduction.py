@@ -19,7 +19,7 @@ from astropy.io import fits
 
 from tests.conftest import ROOT, SECRET, auth_header
 
-NIGHT_SETTINGS = {"min_bias": 3, "min_flats": 3}
+NIGHT_SETTINGS = {"min_bias": 3, "min_flats": 3, "flux_calibration": False}  # no standard star tonight
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +177,7 @@ def test_a_configuration_without_library_lamp_fails_clearly_and_others_go_on(app
     folder, truth = small_night
     people["proposal"].settings.ignore_bias = True
     people["proposal"].settings.ignore_flats = True
+    people["proposal"].settings.flux_calibration = False
     db.session.commit()
     names = sorted(truth["files"])
     arc_name = next(n for n in names if truth["files"][n]["obstype"] == "COMP")

@@ -509,7 +509,8 @@ def _check_detail_view(client, dash_app, people, editable):
     for label in ("Saturation Threshold (% of pixels)", "Cosmic ray rejection", "Technique", "Ignore bias",
                   "Ignore flats", "Minimum Number of Bias", "Minimum Number of Flats", "Flat Normalization",
                   "Flat Normalization Order", "Extraction Type", "Target Fit Model", "Maximum Number of Targets",
-                  "General Settings:", "Calibrations:", "Flat Normalization:", "Spectroscopic Target:"):
+                  "General Settings:", "Calibrations:", "Flat Normalization:", "Spectroscopic Target:",
+                  "Flux Calibration:", "Calibrate flux automatically"):
         assert label in text, label
     for field in SETTINGS_FIELDS:
         assert field["help"] in text, field["name"]
