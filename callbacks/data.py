@@ -136,7 +136,7 @@ def _arc_input(user, file: File) -> dict:
 
 def _standard_input(file: File) -> dict:
     """Sensitivity functions of the file's configuration; 'automatic' takes the standard closest in time."""
-    options = [{"label": "Standard: automatic (same configuration, closest in time)", "value": AUTO}]
+    options = [{"label": "Standard: automatic (closest in time)", "value": AUTO}]
     options += [{"label": f"Standard: {_arc_label(row)}", "value": str(row.id)}
                 for row in queries.sensitivity_functions(file)]
     return {"param": "standard_id", "label": "Standard", "options": options}

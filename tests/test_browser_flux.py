@@ -25,7 +25,7 @@ pytestmark = pytest.mark.browser
 FLUX_TAB = "Flux Calibrated \u00b7 target 1"
 WAVELENGTH_TAB = "Wavelength Calibrated \u00b7 target 1"
 FLUX_UNIT = "erg / (s cm2 Angstrom)"
-AUTOMATIC_STANDARD = "Standard: automatic (same configuration, closest in time)"
+AUTOMATIC_STANDARD = "Standard: automatic (closest in time)"
 
 
 @pytest.fixture
