@@ -1,6 +1,7 @@
 """The file catalogue API: list, ingest, delete, detail, download, header, reclassify, visualize."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -10,7 +11,7 @@ from flask_login import current_user
 
 from api import ApiError, blueprint
 from auth.permissions import can_add_files, can_change_file, get_visible_file
-from auth.queries import QueryError, change_stamp, list_files
+from auth.queries import QueryError, change_stamp, list_files, parse_integer
 from db import db
 from db.events import log_event
 from db.serialize import file_to_dict
@@ -21,12 +22,9 @@ from pipeline.chain import DataType
 
 def parse_id(value, name: str = "id") -> int:
     try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise ApiError(f"'{name}' must be a whole number, not '{value}'.", 400) from None
-    if number < 1:
-        raise ApiError(f"'{name}' must be a positive whole number.", 400)
-    return number
+        return parse_integer(name, value, minimum=1)
+    except QueryError as error:
+        raise ApiError(str(error), 400) from None
 
 
 def visible_file_or_404(value, name: str = "id"):
@@ -199,9 +197,12 @@ def _float_arg(name: str) -> float | None:
     if value in (None, ""):
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise ApiError(f"'{name}' must be a number, not '{value}'.", 400) from None
+    if not math.isfinite(number):
+        raise ApiError(f"'{name}' must be a finite number, not '{value}'.", 400)
+    return number
 
 
 _FILE_FILTERS = ["data_type", "obstype", "object", "filter", "filter_2", "grating", "wavmode", "slit", "roi",

@@ -20,6 +20,7 @@ from flask import jsonify, request
 from flask_login import current_user
 
 from api import ApiError, blueprint
+from api.files import parse_id
 from auth.accounts import (
     AccountError,
     SettingsInvalid,
@@ -29,8 +30,10 @@ from auth.accounts import (
 )
 from auth.audit import LogQueryError, list_log_entries, log_entry_to_dict
 from auth.permissions import can_manage_proposal, visible_proposals
+from auth.queries import find_visible_proposal
 from db import db
 from db.models import Proposal
+from db.queries import QueryError, parse_integer
 from db.serialize import proposal_to_dict
 
 DEFAULT_PAGE_SIZE = 100
@@ -44,14 +47,9 @@ def _whole(name: str, default: int, maximum: int | None = None) -> int:
     if value in (None, ""):
         return default
     try:
-        number = int(value)
-    except ValueError:
-        raise ApiError(f"'{name}' must be a whole number, not '{value}'.") from None
-    if number < 1:
-        raise ApiError(f"'{name}' must be at least 1.")
-    if maximum is not None and number > maximum:
-        raise ApiError(f"'{name}' may be at most {maximum}.")
-    return number
+        return parse_integer(name, value, minimum=1, **({"maximum": maximum} if maximum is not None else {}))
+    except QueryError as error:
+        raise ApiError(str(error)) from None
 
 
 def _page_url(page: int | None) -> str | None:
@@ -71,12 +69,9 @@ def paginated(results: list, count: int, page: int, page_size: int):
 
 def visible_proposal_or_404(ident: str) -> Proposal:
     """By numeric id or SOAR id, through the permission layer; missing and hidden look the same."""
-    query = visible_proposals(current_user)
     if ident.isdigit():
-        query = query.where(Proposal.id == int(ident))
-    else:
-        query = query.where(Proposal.soar_id == ident)
-    proposal = db.session.scalar(query)
+        parse_id(ident, "id")  # a number too large for an id is a bad request, not a missing proposal
+    proposal = find_visible_proposal(current_user, ident)
     if proposal is None:
         raise ApiError("Not found.", 404)
     return proposal

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from auth.permissions import visible_log_entries
 from db import db
 from db.models import LogEntry, Proposal, User
+from db.queries import QueryError, parse_integer
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The events a proposal's history shows (who changed what, from what to what).
@@ -48,12 +49,9 @@ def _whole(name: str, value, default: int, minimum: int = 1) -> int:
     if value in (None, ""):
         return default
     try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise LogQueryError(f"'{name}' must be a whole number, not '{value}'.") from None
-    if number < minimum:
-        raise LogQueryError(f"'{name}' must be at least {minimum}.")
-    return number
+        return parse_integer(name, value, minimum=minimum)
+    except QueryError as error:
+        raise LogQueryError(str(error)) from None
 
 
 def _like(text: str) -> str:
@@ -79,7 +77,7 @@ def list_log_entries(user, *, level=None, proposal=None, text=None, page=None, p
     if proposal not in (None, ""):
         value = str(proposal).strip()
         if value.isdigit():
-            query = query.where(LogEntry.proposal_id == int(value))
+            query = query.where(LogEntry.proposal_id == _whole("proposal", value, 0))
         else:
             soar = sa.select(Proposal.id).where(Proposal.soar_id == value).scalar_subquery()
             query = query.where(LogEntry.proposal_id == soar)

@@ -60,4 +60,14 @@ def hash_password(password: str) -> str:
 
 
 def password_matches(password_hash: str | None, password: str) -> bool:
-    return bool(password_hash) and check_password_hash(password_hash, password)
+    """Checks against a stand-in hash when there is none (unknown user, no password set), so a failed
+    login takes as long whether or not the username exists."""
+    if not password_hash:
+        check_password_hash(_stand_in_hash(), password)
+        return False
+    return check_password_hash(password_hash, password)
+
+
+@lru_cache(maxsize=1)
+def _stand_in_hash() -> str:
+    return hash_password("no user has this password")

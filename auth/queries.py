@@ -18,6 +18,7 @@ from db.queries import (  # noqa: F401  (the plain ones the pages use with these
     DEFAULT_PAGE_SIZE,
     DISTINCT_FILTERS,
     EXACT_FILTERS,
+    MAX_INTEGER,
     MAX_PAGE_SIZE,
     FilePage,
     QueryError,
@@ -244,7 +245,7 @@ def find_visible_proposal(user, ident) -> Proposal | None:
     """By id or SOAR id, through the permission layer: None for missing *and* for not-yours."""
     ident = str(ident or "").strip()
     if ident.isdigit():
-        return get_visible_proposal(user, int(ident))
+        return get_visible_proposal(user, int(ident)) if int(ident) <= MAX_INTEGER else None
     if not ident:
         return None
     return db.session.scalar(visible_proposals(user).where(Proposal.soar_id == ident))

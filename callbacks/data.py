@@ -279,7 +279,9 @@ def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str
                          className="my-3", id="data-viewer-error")
     return dcc.Graph(id=ids.DATA_GRAPH, figure=figure, className="gsp-graph",
                      config={"displaylogo": False, "scrollZoom": True, "responsive": True,
-                             "modeBarButtonsToRemove": ["lasso2d", "select2d"],
+                             # offline behind the VPN: no "share" or "edit in Chart Studio" (an external service)
+                             "showSendToCloud": False, "showEditInChartStudio": False,
+                             "modeBarButtonsToRemove": ["lasso2d", "select2d", "sendDataToCloud"],
                              "toImageButtonOptions": {"filename": Path(file.file_name).stem}})
 
 

@@ -57,13 +57,19 @@ class FilePage:
         return self.page * self.page_size < self.count
 
 
-def parse_integer(name: str, value, minimum: int = 0) -> int:
+MAX_INTEGER = 2**31 - 1  # the largest id or page number the databases' integer columns hold
+
+
+def parse_integer(name: str, value, minimum: int = 0, maximum: int = MAX_INTEGER) -> int:
+    """A whole-number parameter (ids, page numbers, sizes), or QueryError saying what is wrong."""
     try:
         number = int(str(value).strip())
     except (TypeError, ValueError):
         raise QueryError(f"'{name}' must be a whole number, not '{value}'.") from None
     if number < minimum:
         raise QueryError(f"'{name}' must be at least {minimum}.")
+    if number > maximum:
+        raise QueryError(f"'{name}' may be at most {maximum}.")
     return number
 
 

@@ -33,14 +33,24 @@ class IngestError(ValueError):
 def resolve_inside_root(path: str | Path) -> Path:
     """The real path of ``path`` if it lies inside the data root (symlinks and '..' resolved), else IngestError."""
     root = data_root()
+    shown = repr(str(path)[:120])
+    if "\x00" in str(path):
+        raise IngestError(f"{shown} contains a NUL byte; no file is named so.")
     candidate = Path(path)
     if not candidate.is_absolute():
         candidate = root / candidate
-    real = candidate.resolve()
+    try:
+        real = candidate.resolve()
+        is_file = real.is_file()
+    except OSError as error:  # a name too long for the file system, a loop of links...
+        raise IngestError(f"{shown} is not a usable path: {error.strerror or error}.") from None
     if real != root and root not in real.parents:
         raise IngestError(f"'{path}' is outside the data folder.")
-    if not real.is_file():
+    if not is_file:
         raise IngestError(f"'{path}' is not a file.")
+    if len(str(real)) > File.__table__.c.full_path.type.length:
+        raise IngestError(f"{shown} is longer than the catalogue keeps "
+                          f"({File.__table__.c.full_path.type.length} characters).")
     if not is_fits_name(real):
         raise IngestError(f"'{path}' is not a FITS file name (.fits or .fits.fz).")
     return real
@@ -130,11 +140,16 @@ def ingest(path: str | Path, *, user=None) -> tuple[File, bool]:
     return file, True
 
 
+MAX_UPLOAD_NAME_BYTES = 200  # file systems allow 255; room for the "_N" of a name already taken
+
+
 def store_upload(stream, filename: str) -> Path:
     """Save an uploaded file under raw/uploads/<UT date>/ without ever overwriting."""
     name = Path(filename or "").name
     if not name or not is_fits_name(name):
         raise IngestError("Uploads must be FITS files (.fits or .fits.fz).")
+    if "\x00" in name or len(name.encode()) > MAX_UPLOAD_NAME_BYTES:
+        raise IngestError(f"Upload names must be at most {MAX_UPLOAD_NAME_BYTES} bytes, without NUL bytes.")
     folder = raw_root() / "uploads" / datetime.now(timezone.utc).strftime("%Y%m%d")
     folder.mkdir(parents=True, exist_ok=True)
     compressed = name.lower().endswith(".fits.fz")

@@ -111,6 +111,25 @@ def test_login_rate_limited(client, people):
     assert "Too many failed login attempts" in response.text
 
 
+def test_lock_out_is_per_username_never_another_users(client, people):
+    """Observers share the telescope's address: someone's wrong guesses never block another user."""
+    for _ in range(6):
+        assert login(client, "nobody-at-all", "wrong-guess").status_code in (401, 429)
+    assert login(client, "nobody-at-all", "wrong-guess").status_code == 429
+    assert login(client, "pi", PASSWORD).status_code == 302
+
+
+def test_failed_logins_take_as_long_for_unknown_users(monkeypatch):
+    """No timing oracle for which usernames exist: an unknown user's check costs a real hash check."""
+    from auth import passwords
+
+    checked = []
+    monkeypatch.setattr(passwords, "check_password_hash", lambda stored, given: checked.append(stored) or False)
+    assert passwords.password_matches(None, "guess") is False
+    assert passwords.password_matches("", "guess") is False
+    assert len(checked) == 2 and checked[0] == passwords._stand_in_hash() and checked[0].startswith("scrypt:")
+
+
 @pytest.mark.parametrize("target, expected", [
     ("/proposals", "/proposals"),
     ("/search?obstype=ARC", "/search?obstype=ARC"),

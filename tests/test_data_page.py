@@ -549,3 +549,30 @@ def test_search_table_filters_paging_and_url_state(app, people, night, tmp_path)
     stranger = filter_options(people["users"]["stranger"])
     assert [o["value"] for o in stranger["proposal_id"]] == ["SOAR2026B-002"]
     assert "NGC1365" not in str(stranger)
+
+
+def test_the_plot_toolbar_offers_no_external_service(app, night):
+    """The app runs offline behind the VPN: Plotly's "Edit in Chart Studio" / share button is gone."""
+    from callbacks.data import render_viewer
+
+    graph = render_viewer(night["calibrated_science"], "interactive", "gray", {})
+    assert graph.config["showSendToCloud"] is False and graph.config["showEditInChartStudio"] is False
+    assert "sendDataToCloud" in graph.config["modeBarButtonsToRemove"]
+    assert graph.config["displaylogo"] is False
+
+
+def test_job_visibility_follows_the_file(app, people, night):
+    """A job is seen by staff, by whoever started it, and by those who may see its file: the Data page's job
+    poll and GET /api/jobs/<id>/ both go through auth.permissions.get_visible_job."""
+    from auth.permissions import get_visible_job
+    from db import db
+    from live.queue import enqueue
+
+    job = enqueue("ping", file_id=night["raw_science"].id)
+    db.session.commit()
+    users = people["users"]
+    seen = {name: get_visible_job(user, job.id) is not None for name, user in users.items()}
+    assert seen == {"staff": True, "pi": True, "collab": True, "stranger": False}
+    mine = enqueue("ping", user=users["stranger"])
+    db.session.commit()
+    assert get_visible_job(users["stranger"], mine.id) is not None and get_visible_job(users["pi"], mine.id) is None

@@ -1,6 +1,5 @@
 """Classification and keyword normalization of Goodman headers (pipeline/headers.py)."""
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from astropy.io import fits
@@ -17,8 +16,9 @@ from pipeline.headers import (
     normalized_header,
     reclassify,
 )
+from tests.conftest import REAL_DATA
 
-REAL = Path("/work/shared/data/real")
+REAL = REAL_DATA
 
 
 def utc(*args):

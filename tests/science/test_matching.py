@@ -1,6 +1,5 @@
 """Grouping and calibration choice rules (pipeline/matching.py)."""
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from astropy.io import fits
@@ -14,8 +13,9 @@ from pipeline.matching import (
     science_config_key,
     separation_arcsec,
 )
+from tests.conftest import REAL_DATA
 
-REAL = Path("/work/shared/data/real")
+REAL = REAL_DATA
 T0 = datetime(2026, 11, 28, 2, 0, tzinfo=timezone.utc)
 
 

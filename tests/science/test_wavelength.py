@@ -6,8 +6,9 @@ from numpy.polynomial import Polynomial
 from scipy import optimize
 
 from pipeline import lamps, simulate, wavelength
+from tests.conftest import REAL_DATA
 
-REAL_ARC = "/work/shared/data/real/sp_400m2.fits"
+REAL_ARC = REAL_DATA / "sp_400m2.fits"
 # (configuration, shift in binned pixels, scale) against the library lamp.
 CASES = [
     ("400_M2", 0.0, 1.0),
@@ -160,7 +161,7 @@ def test_clear_lamp_errors(changes, message):
 def test_old_style_headers_find_their_lamp():
     old = fits.getheader(REAL_ARC)  # GRATING SYZY_400, WAVMODE '400 m2', OBSTYPE FOCUS
     assert lamps.find_library_lamp(old).name == "goodman_comp_400M2_GG455_HgArNe.fits"
-    comp_2018 = fits.getheader("/work/shared/data/real/goodman_red_comp.fits")  # no LAMP_*: OBJECT 'HgArNe'
+    comp_2018 = fits.getheader(REAL_DATA / "goodman_red_comp.fits")  # no LAMP_*: OBJECT 'HgArNe'
     assert lamps.lamps_on(comp_2018) == ("LAMP_HGA", "LAMP_NE")
     with pytest.raises(wavelength.WavelengthCalibrationError, match="CAM_TARG"):
         lamps.find_library_lamp(comp_2018)  # 'Custom'-like empty WAVMODE at angles the library lacks
