@@ -1,7 +1,9 @@
 """Accounts and security: login, tokens, the login guard, the permission layer."""
 from __future__ import annotations
 
-from flask import g, jsonify, redirect, request, url_for
+from urllib.parse import urlsplit
+
+from flask import current_app, g, jsonify, redirect, request, url_for
 from flask_login import LoginManager, current_user
 
 from auth.tokens import hash_api_token
@@ -23,6 +25,7 @@ def init_app(app):
     login_manager.session_protection = "strong"
     app.register_blueprint(blueprint)
     app.before_request(require_login)
+    app.after_request(security_headers)
 
 
 @login_manager.user_loader
@@ -82,8 +85,43 @@ def require_login():
             return unauthorized_json(str(error))
         return None
     if current_user.is_authenticated:
-        return None
+        return cross_site_refusal()
     is_page = request.path.startswith(DOCS_PREFIX)  # Swagger UI is a page, though under /api/
     if not is_page and (request.path.startswith(JSON_PREFIXES) or request.path.startswith("/_dash-component-suites")):
         return unauthorized_json("Authentication credentials were not provided.")
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def cross_site_refusal():
+    """A browser session's writes to the API must be JSON from this site: a form on another site can
+    send neither (JSON needs a CORS preflight this app never grants). Token scripts are unaffected."""
+    if not request.path.startswith("/api/") or request.method in SAFE_METHODS:
+        return None
+    origin = request.headers.get("Origin") or request.headers.get("Referer")
+    same_site = origin is None or urlsplit(origin)[:2] == urlsplit(request.host_url)[:2]
+    if request.is_json and same_site:
+        return None
+    response = jsonify({"detail": "Cross-site or non-JSON write with a session cookie refused: send JSON from "
+                                  "this site, or use 'Authorization: Token <key>'."})
+    response.status_code = 403
+    return response
+
+
+# Dash writes inline styles and one inline script that starts its renderer; nothing loads from elsewhere.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+                           "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+                           "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+
+
+def security_headers(response):
+    """No framing (clickjacking), no MIME sniffing, no full URLs to other sites; HSTS behind HTTPS."""
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if current_app.config.get("SESSION_COOKIE_SECURE"):
+        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    return response

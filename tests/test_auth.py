@@ -260,3 +260,45 @@ def test_password_change_needs_old_password_and_rules(client, people):
     assert "Your password was changed." in client.post("/account/password", data=form).text
     client.get("/logout")
     assert login(client, "pi", "Balmer-Series-77").status_code == 302
+
+
+def test_security_headers_on_pages_and_api(client, people):
+    from auth import CONTENT_SECURITY_POLICY
+
+    for response in (client.get("/login"), client.get("/api/", headers=auth_header(people["tokens"]["pi"]))):
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+        assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        assert "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
+        assert "Strict-Transport-Security" not in response.headers  # plain HTTP: no HSTS
+
+
+def test_hsts_behind_https(client, app):
+    app.config["SESSION_COOKIE_SECURE"] = True
+    assert client.get("/login").headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+
+
+def test_session_writes_to_the_api_must_be_same_site_json(client, people):
+    """A page on another site cannot drive the API with a signed-in user's cookie; scripts with a token can."""
+    from db import db
+
+    proposal = people["proposal"]
+    url = f"/api/proposals/collaborators/{proposal.id}/"
+    assert login(client, "pi", PASSWORD).status_code == 302
+    form = client.post(url, data={"email": "stranger@example.org", "action": "add"},
+                       headers={"Origin": "http://evil.example"})
+    assert form.status_code == 403 and "Cross-site or non-JSON" in form.json["detail"]
+    evil_json = client.post(url, json={"email": "stranger@example.org", "action": "add"},
+                            headers={"Origin": "http://evil.example"})
+    assert evil_json.status_code == 403
+    same_site_form = client.post(url, data={"email": "stranger@example.org", "action": "add"},
+                                 headers={"Origin": "http://localhost"})
+    assert same_site_form.status_code == 403  # a form is never a session write to the API
+    db.session.expire_all()
+    assert [user.username for user in proposal.collaborators] == ["collab"]
+    assert client.post(url, json={"email": "stranger@example.org", "action": "add"},
+                       headers={"Origin": "http://localhost"}).status_code == 200
+    token = client.post(url, json={"email": "stranger@example.org", "action": "remove"},
+                        headers={**auth_header(people["tokens"]["pi"]), "Origin": "http://evil.example"})
+    assert token.status_code == 200  # a token is not a cookie: no cross-site risk

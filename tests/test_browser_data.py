@@ -104,6 +104,9 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     page.on("request", lambda request: None if request.url.startswith((live_server, "data:"))
             else outside.append(request.url))
     page.on("request", lambda request: scripts.append(request.url) if request.resource_type == "script" else None)
+    refused = []  # what the Content-Security-Policy blocked: nothing the app needs
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
+            else None)
     log_in(page, live_server, "pi")
     page.wait_for_selector("#observed-count")
     assert page.inner_text("#observed-count") == "3"
@@ -279,6 +282,7 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     wait_title(page, night["raw_arc"].file_name)
     screenshot(page, "data-from-search")
     assert outside == []  # every asset is served locally (the app runs behind a VPN)
+    assert refused == []
     plotly_scripts = {url.split("?")[0] for url in scripts if "plotly" in url}
     assert plotly_scripts == {f"{live_server}/assets/vendor/plotly/plotly-cartesian.min.js"}  # never the 4.8 MB one
 
