@@ -33,10 +33,13 @@ def load_user(user_id: str):
     from db import db
     from db.models import User
 
+    user_id, _, version = str(user_id).partition(":")
     try:
-        return db.session.get(User, int(user_id))
-    except (TypeError, ValueError):
+        user = db.session.get(User, int(user_id))
+    except (TypeError, ValueError, OverflowError):
         return None
+    # A session of an older version (before a logout or a password change) is no session.
+    return user if user is not None and str(user.session_version) == version else None
 
 
 @login_manager.request_loader

@@ -65,7 +65,17 @@ def set_password(user: User, password: str) -> None:
     problems = problems_for_user(password, user)
     if problems:
         raise AccountError(" ".join(problems))
+    store_password(user, password)
+
+
+def store_password(user: User, password: str) -> None:
+    """The one writer of a password: stored hashed, and every existing session of the user ends."""
     user.password_hash = hash_password(password)
+    end_sessions(user)
+
+
+def end_sessions(user: User) -> None:
+    user.session_version = (user.session_version or 1) + 1
 
 
 def regenerate_token(user: User) -> str:

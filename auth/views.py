@@ -6,10 +6,11 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from auth.passwords import RULES, hash_password, password_matches, problems_for_user
+from auth.accounts import end_sessions, store_password
+from auth.passwords import RULES, password_matches, problems_for_user
 from auth.tokens import LinkError, read_set_password_token
 from db import db
 from db.events import log_event
@@ -91,6 +92,9 @@ def login():
 
 @blueprint.route("/logout", methods=["GET", "POST"])
 def logout():
+    if current_user.is_authenticated and not g.get("token_user"):
+        end_sessions(current_user)  # a copy of this session cookie must not outlive the logout
+        db.session.commit()
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
@@ -107,7 +111,7 @@ def set_password(token):
         check_csrf()
         problems = _new_password_problems(user)
         if not problems:
-            user.password_hash = hash_password(request.form["new_password1"])
+            store_password(user, request.form["new_password1"])
             db.session.commit()
             log_event("password_set", f"{user.username} set a password from a mailed link.", user=user)
             return render_template("auth/message.html", title="Password set",
@@ -128,8 +132,9 @@ def change_password():
         else:
             problems = _new_password_problems(current_user)
         if not problems:
-            current_user.password_hash = hash_password(request.form["new_password1"])
+            store_password(current_user, request.form["new_password1"])
             db.session.commit()
+            login_user(current_user)  # this browser's session goes on with the new version; others end
             return render_template("auth/message.html", title="Password changed",
                                    message="Your password was changed.", link="/")
     return render_template("auth/password.html", title="Password change", ask_old=True,

@@ -39,6 +39,9 @@ class User(UserMixin, db.Model):
     is_active_account: Mapped[bool] = mapped_column("is_active", default=True)
     password_hash: Mapped[str | None] = mapped_column(sa.String(256))
     api_token_hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    # Part of the session's user id: bumped at logout and password changes, so every older session
+    # cookie (copied, stolen, on another machine) stops working.
+    session_version: Mapped[int] = mapped_column(default=1)
     date_joined: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     last_login: Mapped[datetime | None] = mapped_column(Timestamp)
     # Visual preferences (the user panel of the manual).
@@ -50,6 +53,9 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # flask-login refuses inactive accounts
         return self.is_active_account
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
 
     @property
     def full_name(self) -> str:

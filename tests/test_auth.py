@@ -302,3 +302,37 @@ def test_session_writes_to_the_api_must_be_same_site_json(client, people):
     token = client.post(url, json={"email": "stranger@example.org", "action": "remove"},
                         headers={**auth_header(people["tokens"]["pi"]), "Origin": "http://evil.example"})
     assert token.status_code == 200  # a token is not a cookie: no cross-site risk
+
+
+def _copied_session(app, client):
+    """Another browser holding a copy of ``client``'s session cookie."""
+    thief = app.test_client()
+    cookie = client.get_cookie("session")
+    thief.set_cookie("session", cookie.value)
+    return thief
+
+
+@pytest.mark.parametrize("ending", ["logout", "password change", "set-password link"])
+def test_a_copied_session_ends_with_logout_and_password_changes(app, client, people, ending):
+    from auth.tokens import make_set_password_token
+
+    assert login(client, "pi", PASSWORD).status_code == 302
+    thief = _copied_session(app, client)
+    assert thief.get("/api/files/").status_code == 200  # the copy works, as long as the session lives
+    new_password = "Another-Spectrum-77"
+    if ending == "logout":
+        client.get("/logout")
+    elif ending == "password change":
+        page = client.get("/account/password")
+        response = client.post("/account/password", data={
+            "old_password": PASSWORD, "new_password1": new_password, "new_password2": new_password,
+            "csrf_token": csrf_of(page)})
+        assert response.status_code == 200 and "Your password was changed." in response.text
+        assert client.get("/api/files/").status_code == 200  # the browser that changed it stays signed in
+    else:
+        link = f"/set-password/{make_set_password_token(people['users']['pi'])}"
+        other = app.test_client()
+        response = other.post(link, data={"new_password1": new_password, "new_password2": new_password,
+                                          "csrf_token": csrf_of(other.get(link))})
+        assert response.status_code == 200
+    assert thief.get("/api/files/").status_code == 401
