@@ -10,6 +10,7 @@ from auth.permissions import can_change_file, get_visible_file, get_visible_job
 from auth.queries import compatible_arcs
 from db import db
 from db.models import Job
+from db.serialize import iso_time
 from live import tasks
 from pipeline import chain, headers, lamps
 from pipeline.fitsfiles import science_header
@@ -27,9 +28,8 @@ def job_to_dict(job: Job) -> dict:
     return {"id": job.id, "kind": job.kind, "state": job.state, "reason": job.reason,
             "waiting_for": job.waiting_for, "file_id": job.file_id,
             "params": job.params or {}, "result": job.result, "attempts": job.attempts,
-            "created": job.created.isoformat() if job.created else None,
-            "started_at": job.started_at.isoformat() if job.started_at else None,
-            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+            "created": iso_time(job.created), "started_at": iso_time(job.started_at),
+            "finished_at": iso_time(job.finished_at),
             "url": url_for("api.job_detail", job_id=job.id)}
 
 

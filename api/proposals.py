@@ -28,12 +28,13 @@ from auth.accounts import (
     remove_collaborator_by_email,
     update_settings,
 )
+from auth.audit import MAX_PAGE_SIZE as LOG_PAGE_SIZE
 from auth.audit import LogQueryError, list_log_entries, log_entry_to_dict
 from auth.permissions import can_manage_proposal, visible_proposals
 from auth.queries import find_visible_proposal
 from db import db
 from db.models import Proposal
-from db.queries import QueryError, parse_integer
+from db.queries import MAX_INTEGER, QueryError, parse_integer
 from db.serialize import proposal_to_dict
 
 DEFAULT_PAGE_SIZE = 100
@@ -183,10 +184,9 @@ def logs_list():
 _SECURITY = [{"Token": []}]
 _IDENT = {"name": "id", "in": "path", "required": True, "description": "Proposal id (or its SOAR id).",
           "schema": {"type": "string"}}
-_PAGING = [
-    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-    {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}},
-]
+def _paging(maximum: int) -> list[dict]:
+    return [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}},
+            {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": maximum}}]
 _ERROR = {"type": "object", "properties": {"detail": {"type": "string"}}}
 _USER = {"type": "object", "nullable": True, "properties": {
     "id": {"type": "integer"}, "username": {"type": "string"},
@@ -199,7 +199,7 @@ _PROPOSAL = {"type": "object", "properties": {
     "title": {"type": "string"}, "abstract": {"type": "string"}, "user": _USER,
     "collaborators": {"type": "array", "items": _USER}}}
 _SETTINGS = {"type": "object", "properties": {
-    "saturation_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 100,
+    "saturation_threshold": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 100,
                              "description": "Percent of saturated pixels that rejects a flat."},
     "cosmic_ray_rejection": {"type": "string", "enum": ["default", "dcr", "lacosmic", "none"]},
     "technique": {"type": "string", "enum": ["Spectroscopy", "Imaging"]},
@@ -236,7 +236,7 @@ OPENAPI_PATHS: dict = {
     "/api/proposals/": {"get": {
         "tags": ["proposals"], "operationId": "api_proposals_list", "security": _SECURITY,
         "summary": "The proposals the caller is PI or collaborator of (staff: all)",
-        "parameters": [*_PAGING,
+        "parameters": [*_paging(MAX_PAGE_SIZE),
                        {"name": "search", "in": "query", "schema": {"type": "string"},
                         "description": "Text in the SOAR id or title."},
                        {"name": "semester", "in": "query", "schema": {"type": "string", "example": "2026B"}}],
@@ -291,7 +291,7 @@ OPENAPI_PATHS: dict = {
     "/api/logs/": {"get": {
         "tags": ["logs"], "operationId": "api_logs_list", "security": _SECURITY,
         "summary": "Important events, newest first (users: their proposals' and files' events; staff: all)",
-        "parameters": [*_PAGING,
+        "parameters": [*_paging(LOG_PAGE_SIZE),
                        {"name": "level", "in": "query",
                         "schema": {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}},
                        {"name": "proposal", "in": "query", "schema": {"type": "string"},

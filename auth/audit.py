@@ -17,6 +17,7 @@ from auth.permissions import visible_log_entries
 from db import db
 from db.models import LogEntry, Proposal, User
 from db.queries import QueryError, parse_integer
+from db.serialize import iso_time
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The events a proposal's history shows (who changed what, from what to what).
@@ -114,7 +115,7 @@ def proposal_history(proposal_id: int, limit: int = 200) -> list[tuple[LogEntry,
 def log_entry_to_dict(entry: LogEntry, soar_id: str | None = None, username: str | None = None) -> dict:
     return {
         "id": entry.id,
-        "created": entry.created.isoformat() if entry.created else None,
+        "created": iso_time(entry.created),
         "level": entry.level,
         "event": entry.event,
         "message": entry.message,

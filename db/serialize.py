@@ -1,13 +1,16 @@
 """Records as the API (and the pages) show them, with the manual's field names."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from db.models import File, Proposal, User
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def iso_time(value: datetime | None) -> str | None:
+    """ISO 8601 with its time zone (UTC): SQLite hands back naive datetimes, JSON readers need the zone."""
+    if value is None:
+        return None
+    return (value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value).isoformat()
 
 
 def _text(value) -> str:
@@ -19,8 +22,8 @@ def file_to_dict(file: File) -> dict:
     parent = file.parent or file
     return {
         "id": file.id,
-        "created": _iso(file.created),
-        "last_modified": _iso(file.last_modified),
+        "created": iso_time(file.created),
+        "last_modified": iso_time(file.last_modified),
         "original_file": original.file_name,
         "original_file_id": original.id,
         "parent_file": parent.file_name,
@@ -57,14 +60,14 @@ def file_to_dict(file: File) -> dict:
         "state_reason": file.state_reason,
         "instconf": file.instconf,
         "exptime": file.exptime,
-        "date_obs": _iso(file.date_obs),
+        "date_obs": iso_time(file.date_obs),
         "target": file.target,
         "version": file.version,
         "calibrations": file.calibrations or {},
-        "ingested_at": _iso(file.ingested_at),
-        "reduced_at": _iso(file.reduced_at),
-        "extracted_at": _iso(file.extracted_at),
-        "calibrated_at": _iso(file.calibrated_at),
+        "ingested_at": iso_time(file.ingested_at),
+        "reduced_at": iso_time(file.reduced_at),
+        "extracted_at": iso_time(file.extracted_at),
+        "calibrated_at": iso_time(file.calibrated_at),
     }
 
 
@@ -72,13 +75,13 @@ def user_to_dict(user: User) -> dict:
     return {
         "id": user.id,
         "username": user.username,
-        "last_login": _iso(user.last_login),
+        "last_login": iso_time(user.last_login),
         "first_name": user.first_name,
         "last_name": user.last_name,
         "email": user.email,
         "is_staff": user.is_staff,
         "is_active": user.is_active,
-        "date_joined": _iso(user.date_joined),
+        "date_joined": iso_time(user.date_joined),
     }
 
 

@@ -70,3 +70,26 @@ def test_swagger_ui_renders_without_internet(live_server, page, people):
     status.wait_for(timeout=10000)
     assert status.inner_text().strip() == "200"
     assert outside == []
+
+
+def test_documented_limits_and_types_match_the_server(client, people):
+    """OpenAPI 3.0: exclusiveMinimum is a boolean beside minimum; the logs' page_size limit is the one enforced;
+    timestamps carry their time zone (format date-time)."""
+    from auth.audit import MAX_PAGE_SIZE as LOG_PAGE_SIZE
+
+    headers = auth_header(people["tokens"]["staff"])
+    document = client.get("/api/openapi.json", headers=headers).json
+    settings = document["paths"]["/api/proposals/{id}/settings/"]["put"]["requestBody"]["content"][
+        "application/json"]["schema"]["properties"]["saturation_threshold"]
+    assert settings["minimum"] == 0 and settings["exclusiveMinimum"] is True
+    logs = {p["name"]: p for p in document["paths"]["/api/logs/"]["get"]["parameters"]}
+    assert logs["page_size"]["schema"]["maximum"] == LOG_PAGE_SIZE
+    assert client.get(f"/api/logs/?page_size={LOG_PAGE_SIZE}", headers=headers).status_code == 200
+    assert client.get(f"/api/logs/?page_size={LOG_PAGE_SIZE + 1}", headers=headers).status_code == 400
+    from db.events import log_event
+
+    log_event("settings_changed", "An event to read back.", proposal_id=people["proposal"].id)
+    created = client.get("/api/logs/", headers=headers).json["results"][0]["created"]
+    assert created.endswith("+00:00")
+    joined = client.get(f"/api/proposals/{people['proposal'].id}/", headers=headers).json["user"]["date_joined"]
+    assert joined.endswith("+00:00")
