@@ -1,7 +1,7 @@
 """The JSON API blueprint, under /api/ (token or session auth, see auth/)."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -53,7 +53,30 @@ def init_app(server):
     server.register_blueprint(blueprint)
     server.register_blueprint(import_module("api.docs").swagger_blueprint())
 
-    @server.route("/api/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @server.route("/api/<path:unknown>", methods=list(API_METHODS))
     def api_not_found(unknown):
         # Without this, Dash's catch-all page route would answer unknown API URLs with HTML.
+        allowed = methods_for(server, f"/api/{unknown}")
+        if allowed:
+            response = error_response(f"{request.method} is not allowed on /api/{unknown}; use "
+                                      f"{', '.join(allowed)}.", 405)
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
         return error_response(f"No API endpoint /api/{unknown}.", 404)
+
+
+API_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def methods_for(server, path: str) -> list[str]:
+    """The methods a known API route takes at ``path`` (empty when no route but the catch-all matches)."""
+    adapter = server.url_map.bind("localhost")
+    allowed = []
+    for method in API_METHODS:
+        try:
+            endpoint, _ = adapter.match(path, method=method)
+        except HTTPException:
+            continue
+        if endpoint != "api_not_found":
+            allowed.append(method)
+    return allowed

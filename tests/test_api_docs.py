@@ -93,3 +93,13 @@ def test_documented_limits_and_types_match_the_server(client, people):
     assert created.endswith("+00:00")
     joined = client.get(f"/api/proposals/{people['proposal'].id}/", headers=headers).json["user"]["date_joined"]
     assert joined.endswith("+00:00")
+
+
+def test_a_wrong_method_on_a_known_route_is_405_and_unknown_routes_404(client, people):
+    headers = auth_header(people["tokens"]["staff"])
+    wrong = client.put("/api/files/1/", headers=headers)
+    assert wrong.status_code == 405 and wrong.headers["Allow"] == "GET"
+    assert wrong.json["detail"] == "PUT is not allowed on /api/files/1/; use GET."
+    assert client.delete("/api/jobs/1/", headers=headers).status_code == 405
+    unknown = client.get("/api/no-such-thing/", headers=headers)
+    assert unknown.status_code == 404 and unknown.json["detail"] == "No API endpoint /api/no-such-thing/."
