@@ -683,26 +683,6 @@ def stream(source_dir, dest_dir, *, delay: float = 2.0, pattern: str = "*.fits")
     return written
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Write a synthetic Goodman night (and optionally stream it).")
-    parser.add_argument("out_dir")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stream-to", help="then copy the frames one by one into this folder")
-    parser.add_argument("--delay", type=float, default=2.0, help="seconds between streamed frames")
-    parser.add_argument("--bias", type=int, default=6, help="bias frames per configuration")
-    parser.add_argument("--flats", type=int, default=6, help="flats per configuration")
-    args = parser.parse_args(argv)
-    truth = simulate_night(args.out_dir, seed=args.seed, n_bias=args.bias, n_flats=args.flats)
-    print(f"wrote {truth}")
-    if args.stream_to:
-        for path in stream(args.out_dir, args.stream_to, delay=args.delay):
-            print(f"streamed {path.name}", flush=True)
-
-
-if __name__ == "__main__":
-    main()
-
-
 def flux_accuracy(wavelength, flux, source: dict, *, bin_width: float = 100.0) -> dict:
     """Calibrated / true F_lambda of a ``FluxSource`` continuum (its ``truth()``) in ``bin_width`` bins away
     from its lines (60 A), the spectrum's ends (150 A) and NaN: the median ratio, and the shape
@@ -723,3 +703,24 @@ def flux_accuracy(wavelength, flux, source: dict, *, bin_width: float = 100.0) -
     return {"median": float(np.median(ratios)), "p90": float(np.percentile(shape, 90)), "worst": float(shape.max()),
             "bins": int(ratios.size), "blue_ratio": float(ratios[0]), "red_ratio": float(ratios[-1])}
 
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Write a synthetic Goodman night (and optionally stream it).")
+    parser.add_argument("out_dir")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stream-to", help="then copy the frames one by one into this folder")
+    parser.add_argument("--delay", type=float, default=2.0, help="seconds between streamed frames")
+    parser.add_argument("--bias", type=int, default=6, help="bias frames per configuration")
+    parser.add_argument("--flats", type=int, default=6, help="flats per configuration")
+    parser.add_argument("--standards", type=int, default=1, help="standard stars per configuration")
+    args = parser.parse_args(argv)
+    truth = simulate_night(args.out_dir, seed=args.seed, n_bias=args.bias, n_flats=args.flats,
+                           n_standards=args.standards)
+    print(f"wrote {truth}")
+    if args.stream_to:
+        for path in stream(args.out_dir, args.stream_to, delay=args.delay):
+            print(f"streamed {path.name}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
