@@ -34,7 +34,7 @@ from auth.permissions import can_manage_proposal, visible_proposals
 from auth.queries import find_visible_proposal
 from db import db
 from db.models import Proposal
-from db.queries import MAX_INTEGER, QueryError, parse_integer
+from db.queries import MAX_INTEGER, QueryError, is_number, parse_integer
 from db.serialize import proposal_to_dict
 
 DEFAULT_PAGE_SIZE = 100
@@ -70,7 +70,7 @@ def paginated(results: list, count: int, page: int, page_size: int):
 
 def visible_proposal_or_404(ident: str) -> Proposal:
     """By numeric id or SOAR id, through the permission layer; missing and hidden look the same."""
-    if ident.isdigit():
+    if is_number(ident):
         parse_id(ident, "id")  # a number too large for an id is a bad request, not a missing proposal
     proposal = find_visible_proposal(current_user, ident)
     if proposal is None:

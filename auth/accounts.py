@@ -15,6 +15,7 @@ from auth.tokens import make_set_password_token, new_api_token
 from db import db
 from db.events import log_event
 from db.models import Proposal, ProposalSettings, User
+from db.queries import is_number
 from pipeline.cosmics import dcr_available
 from pipeline.settings import ReductionSettings
 from pipeline.settings import validate as validate_settings
@@ -391,7 +392,7 @@ def create_proposal_for(actor, *, soar_id, pi_id, semester, title: str = "", abs
             raise AccountError("A proposal needs a SOAR id.")
         if not (title or "").strip():
             raise AccountError("A proposal needs a title.")
-        pi = db.session.get(User, int(pi_id)) if str(pi_id or "").isdigit() else None
+        pi = db.session.get(User, int(pi_id)) if is_number(pi_id) else None
         if pi is None:
             raise AccountError("Please select the PI.")
         if db.session.scalar(sa.select(Proposal.id).where(Proposal.soar_id == soar_id)):

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from auth.permissions import visible_log_entries
 from db import db
 from db.models import LogEntry, Proposal, User
-from db.queries import QueryError, parse_integer
+from db.queries import QueryError, is_number, parse_integer
 from db.serialize import iso_time
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -77,7 +77,7 @@ def list_log_entries(user, *, level=None, proposal=None, text=None, page=None, p
         query = query.where(LogEntry.level == level)
     if proposal not in (None, ""):
         value = str(proposal).strip()
-        if value.isdigit():
+        if is_number(value):
             query = query.where(LogEntry.proposal_id == _whole("proposal", value, 0))
         else:
             soar = sa.select(Proposal.id).where(Proposal.soar_id == value).scalar_subquery()

@@ -28,6 +28,7 @@ from db.queries import (  # noqa: F401  (the plain ones the pages use with these
     count_files,
     data_type_name,
     global_change_stamp,
+    is_number,
     last_page,
     parse_integer,
     same_configuration,
@@ -244,7 +245,7 @@ def search_proposals(user, text: str | None, page: int, page_size: int, *, by_pe
 def find_visible_proposal(user, ident) -> Proposal | None:
     """By id or SOAR id, through the permission layer: None for missing *and* for not-yours."""
     ident = str(ident or "").strip()
-    if ident.isdigit():
+    if is_number(ident):
         return get_visible_proposal(user, int(ident)) if int(ident) <= MAX_INTEGER else None
     if not ident:
         return None

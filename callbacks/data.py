@@ -33,6 +33,7 @@ from components.file_index import (
 from components.header_table import filter_cards, header_cards, header_table
 from db import db
 from db.models import File
+from db.queries import is_number
 from live import tasks
 from live.catalogue import DeleteRefused, delete_products
 from live.queue import JobRefused
@@ -53,7 +54,7 @@ def _user():
 
 
 def _file(user, file_id) -> File | None:
-    if file_id is None or isinstance(file_id, str) and not file_id.isdigit():
+    if file_id is None or isinstance(file_id, str) and not is_number(file_id):
         return None
     try:
         return get_visible_file(user, int(file_id))

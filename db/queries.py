@@ -60,6 +60,11 @@ class FilePage:
 MAX_INTEGER = 2**31 - 1  # the largest id or page number the databases' integer columns hold
 
 
+def is_number(value) -> bool:
+    """True for a string of ASCII digits (``str.isdigit`` also accepts '²', which ``int`` refuses)."""
+    return bool(re.fullmatch(r"[0-9]+", str(value if value is not None else "")))
+
+
 def parse_integer(name: str, value, minimum: int = 0, maximum: int = MAX_INTEGER) -> int:
     """A whole-number parameter (ids, page numbers, sizes), or QueryError saying what is wrong."""
     try:

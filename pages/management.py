@@ -12,7 +12,7 @@ from flask_login import current_user
 
 from auth.accounts import PARTNERS, next_soar_id, semester_of
 from auth.permissions import can_manage_users
-from auth.queries import active_users
+from auth.queries import active_users, is_number
 from components import ids
 from components.forms import labelled, not_found
 from db.models import User
@@ -97,7 +97,7 @@ def _user_label(user: User) -> str:
 @staff_only
 def proposal_new_layout(pi=None, **_query):
     users = active_users()
-    chosen = int(pi) if str(pi or "").isdigit() and any(u.id == int(pi) for u in users) else None
+    chosen = int(pi) if is_number(pi) and any(u.id == int(pi) for u in users) else None
     semester = semester_of()
     return dbc.Row(dbc.Col(_card("New Proposal", [
         dcc.Location(id=ids.MANAGEMENT_REDIRECT, refresh="callback-nav"),
