@@ -15,14 +15,6 @@ from live import tasks
 from pipeline import chain, headers, lamps
 from pipeline.fitsfiles import science_header
 
-# What each trigger asks the file to be, in words (the rule itself is pipeline.chain).
-_EXPECTED = {"calibrations": "a raw BIAS or FLAT frame",
-             "reduce": "a raw science, arc or imaging frame",
-             "extract": "a reduced science spectrum (reduce it first)",
-             "calibrate_wavelength": "an extracted science spectrum (extract it first)",
-             "sensitivity": "a wavelength-calibrated standard star",
-             "calibrate_flux": "a wavelength-calibrated science spectrum (calibrate its wavelengths first)"}
-
 
 def job_to_dict(job: Job) -> dict:
     return {"id": job.id, "kind": job.kind, "state": job.state, "reason": job.reason,
@@ -40,7 +32,7 @@ def _trigger(step_name: str, data: dict, params: dict | None = None):
         raise ApiError(f"You may not run reductions on {file.file_name}.", 403)
     step = chain.STEPS[step_name]
     if not step.accepts(file.data_type, tasks.kind_of(file), file.technique):
-        raise ApiError(f"{file.file_name} ({file.obstype}) is not {_EXPECTED[step_name]}.", 400)
+        raise ApiError(f"{file.file_name} ({file.obstype}) is not {step.expects}.", 400)
     job = tasks.enqueue_step(step_name, file, user=current_user, params={**step.manual_params, **(params or {})})
     db.session.commit()
     response = jsonify(job_to_dict(job))

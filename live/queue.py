@@ -163,12 +163,13 @@ def _send_outbox(session) -> None:
 
 
 def _send(job_id: int, attempts: int) -> bool:
-    global _redis_down
+    """Hand one attempt to the transport; False when it could not (or, in-process, already has it)."""
     queue = get_queue()
     if queue is None:
-        if (job_id, attempts) not in _inline_sent:
-            _inline_sent.add((job_id, attempts))
-            _inline_pool.submit(_run_inline, current_app._get_current_object(), job_id, attempts)
+        if (job_id, attempts) in _inline_sent:
+            return False
+        _inline_sent.add((job_id, attempts))
+        _inline_pool.submit(_run_inline, current_app._get_current_object(), job_id, attempts)
         return True
     try:
         queue.enqueue("live.queue.run_job", job_id, job_id=f"gsp-{job_id}-{attempts}", result_ttl=3600,
@@ -235,8 +236,7 @@ def send_queued(limit: int = 1000) -> list[int]:
     if not rows:
         return []
     if queue is None:
-        return [job_id for job_id, attempts in rows if (job_id, attempts) not in _inline_sent
-                and _send(job_id, attempts)]
+        return [job_id for job_id, attempts in rows if _send(job_id, attempts)]
     from rq.job import Job as RqJob
 
     try:

@@ -91,12 +91,12 @@ def _json_record(record: dict) -> dict:
                                  else str(value)))
 
 
-def input_of(job, step_name: str, expected: str) -> tuple[File, chain.Step]:
+def input_of(job, step_name: str) -> tuple[File, chain.Step]:
     """The job's file and step, or JobRefused when the chain says the step does not take that file."""
     file, step = db.session.get(File, job.file_id), chain.STEPS[step_name]
     if file is None or not step.accepts(file.data_type, kind_of(file), file.technique):
         name = file.file_name if file is not None else f"File {job.file_id}"
-        raise JobRefused(f"{name} is not {expected}.")
+        raise JobRefused(f"{name} is not {step.expects}.")
     return file, step
 
 
@@ -297,7 +297,7 @@ def _build_master(frame: File, kind: str, group: list[File], settings: Reduction
 @task("reduce")
 def reduce_task(job) -> dict | Waiting:
     """Reduce a raw frame with the best masters; without them, wait (unless asked by hand)."""
-    raw, step = input_of(job, "reduce", "a raw science, arc or imaging frame (the frames the Reduce block takes)")
+    raw, step = input_of(job, "reduce")
     settings = settings_for(raw)
     force = bool((job.params or {}).get("force"))
     needs_flat = not settings.ignore_flats
@@ -342,7 +342,7 @@ def choose_arc(science: File, arc_id=None, reason: str = "chosen by hand") -> tu
 
 @task("extract")
 def extract_task(job) -> dict:
-    reduced, step = input_of(job, "extract", "a reduced science spectrum")
+    reduced, step = input_of(job, "extract")
     raw = original_of(reduced)
     arc_id = (job.params or {}).get("arc_id")
     arc, arc_why = choose_arc(reduced, arc_id) if arc_id is not None else (None, "")  # fail early on a wrong id
@@ -361,7 +361,7 @@ def extract_task(job) -> dict:
 
 @task("calibrate_wavelength")
 def calibrate_wavelength_task(job) -> dict | Waiting:
-    extracted, step = input_of(job, "calibrate_wavelength", "an extracted science spectrum")
+    extracted, step = input_of(job, "calibrate_wavelength")
     params = job.params or {}
     raw = original_of(extracted)
     arc, arc_why = choose_arc(extracted, params.get("arc_id"), params.get("arc_reason") or "chosen by hand")
@@ -403,7 +403,7 @@ def star_of(file: File) -> standards.StandardStar | None:
 @task("sensitivity")
 def sensitivity_task(job) -> dict:
     """The sensitivity function of a configuration, from a wavelength-calibrated standard star."""
-    calibrated, step = input_of(job, "sensitivity", "a wavelength-calibrated standard star")
+    calibrated, step = input_of(job, "sensitivity")
     star = star_of(calibrated)
     raw = original_of(calibrated)
     product = steps.sensitivity(Path(calibrated.full_path), star, out_dir_for(raw), original=Path(raw.full_path),
@@ -444,7 +444,7 @@ def choose_sensitivity(calibrated: File, standard_id=None) -> tuple[File | None,
 
 @task("calibrate_flux")
 def calibrate_flux_task(job) -> dict | Waiting:
-    calibrated, step = input_of(job, "calibrate_flux", "a wavelength-calibrated science spectrum")
+    calibrated, step = input_of(job, "calibrate_flux")
     raw = original_of(calibrated)
     sensitivity, why = choose_sensitivity(calibrated, (job.params or {}).get("standard_id"))
     if sensitivity is None:

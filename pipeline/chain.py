@@ -40,6 +40,7 @@ class Step:
     """
 
     name: str
+    expects: str  # what its input is, in words ("… is not a reduced science spectrum (reduce it first)")
     title: str  # the block, in messages ("Reduce of 0014.fits: done")
     label: str  # its button on the Data page
     icon: str
@@ -65,24 +66,30 @@ MASTER_BIAS, MASTER_FLAT, ARC, SENSITIVITY = "master bias", "master flat", "arc"
 SPECTRA = frozenset({"science", STANDARD})
 
 STEPS: dict[str, Step] = {step.name: step for step in (
-    Step("calibrations", title="Build master calibrations", label="Build Master Calibrations", icon="layers",
+    Step("calibrations", expects="a raw BIAS or FLAT frame",
+         title="Build master calibrations", label="Build Master Calibrations", icon="layers",
          takes=DataType.RAW, kinds=frozenset({"bias", "flat"}), makes=DataType.MASTER,
          provides={"bias": MASTER_BIAS, "flat": MASTER_FLAT}, manual_params={"force": True}),
-    Step("reduce", title="Reduce", label="Reduce Raw File", icon="gear",
+    Step("reduce", expects="a raw science, arc or imaging frame",
+         title="Reduce", label="Reduce Raw File", icon="gear",
          takes=DataType.RAW, kinds=frozenset({"arc", "imaging"}) | SPECTRA, makes=DataType.REDUCED,
          needs=(MASTER_BIAS, MASTER_FLAT), provides={"arc": ARC}, then=("extract",), manual_params={"force": True}),
-    Step("extract", title="Extract target", label="Extract Target", icon="bullseye",
+    Step("extract", expects="a reduced science spectrum (reduce it first)",
+         title="Extract target", label="Extract Target", icon="bullseye",
          takes=DataType.REDUCED, kinds=SPECTRA, makes=DataType.EXTRACTED, spectroscopy_only=True,
          then=("calibrate_wavelength",), choices=("arc_id",)),
-    Step("calibrate_wavelength", title="Calibrate wavelength", label="Calibrate Wavelength", icon="rulers",
+    Step("calibrate_wavelength", expects="an extracted science spectrum (extract it first)",
+         title="Calibrate wavelength", label="Calibrate Wavelength", icon="rulers",
          takes=DataType.EXTRACTED, kinds=SPECTRA, makes=DataType.WAVELENGTH_CALIBRATED, spectroscopy_only=True,
          needs=(ARC,), then=("sensitivity", "calibrate_flux"), choices=("arc_id", "lamp")),
     # A standard star's calibrated spectrum becomes the sensitivity function of its configuration
     # (a calibration product, like the masters); science spectra are flux calibrated with it.
-    Step("sensitivity", title="Sensitivity function", label="Build Sensitivity Function", icon="graph-up",
+    Step("sensitivity", expects="a wavelength-calibrated standard star",
+         title="Sensitivity function", label="Build Sensitivity Function", icon="graph-up",
          takes=DataType.WAVELENGTH_CALIBRATED, kinds=frozenset({STANDARD}), makes=DataType.MASTER,
          spectroscopy_only=True, provides={STANDARD: SENSITIVITY}),
-    Step("calibrate_flux", title="Calibrate flux", label="Calibrate Flux", icon="brightness-high",
+    Step("calibrate_flux", expects="a wavelength-calibrated science spectrum (calibrate its wavelengths first)",
+         title="Calibrate flux", label="Calibrate Flux", icon="brightness-high",
          takes=DataType.WAVELENGTH_CALIBRATED, kinds=frozenset({"science"}), makes=DataType.FLUX_CALIBRATED,
          spectroscopy_only=True, needs=(SENSITIVITY,), choices=("standard_id",), setting="flux_calibration"),
 )}
