@@ -89,6 +89,9 @@ RDNOISE = 3.89  # e-
 BIAS_LEVEL = 412.0  # ADU
 LINE_FWHM_PX = 3.0  # spectral resolution element for the 1.0" slit, binned pixels
 SATURATION_ADU = 65535
+# Cosmic-ray hits per second of exposure on the 2x2 frame: ~50 in 600 s. Real Goodman frames show
+# several times more (~1 hit/cm2/min over ~37 cm2): benchmarks raise it with ``cosmic_ray_rate``.
+COSMIC_RAY_RATE = 0.08
 DEFAULT_PROPOSAL = "SOAR2026B-001"
 DEFAULT_DATE = "2026-11-27"
 _FIXED_PATTERN_SEED = 20261127  # detector fixed patterns are the same all night
@@ -393,10 +396,11 @@ def sky_spectrum(dispersion: Dispersion, exptime_scale: float) -> tuple[np.ndarr
     return spectrum, truth
 
 
-def add_cosmic_rays(image: np.ndarray, rng: np.random.Generator, exptime: float) -> list[list[float]]:
-    """Sharp hits (1-3 pixels each) added in place; returns their [y, x, electrons]."""
+def add_cosmic_rays(image: np.ndarray, rng: np.random.Generator, exptime: float,
+                    rate: float = COSMIC_RAY_RATE) -> list[list[float]]:
+    """Sharp hits (1-3 pixels each, ``rate`` per second of exposure) added in place; returns their [y, x, electrons]."""
     hits = []
-    for _ in range(rng.poisson(0.08 * exptime)):
+    for _ in range(rng.poisson(rate * exptime)):
         y, x = rng.integers(0, TRIMMED_SHAPE[0]), rng.integers(0, TRIMMED_SHAPE[1])
         for dy, dx in [(0, 0), (0, 1), (1, 0), (1, 1)][: rng.integers(1, 4)]:
             yy, xx = min(y + dy, TRIMMED_SHAPE[0] - 1), min(x + dx, TRIMMED_SHAPE[1] - 1)
@@ -505,7 +509,8 @@ def make_arc(config: str = "400_M2", *, shift_px: float = 0.0, scale: float = 1.
 
 def make_science(config: str = "400_M2", *, pointing: Pointing | None = None, shift_px: float = 0.0,
                  scale: float = 1.0, seed=None, exptime: float = 600.0, cosmic_rays: bool = True,
-                 date_obs: str = f"{DEFAULT_DATE}T23:30:00.000", proposal: str = DEFAULT_PROPOSAL) -> Frame:
+                 cosmic_ray_rate: float = COSMIC_RAY_RATE, date_obs: str = f"{DEFAULT_DATE}T23:30:00.000",
+                 proposal: str = DEFAULT_PROPOSAL) -> Frame:
     """Targets on tilted/curved traces, sky continuum and lines along the slit, cosmic rays."""
     pointing = pointing or POINTINGS[config][0]
     rng = _rng(seed)
@@ -520,7 +525,7 @@ def make_science(config: str = "400_M2", *, pointing: Pointing | None = None, sh
         targets_truth.append({"trace": list(target.trace), "fwhm_px": target.fwhm_px, "beta": target.beta,
                               "redshift": target.redshift, "emission_lines": lines_truth})
     electrons *= _pixel_response()
-    hits = add_cosmic_rays(electrons, rng, exptime) if cosmic_rays else []
+    hits = add_cosmic_rays(electrons, rng, exptime, cosmic_ray_rate) if cosmic_rays else []
     header = make_header(config, obstype="SPECTRUM", object_name=pointing.object_name, exptime=exptime,
                          date_obs=date_obs, proposal=proposal, ra=pointing.ra, dec=pointing.dec)
     header["AIRMASS"] = (SCIENCE_AIRMASS, "airmass")  # as real frames have (their counts carry no flux truth)
@@ -627,7 +632,8 @@ def file_name(index: int, header: fits.Header, date: str) -> str:
 
 def simulate_night(out_dir, *, seed: int = 0, configurations=("400_M2", "930_M2"), n_bias: int = 6, n_flats: int = 6,
                    n_science: int = 4, shift_px: float = 0.37, scale: float = 1.0008,
-                   proposal: str = DEFAULT_PROPOSAL, date: str = DEFAULT_DATE, n_standards: int = 0) -> Path:
+                   proposal: str = DEFAULT_PROPOSAL, date: str = DEFAULT_DATE, n_standards: int = 0,
+                   cosmic_ray_rate: float = COSMIC_RAY_RATE) -> Path:
     """Write a night of raw frames plus ``truth.json`` into ``out_dir``; return the truth path.
 
     Every configuration shares ``shift_px`` and ``scale`` against its own library lamp;
@@ -644,6 +650,8 @@ def simulate_night(out_dir, *, seed: int = 0, configurations=("400_M2", "930_M2"
     for index, (kind, config, options) in enumerate(plan, start=1):
         if kind in ("arc", "science", "standard"):
             options = {**options, "shift_px": shift_px, "scale": scale}
+        if kind == "science":
+            options["cosmic_ray_rate"] = cosmic_ray_rate
         date_obs = clock.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         frame = makers[kind](config, seed=rng, date_obs=date_obs, proposal=proposal, **options)
         name = file_name(index, frame.header, date)
@@ -656,7 +664,7 @@ def simulate_night(out_dir, *, seed: int = 0, configurations=("400_M2", "930_M2"
                      "trimmed_shape": list(TRIMMED_SHAPE), "slit_rows": list(SLIT_ROWS), "binning": BINNING,
                      "gain": GAIN, "rdnoise": RDNOISE, "bias_level_adu": BIAS_LEVEL},
         "night": {"date": date, "proposal": proposal, "seed": seed, "configurations": list(configurations),
-                  "shift_px": shift_px, "scale": scale},
+                  "shift_px": shift_px, "scale": scale, "cosmic_ray_rate": cosmic_ray_rate},
         "files": files,
     }
     truth_path = out_dir / "truth.json"
