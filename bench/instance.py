@@ -171,3 +171,21 @@ class MakeRun:
                 os.killpg(self.process.pid, signal.SIGKILL)
         subprocess.run(["pkill", "-f", str(self.work)], check=False)  # any child left behind
         self.log.close()
+
+
+class ReductionLoad:
+    """A night being reduced on the same machine, at the priority `scripts/run` gives its workers:
+    `reduce-night` of a generated night (one process per core), again and again until stopped."""
+
+    def __init__(self, work: Path, nice: int = 10, seed: int = 81):
+        from pipeline.simulate import simulate_night
+
+        self.work = work
+        simulate_night(work / "raw", seed=seed, n_bias=10, n_flats=10, n_science=4, cosmic_ray_rate=0.3)
+        self.command = (f"while true; do nice -n {nice} {VENV_BIN / 'python'} -m pipeline reduce-night "
+                        f"'{work / 'raw'}' \"$(mktemp -d -p '{work}')\" >/dev/null 2>&1; done")
+        self.process = subprocess.Popen(["bash", "-c", self.command], cwd=ROOT, start_new_session=True)
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
