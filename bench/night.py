@@ -184,6 +184,8 @@ def stage_profile(raw: Path, out_dir: Path, settings_file: Path) -> dict:
     """Our night once more, in-process, with wall time summed per block and per inner step."""
     import importlib
 
+    from threadpoolctl import threadpool_limits
+
     from pipeline import night
     from pipeline import settings as settings_module
 
@@ -224,7 +226,9 @@ def stage_profile(raw: Path, out_dir: Path, settings_file: Path) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # long-card notices from astropy, not part of the timing
-            night.reduce_night(raw, out_dir, settings, workers=1)  # one process: the wrappers see every call
+            # one process, so the wrappers see every call; one OpenMP thread, as each process of the real run has
+            with threadpool_limits(1):
+                night.reduce_night(raw, out_dir, settings, workers=1)
     finally:
         for module, name, original in patches:
             setattr(module, name, original)
