@@ -380,13 +380,15 @@ def target_spectrum(target: Target, dispersion: Dispersion, exptime_scale: float
     return spectrum, truth
 
 
-def sky_spectrum(dispersion: Dispersion, exptime_scale: float) -> tuple[np.ndarray, list[dict]]:
-    """Electrons per column per slit row of the night sky, and its lines' truth."""
+def sky_spectrum(dispersion: Dispersion, exptime_scale: float, line_strength: float = 1.0
+                 ) -> tuple[np.ndarray, list[dict]]:
+    """Electrons per column per slit row of the night sky, and its lines' truth (``line_strength`` scales
+    the lines only: 0 for a sky without lines, as under a bright twilight)."""
     wavelength = dispersion(np.arange(TRIMMED_SHAPE[1]))
     ends = sorted(dispersion(np.array([0.0, TRIMMED_SHAPE[1] - 1.0])))
     lines = [(w, s) for w, s in SKY_LINES if ends[0] <= w <= ends[1]]
     centres = dispersion.pixel([w for w, _ in lines]) if lines else []
-    totals = [400.0 * s * exptime_scale for _, s in lines]
+    totals = [400.0 * s * exptime_scale * line_strength for _, s in lines]
     continuum = 6.0 * exptime_scale * throughput(wavelength)
     spectrum = continuum + (gaussian_lines(centres, totals) if lines else 0.0)
     truth = [{"wavelength": w, "x": float(x), "electrons_per_row": t} for (w, _), x, t in zip(lines, centres, totals)]
@@ -505,13 +507,15 @@ def make_arc(config: str = "400_M2", *, shift_px: float = 0.0, scale: float = 1.
 
 def make_science(config: str = "400_M2", *, pointing: Pointing | None = None, shift_px: float = 0.0,
                  scale: float = 1.0, seed=None, exptime: float = 600.0, cosmic_rays: bool = True,
-                 date_obs: str = f"{DEFAULT_DATE}T23:30:00.000", proposal: str = DEFAULT_PROPOSAL) -> Frame:
-    """Targets on tilted/curved traces, sky continuum and lines along the slit, cosmic rays."""
+                 date_obs: str = f"{DEFAULT_DATE}T23:30:00.000", proposal: str = DEFAULT_PROPOSAL,
+                 sky_line_strength: float = 1.0) -> Frame:
+    """Targets on tilted/curved traces, sky continuum and lines along the slit (``sky_line_strength``
+    scales the lines), cosmic rays."""
     pointing = pointing or POINTINGS[config][0]
     rng = _rng(seed)
     dispersion = true_dispersion(config, shift_px, scale)
     exptime_scale = exptime / 600.0
-    sky, sky_truth = sky_spectrum(dispersion, exptime_scale)
+    sky, sky_truth = sky_spectrum(dispersion, exptime_scale, sky_line_strength)
     electrons = np.outer(slit_illumination(), sky)
     targets_truth = []
     for target in pointing.targets:

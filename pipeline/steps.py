@@ -133,17 +133,17 @@ def _read_ccd(path: Path) -> CCDData:
 
 def extract_reduced(reduced_path: Path, settings: ReductionSettings, out_dir: Path, *,
                     original: Path | None, taken: Taken = Path.exists) -> list[Product]:
-    """Identify, trace and extract every target of a reduced science frame.  Each product keeps the sky
-    subtracted under its aperture (extension ``SKY``): its lines measure the frame's flexure."""
+    """Identify, trace and extract every target of a reduced science frame.  Each product keeps the night
+    sky beside its target (extension ``SKY``, ADU per column under the aperture): its lines measure the
+    frame's flexure."""
     science = _read_ccd(reduced_path)
     spectra, record = extract_block.extract(science, settings)
     products = []
     for spectrum in spectra:
         name = f"e{stem(reduced_path)}_target_{spectrum.number}.fits"
-        sky = fits.ImageHDU(spectrum.background.astype(np.float32), name=SKY_EXTENSION)
-        sky.header["BUNIT"] = ("adu", "sky under the aperture, per column")
+        sky = () if spectrum.sky is None else (fits.ImageHDU(spectrum.sky.astype(np.float32), name=SKY_EXTENSION),)
         path = _write_ccd(extract_block.spectrum_ccd(spectrum, science.header), free_path(out_dir, name, taken),
-                          _lineage(reduced_path, original), (sky,))
+                          _lineage(reduced_path, original), sky)
         products.append(Product(path, DataType.EXTRACTED, {**spectrum.record, "frame": record}, target=spectrum.number))
     return products
 

@@ -1,0 +1,176 @@
+"""Flexure: each science frame's shift against its arc, measured on its sky lines and removed.
+
+Nights generated with the science frames shifted against their arcs go through the offline twin: the
+calibrated emission lines must land as well as on a night without flexure.  A night without flexure
+must not be shifted; too few sky lines keep the arc's solution with the reason; the proposal setting
+turns it off.  The measurement itself is checked on 1D skies drawn at known positions.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.modeling import models
+
+from bench.night import accuracy
+from pipeline import flexure, simulate
+from pipeline.night import reduce_night
+from pipeline.settings import ReductionSettings
+from pipeline.wavelength import WavelengthSolution
+
+# Flats change nothing along the dispersion: skipped to keep the nights fast.  The bias is not: its column
+# pattern would stay in the sky and pull the sky lines' centroids (real frames always have it removed).
+FAST = {"min_bias": 3, "ignore_flats": True}
+NIGHTS = {"shifted": {"400_M2": 0.5, "930_M2": -2.0}, "shifted_other_way": {"400_M2": -2.0, "930_M2": 1.3},
+          "still": {"400_M2": 0.0, "930_M2": 0.0}}
+
+
+def run_night(folder, flexure_px: dict, seed: int, **settings):
+    raw, out = folder / "raw", folder / "out"
+    truth = json.loads(simulate.simulate_night(raw, seed=seed, n_bias=3, n_flats=0, n_science=2,
+                                               flexure_px=flexure_px).read_text())
+    result = reduce_night(raw, out, ReductionSettings(**FAST, **settings), workers=2)
+    calibrated = [entry for entry in result.manifest if entry["data_type"] == 4 and entry["obstype"] == "SPECTRUM"]
+    return truth, out, calibrated
+
+
+@pytest.fixture(scope="module", params=list(NIGHTS))
+def night(request, tmp_path_factory):
+    return (request.param, *run_night(tmp_path_factory.mktemp(request.param), NIGHTS[request.param],
+                                      seed=40 + list(NIGHTS).index(request.param)))
+
+
+def test_emission_lines_land_on_truth_despite_flexure(night):
+    name, truth, out, calibrated = night
+    assert len(calibrated) == 6  # three targets per configuration
+    for config in ("400_M2", "930_M2"):
+        products = [(out / e["file"], e["original"]) for e in calibrated if e["wavmode"] == config]
+        summary = accuracy(products, truth)["summary"]
+        assert summary["lines_measured"] >= 8 and summary["lines_not_fitted"] == 0, summary
+        assert summary["median_abs_offset_px"] < 0.05 and summary["max_abs_offset_px"] < 0.15, (config, summary)
+
+
+def test_measured_shift_matches_the_truth_or_is_not_applied(night):
+    name, truth, out, calibrated = night
+    for entry in calibrated:
+        record, true_shift = entry["flexure"], truth["files"][entry["original"]]["flexure_px"]
+        assert len(record["lines"]) >= 2 and record["uncertainty_px"] < 0.1, record
+        if true_shift:
+            assert record["applied"] and record["reason"] is None
+            assert abs(record["shift_px"] - true_shift) < max(0.05, 3 * record["uncertainty_px"]), record
+        else:  # no false shift: consistent with none, and the arc's solution kept
+            assert abs(record["shift_px"]) <= 2 * record["uncertainty_px"], record
+            assert not record["applied"] and "consistent with none" in record["reason"]
+        header = fits.getheader(out / entry["file"])
+        assert header["GSP_FLXA"] == record["applied"]
+        assert header["GSP_FLEX"] == pytest.approx(record["shift_px"])
+        assert header["GSP_FLXE"] == pytest.approx(record["uncertainty_px"])
+        assert header["GSP_FLXN"] == len(record["lines"])
+        assert header["GSP_FLXR"] == (record["reason"] or "applied")
+
+
+def test_setting_off_keeps_the_arc_solution(tmp_path):
+    truth, out, calibrated = run_night(tmp_path, {"400_M2": 1.3}, seed=44, flexure_correction=False)
+    assert calibrated
+    for entry in calibrated:
+        assert entry["flexure"] == {"applied": False, "reason": "flexure correction is off in the settings"}
+        assert fits.getheader(out / entry["file"])["GSP_FLXA"] is False
+    products = [(out / e["file"], e["original"]) for e in calibrated if e["wavmode"] == "400_M2"]
+    assert accuracy(products, truth)["summary"]["median_abs_offset_px"] > 1.0  # what the correction is for
+
+
+@pytest.mark.parametrize("line_strength", [0.0, 0.01], ids=["no sky lines", "sky lines 100 times fainter"])
+def test_too_few_sky_lines_keep_the_arc_solution_and_say_why(tmp_path, line_strength):
+    """A sky with no lines (bright twilight) or faint ones (a short exposure): no correction beats a wrong one."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    arc = simulate.make_arc("400_M2", shift_px=0.37, seed=1)
+    science = simulate.make_science("400_M2", shift_px=0.37 + 1.0, seed=2, cosmic_rays=False,
+                                    sky_line_strength=line_strength, date_obs="2026-11-27T23:40:00.000")
+    for index, frame in ((1, arc), (2, science)):
+        fits.PrimaryHDU(frame.data, frame.header).writeto(raw / simulate.file_name(index, frame.header, "2026-11-27"))
+    result = reduce_night(raw, tmp_path / "out", ReductionSettings(ignore_bias=True, ignore_flats=True), workers=1)
+    calibrated = [entry for entry in result.manifest if entry["data_type"] == 4 and entry["obstype"] == "SPECTRUM"]
+    assert calibrated
+    for entry in calibrated:
+        record = entry["flexure"]
+        assert not record["applied"] and record["reason"].startswith("only "), record
+        assert any(rejected["reason"].startswith("not detected") for rejected in record["rejected"])
+
+
+# --- the measurement on 1D skies ----------------------------------------------------------------------
+
+N_PIXELS = 2030
+SOLUTION = WavelengthSolution(model=models.Chebyshev1D(1, c0=6966.0, c1=2004.0, domain=(0, N_PIXELS - 1)),
+                              pixels=np.array([100.0, 1900.0]), wavelengths=np.array([5000.0, 8800.0]),
+                              n_rejected=0, lamp="test")
+FWHM = 3.0
+
+
+def sky(shift_px: float, *, wavelengths=None, extra=(), seed=0, strength=3000.0) -> np.ndarray:
+    """A sky spectrum with the listed lines moved by ``shift_px`` (plus ``extra`` (pixel, counts) lines)."""
+    grid = np.arange(N_PIXELS, dtype=float)
+    listed = [line.wavelength for line in flexure.sky_lines()] if wavelengths is None else wavelengths
+    positions = [float(np.interp(w, SOLUTION(grid), grid)) + shift_px for w in listed]
+    centres = positions + [pixel for pixel, _ in extra]
+    totals = [strength] * len(positions) + [counts for _, counts in extra]
+    spectrum = 200.0 + simulate.gaussian_lines(centres, totals, FWHM, N_PIXELS)
+    return np.random.default_rng(seed).poisson(spectrum).astype(float)
+
+
+@pytest.mark.parametrize("shift", [-2.0, -0.5, 0.8, 1.7])
+def test_measures_a_known_shift(shift):
+    record = flexure.measure_shift(sky(shift), SOLUTION, FWHM, binning=2)
+    assert record["applied"] is False and record["reason"] is None  # the caller applies it
+    assert abs(record["shift_px"] - shift) < 3 * record["uncertainty_px"] and record["uncertainty_px"] < 0.03
+    blended = {r["wavelength"] for r in record["rejected"] if r["reason"].startswith("blends with")}
+    assert {5889.950, 5895.924} <= blended  # Na D is one line at this resolution: never centroided
+
+
+def test_no_sky_lines_no_correction():
+    record = flexure.measure_shift(sky(0.0, wavelengths=[]), SOLUTION, FWHM, binning=2)
+    assert record["reason"].startswith("only 0 sky line(s) usable") and record["shift_px"] is None
+    record = flexure.measure_shift(np.zeros(N_PIXELS), SOLUTION, FWHM, binning=2)
+    assert record["reason"].startswith("no sky")
+
+
+def test_two_lines_that_disagree_are_not_trusted():
+    spectrum = sky(0.0, wavelengths=[5577.339]) + sky(1.5, wavelengths=[6300.304], seed=1) - 200.0
+    record = flexure.measure_shift(spectrum, SOLUTION, FWHM, binning=2)
+    assert record["reason"] == "the sky lines disagree about the shift" and not record["lines"]
+
+
+def test_an_outlier_is_rejected():
+    wavelengths = [5577.339, 6300.304, 6363.776, 7913.708, 8344.602]
+    spectrum = sky(1.0, wavelengths=wavelengths) + sky(2.2, wavelengths=[8827.096], seed=1) - 200.0
+    record = flexure.measure_shift(spectrum, SOLUTION, FWHM, binning=2)
+    assert record["reason"] is None and abs(record["shift_px"] - 1.0) < 0.05
+    assert [r["wavelength"] for r in record["rejected"] if "disagrees" in r["reason"]] == [8827.096]
+
+
+def test_the_targets_own_emission_line_is_not_taken_for_sky():
+    """A bright target line 3 px from [O I] 6300 leaks into the sky bands: that sky line is left out."""
+    grid = np.arange(N_PIXELS, dtype=float)
+    near = float(np.interp(6300.304, SOLUTION(grid), grid)) + 3.0
+    spectrum = sky(1.0, extra=[(near, 1500.0)])
+    target = 100.0 + simulate.gaussian_lines([near], [200000.0], FWHM, N_PIXELS)
+    record = flexure.measure_shift(spectrum, SOLUTION, FWHM, binning=2, target_flux=target)
+    reasons = {r["wavelength"]: r["reason"] for r in record["rejected"]}
+    assert "own emission line" in reasons[6300.304] or "neighbouring line" in reasons[6300.304]
+    assert abs(record["shift_px"] - 1.0) < 0.05
+
+
+def test_shifted_solution_is_a_zero_point_change():
+    moved = flexure.shifted_solution(SOLUTION, 1.3)
+    grid = np.arange(N_PIXELS, dtype=float)
+    assert np.allclose(moved(grid + 1.3), SOLUTION(grid))
+    assert moved.rms_angstrom == pytest.approx(SOLUTION.rms_angstrom)
+
+
+def test_line_list_is_data_with_its_sources():
+    lines = flexure.sky_lines()
+    assert {5577.339, 6300.304, 6363.776, 5889.950, 5895.924, 4046.563, 4358.328, 5460.735} <= {
+        line.wavelength for line in lines}
+    assert {line.source for line in lines} == {"Osterbrock et al. 1996", "NIST ASD"}
