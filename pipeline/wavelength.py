@@ -16,6 +16,7 @@ covers ``i - 0.5 .. i + 0.5``).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.modeling import fitting, models
 from astropy.stats import sigma_clip
+from astropy.utils.exceptions import AstropyWarning
 from scipy import ndimage, optimize, signal, sparse
 
 from pipeline import lamps
@@ -458,7 +460,9 @@ def write_product(path, spectrum: LinearSpectrum, header=None, *, record: dict |
     if record and "shift_px" in record:
         primary.header["GSP_WSHF"] = (record["shift_px"], "Shift from the library lamp [px]")
     if record and "flexure" in record:
-        primary.header.update(flexure_cards(record["flexure"]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)  # a long reason pushes its comment out of the card: fine
+            primary.header.update(flexure_cards(record["flexure"]))
     uncertainty = spectrum.uncertainty if spectrum.uncertainty is not None else np.full(len(spectrum.flux), np.nan)
     uncert = fits.BinTableHDU.from_columns(
         [fits.Column(name="uncertainty", format="E", array=uncertainty.astype(np.float32))], name="UNCERT")

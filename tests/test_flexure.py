@@ -20,9 +20,9 @@ from pipeline.night import reduce_night
 from pipeline.settings import ReductionSettings
 from pipeline.wavelength import WavelengthSolution
 
-# Flats change nothing along the dispersion: skipped to keep the nights fast.  The bias is not: its column
-# pattern would stay in the sky and pull the sky lines' centroids (real frames always have it removed).
-FAST = {"min_bias": 3, "ignore_flats": True}
+# Flats and cosmic-ray cleaning change nothing along the dispersion: skipped to keep the nights fast.  The bias
+# is not: its column pattern would stay in the sky and pull the sky lines' centroids (real frames have it removed).
+FAST = {"min_bias": 3, "ignore_flats": True, "cosmic_ray_rejection": "none"}
 NIGHTS = {"shifted": {"400_M2": 0.5, "930_M2": -2.0}, "shifted_other_way": {"400_M2": -2.0, "930_M2": 1.3},
           "still": {"400_M2": 0.0, "930_M2": 0.0}}
 
@@ -38,12 +38,12 @@ def run_night(folder, flexure_px: dict, seed: int, **settings):
 
 @pytest.fixture(scope="module", params=list(NIGHTS))
 def night(request, tmp_path_factory):
-    return (request.param, *run_night(tmp_path_factory.mktemp(request.param), NIGHTS[request.param],
-                                      seed=40 + list(NIGHTS).index(request.param)))
+    return run_night(tmp_path_factory.mktemp(request.param), NIGHTS[request.param],
+                     seed=40 + list(NIGHTS).index(request.param))
 
 
 def test_emission_lines_land_on_truth_despite_flexure(night):
-    name, truth, out, calibrated = night
+    truth, out, calibrated = night
     assert len(calibrated) == 6  # three targets per configuration
     for config in ("400_M2", "930_M2"):
         products = [(out / e["file"], e["original"]) for e in calibrated if e["wavmode"] == config]
@@ -53,7 +53,7 @@ def test_emission_lines_land_on_truth_despite_flexure(night):
 
 
 def test_measured_shift_matches_the_truth_or_is_not_applied(night):
-    name, truth, out, calibrated = night
+    truth, out, calibrated = night
     for entry in calibrated:
         record, true_shift = entry["flexure"], truth["files"][entry["original"]]["flexure_px"]
         assert len(record["lines"]) >= 2 and record["uncertainty_px"] < 0.1, record
@@ -174,3 +174,74 @@ def test_line_list_is_data_with_its_sources():
     assert {5577.339, 6300.304, 6363.776, 5889.950, 5895.924, 4046.563, 4358.328, 5460.735} <= {
         line.wavelength for line in lines}
     assert {line.source for line in lines} == {"Osterbrock et al. 1996", "NIST ASD"}
+
+
+# --- the live chain -------------------------------------------------------------------------------
+
+LIVE_FLEXURE_PX = 1.3
+
+
+@pytest.fixture(scope="module")
+def flexed_night(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("live")
+    truth = simulate.simulate_night(folder, seed=45, configurations=("400_M2",), n_bias=3, n_flats=0, n_science=1,
+                                    flexure_px=LIVE_FLEXURE_PX)
+    return folder, json.loads(truth.read_text())
+
+
+@pytest.fixture
+def app_config(redis_db):
+    return {"REDIS_URL": redis_db}
+
+
+def calibrated_rows():
+    """The science's wavelength-calibrated rows (not the arcs'), oldest first."""
+    from db.models import File
+
+    rows = File.query.filter_by(data_type=4, obstype="SPECTRUM").order_by(File.id).all()
+    return [row for row in rows if "_for_" not in row.file_name]
+
+
+def test_live_chain_records_the_shift_and_follows_the_setting(app, people, flexed_night, redis_db, client):
+    """The night (without its closing arc) through a real worker (no cosmic-ray cleaning, to be quick: the sky
+    bands are clipped); then the wavelength step again with the proposal's setting off."""
+    from db import db
+    from db.models import LogEntry
+    from live.tasks import enqueue_step
+    from tests.conftest import auth_header
+    from tests.test_live_reduction import ingest_in_order, run_worker
+
+    folder, truth = flexed_night
+    settings = people["proposal"].settings
+    for key, value in {"min_bias": 3, "ignore_flats": True, "cosmic_ray_rejection": "none",
+                       "flux_calibration": False}.items():
+        setattr(settings, key, value)
+    db.session.commit()
+    ingest_in_order(app, folder, sorted(truth["files"])[:-1])
+    worker = run_worker(app, redis_db)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    db.session.expire_all()
+    rows = calibrated_rows()
+    assert rows
+    for row in rows:
+        record = row.calibrations["flexure"]
+        assert record["applied"] and abs(record["shift_px"] - LIVE_FLEXURE_PX) < 0.05, record
+        assert len(record["lines"]) >= 2 and record["uncertainty_px"] < 0.05
+        header = fits.getheader(row.full_path)
+        assert header["GSP_FLXA"] is True and header["GSP_FLEX"] == pytest.approx(record["shift_px"])
+        detail = client.get(f"/api/files/{row.id}/", headers=auth_header(people["tokens"]["collab"]))
+        assert detail.status_code == 200 and detail.json["calibrations"]["flexure"] == record
+    messages = [entry.message for entry in LogEntry.query.filter_by(event="wavelength_calibrated")]
+    assert any(f"flexure {LIVE_FLEXURE_PX:+.2f}" in message for message in messages), messages
+
+    settings.flexure_correction = False
+    for row in rows:
+        enqueue_step("calibrate_wavelength", row.parent)
+    db.session.commit()
+    assert run_worker(app, redis_db).returncode == 0
+    db.session.expire_all()
+    again = calibrated_rows()[len(rows):]
+    assert len(again) == len(rows)
+    for row in again:
+        assert row.calibrations["flexure"] == {"applied": False, "reason": "flexure correction is off in the settings"}
+        assert fits.getheader(row.full_path)["GSP_FLXR"] == "flexure correction is off in the settings"
