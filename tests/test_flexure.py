@@ -15,10 +15,11 @@ from astropy.io import fits
 from astropy.modeling import models
 
 from bench.night import accuracy
-from pipeline import flexure, simulate
+from pipeline import flexure, simulate, wavelength
 from pipeline.night import reduce_night
 from pipeline.settings import ReductionSettings
 from pipeline.wavelength import WavelengthSolution
+from tests.conftest import REAL_DATA
 
 # Flats and cosmic-ray cleaning change nothing along the dispersion: skipped to keep the nights fast.  The bias
 # is not: its column pattern would stay in the sky and pull the sky lines' centroids (real frames have it removed).
@@ -160,6 +161,21 @@ def test_the_targets_own_emission_line_is_not_taken_for_sky():
     reasons = {r["wavelength"]: r["reason"] for r in record["rejected"]}
     assert "own emission line" in reasons[6300.304] or "neighbouring line" in reasons[6300.304]
     assert abs(record["shift_px"] - 1.0) < 0.05
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.7, -3.2])
+def test_a_real_arc_taken_for_sky_is_not_trusted(shift):
+    """The real HgArNe arc (1x1) moved by ``shift`` as a hostile sky: its Hg I 5460.735 is a sky line and is
+    centroided at the shift, but Ar and Ne lines sit near other sky lines' places and disagree: no correction."""
+    header = fits.getheader(REAL_DATA / "sp_400m2.fits")
+    arc = fits.getdata(REAL_DATA / "sp_400m2.fits").astype(float)[150:250].mean(axis=0)
+    solution, record = wavelength.calibrate_arc(arc, header)
+    grid = np.arange(arc.size, dtype=float)
+    measured = flexure.measure_shift(np.interp(grid - shift, grid, arc), solution, record["line_fwhm_px"],
+                                     binning=record["binning"])
+    assert measured["reason"] == "the sky lines disagree about the shift" and measured["shift_px"] is None
+    mercury = next(r["reason"] for r in measured["rejected"] if r["wavelength"] == 5460.735)
+    assert abs(float(mercury.split("shift ")[1].split(" px")[0]) - shift) < 0.05, mercury
 
 
 def test_shifted_solution_is_a_zero_point_change():
