@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import bottleneck
 import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.stats import mad_std
@@ -390,10 +391,11 @@ def sky_beside(ccd: CCDData, trace: Trace, others: Sequence[Trace]) -> np.ndarra
     if not use.any():
         return None
     data = np.where(use, np.asarray(ccd.data[low:high], dtype=np.float64), np.nan)
-    median = np.nanmedian(data, axis=0)
-    spread = 1.4826 * np.nanmedian(np.abs(data - median), axis=0)
+    # bottleneck's compiled NaN statistics: numpy's take three times as long (the live path counts)
+    median = bottleneck.nanmedian(data, axis=0)
+    spread = 1.4826 * bottleneck.nanmedian(np.abs(data - median), axis=0)
     data[np.abs(data - median) > SKY_CLIP_SIGMA * np.maximum(spread, 1e-12)] = np.nan
-    level = np.nan_to_num(np.nanmean(data, axis=0))
+    level = np.nan_to_num(bottleneck.nanmean(data, axis=0))
     return level * 2 * APERTURE_FWHM * trace.fwhm
 
 
