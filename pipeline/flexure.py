@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
+from scipy import ndimage, signal
 
 from pipeline.wavelength import WavelengthSolution, fit_peak, lower_envelope, pixel_noise
 
@@ -98,16 +98,13 @@ def measure_shift(sky, solution: WavelengthSolution, line_fwhm_px: float, *, bin
     sky = np.nan_to_num(np.asarray(sky, dtype=float))
     residual = sky - lower_envelope(sky, 101)
     noise = pixel_noise(residual)
-    target_residual = None
-    if target_flux is not None:
-        target_flux = np.nan_to_num(np.asarray(target_flux, dtype=float))
-        target_residual = target_flux - lower_envelope(target_flux, 101)
+    target_lines = None if target_flux is None else _emission_lines(target_flux, line_fwhm_px, options)
     sigma = line_fwhm_px / _FWHM_PER_SIGMA
     window = options.max_shift_unbinned_px / max(binning, 1)
     accepted = []
     for candidate, reason in _candidates(solution, len(sky), line_fwhm_px, window, options):
         if reason is None:
-            reason = _centroid(candidate, residual, noise, target_residual, sigma, window, options)
+            reason = _centroid(candidate, residual, noise, target_lines, sigma, window, options)
         if reason is None:
             accepted.append(candidate)
         else:
@@ -154,7 +151,15 @@ def _candidates(solution: WavelengthSolution, n_pixels: int, fwhm: float, window
             yield candidate, None
 
 
-def _centroid(candidate: _Candidate, residual: np.ndarray, noise: float, target_residual: np.ndarray | None,
+def _emission_lines(flux, line_fwhm_px: float, options: FlexureOptions) -> np.ndarray:
+    """The target's significant emission lines alone: a running median a few lines wide takes away its
+    continuum (a bright star's slopes and absorption bands are not lines), its noise is set to zero."""
+    flux = np.nan_to_num(np.asarray(flux, dtype=float))
+    lines = flux - ndimage.median_filter(flux, size=int(7 * line_fwhm_px) | 1, mode="nearest")
+    return np.where(lines > options.detection_snr * pixel_noise(lines), lines, 0.0)
+
+
+def _centroid(candidate: _Candidate, residual: np.ndarray, noise: float, target_lines: np.ndarray | None,
               sigma: float, window: float, options: FlexureOptions) -> str | None:
     """Find and centroid ``candidate`` in the sky (filling it in); the reason it is unusable, or None."""
     low = int(np.ceil(candidate.expected_px - window))
@@ -179,9 +184,11 @@ def _centroid(candidate: _Candidate, residual: np.ndarray, noise: float, target_
     others = others + span.start
     if np.any(np.abs(others - fit.centre) > 2 * sigma):
         return "a neighbouring line would pull the centroid"
-    if target_residual is not None:
-        near = np.abs(np.arange(len(target_residual)) - fit.centre) <= reach + window
-        if target_residual[near].max(initial=0.0) > fit.amplitude:
+    if target_lines is not None:
+        # The target's light reaches the sky bands at about a per mille: a target line fainter than the sky
+        # line cannot move it; a brighter one (or an extended source's) might.
+        near = np.abs(np.arange(len(target_lines)) - fit.centre) <= reach + window
+        if target_lines[near].max(initial=0.0) > fit.amplitude:
             return "the target's own emission line is nearby"
     if fit.centre_error > options.max_line_error_px:
         return f"centroid uncertain ({fit.centre_error:.2f} px)"

@@ -35,6 +35,7 @@ from pipeline.lamps import LampError, WavelengthCalibrationError
 __all__ = [
     "LampError", "WavelengthCalibrationError", "TooFewLinesError", "WavelengthOptions", "WavelengthSolution",
     "LinearSpectrum", "calibrate_arc", "apply_solution", "wavelength_calibrate", "write_product",
+    "Peak", "fit_peak", "lower_envelope", "pixel_noise", "flexure_cards",
 ]
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
