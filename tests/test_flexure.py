@@ -261,3 +261,39 @@ def test_live_chain_records_the_shift_and_follows_the_setting(app, people, flexe
     for row in again:
         assert row.calibrations["flexure"] == {"applied": False, "reason": "flexure correction is off in the settings"}
         assert fits.getheader(row.full_path)["GSP_FLXR"] == "flexure correction is off in the settings"
+
+
+# --- the product, the Data page and the simulator ---------------------------------------------------
+
+@pytest.mark.parametrize("record, shown", [
+    ({"applied": True, "shift_px": 1.3012, "uncertainty_px": 0.0123, "reason": None,
+      "lines": [{"wavelength": 5577.339}, {"wavelength": 6300.304}]}, "flexure +1.30 \u00b1 0.01 px from 2 sky lines"),
+    ({"applied": False, "shift_px": None, "uncertainty_px": None, "lines": [],
+      "reason": "only 1 sky line(s) usable, at least 2 needed (short exposure, blue setup or bright sky)"},
+     "flexure not corrected: only 1 sky line(s) usable, at least 2 needed (short exposure, blue setup or bright sky)"),
+])
+def test_the_data_page_shows_the_flexure_beside_the_rms(tmp_path, record, shown):
+    from components import viewers
+    from pipeline.wavelength import LinearSpectrum, write_product
+
+    spectrum = LinearSpectrum(flux=np.ones(100), uncertainty=None, crval1=5000.0, cdelt1=2.0, solution=SOLUTION)
+    path = write_product(tmp_path / "w.fits", spectrum, record={"flexure": record})
+    header = fits.getheader(path)
+    assert header["GSP_FLXN"] == len(record["lines"]) and header["GSP_FLXR"] == (record["reason"] or "applied")
+    figure = viewers.spectrum_figure(viewers.read_product(path), data_type=4, title="NGC 5128", show_residuals=False)
+    assert "solution RMS" in figure.layout.title.text and shown in figure.layout.title.text
+
+
+def test_simulated_flexure_moves_science_frames_not_arcs(tmp_path):
+    truth = json.loads(simulate.simulate_night(tmp_path, seed=1, configurations=("930_M2",), n_bias=0, n_flats=0,
+                                               n_science=1, flexure_px={"930_M2": -0.9}).read_text())
+    files = truth["files"].values()
+    arcs = [f for f in files if f["obstype"] == "COMP"]
+    science = next(f for f in files if f["obstype"] == "SPECTRUM")
+    assert truth["night"]["flexure_px"] == {"930_M2": -0.9} and science["flexure_px"] == -0.9
+    assert all("flexure_px" not in arc and arc["dispersion"]["shift_px"] == 0.37 for arc in arcs)
+    assert science["dispersion"]["shift_px"] == pytest.approx(0.37 - 0.9)
+    moved = {line["wavelength"]: line["x"] for line in science["sky_lines"]}
+    assert set(moved) == {4046.563, 4358.328, 5460.735}  # the blue setup's sky: city lights' mercury
+    assert simulate.parse_flexure(["1.3"]) == 1.3
+    assert simulate.parse_flexure(["400_M2=1.3", "930_M2=-0.9"]) == {"400_M2": 1.3, "930_M2": -0.9}
