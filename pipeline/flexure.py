@@ -55,7 +55,10 @@ class FlexureOptions:
     neighbour_fraction: float = 0.1  # an unlisted peak this bright (relative) within blend_fwhm: skip
     width_range: tuple[float, float] = (0.7, 1.4)  # line sigma relative to the arc's: wider is a blend
     max_line_error_px: float = 0.2  # a line centroided worse than this is left out
-    line_floor_px: float = 0.02  # added in quadrature per line: list wavelengths and the arc solution's error
+    line_floor_px: float = 0.02  # added in quadrature per line: the list's wavelengths, the line's shape
+    # Added in quadrature to the mean: the arc solution's own zero point is known no better (without flexure,
+    # calibrated emission lines land 0.01-0.02 px from the truth: bench/night.py).
+    solution_floor_px: float = 0.015
     clip_sigma: float = 3.0  # a line this far (in its own and the others' errors) from the others is an outlier
     min_lines: int = 2
     max_uncertainty_px: float = 0.1
@@ -121,6 +124,7 @@ def measure_shift(sky, solution: WavelengthSolution, line_fwhm_px: float, *, bin
                                 "(short exposure, blue setup or bright sky)")
         return record
     shift, uncertainty = _combine(used, options)
+    uncertainty = float(np.hypot(uncertainty, options.solution_floor_px))
     record.update(shift_px=round(shift, 4), uncertainty_px=round(uncertainty, 4))
     if uncertainty > options.max_uncertainty_px:
         record["reason"] = f"uncertainty {uncertainty:.3f} px is above {options.max_uncertainty_px} px"
