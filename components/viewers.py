@@ -31,6 +31,7 @@ import numpy as np
 from astropy.io import fits
 
 from components import spectrum_overlays
+from pipeline import flexure
 
 # key -> label; the two maps below translate a key for Plotly and matplotlib.
 COLORMAPS: dict[str, str] = {
@@ -389,6 +390,15 @@ def default_title(header, name: str = "") -> str:
     return f"{first}<br>{second}" if second else first
 
 
+def _flexure_text(header) -> str:
+    """The flexure correction beside the RMS (header cards of pipeline.wavelength.flexure_cards)."""
+    if "GSP_FLXA" not in header:
+        return ""
+    return " \u00b7 " + flexure.summary({"applied": header["GSP_FLXA"], "shift_px": header.get("GSP_FLEX"),
+                                         "uncertainty_px": header.get("GSP_FLXE"), "n_lines": header.get("GSP_FLXN"),
+                                         "reason": header.get("GSP_FLXR")})
+
+
 def _rms_text(lines: dict) -> str:
     residual = lines.get("residual")
     if residual is None or len(residual) == 0:
@@ -532,7 +542,7 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
                                               lines_table=lines, row=1 if show_residuals else None)
     rms = product.header.get("GSP_WRMS")
     if _finite(rms) and not show_residuals and title:
-        title += f" <span style='font-size:12px'>(solution RMS {float(rms):.3f} \u00c5)</span>"
+        title += f" <span style='font-size:12px'>(solution RMS {float(rms):.3f} \u00c5{_flexure_text(product.header)})</span>"
     _style(fig, theme, title, show_title, height)
     fig.update_layout(showlegend=True, hovermode="x", uirevision=product.name,
                       legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},

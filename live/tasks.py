@@ -22,7 +22,7 @@ from db.queries import as_utc
 from live.folders import processed_root
 from live.queue import JobRefused, Waiting, enqueue, periodic, requeue, task
 from live.states import set_file_state
-from pipeline import chain, matching, standards, steps
+from pipeline import chain, flexure, matching, standards, steps
 from pipeline.chain import ARC_OBSTYPES, DataType
 from pipeline.night import master_name
 from pipeline.settings import ReductionSettings
@@ -377,16 +377,18 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
     options = WavelengthOptions(library_lamp=params.get("lamp") or None)
     science_w, arc_w = steps.calibrate_wavelength(Path(extracted.full_path), arc_1d.path, out_dir,
                                                   original=Path(raw.full_path), target=extracted.target,
-                                                  options=options, taken=catalogued)
+                                                  options=options,
+                                                  correct_flexure=settings_for(raw).flexure_correction,
+                                                  taken=catalogued)
     used = {"arc": _used(arc, arc_why), "lamp": science_w.record.get("library_lamp")}
     row = add_product(science_w, parent=extracted, original=raw, template=extracted, proposal=extracted.proposal,
-                      calibrations=used)
+                      calibrations={**used, "flexure": science_w.record["flexure"]})
     add_product(arc_w, parent=arc_1d_row, original=arc_raw, template=arc, proposal=arc.proposal,
                 calibrations=used)
     raw.calibrated_at = _now()
     log_event("wavelength_calibrated", f"{row.file_name}: {science_w.record['lines_used']} lines, "
-              f"RMS {science_w.record['rms_angstrom']:.3f} A.", proposal_id=raw.proposal_id, file_id=row.id,
-              commit=False)
+              f"RMS {science_w.record['rms_angstrom']:.3f} A; {flexure.summary(science_w.record['flexure'])}.",
+              proposal_id=raw.proposal_id, file_id=row.id, commit=False)
     follow(step, raw, [row])
     return {"calibrated": row.id, "rms_angstrom": science_w.record["rms_angstrom"],
             "lines_used": science_w.record["lines_used"]}
