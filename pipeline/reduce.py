@@ -130,6 +130,11 @@ def load_frame(frame: Frame) -> CCDData:
         if "GSP_FNAM" not in ccd.header:
             ccd.header["GSP_FNAM"] = Path(frame).name
     ccd.data = np.asarray(ccd.data, dtype=np.float32)
+    if ccd.ndim == 3 and ccd.shape[0] == 1:  # early Goodman files (2016) carry a degenerate NAXIS3
+        ccd = CCDData(ccd.data[0], unit=u.adu, meta=ccd.header)
+        ccd.header.remove("NAXIS3", ignore_missing=True)
+    if ccd.ndim != 2:
+        raise ReductionError(f"the data have {ccd.ndim} dimensions {ccd.shape}; a Goodman frame has 2")
     # the data are physical values now: a kept BZERO would rescale them on writing
     for keyword in ("BZERO", "BSCALE"):
         ccd.header.remove(keyword, ignore_missing=True)

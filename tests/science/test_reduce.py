@@ -118,6 +118,25 @@ def test_real_arc_roi_inside_the_slit_keeps_every_row():
     assert ccd.header["GSP_FNAM"] == "sp_400m2.fits"
 
 
+def test_a_degenerate_third_axis_is_dropped_and_a_cut_frame_is_refused_by_name(tmp_path, science):
+    """Early Goodman files (2016) are 1 x ny x nx. A whole one reduces; the real 2016 file is a 2-column
+    strip of a 4110-column frame, which must be refused saying so, not with a numpy unpacking error."""
+    from astropy.io import fits
+
+    cube = tmp_path / "cube.fits"
+    fits.PrimaryHDU(science.data[None, :, :], science.header).writeto(cube)
+    settings = ReductionSettings(ignore_bias=True, ignore_flats=True, cosmic_ray_rejection="none")
+    ccd, _ = reduce.reduce_frame(cube, settings)
+    flat, _ = reduce.reduce_frame(as_ccd(science), settings)
+    assert ccd.shape == flat.shape and np.array_equal(ccd.data, flat.data)
+    with pytest.raises(reduce.ReductionError, match=r"empty trim section for a 2x1896 frame \(TRIMSEC \[30:4110"):
+        reduce.reduce_frame(REAL_ARC.parent / "goodman_2016.fits", settings)
+    cube_2 = tmp_path / "cube2.fits"
+    fits.PrimaryHDU(np.zeros((2, 8, 8), dtype=np.uint16), science.header).writeto(cube_2)
+    with pytest.raises(reduce.ReductionError, match=r"3 dimensions \(2, 8, 8\); a Goodman frame has 2"):
+        reduce.reduce_frame(cube_2, settings)
+
+
 def test_imaging_has_no_slit_trim(science):
     ccd, record = reduce.reduce_frame(as_ccd(science), ReductionSettings(technique="Imaging", ignore_bias=True,
                                                                          ignore_flats=True, cosmic_ray_rejection="none"))
