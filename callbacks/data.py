@@ -28,9 +28,9 @@ from components.file_index import (
     move_page,
     page_text,
     state_badge,
-    state_text,
 )
 from components.header_table import filter_cards, header_cards, header_table
+from components.provenance import provenance_card, used_calibrations
 from db import db
 from db.models import File
 from db.queries import is_number
@@ -418,7 +418,7 @@ def register(app):
                   Output(ids.DATA_TABS, "children"), Output(ids.DATA_MODIFIED, "children"),
                   Output(ids.DATA_DOWNLOAD, "href"), Output(ids.DATA_HEADER_FILE, "children"),
                   Output(ids.DATA_NOT_FOUND, "children"), Output(ids.DATA_MAIN, "hidden"),
-                  Output(ids.DATA_ROOT, "data"),
+                  Output(ids.DATA_ROOT, "data"), Output(ids.DATA_PROVENANCE, "children"),
                   Input(ids.DATA_SELECTED, "data"), Input(ids.DATA_STAMP, "data"))
     def main(selected, _stamp):
         user = _user()
@@ -427,22 +427,21 @@ def register(app):
             if selected is None:
                 empty = html.Div([html.I(className="bi bi-hourglass-split me-2"),
                                   "Files appear here as the instrument writes them."], className="gsp-empty")
-                return "No file selected", None, None, "", "#", "", empty, True, None
+                return "No file selected", None, None, "", "#", "", empty, True, None, None
             missing = dbc.Alert([html.I(className="bi bi-question-circle me-2"),
                                  f"File {selected} not found."], color="warning", id="data-file-missing")
-            return "File not found", None, None, "", "#", "", missing, True, None
+            return "File not found", None, None, "", "#", "", missing, True, None, None
         family = queries.lineage(user, file)
         if not any(f.id == file.id for f in family):
             family.append(file)
         tabs = lineage_tabs(family, file.id, ids.DATA_PICK)
-        reason = None
-        if file.state == "failed" and file.state_reason:
-            reason = html.Span(state_text(file), className="small text-danger ms-2 gsp-state-text")
-        state = html.Div([state_badge(file, compact=False), reason], className="d-flex align-items-center",
+        # the reason, in full, is the provenance card's first line; the title bar keeps the badge
+        state = html.Div([state_badge(file, compact=False)], className="d-flex align-items-center",
                          id="data-state-badge", **{"data-state": file.state})
         modified = f"Last Modified: {_when(file.last_modified)}"
+        provenance = provenance_card(file, used_calibrations(file, family), ids.DATA_PICK)
         return (file.file_name, state, tabs, modified, f"/api/files/{file.id}/download/", file.file_name, None,
-                False, file.original_file_id or file.id)
+                False, file.original_file_id or file.id, provenance)
 
     @app.callback(Output(ids.DATA_ACTIONS, "children"), Input(ids.DATA_SELECTED, "data"),
                   Input(ids.DATA_ACTIONS_REFRESH, "data"))

@@ -134,3 +134,5 @@ DATA_ACTIONS_REFRESH = "data-actions-refresh"  # dcc.Store: bumped when a job fi
 DATA_ROOT = "data-root"                      # dcc.Store: id of the raw file at the root of the selected lineage
 DATA_HIGHLIGHT = "data-highlight"            # hidden output of the clientside index highlighter
 DATA_GLOBAL_STAMP = "data-global-stamp"      # dcc.Store: the catalogue-wide change stamp last seen by the poll
+DATA_PROVENANCE = "data-provenance"          # the card "why and with what": state reason, calibrations used
+DATA_OLDER_VERSIONS = "data-older-versions"  # pattern: {"type": ..., "index": <file id>}: a folded version list

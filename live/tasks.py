@@ -378,7 +378,9 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
     science_w, arc_w = steps.calibrate_wavelength(Path(extracted.full_path), arc_1d.path, out_dir,
                                                   original=Path(raw.full_path), target=extracted.target,
                                                   options=options, taken=catalogued)
-    used = {"arc": _used(arc, arc_why), "lamp": science_w.record.get("library_lamp")}
+    used = {"arc": _used(arc, arc_why), "lamp": science_w.record.get("library_lamp"),
+            "lamp_why": "chosen by hand" if params.get("lamp") else "the library lamp of this grating and mode, "
+            "for the first guess; lines identified against NIST"}
     row = add_product(science_w, parent=extracted, original=raw, template=extracted, proposal=extracted.proposal,
                       calibrations=used)
     add_product(arc_w, parent=arc_1d_row, original=arc_raw, template=arc, proposal=arc.proposal,

@@ -158,7 +158,10 @@ def _main_card(defaults: dict):
         ], className="g-2"),
         html.Div(id=ids.DATA_COMMENT_MESSAGE, className="small mt-1"),
     ])
+    provenance = dbc.Card(dbc.CardBody(html.Div(id=ids.DATA_PROVENANCE), className="py-2 px-3"),
+                          className="mb-2 gsp-provenance-card")
     body = html.Div([
+        provenance,
         header_bar, header_body,
         viewer,
         html.Div(id=ids.DATA_MODIFIED, className="small text-muted text-end my-1 gsp-modified"),

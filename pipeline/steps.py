@@ -62,11 +62,12 @@ def stem(path: Path | str) -> str:
 
 def _write_ccd(ccd: CCDData, path: Path, lineage: dict) -> Path:
     with warnings.catch_warnings():
-        # long file names push the comments out of the 80-character card: that is fine
+        # Long file names are written whole, over CONTINUE cards (the FITS long-string convention):
+        # a name cut at 68 characters names no file.
         warnings.simplefilter("ignore", AstropyWarning)
         for keyword, (value, comment) in lineage.items():
             if value is not None:
-                ccd.header[keyword] = (str(value)[:68], comment)
+                ccd.header[keyword] = (str(value), comment)
         ccd.write(path, hdu_mask=None, hdu_flags=None, overwrite=True)  # free_path chose a name not taken
     return path
 
@@ -240,9 +241,9 @@ def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path,
     values, errors = flux.apply_sensitivity(wavelengths, counts, uncertainty, exptime, airmass, function)
     header = header.copy()
     header.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
-    header["GSP_SENS"] = (Path(sensitivity_path).name[:68], "sensitivity function used")
+    header["GSP_SENS"] = (Path(sensitivity_path).name, "sensitivity function used")  # whole, over CONTINUE cards
     header["GSP_STD"] = (function.star, "standard star of that function")
-    header["GSP_SWHY"] = (why[:68], "why that standard")
+    header["GSP_SWHY"] = (why, "why that standard")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)  # long values push comments out of their cards: fine
         path = flux.write_flux_product(free_path(out_dir, f"f{Path(calibrated_path).name}", taken), header, values,

@@ -445,7 +445,8 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     selected = night["calibrated_science"].id
     main_outputs = (f"..{ids.DATA_TITLE}.children...{ids.DATA_STATE}.children...{ids.DATA_TABS}.children..."
                     f"{ids.DATA_MODIFIED}.children...{ids.DATA_DOWNLOAD}.href...{ids.DATA_HEADER_FILE}.children..."
-                    f"{ids.DATA_NOT_FOUND}.children...{ids.DATA_MAIN}.hidden...{ids.DATA_ROOT}.data..")
+                    f"{ids.DATA_NOT_FOUND}.children...{ids.DATA_MAIN}.hidden...{ids.DATA_ROOT}.data..."
+                    f"{ids.DATA_PROVENANCE}.children..")
 
     def call(output, inputs, state=()):
         body = {"output": output, "outputs": _outputs(output), "inputs": inputs, "state": list(state),

@@ -1,0 +1,64 @@
+"""Issue 14 in Debian's chromium (Playwright): why and with what (the provenance card), versions, the
+wavelength solution's quality, comparison and export, and the smaller things seen.
+Screenshots go to tests/artifacts/viewer-*.png."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import screenshot
+from tests.test_browser_data import app_config, log_in, night, wait_title  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.browser
+
+LONG_BIAS = "master_bias_Red_400_M2_GG455_1.0_LONG_SLIT_2x2_27-11-2026_from_a_long_block_of_frames_v2.fits"
+
+
+@pytest.fixture
+def calibrated_night(night):  # noqa: F811 - the imported fixture
+    """The synthetic night, with the calibrations each product used as the job layer records them."""
+    from db import db
+
+    rows = night
+    master = rows["master_bias"]
+    master.file_name = LONG_BIAS
+    rows["reduced_science"].calibrations = {
+        "bias": {"id": master.id, "file": LONG_BIAS, "why": "same binning and ROI, closest in time"},
+        "flat": None, "missing": ["master flat"]}
+    arc = rows["reduced_arc"]
+    rows["calibrated_science"].calibrations = {
+        "arc": {"id": arc.id, "file": arc.file_name, "why": "same configuration, closest in time (10 min)"},
+        "lamp": "goodman_comp_400M2_GG455_HgArNe.fits", "lamp_why": "chosen by hand"}
+    rows["raw_arc"].state, rows["raw_arc"].state_reason = "failed", (
+        "calibrate_wavelength failed: only 6 arc lines could be identified against NIST (HgArNe lamp, library "
+        "goodman_comp_400M2_GG455_HgArNe.fits); at least 8 are needed")
+    db.session.commit()
+    return rows
+
+
+def test_why_and_with_what_in_the_main_panel(live_server, page, calibrated_night):
+    rows = calibrated_night
+    log_in(page, live_server, "pi")
+    science = rows["calibrated_science"]
+    page.goto(f"{live_server}/?id={science.id}")
+    wait_title(page, science.file_name)
+    card = page.locator("#data-provenance")
+    card.locator("[data-calibration='arc']").wait_for()
+    assert rows["reduced_arc"].file_name in card.inner_text()
+    assert "closest in time (10 min)" in card.inner_text()
+    assert "goodman_comp_400M2_GG455_HgArNe.fits" in card.inner_text()
+
+    raw = rows["raw_science"]  # a raw frame shows what its products used, the bias by its full name
+    page.goto(f"{live_server}/?id={raw.id}")
+    wait_title(page, raw.file_name)
+    card.locator("[data-calibration='bias']").wait_for()
+    assert LONG_BIAS in card.inner_text() and "not applied" in card.inner_text()
+    screenshot(page, "viewer-provenance")
+    card.locator(f"text={LONG_BIAS}").click()  # the name opens the master
+    wait_title(page, LONG_BIAS)
+
+    arc = rows["raw_arc"]  # a failure's reason in full, not cut
+    page.goto(f"{live_server}/?id={arc.id}")
+    wait_title(page, arc.file_name)
+    page.wait_for_selector("#data-state-reason")
+    assert page.inner_text("#data-state-reason") == arc.state_reason
+    screenshot(page, "viewer-provenance-failed")
