@@ -12,6 +12,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from components.file_index import STATES
+from pipeline.chain import DataType
 
 # calibrations key -> what it is, in the order a frame meets them
 USED = (("bias", "Master bias"), ("flat", "Master flat"), ("arc", "Arc"), ("lamp", "Library lamp"),
@@ -21,8 +22,8 @@ USED = (("bias", "Master bias"), ("flat", "Master flat"), ("arc", "Arc"), ("lamp
 def used_calibrations(file, lineage=()) -> dict:
     """What ``file`` was made with. A raw frame shows what its newest products used (its master bias and
     flat from the reduction, its arc from the wavelength calibration...), the newest version first."""
-    if file.calibrations and any(key in file.calibrations for key, _ in USED):
-        return dict(file.calibrations)
+    if file.data_type != DataType.RAW:
+        return dict(file.calibrations or {})
     merged = {}
     for product in sorted(lineage, key=lambda f: -f.id):
         for key, value in (product.calibrations or {}).items():

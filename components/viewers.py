@@ -67,6 +67,7 @@ THEMES = {
               "mpl_axes": "#ffffff"},
 }
 SATURATED_COLOUR = "#ff2d2d"
+REJECTED_COLOUR = "#d9534f"
 
 
 class ViewerError(ValueError):
@@ -194,7 +195,11 @@ def _lines(hdus) -> dict | None:
         return None
     table = {key: np.asarray(hdu.data[names[key]], dtype=float) for key in ("pixel", "wavelength", "residual")
              if key in names}
-    return table
+    # older products list only the lines used; newer ones add the rejected ones with used = False
+    used = np.asarray(hdu.data[names["used"]], dtype=bool) if "used" in names else np.ones(len(table["wavelength"]),
+                                                                                            dtype=bool)
+    return {**{key: values[used] for key, values in table.items()},
+            "rejected": {key: values[~used] for key, values in table.items()}}
 
 
 def _points(hdus) -> dict | None:
@@ -389,13 +394,19 @@ def default_title(header, name: str = "") -> str:
     return f"{first}<br>{second}" if second else first
 
 
-def _rms_text(lines: dict) -> str:
+def _rms_text(lines: dict, header=None) -> str:
+    """'RMS 0.019 Å · 60 lines used, 5 rejected', and the verdict when the solution is poor."""
     residual = lines.get("residual")
+    rejected = len((lines.get("rejected") or {}).get("wavelength", []))
     if residual is None or len(residual) == 0:
-        return f"{len(lines.get('wavelength', []))} lines"
-    finite = residual[np.isfinite(residual)]
-    rms = float(np.sqrt(np.mean(finite ** 2))) if finite.size else float("nan")
-    return f"RMS {rms:.3f} \u00c5 \u00b7 {finite.size} lines"
+        text = f"{len(lines.get('wavelength', []))} lines used, {rejected} rejected"
+    else:
+        finite = residual[np.isfinite(residual)]
+        rms = float(np.sqrt(np.mean(finite ** 2))) if finite.size else float("nan")
+        text = f"RMS {rms:.3f} \u00c5 \u00b7 {finite.size} lines used, {rejected} rejected"
+    if header is not None and str(header.get("GSP_WQUA", "")).strip() == "poor":
+        text += " \u00b7 POOR SOLUTION"
+    return text
 
 
 # --------------------------------------------------------------------------- Plotly
@@ -496,7 +507,7 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
     colours = THEMES.get(theme, THEMES["dark"])
     if show_residuals:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.08,
-                            subplot_titles=("", f"Residuals: {_rms_text(lines)}"))
+                            subplot_titles=("", f"Residuals: {_rms_text(lines, product.header)}"))
         where = {"row": 1, "col": 1}
     else:
         fig = go.Figure()
@@ -523,6 +534,19 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
         fig.add_trace(go.Scatter(x=line_w, y=residual, mode="markers", name="residuals", showlegend=False,
                                  marker={"size": 6, "color": spectrum_overlays.OVERLAYS["arc"][1]},
                                  hovertemplate="%{x:.3f} \u00c5<br>%{y:+.4f} \u00c5<extra></extra>"), row=2, col=1)
+        rejected = lines.get("rejected") or {}
+        if len(rejected.get("wavelength", [])):
+            marker = {"symbol": "x", "size": 8, "color": REJECTED_COLOUR}
+            fig.add_trace(go.Scatter(
+                x=rejected["wavelength"], y=np.interp(rejected["wavelength"], x, flux), mode="markers",
+                name=f"lines rejected ({len(rejected['wavelength'])})", marker=marker,
+                customdata=rejected.get("residual"),
+                hovertemplate="%{x:.3f} \u00c5<br>rejected, residual %{customdata:+.4f} \u00c5<extra></extra>"),
+                row=1, col=1)
+            fig.add_trace(go.Scatter(x=rejected["wavelength"], y=rejected.get("residual"), mode="markers",
+                                     name="rejected residuals", showlegend=False, marker=marker,
+                                     hovertemplate="%{x:.3f} \u00c5<br>rejected %{y:+.4f} \u00c5<extra></extra>"),
+                          row=2, col=1)
         fig.add_hline(y=0, line={"color": colours["grid"], "width": 1}, row=2, col=1)
         fig.update_yaxes(title="\u0394\u03bb (\u00c5)", row=2, col=1)
         fig.update_xaxes(title=x_title, row=2, col=1)
@@ -747,7 +771,12 @@ def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: 
         residual_ax.plot(line_w, residual, "o", color=arc_colour, ms=3.5)
         residual_ax.set_ylabel("\u0394\u03bb (\u00c5)")
         residual_ax.set_xlabel(x_title)
-        residual_ax.set_title(f"Residuals: {_rms_text(lines)}", fontsize=9)
+        rejected = lines.get("rejected") or {}
+        if len(rejected.get("wavelength", [])):
+            ax.plot(rejected["wavelength"], np.interp(rejected["wavelength"], x, flux), "x", color=REJECTED_COLOUR,
+                    ms=6, label=f"lines rejected ({len(rejected['wavelength'])})")
+            residual_ax.plot(rejected["wavelength"], rejected["residual"], "x", color=REJECTED_COLOUR, ms=5)
+        residual_ax.set_title(f"Residuals: {_rms_text(lines, product.header)}", fontsize=9)
     else:
         ax.set_xlabel(x_title)
     if wavelength is not None and overlays:

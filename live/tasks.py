@@ -100,6 +100,12 @@ def input_of(job, step_name: str) -> tuple[File, chain.Step]:
     return file, step
 
 
+def quality_note(calibrations: dict | None) -> str:
+    """The state reason a product calibrated with a poor wavelength solution gives its raw file."""
+    quality = (calibrations or {}).get("wavelength_quality") or {}
+    return f"poor wavelength solution: {quality.get('why', '')}" if quality.get("verdict") == "poor" else ""
+
+
 def _used(row: File | None, why: str) -> dict | None:
     return {"id": row.id, "file": row.file_name, "why": why} if row is not None else None
 
@@ -379,19 +385,22 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
                                                   original=Path(raw.full_path), target=extracted.target,
                                                   options=options, taken=catalogued)
     used = {"arc": _used(arc, arc_why), "lamp": science_w.record.get("library_lamp"),
+            "wavelength_quality": science_w.record.get("wavelength_quality"),
             "lamp_why": "chosen by hand" if params.get("lamp") else "the library lamp of this grating and mode, "
             "for the first guess; lines identified against NIST"}
     row = add_product(science_w, parent=extracted, original=raw, template=extracted, proposal=extracted.proposal,
                       calibrations=used)
-    add_product(arc_w, parent=arc_1d_row, original=arc_raw, template=arc, proposal=arc.proposal,
-                calibrations=used)
+    arc_row = add_product(arc_w, parent=arc_1d_row, original=arc_raw, template=arc, proposal=arc.proposal,
+                          calibrations=used)
+    for product in (row, arc_row):  # "done", and says so when the solution is poor
+        set_file_state(product, "done", quality_note(used))
     raw.calibrated_at = _now()
     log_event("wavelength_calibrated", f"{row.file_name}: {science_w.record['lines_used']} lines, "
               f"RMS {science_w.record['rms_angstrom']:.3f} A.", proposal_id=raw.proposal_id, file_id=row.id,
               commit=False)
     follow(step, raw, [row])
     return {"calibrated": row.id, "rms_angstrom": science_w.record["rms_angstrom"],
-            "lines_used": science_w.record["lines_used"]}
+            "lines_used": science_w.record["lines_used"], "note": quality_note(used)}
 
 
 # --- Flux calibration ------------------------------------------------------------------------------
@@ -455,12 +464,13 @@ def calibrate_flux_task(job) -> dict | Waiting:
                                    original=Path(raw.full_path), target=calibrated.target, why=why,
                                    taken=catalogued)
     standard = {**_used(sensitivity, why), "star": (sensitivity.calibrations or {}).get("standard", {}).get("star")}
+    wavelength_used = {key: (calibrated.calibrations or {}).get(key) for key in ("arc", "lamp", "wavelength_quality")}
     row = add_product(product, parent=calibrated, original=raw, template=calibrated, proposal=calibrated.proposal,
-                      calibrations={"arc": (calibrated.calibrations or {}).get("arc"), "standard": standard})
+                      calibrations={**wavelength_used, "standard": standard})
     log_event("flux_calibrated", f"{row.file_name} with {sensitivity.file_name} ({why}).",
               proposal_id=raw.proposal_id, file_id=row.id, commit=False)
     follow(step, raw, [row])
-    return {"flux_calibrated": row.id, "standard": sensitivity.id}
+    return {"flux_calibrated": row.id, "standard": sensitivity.id, "note": quality_note(wavelength_used)}
 
 
 # --- Re-run ----------------------------------------------------------------------------------------

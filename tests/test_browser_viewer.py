@@ -3,6 +3,8 @@ wavelength solution's quality, comparison and export, and the smaller things see
 Screenshots go to tests/artifacts/viewer-*.png."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import screenshot
@@ -62,3 +64,56 @@ def test_why_and_with_what_in_the_main_panel(live_server, page, calibrated_night
     page.wait_for_selector("#data-state-reason")
     assert page.inner_text("#data-state-reason") == arc.state_reason
     screenshot(page, "viewer-provenance-failed")
+
+
+def trace_names(page) -> list[str]:
+    return page.evaluate("() => document.querySelector('#data-graph .js-plotly-plot').data.map(d => d.name)")
+
+
+def wait_graph_of(page, file_name: str):
+    page.wait_for_function(
+        "(name) => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
+        "return g && g._fullLayout && g._fullLayout.uirevision === name; }", arg=file_name, timeout=15_000)
+
+
+def test_wavelength_quality_residuals_and_a_poor_solution(live_server, page, calibrated_night, people):
+    from astropy.io import fits
+
+    from db import db
+    from pipeline import wavelength
+    from tests.test_data_page import add_file
+
+    good = calibrated_night["calibrated_arc"]
+    extracted = calibrated_night["extracted_arc"]
+    with fits.open(extracted.full_path) as hdus:  # the same arc, solved with the wrong library lamp
+        flux, header = hdus[0].data.astype(float), hdus[0].header.copy()
+    options = wavelength.WavelengthOptions(library_lamp="goodman_comp_400M2_GG455_CuHeAr.fits")
+    solution, record = wavelength.calibrate_arc(flux, header, options)
+    spectrum, _ = wavelength.apply_solution(flux, solution)
+    path = Path(good.full_path).with_name(good.file_name.replace(".fits", "_v2.fits"))
+    wavelength.write_product(path, spectrum, header, record=record)
+    quality = record["wavelength_quality"]
+    poor = add_file(path, data_type=4, parent=extracted, original=calibrated_night["raw_arc"], proposal=people["proposal"],
+                    target=1, state_reason=f"poor wavelength solution: {quality['why']}",
+                    calibrations={"lamp": options.library_lamp, "lamp_why": "chosen by hand",
+                                  "wavelength_quality": quality})
+    db.session.commit()
+
+    log_in(page, live_server, "pi")
+    page.goto(f"{live_server}/?id={good.id}")
+    wait_graph_of(page, good.file_name)
+    names = trace_names(page)
+    assert any(name.startswith("lines used (") for name in names)
+    assert any(name.startswith("lines rejected (") for name in names)  # the clipping's outliers, marked apart
+    assert page.locator("#data-wavelength-warning").count() == 0
+    screenshot(page, "viewer-arc-residuals")
+
+    page.goto(f"{live_server}/?id={poor.id}")
+    wait_graph_of(page, poor.file_name)
+    warning = page.locator("#data-wavelength-warning")
+    warning.wait_for()
+    assert "Poor wavelength solution" in warning.inner_text() and "for a degree-3 fit" in warning.inner_text()
+    subtitle = page.evaluate("() => [...document.querySelectorAll('#data-graph .annotation-text')]"
+                             ".map(e => e.textContent).join(' ')")
+    assert "POOR SOLUTION" in subtitle
+    screenshot(page, "viewer-arc-poor")

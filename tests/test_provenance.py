@@ -45,7 +45,7 @@ def test_a_long_calibration_name_survives_in_the_product_header(tmp_path):
 
 
 def _file(**fields):
-    defaults = {"id": 7, "state": "done", "state_reason": "", "calibrations": {}}
+    defaults = {"id": 7, "data_type": 2, "state": "done", "state_reason": "", "calibrations": {}}
     return SimpleNamespace(**{**defaults, **fields})
 
 
@@ -57,7 +57,7 @@ def test_the_card_names_each_calibration_in_full_with_why():
         "arc": {"id": 5, "file": "czst_0015_HgArNe_400_M2_27-11-2026.fits", "why": "same configuration, 10 min"},
         "lamp": "goodman_comp_400M2_GG455_HgArNe.fits",
         "wavelength_quality": {"verdict": "poor", "why": "13 lines for a degree-3 fit"}})
-    raw = _file(id=1, state="waiting", state_reason="calibrate_wavelength: waiting for a compatible arc "
+    raw = _file(id=1, data_type=0, state="waiting", state_reason="calibrate_wavelength: waiting for a compatible arc "
                 "(no arc of 400_M2 / GG455 / 1.0_LONG_SLIT on 2026-11-27 yet)")
     used = used_calibrations(raw, [raw, reduced, calibrated])
     texts = " | ".join(_texts(provenance_card(raw, used, "pick")))
@@ -69,6 +69,6 @@ def test_the_card_names_each_calibration_in_full_with_why():
 
 
 def test_a_master_says_what_it_was_made_of():
-    master = _file(calibrations={"inputs": ["0001_bias.fits", "0002_bias.fits"], "why": "2 bias frames"})
+    master = _file(data_type=1, calibrations={"inputs": ["0001_bias.fits", "0002_bias.fits"], "why": "2 bias frames"})
     texts = " | ".join(_texts(provenance_card(master, used_calibrations(master, [master]), "pick")))
     assert "0001_bias.fits, 0002_bias.fits" in texts and "2 bias frames" in texts

@@ -161,7 +161,7 @@ def test_calibrated_arc_wavelength_axis_band_lines_and_residuals(tmp_path):
     assert residuals.yaxis == "y2"
     rms = math.sqrt(np.mean(np.array([0.03, -0.04, 0.02, -0.01]) ** 2))
     titles = [a.text for a in fig.layout.annotations]
-    assert f"Residuals: RMS {rms:.3f} \u00c5 \u00b7 4 lines" in titles
+    assert f"Residuals: RMS {rms:.3f} \u00c5 \u00b7 4 lines used, 0 rejected" in titles
 
 
 def test_wcs_variants_and_pixel_fallback(tmp_path):

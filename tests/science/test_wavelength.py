@@ -117,8 +117,9 @@ def test_product_is_readable_by_specutils(tmp_path):
         assert hdul[0].header["GSP_WPOI"] == record["lines_used"]
         assert np.allclose(hdul["UNCERT"].data["uncertainty"], spectrum.uncertainty, rtol=1e-6)
         lines = hdul["LINES"].data
-        assert len(lines) == record["lines_used"]
-        assert set(lines.names) == {"pixel", "wavelength", "residual"}
+        assert int(lines["used"].sum()) == record["lines_used"]
+        assert len(lines) == record["lines_used"] + record["lines_rejected"]
+        assert set(lines.names) == {"pixel", "wavelength", "residual", "used"}
 
 
 def test_resampling_conserves_flux_and_propagates_uncertainty():
