@@ -85,7 +85,8 @@ def observed_view(user, page, selected_id, page_size: int = OBSERVED_PAGE_SIZE):
 def calibrations_view(user, page, selected_id, page_size: int = CALIBRATIONS_PAGE_SIZE):
     result = queries.page_of_files(user, CALIBRATIONS, page, page_size)
     pages = queries.last_page(result.count, page_size)
-    return (index_list(result.files, "calib", selected_id, ids.DATA_PICK, "No master calibrations yet."),
+    return (index_list(result.files, "calib", selected_id, ids.DATA_PICK, "No master calibrations yet.",
+                       fold_versions=True),
             f"{result.count:,}", page_text(result.page, pages))
 
 
@@ -222,6 +223,22 @@ def enqueue_action(user, file: File, kind: str, choices: dict | None = None):
     job = tasks.enqueue_step(kind, file, user=user, params=params)
     db.session.commit()
     return job
+
+
+# where each task's result names the product it made (live/tasks.py), the one to show first
+PRODUCT_KEYS = ("calibrated", "flux_calibrated", "reduced", "sensitivity", "extracted", "masters", "master")
+
+
+def new_product(user, job) -> File | None:
+    """The product a finished job made (its first, for several targets or masters), if the user may see it."""
+    result = job.result or {}
+    for key in PRODUCT_KEYS:
+        made = result.get(key)
+        if isinstance(made, list):
+            made = made[-1] if key == "masters" else (made[0] if made else None)  # the normalized flat
+        if made is not None:
+            return _file(user, made)
+    return None
 
 
 def job_message(job, file_name: str = ""):
@@ -452,6 +469,7 @@ def register(app):
 
     @app.callback(Output(ids.DATA_JOB, "data"), Output(ids.DATA_ACTION_MESSAGE, "children"),
                   Output(ids.DATA_JOB_POLL, "disabled"), Output(ids.DATA_ACTIONS_REFRESH, "data"),
+                  Output(ids.DATA_SELECTED, "data", allow_duplicate=True),
                   Input({"type": ids.DATA_ACTION, "kind": ALL}, "n_clicks"), Input(ids.DATA_JOB_POLL, "n_intervals"),
                   State({"type": ids.DATA_ACTION_CHOICE, "kind": ALL, "param": ALL}, "value"),
                   State(ids.DATA_SELECTED, "data"),
@@ -461,13 +479,14 @@ def register(app):
         trigger = ctx.triggered_id
         if trigger == ids.DATA_JOB_POLL:
             if not job_data:
-                return no_update, no_update, True, no_update
+                return no_update, no_update, True, no_update, no_update
             job = get_visible_job(user, job_data["id"])
             if job is None:
-                return None, None, True, no_update
+                return None, None, True, no_update, no_update
             finished = job.state in ("done", "failed", "waiting")
+            made = new_product(user, job) if job.state == "done" else None  # show what the action made
             return (no_update, job_message(job, job_data.get("name", "")), finished,
-                    (refresh or 0) + 1 if finished else no_update)
+                    (refresh or 0) + 1 if finished else no_update, made.id if made is not None else no_update)
         if not isinstance(trigger, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             raise PreventUpdate
         file = _file(user, selected)
@@ -480,8 +499,8 @@ def register(app):
             job = enqueue_action(user, file, kind, chosen)
         except (PermissionError, ValueError, JobRefused) as error:
             return no_update, dbc.Alert(str(error), color="danger", className="py-2 mb-0 small gsp-job"), True, \
-                no_update
-        return {"id": job.id, "name": file.file_name}, job_message(job, file.file_name), False, no_update
+                no_update, no_update
+        return {"id": job.id, "name": file.file_name}, job_message(job, file.file_name), False, no_update, no_update
 
     @app.callback(Output(ids.DATA_DELETE_MODAL, "is_open"), Output(ids.DATA_DELETE_NAME, "children"),
                   Output(ids.DATA_DELETE_TARGET, "data"),

@@ -12,7 +12,7 @@ from tests.test_browser_data import app_config, log_in, night, wait_title  # noq
 
 pytestmark = pytest.mark.browser
 
-LONG_BIAS = "master_bias_Red_400_M2_GG455_1.0_LONG_SLIT_2x2_27-11-2026_from_a_long_block_of_frames_v2.fits"
+LONG_BIAS = "master_bias_Red_400_M2_GG455_1.0_LONG_SLIT_2x2_27-11-2026_from_a_long_block_of_frames.fits"
 
 
 @pytest.fixture
@@ -117,3 +117,51 @@ def test_wavelength_quality_residuals_and_a_poor_solution(live_server, page, cal
                              ".map(e => e.textContent).join(' ')")
     assert "POOR SOLUTION" in subtitle
     screenshot(page, "viewer-arc-poor")
+
+
+def add_versions(row, count: int, **fields):
+    """``count`` more versions of a product (``_v2``, ``_v3``...: copies of its file), newest last."""
+    import shutil
+
+    from tests.test_data_page import add_file
+
+    versions = []
+    for number in range(2, count + 2):
+        path = Path(row.full_path).with_name(row.file_name.replace(".fits", f"_v{number}.fits"))
+        shutil.copyfile(row.full_path, path)
+        versions.append(add_file(path, data_type=row.data_type, parent=row.parent, original=row.original,
+                                 proposal=row.proposal, target=row.target, **fields))
+    return versions
+
+
+def test_versions_fold_and_an_action_opens_its_product(live_server, page, calibrated_night, monkeypatch):
+    from db import db
+    from live import queue as jobs
+
+    first = calibrated_night["calibrated_science"]
+    v2, v3 = add_versions(first, 2)
+    add_versions(calibrated_night["master_bias"], 1)
+    db.session.commit()
+
+    log_in(page, live_server, "pi")
+    page.goto(f"{live_server}/?id={calibrated_night['raw_science'].id}")
+    wait_title(page, calibrated_night["raw_science"].file_name)
+    labels = [t.strip() for t in page.locator("#data-tabs [data-label]").all_inner_texts()]
+    assert labels == ["Wavelength Calibrated \u00b7 target 1 \u00b7 v3 (current)", "Extracted \u00b7 target 1",
+                      "Reduced", "Observed Raw"]
+    older = page.locator("#data-tabs .gsp-older-versions")
+    assert older.get_attribute("data-older") == "2"
+    # the Calibrations index lists the master once, its older version folded under it
+    assert page.locator("#calibrations-index > .gsp-index > .gsp-index-item").count() == 1
+    assert page.inner_text("#calibrations-index .gsp-older-summary") == "1 older version"
+
+    older.locator(".gsp-older-toggle").click()
+    older.locator(f"[data-file-id='{first.id}']").click()
+    wait_title(page, first.file_name)
+    assert "v1 (older)" in page.inner_text("#data-tabs .gsp-older-toggle")
+    screenshot(page, "viewer-versions")
+
+    monkeypatch.setitem(jobs.TASKS, "calibrate_wavelength", lambda job: {"calibrated": v3.id})
+    page.click("#data-actions >> text=Re-run With Current Settings")
+    wait_title(page, v3.file_name)  # the new product is shown when the action is done
+    assert "v3 (current)" in page.inner_text("#data-tabs .nav-link.active")
