@@ -31,6 +31,7 @@ import numpy as np
 from astropy.io import fits
 
 from components import spectrum_overlays
+from pipeline import headers
 
 # key -> label; the two maps below translate a key for Plotly and matplotlib.
 COLORMAPS: dict[str, str] = {
@@ -51,7 +52,7 @@ _MPL_CMAPS = {"gray": "gray", "gray_r": "gray_r", "viridis": "viridis", "inferno
 
 DEFAULT_MAX_PIXELS = 600_000
 MAX_SATURATED_MARKERS = 20_000
-DIGITAL_SATURATION = 65535
+DIGITAL_SATURATION = headers.DIGITAL_SATURATION
 ARC_OBSTYPES = ("COMP", "ARC")
 IMAGING_MARKERS = ("IMAGING", "NO_GRATING", "<NO GRATING>")
 WAVELENGTH_CTYPES = ("WAVE", "AWAV", "LINEAR", "WAVELENGTH", "LAMBDA")
@@ -320,24 +321,18 @@ def _finite(value) -> bool:
 
 
 def saturation_level(header, saturation=None) -> float:
-    """The saturation level (ADU) to highlight: given, SATURATE, the camera table, or 65535.
+    """The saturation level (ADU) to highlight: given (the catalogue's), SATURATE, or the readout mode's
+    (pipeline.headers.saturation_level, the one rule the catalogue follows too).
 
-    Never above the 16-bit ceiling: the camera's tabulated half full well can exceed it
-    in some readout modes, where the converter saturates first.
+    Never above the 16-bit ceiling: rows catalogued before that rule may hold a half full well above it.
     """
     if saturation is not None and _finite(saturation):
         return float(min(float(saturation), DIGITAL_SATURATION))
     if _finite(header.get("SATURATE")):
         return float(min(float(header["SATURATE"]), DIGITAL_SATURATION))
-    try:
-        from pipeline.headers import saturation_value
-
-        value = saturation_value(str(header.get("INSTCONF", "")).strip(), float(header["GAIN"]),
-                                 float(header["RDNOISE"]))
-        if value:
-            return float(min(value, DIGITAL_SATURATION))
-    except Exception:
-        pass
+    if _finite(header.get("GAIN")) and _finite(header.get("RDNOISE")):
+        return float(headers.saturation_level(str(header.get("INSTCONF", "")).strip(), float(header["GAIN"]),
+                                              float(header["RDNOISE"])))
     return float(DIGITAL_SATURATION)
 
 

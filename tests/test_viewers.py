@@ -239,3 +239,14 @@ def test_bad_files_raise_viewer_error(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:5000])
     with pytest.raises(viewers.ViewerError):
         viewers.figure_for_file(truncated)
+
+
+def test_the_viewer_and_the_catalogue_agree_on_saturation():
+    """One value from one rule: the Red camera's half full well (69257 ADU) is above the 16-bit converter's
+    ceiling, so both the catalogue (and the API's saturation_value) and the viewer say 65535."""
+    from pipeline import headers, simulate
+
+    header = simulate.make_science(seed=1, cosmic_rays=False).header
+    catalogued = headers.classify(header, "0014_NGC5128_400_M2_27-11-2026.fits")["saturation_value"]
+    assert headers.saturation_value("Red", 1.48, 3.89) == 69257
+    assert catalogued == viewers.saturation_level(header) == 65535
