@@ -111,6 +111,12 @@ def count_visible(user, params: dict) -> int:
     return count_files(visible_matching(user, params))
 
 
+def page_containing(user, params: dict, file_id: int, page_size: int) -> int:
+    """The page (newest first, as list_files pages) of the files matching ``params`` that holds ``file_id``."""
+    newer = count_files(visible_matching(user, params).where(File.id > file_id))
+    return newer // page_size + 1
+
+
 def newest_visible_id(user, params: dict | None = None) -> int | None:
     """Id of the newest file the user may see (optionally filtered), or None."""
     return db.session.scalar(visible_matching(user, params or {}, sa.select(sa.func.max(File.id))))

@@ -136,3 +136,5 @@ DATA_HIGHLIGHT = "data-highlight"            # hidden output of the clientside i
 DATA_GLOBAL_STAMP = "data-global-stamp"      # dcc.Store: the catalogue-wide change stamp last seen by the poll
 DATA_PROVENANCE = "data-provenance"          # the card "why and with what": state reason, calibrations used
 DATA_OLDER_VERSIONS = "data-older-versions"  # pattern: {"type": ..., "index": <file id>}: a folded version list
+NAV_THEME = "nav-theme"                      # navbar button: switch between the dark and light themes
+NAV_THEME_SAVED = "nav-theme-saved"          # dcc.Store: the theme just saved (the page then reloads with it)

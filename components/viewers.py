@@ -68,6 +68,10 @@ THEMES = {
               "mpl_axes": "#ffffff"},
 }
 SATURATED_COLOUR = "#ff2d2d"
+# Spectra carry their legend under the plot: above it, it covered the title's RMS and the overlays' labels.
+BOTTOM_LEGEND = {"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0.5,
+                 "xanchor": "center"}
+BOTTOM_LEGEND_MARGIN = 90
 REJECTED_COLOUR = "#d9534f"
 
 
@@ -554,7 +558,7 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
         title += f" <span style='font-size:12px'>(solution RMS {float(rms):.3f} \u00c5)</span>"
     _style(fig, theme, title, show_title, height)
     fig.update_layout(showlegend=True, hovermode="x", uirevision=product.name,
-                      legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+                      legend=BOTTOM_LEGEND, margin={"b": BOTTOM_LEGEND_MARGIN},
                       meta={"kind": "spectrum", "axis": "wavelength" if wavelength is not None else "pixel",
                             "n": int(flux.size)})
     fig.update_yaxes(title=flux_title(product.header, data_type), gridcolor=colours["grid"], **where,
@@ -608,7 +612,7 @@ def sensitivity_figure(product: Product, *, theme="dark", title="", show_title=T
     fig.add_hline(y=0, line={"color": colours["grid"], "width": 1}, row=2, col=1)
     _style(fig, theme, title or _sensitivity_title(product), show_title, height)
     fig.update_layout(showlegend=True, hovermode="closest", uirevision=product.name,
-                      legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+                      legend=BOTTOM_LEGEND, margin={"b": BOTTOM_LEGEND_MARGIN},
                       meta={"kind": "sensitivity", "n": int(points["wavelength"].size)})
     fig.update_yaxes(title=SENSITIVITY_AXIS, gridcolor=colours["grid"], row=1, col=1)
     fig.update_yaxes(title="\u0394 (mag)", gridcolor=colours["grid"], row=2, col=1)

@@ -165,3 +165,74 @@ def test_versions_fold_and_an_action_opens_its_product(live_server, page, calibr
     page.click("#data-actions >> text=Re-run With Current Settings")
     wait_title(page, v3.file_name)  # the new product is shown when the action is done
     assert "v3 (current)" in page.inner_text("#data-tabs .nav-link.active")
+
+
+def test_smaller_things_seen(live_server, page, calibrated_night, people):
+    from db import db
+    from db.models import User
+    from tests.conftest import PASSWORD
+    from tests.test_data_page import add_raw_rows
+
+    raw = calibrated_night["raw_science"]
+    add_raw_rows(people["proposal"], 25, Path(raw.full_path).parent)  # the night's frame is now on page 2
+    warnings = []
+    page.on("console", lambda message: warnings.append(message.text)
+            if message.type in ("warning", "error") else None)
+
+    # the login page's title says what it is, once; the app paints its skeleton before its scripts run
+    page.goto(f"{live_server}/login")
+    assert page.title() == "Sign in \u00b7 GSP Live"
+    page.fill("#username", "pi")
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_selector("#observed-index .gsp-index-item")
+    first_paint = page.request.get(f"{live_server}/").text()
+    assert "gsp-skeleton" in first_paint and "Loading GSP Live" in first_paint
+
+    # a file opened by its link: the index shows the page of its raw frame, highlighted
+    reduced = calibrated_night["reduced_science"]
+    page.goto(f"{live_server}/?id={reduced.id}")
+    wait_title(page, reduced.file_name)
+    page.wait_for_function("() => document.querySelector('#observed-page-text').textContent === 'Page 2 of 2'")
+    page.wait_for_selector(f"#observed-index .gsp-index-item.active [data-file-id='{raw.id}']")
+
+    # overlays: labels in rows that do not overlap, the legend under the plot
+    science = calibrated_night["calibrated_science"]
+    page.goto(f"{live_server}/?id={science.id}")
+    wait_title(page, science.file_name)
+    page.click("#data-advanced-button")
+    for overlay in ("sky", "galaxy"):
+        page.click(f"#data-advanced-overlays input[value='{overlay}']")
+    page.wait_for_function("() => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
+                           "return g && g.data.filter(d => (d.name || '').endsWith(' labels')).length === 2; }")
+    boxes = page.evaluate("() => [...document.querySelectorAll('#data-graph g.textpoint text')]"
+                          ".map(t => t.getBoundingClientRect()).map(r => [r.left, r.top, r.right, r.bottom])")
+    overlapping = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+                   if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]
+    assert len(boxes) > 10 and not overlapping, overlapping[:3]
+    legend = page.evaluate("() => document.querySelector('#data-graph g.legend').getBoundingClientRect().top")
+    plot = page.evaluate("() => document.querySelector('#data-graph .xtitle').getBoundingClientRect().bottom")
+    assert legend >= plot  # under the axis title, away from the title's RMS
+    screenshot(page, "viewer-overlays")
+
+    # Search: names and types whole, a State facet, no AG Grid warning
+    page.goto(f"{live_server}/search")
+    page.wait_for_selector(".ag-row [col-id='file_name']")
+    cut = page.evaluate("() => [...document.querySelectorAll(\".ag-row [col-id='file_name'], .ag-row [col-id='type']\")]"
+                        ".filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.textContent)")
+    assert not cut, cut
+    page.locator("#search-filter-state, [id*='\"name\":\"state\"']").first.click()
+    page.locator(".dash-dropdown-option, .Select-option", has_text="failed").first.click()
+    page.wait_for_function("() => document.querySelector('#search-count').textContent.trim() === '1'")
+    screenshot(page, "viewer-search")
+    assert not [w for w in warnings if "columnSize" in w or "AG Grid" in w], warnings
+
+    # the theme switch in the navbar: saved as the user's preference, applied at once
+    page.click("#nav-theme")
+    page.wait_for_function("() => [...document.querySelectorAll('link[rel=stylesheet]')]"
+                           ".some(l => l.href.includes('flatly'))")
+    db.session.expire_all()
+    assert db.session.get(User, people["users"]["pi"].id).theme == "light"
+    page.goto(f"{live_server}/?id={science.id}")
+    wait_title(page, science.file_name)
+    screenshot(page, "viewer-light-theme")

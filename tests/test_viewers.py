@@ -7,6 +7,7 @@ decode at the asked width; ViewerError for files that cannot be shown.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 
 import numpy as np
@@ -250,3 +251,14 @@ def test_the_viewer_and_the_catalogue_agree_on_saturation():
     catalogued = headers.classify(header, "0014_NGC5128_400_M2_27-11-2026.fits")["saturation_value"]
     assert headers.saturation_value("Red", 1.48, 3.89) == 69257
     assert catalogued == viewers.saturation_level(header) == 65535
+
+
+def test_overlay_labels_never_write_over_one_another():
+    rows = spectrum_overlays.LabelRows(5000.0, 9000.0)
+    char = 4000.0 * spectrum_overlays.LABEL_CHAR_FRACTION
+    placed = [(w, rows.place(w, "[O I]")) for w in np.arange(5000.0, 9000.0, 5.0)]  # a line every 5 A
+    shown = [(w, level) for w, level in placed if level is not None]
+    assert 0 < len(shown) < len(placed) and {level for _, level in shown} == set(range(spectrum_overlays.LABEL_ROWS))
+    for level in range(spectrum_overlays.LABEL_ROWS):
+        centres = sorted(w for w, row in shown if row == level)
+        assert all(b - a >= 6 * char for a, b in itertools.pairwise(centres))  # 5 characters and a space apart
