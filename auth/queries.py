@@ -111,6 +111,16 @@ def count_visible(user, params: dict) -> int:
     return count_files(visible_matching(user, params))
 
 
+def same_target_spectra(user, file: File, limit: int = 30) -> list[File]:
+    """Other spectra of the same target and processing level the user may see (other frames, versions,
+    targets), newest first: what the Data page offers to draw over a spectrum."""
+    if not file.object:
+        return []
+    query = visible_files(user, sa.select(File), data_type=file.data_type).where(
+        File.object == file.object, File.data_type == file.data_type, File.id != file.id)
+    return list(db.session.scalars(query.order_by(File.id.desc()).limit(limit)))
+
+
 def page_containing(user, params: dict, file_id: int, page_size: int) -> int:
     """The page (newest first, as list_files pages) of the files matching ``params`` that holds ``file_id``."""
     newer = count_files(visible_matching(user, params).where(File.id > file_id))

@@ -303,6 +303,37 @@ def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str
                              "toImageButtonOptions": {"filename": Path(file.file_name).stem}})
 
 
+SPECTRA = (DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED)
+
+
+def export_links(file: File):
+    """CSV and ECSV of a 1D spectrum (through the API and its permission check); nothing for images."""
+    if file.data_type not in SPECTRA:
+        return None
+    return [html.A([html.I(className="bi bi-filetype-csv me-1"), fmt.upper()], href=f"/api/files/{file.id}/"
+                   f"spectrum.{fmt}", className="btn btn-outline-success btn-sm gsp-action gsp-export",
+                   id=f"data-export-{fmt}", title=f"The spectrum as {fmt.upper()} (wavelength, flux, uncertainty)")
+            for fmt in ("csv", "ecsv")]
+
+
+def compare_options(user, file: File) -> list[dict]:
+    """Other spectra of the file's target to draw over it: other frames, targets and versions."""
+    if file.data_type not in SPECTRA:
+        return []
+    return [{"label": f"{other.file_name}" + (f" \u00b7 {other.date_obs:%H:%M}" if other.date_obs else ""),
+             "value": other.id} for other in queries.same_target_spectra(user, file)]
+
+
+def compared(user, file: File, chosen) -> tuple:
+    """(label, path) of the chosen spectra the user may see, of the same kind as the one shown."""
+    pairs = []
+    for value in chosen or ():
+        other = _file(user, value)
+        if other is not None and other.data_type == file.data_type and other.id != file.id:
+            pairs.append((other.file_name, other.full_path))
+    return tuple(pairs)
+
+
 def comment_list(comments):
     if not comments:
         return html.Div("No comments yet.", className="small text-muted")
@@ -436,6 +467,7 @@ def register(app):
                   Output(ids.DATA_DOWNLOAD, "href"), Output(ids.DATA_HEADER_FILE, "children"),
                   Output(ids.DATA_NOT_FOUND, "children"), Output(ids.DATA_MAIN, "hidden"),
                   Output(ids.DATA_ROOT, "data"), Output(ids.DATA_PROVENANCE, "children"),
+                  Output(ids.DATA_EXPORT, "children"),
                   Input(ids.DATA_SELECTED, "data"), Input(ids.DATA_STAMP, "data"))
     def main(selected, _stamp):
         user = _user()
@@ -444,10 +476,10 @@ def register(app):
             if selected is None:
                 empty = html.Div([html.I(className="bi bi-hourglass-split me-2"),
                                   "Files appear here as the instrument writes them."], className="gsp-empty")
-                return "No file selected", None, None, "", "#", "", empty, True, None, None
+                return "No file selected", None, None, "", "#", "", empty, True, None, None, None
             missing = dbc.Alert([html.I(className="bi bi-question-circle me-2"),
                                  f"File {selected} not found."], color="warning", id="data-file-missing")
-            return "File not found", None, None, "", "#", "", missing, True, None, None
+            return "File not found", None, None, "", "#", "", missing, True, None, None, None
         family = queries.lineage(user, file)
         if not any(f.id == file.id for f in family):
             family.append(file)
@@ -458,7 +490,7 @@ def register(app):
         modified = f"Last Modified: {_when(file.last_modified)}"
         provenance = provenance_card(file, used_calibrations(file, family), ids.DATA_PICK)
         return (file.file_name, state, tabs, modified, f"/api/files/{file.id}/download/", file.file_name, None,
-                False, file.original_file_id or file.id, provenance)
+                False, file.original_file_id or file.id, provenance, export_links(file))
 
     @app.callback(Output(ids.DATA_ACTIONS, "children"), Input(ids.DATA_SELECTED, "data"),
                   Input(ids.DATA_ACTIONS_REFRESH, "data"))
@@ -582,19 +614,27 @@ def register(app):
     def scale_inputs(scale):
         return scale != "minmax", scale != "minmax", scale != "percentiles", scale != "percentiles"
 
+    @app.callback(Output(ids.DATA_COMPARE, "options"), Output(ids.DATA_COMPARE, "value"),
+                  Input(ids.DATA_SELECTED, "data"))
+    def compare_choices(selected):
+        file = _file(_user(), selected)
+        return (compare_options(_user(), file) if file is not None else []), []
+
     @app.callback(Output(ids.DATA_VIEWER, "children"), Input(ids.DATA_SELECTED, "data"),
                   Input(ids.DATA_ADV_FORMAT, "value"), Input(ids.DATA_ADV_COLORMAP, "value"),
                   Input(ids.DATA_ADV_SCALE, "value"), Input(ids.DATA_ADV_ZMIN, "value"),
                   Input(ids.DATA_ADV_ZMAX, "value"), Input(ids.DATA_ADV_PLOW, "value"),
                   Input(ids.DATA_ADV_PHIGH, "value"), Input(ids.DATA_ADV_SATURATED, "value"),
                   Input(ids.DATA_ADV_TITLE, "value"), Input(ids.DATA_ADV_OVERLAYS, "value"),
-                  Input(ids.DATA_ADV_REDSHIFT, "value"))
-    def viewer(selected, fmt, colormap, scale, zmin, zmax, plow, phigh, saturated, show_title, overlays, redshift):
+                  Input(ids.DATA_ADV_REDSHIFT, "value"), Input(ids.DATA_COMPARE, "value"))
+    def viewer(selected, fmt, colormap, scale, zmin, zmax, plow, phigh, saturated, show_title, overlays, redshift,
+               compare):
         user = _user()
         file = _file(user, selected)
         if file is None:
             return None
         options = viewer_options(scale, zmin, zmax, plow, phigh, saturated, show_title, overlays, redshift)
+        options["compare"] = compared(user, file, compare)
         return render_viewer(file, fmt or "interactive", colormap or "gray", options,
                              theme=getattr(user, "theme", "dark") or "dark")
 

@@ -138,3 +138,5 @@ DATA_PROVENANCE = "data-provenance"          # the card "why and with what": sta
 DATA_OLDER_VERSIONS = "data-older-versions"  # pattern: {"type": ..., "index": <file id>}: a folded version list
 NAV_THEME = "nav-theme"                      # navbar button: switch between the dark and light themes
 NAV_THEME_SAVED = "nav-theme-saved"          # dcc.Store: the theme just saved (the page then reloads with it)
+DATA_COMPARE = "data-compare"                # multi-select: other spectra of the same target drawn over the one shown
+DATA_EXPORT = "data-export"                  # CSV / ECSV links of a spectrum

@@ -73,6 +73,7 @@ BOTTOM_LEGEND = {"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "
                  "xanchor": "center"}
 BOTTOM_LEGEND_MARGIN = 90
 REJECTED_COLOUR = "#d9534f"
+COMPARE_COLOURS = ("#f0ad4e", "#5cb85c", "#d9534f", "#b07cd8", "#e8e8e8")  # spectra drawn over the one shown
 
 
 class ViewerError(ValueError):
@@ -413,8 +414,9 @@ def _rms_text(lines: dict, header=None) -> str:
 def figure_for_file(path, *, data_type=None, colormap: str = "gray", zmin=None, zmax=None, percentiles=None,
                     show_saturated: bool = False, saturation=None, title: str = "",
                     max_pixels: int = DEFAULT_MAX_PIXELS, theme: str = "dark", overlays=(),
-                    redshift: float = 0.0, show_title: bool = True, height: int | None = None):
-    """The interactive figure of a FITS file (image or spectrum). Raises ViewerError."""
+                    redshift: float = 0.0, show_title: bool = True, height: int | None = None, compare=()):
+    """The interactive figure of a FITS file (image or spectrum; ``compare``: (label, path) of other
+    spectra to draw over it). Raises ViewerError."""
     product = read_product(path)
     if product.extras.get("points"):
         return sensitivity_figure(product, theme=theme, title=title, show_title=show_title, height=height)
@@ -423,7 +425,7 @@ def figure_for_file(path, *, data_type=None, colormap: str = "gray", zmin=None, 
                             show_saturated=show_saturated, saturation=saturation, title=title,
                             max_pixels=max_pixels, theme=theme, show_title=show_title, height=height)
     return spectrum_figure(product, data_type=data_type, title=title, theme=theme, overlays=overlays,
-                           redshift=redshift, show_title=show_title, height=height)
+                           redshift=redshift, show_title=show_title, height=height, compare=compare)
 
 
 def _style(fig, theme: str, title: str, show_title: bool, height: int | None):
@@ -493,8 +495,22 @@ def _spectrum_axes(product: Product, data_type=None):
     return flux, wavelength, wavelength, "Wavelength (\u00c5)"
 
 
+def compared_spectra(compare, data_type):
+    """(label, x, flux) of each spectrum to draw over the one shown; unreadable ones are left out."""
+    drawn = []
+    for label, path in compare or ():
+        try:
+            other = read_product(path)
+        except ViewerError:
+            continue
+        if other.kind == "spectrum":
+            flux, x, _, _ = _spectrum_axes(other, data_type)
+            drawn.append((label, x, flux))
+    return drawn
+
+
 def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark", overlays=(), redshift=0.0,
-                    show_title=True, height=None, show_residuals=None):
+                    show_title=True, height=None, show_residuals=None, compare=()):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -521,6 +537,11 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
     unit = "\u00c5" if wavelength is not None else "px"
     fig.add_trace(go.Scatter(x=x, y=flux, mode="lines", name="flux", line={"color": colours["line"], "width": 1.3},
                              hovertemplate=f"%{{x:.2f}} {unit}<br>%{{y:.4g}}<extra></extra>"), **where)
+    for index, (label, other_x, other_flux) in enumerate(compared_spectra(compare, data_type)):
+        fig.add_trace(go.Scatter(x=other_x, y=other_flux, mode="lines", name=label, opacity=0.85,
+                                 line={"color": COMPARE_COLOURS[index % len(COMPARE_COLOURS)], "width": 1.1},
+                                 hovertemplate=f"{label}<br>%{{x:.2f}} {unit}<br>%{{y:.4g}}<extra></extra>"),
+                      **where)
     if show_residuals:
         line_w = lines["wavelength"]
         at = np.interp(line_w, x, flux)
@@ -626,7 +647,7 @@ def sensitivity_figure(product: Product, *, theme="dark", title="", show_title=T
 def png_for_file(path, *, colormap: str = "gray", width: int = 1000, zmin=None, zmax=None, percentiles=None,
                  show_saturated: bool = False, saturation=None, title: str = "", data_type=None,
                  theme: str = "dark", overlays=(), redshift: float = 0.0, show_title: bool = True,
-                 height: int | None = None) -> bytes:
+                 height: int | None = None, compare=()) -> bytes:
     """A PNG of the file, exactly ``width`` pixels wide (matplotlib Agg). Raises ViewerError."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -659,7 +680,7 @@ def png_for_file(path, *, colormap: str = "gray", width: int = 1000, zmin=None, 
         _png_image(figure, product, colormap, zmin, zmax, percentiles, show_saturated, saturation, width,
                    colours, box)
     else:
-        _png_spectrum(figure, product, data_type, colours, overlays, redshift, box)
+        _png_spectrum(figure, product, data_type, colours, overlays, redshift, box, compare)
     if title_text:
         figure.text(0.5, 1 - 6 / height, title_text, color=text_colour, fontsize=12, ha="center", va="top")
     for ax in figure.axes:
@@ -726,7 +747,7 @@ def _png_image(figure, product, colormap, zmin, zmax, percentiles, show_saturate
     ax.set_ylim(-0.5, ny - 0.5)
 
 
-def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: _Box):
+def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: _Box, compare=()):
     flux, x, wavelength, x_title = _spectrum_axes(product, data_type)
     lines = product.lines
     points = product.extras.get("points")
@@ -748,6 +769,9 @@ def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: 
         ax.fill_between(x, flux - sigma, flux + sigma, color=colours["line"], alpha=0.25, lw=0,
                         label="uncertainty (1\u03c3)")
     ax.plot(x, flux, color=colours["line"], lw=0.9, label="fit" if points else "flux")
+    for index, (label, other_x, other_flux) in enumerate(compared_spectra(compare, data_type)):
+        ax.plot(other_x, other_flux, color=COMPARE_COLOURS[index % len(COMPARE_COLOURS)], lw=0.8, alpha=0.85,
+                label=label)
     ax.set_ylabel(SENSITIVITY_AXIS if points else flux_title(product.header, data_type))
     if points:
         used = points["used"].astype(bool)

@@ -125,6 +125,8 @@ def _advanced_panel(defaults: dict):
                              tooltip={"placement": "bottom", "always_visible": False}, updatemode="mouseup",
                              className="flex-grow-1 gsp-redshift")],
                  className="d-flex align-items-center mt-2"),
+        dcc.Dropdown(id=ids.DATA_COMPARE, multi=True, options=[], value=[], className="mt-2 small gsp-compare",
+                     placeholder="Compare with other spectra of this target…"),
     ], lg=5)
     common = html.Div([
         dbc.RadioItems(id=ids.DATA_ADV_FORMAT, inline=True, className="small me-3",
@@ -158,6 +160,7 @@ def _main_card(defaults: dict):
     actions = html.Div([
         html.A([html.I(className="bi bi-download me-1"), "Download"], id=ids.DATA_DOWNLOAD, href="#",
                className="btn btn-success btn-sm gsp-action", target="_blank", rel="noopener"),
+        html.Div(id=ids.DATA_EXPORT, className="d-contents"),
         dbc.Button([html.I(className="bi bi-sliders me-1"), "Advanced Visualization"], id=ids.DATA_ADV_BUTTON,
                    n_clicks=0, color="success", size="sm", className="gsp-action"),
         html.Div(id=ids.DATA_ACTIONS, className="d-contents"),
