@@ -1,6 +1,8 @@
 """Callbacks of the Search page (layout: pages/search.py)."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from dash import ALL, Input, Output, State, ctx
 from dash.exceptions import PreventUpdate
 from flask_login import current_user
@@ -60,7 +62,7 @@ def register(app):
 
     @app.callback(Output(ids.SEARCH_GRID, "rowData"), Output(ids.SEARCH_COUNT, "children"),
                   Output(ids.SEARCH_PAGE_TEXT, "children"), Output(ids.SEARCH_PAGE, "data"),
-                  Output(ids.SEARCH_MESSAGE, "children"),
+                  Output(ids.SEARCH_MESSAGE, "children"), Output(ids.SEARCH_ZIP, "href"),
                   Input(filters, "value"), Input(ids.SEARCH_TEXT, "value"),
                   Input(ids.SEARCH_HIDE_RAW_CALIBRATIONS, "value"),
                   Input({"type": ids.SEARCH_PAGER, "go": ALL}, "n_clicks"), Input(ids.SEARCH_PAGE_GO, "n_clicks"),
@@ -85,8 +87,8 @@ def register(app):
         try:
             rows, count, text_page, page = table_view(user, params, page, PAGE_SIZE)
         except queries.QueryError as error:
-            return [], "0", page_text(1, 1), 1, str(error)
-        return rows, count, text_page, page, None
+            return [], "0", page_text(1, 1), 1, str(error), None
+        return rows, count, text_page, page, None, f"/api/files/zip/?{urlencode(params)}"
 
     @app.callback(Output(filters, "value"), Output(ids.SEARCH_TEXT, "value"),
                   Output(ids.SEARCH_HIDE_RAW_CALIBRATIONS, "value"), Input(ids.SEARCH_RESET, "n_clicks"),

@@ -140,3 +140,4 @@ NAV_THEME = "nav-theme"                      # navbar button: switch between the
 NAV_THEME_SAVED = "nav-theme-saved"          # dcc.Store: the theme just saved (the page then reloads with it)
 DATA_COMPARE = "data-compare"                # multi-select: other spectra of the same target drawn over the one shown
 DATA_EXPORT = "data-export"                  # CSV / ECSV links of a spectrum
+SEARCH_ZIP = "search-zip"                    # link: every file the filters match, as one zip (GET /api/files/zip/)

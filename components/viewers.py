@@ -535,9 +535,11 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
                                  fillcolor=colours["band"], name="uncertainty (1\u03c3)", hoverinfo="skip"),
                       **where)
     unit = "\u00c5" if wavelength is not None else "px"
-    fig.add_trace(go.Scatter(x=x, y=flux, mode="lines", name="flux", line={"color": colours["line"], "width": 1.3},
+    drawn_over = compared_spectra(compare, data_type)
+    fig.add_trace(go.Scatter(x=x, y=flux, mode="lines", name=product.name if drawn_over else "flux",
+                             line={"color": colours["line"], "width": 1.3},
                              hovertemplate=f"%{{x:.2f}} {unit}<br>%{{y:.4g}}<extra></extra>"), **where)
-    for index, (label, other_x, other_flux) in enumerate(compared_spectra(compare, data_type)):
+    for index, (label, other_x, other_flux) in enumerate(drawn_over):
         fig.add_trace(go.Scatter(x=other_x, y=other_flux, mode="lines", name=label, opacity=0.85,
                                  line={"color": COMPARE_COLOURS[index % len(COMPARE_COLOURS)], "width": 1.1},
                                  hovertemplate=f"{label}<br>%{{x:.2f}} {unit}<br>%{{y:.4g}}<extra></extra>"),

@@ -236,3 +236,41 @@ def test_smaller_things_seen(live_server, page, calibrated_night, people):
     page.goto(f"{live_server}/?id={science.id}")
     wait_title(page, science.file_name)
     screenshot(page, "viewer-light-theme")
+
+
+def test_compare_spectra_and_export(live_server, page, calibrated_night):
+    import io
+    import zipfile
+
+    from astropy.table import Table
+
+    from db import db
+
+    first = calibrated_night["calibrated_science"]
+    second = add_versions(first, 1)[0]  # another spectrum of NGC5128
+    db.session.commit()
+    log_in(page, live_server, "pi")
+    page.goto(f"{live_server}/?id={first.id}")
+    wait_graph_of(page, first.file_name)
+    page.click("#data-advanced-button")
+    compare = page.locator("#data-compare")
+    compare.click()
+    page.locator(".dash-dropdown-option, .Select-option", has_text=second.file_name).first.click()
+    page.wait_for_function("(name) => document.querySelector('#data-graph .js-plotly-plot').data"
+                           ".some(d => d.name === name)", arg=second.file_name)
+    page.keyboard.press("Escape")
+    screenshot(page, "viewer-compare")
+
+    with page.expect_download() as download:
+        page.click("#data-export-ecsv")
+    table = Table.read(Path(download.value.path()).read_text(), format="ascii.ecsv")
+    assert table.colnames == ["wavelength", "flux", "uncertainty"] and table.meta["file_name"] == first.file_name
+
+    page.goto(f"{live_server}/search?data_type=4")
+    page.wait_for_function("() => { const c = document.querySelector('#search-count'); "
+                           "return c && c.textContent.trim() === '3'; }")
+    with page.expect_download() as download:
+        page.click("#search-zip")
+    names = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())).namelist()
+    assert sorted(Path(n).name for n in names) == sorted([first.file_name, second.file_name,
+                                                          calibrated_night["calibrated_arc"].file_name])
