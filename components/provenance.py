@@ -68,6 +68,8 @@ def _why(key: str, entry, used: dict) -> str:
     why = entry.get("why") or ""
     if key == "standard" and entry.get("star") and entry.get("file"):
         why = f"{entry['star']}; {why}" if why else entry["star"]
+    if key == "standard" and entry.get("table"):  # a sensitivity function names the star's flux table
+        why = f"fluxes tabulated in {entry['table']}"
     return why
 
 

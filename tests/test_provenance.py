@@ -41,6 +41,9 @@ def test_a_long_calibration_name_survives_in_the_product_header(tmp_path):
                                flat_path=None)
     header = fits.getheader(product.path)
     assert len(master.path.name) > 68 and header["GSP_BIAS"] == master.path.name
+    from components.header_table import header_cards  # the Data page's header table shows it whole too
+
+    assert {"keyword": "GSP_BIAS", "value": master.path.name, "comment": "bias used"} in header_cards(product.path)
     assert header["GSP_PNAM"] == raw.name
 
 
@@ -72,3 +75,9 @@ def test_a_master_says_what_it_was_made_of():
     master = _file(data_type=1, calibrations={"inputs": ["0001_bias.fits", "0002_bias.fits"], "why": "2 bias frames"})
     texts = " | ".join(_texts(provenance_card(master, used_calibrations(master, [master]), "pick")))
     assert "0001_bias.fits, 0002_bias.fits" in texts and "2 bias frames" in texts
+
+
+def test_a_sensitivity_function_names_its_star_and_table():
+    function = _file(data_type=1, calibrations={"standard": {"star": "LTT 7379", "table": "ctionewcal/l7379.dat"}})
+    texts = " | ".join(_texts(provenance_card(function, used_calibrations(function, [function]), "pick")))
+    assert "LTT 7379" in texts and "fluxes tabulated in ctionewcal/l7379.dat" in texts
