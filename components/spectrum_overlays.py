@@ -187,6 +187,8 @@ def add_matplotlib_overlays(ax, overlays, *, wavelength, redshift: float = 0.0,
     if wavelength is None or len(wavelength) == 0:
         return
     wmin, wmax = float(np.nanmin(wavelength)), float(np.nanmax(wavelength))
+    # Labels stand upright, one character thick: a label closer than that to one already written is left out.
+    room = LabelRows(wmin, wmax, rows=1)
     for name in overlays or ():
         if name not in OVERLAYS:
             continue
@@ -194,6 +196,6 @@ def add_matplotlib_overlays(ax, overlays, *, wavelength, redshift: float = 0.0,
         lines = overlay_lines(name, redshift=redshift, lines_table=lines_table, wmin=wmin, wmax=wmax)
         for index, line in enumerate(lines):
             ax.axvline(line.wavelength, color=colour, lw=0.8, ls=":", label=label if index == 0 else None)
-            if name != "arc":
+            if name != "arc" and room.place(line.wavelength, "x") is not None:
                 ax.annotate(line.label, (line.wavelength, 1.0), xycoords=("data", "axes fraction"),
                             rotation=90, va="top", ha="right", fontsize=7, color=colour)

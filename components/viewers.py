@@ -72,6 +72,7 @@ SATURATED_COLOUR = "#ff2d2d"
 BOTTOM_LEGEND = {"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0.5,
                  "xanchor": "center"}
 BOTTOM_LEGEND_MARGIN = 90
+PNG_LEGEND_PX = 26  # a row of legend under a static spectrum
 REJECTED_COLOUR = "#d9534f"
 COMPARE_COLOURS = ("#f0ad4e", "#5cb85c", "#d9534f", "#b07cd8", "#e8e8e8")  # spectra drawn over the one shown
 
@@ -677,7 +678,8 @@ def png_for_file(path, *, colormap: str = "gray", width: int = 1000, zmin=None, 
     # Fixed margins in pixels (a layout engine costs more than the drawing itself).
     top = (24 + 18 * title_text.count("\n") + 18) if title_text else 14
     image = product.kind == "image"
-    box = _Box(width, height, left=72 if image else 88, right=84 if image else 18, top=top, bottom=48)
+    box = _Box(width, height, left=72 if image else 88, right=84 if image else 18, top=top,
+               bottom=48 if image else 48 + PNG_LEGEND_PX)
     if product.kind == "image":
         _png_image(figure, product, colormap, zmin, zmax, percentiles, show_saturated, saturation, width,
                    colours, box)
@@ -808,7 +810,10 @@ def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: 
         spectrum_overlays.add_matplotlib_overlays(ax, [o for o in overlays if not (o == "arc" and show_residuals)],
                                                   wavelength=wavelength, redshift=redshift, lines_table=lines)
     ax.set_xlim(float(np.nanmin(x)), float(np.nanmax(x)))
-    legend = ax.legend(loc="upper right", fontsize=8, frameon=False)
+    # under the plot, as in the interactive figure: over it, it covered the overlays' labels
+    handles, labels = ax.get_legend_handles_labels()
+    legend = figure.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 6),
+                           fontsize=8, frameon=False)
     for text in legend.get_texts():
         text.set_color(colours["text"])
 
