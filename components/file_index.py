@@ -8,6 +8,7 @@ from dash import dcc, html
 
 from db.queries import data_type_name
 from pipeline.chain import DataType
+from pipeline.steps import version_of
 
 # state -> (badge colour, bootstrap icon, words)
 STATES = {
@@ -151,12 +152,6 @@ def tab_label(file) -> str:
     if file.target is not None and file.data_type >= DataType.EXTRACTED:
         label += f" \u00b7 target {file.target}"
     return label
-
-
-def version_of(file_name: str) -> int:
-    """A product's version from its name: ``…_v3.fits`` is 3, the first one (no suffix) 1."""
-    found = re.search(r"_v(\d+)\.fits(\.fz)?$", file_name)
-    return int(found.group(1)) if found else 1
 
 
 def unversioned(file_name: str) -> str:

@@ -74,6 +74,7 @@ def add_product(product: steps.Product, *, parent: File | None, original: File |
     row = File(file_name=product.path.name, directory_name=str(product.path.parent), full_path=str(product.path),
                data_type=product.data_type, parent=parent, original=original, proposal=proposal,
                target=product.target, normalized=product.normalized, ingested_at=_now(),
+               version=steps.version_of(product.path.name),
                calibrations={**(calibrations or {}), "record": _json_record(product.record)})
     set_file_state(row, "done")
     for name in ("obstype", "technique", "object", "instconf", "grating", "wavmode", "filter", "filter_2", "slit",

@@ -10,6 +10,7 @@ file on disk; live, a catalogued product (a lost run's leftover is overwritten).
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,12 @@ def free_path(folder: Path, name: str, taken: Taken = Path.exists) -> Path:
         path = folder / f"{stem}_v{version}{suffix}"
         version += 1
     return path
+
+
+def version_of(name: str) -> int:
+    """A product's version from the name free_path gave it: ``…_v3.fits`` is 3, the first one (no suffix) 1."""
+    found = re.search(r"_v(\d+)\.fits(\.fz)?$", name)
+    return int(found.group(1)) if found else 1
 
 
 def stem(path: Path | str) -> str:

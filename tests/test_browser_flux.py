@@ -141,6 +141,7 @@ def test_flux_calibration_on_the_data_page(live_server, page, people, app, flux_
     versions = File.query.filter_by(original_file_id=ids["raw"], data_type=5, target=1).order_by(File.id).all()
     assert [v.file_name for v in versions] == [names["fluxed"], names["fluxed"].replace(".fits", "_v2.fits")]
     assert "closest in time" in versions[-1].calibrations["standard"]["why"]
+    assert [v.version for v in versions] == [1, 2]  # the API's "version"
     assert versions[-1].calibrations["standard"]["id"] == ids["sensitivity"]
     wait_title(page, versions[-1].file_name)  # the page opens the new version when the job is done
     current = page.locator("#data-tabs [data-label^='Flux Calibrated']")
