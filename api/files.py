@@ -12,6 +12,7 @@ from flask import Response, jsonify, request, send_file, url_for
 from flask_login import current_user
 
 from api import ApiError, blueprint
+from auth import queries
 from auth.permissions import can_add_files, can_change_file, get_visible_file
 from auth.queries import QueryError, change_stamp, count_visible, list_files, parse_integer
 from db import db
@@ -209,17 +210,14 @@ def files_spectrum_table(file_id, fmt):
     return Response(text, mimetype=FORMATS[fmt][1], headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-MAX_ZIP_FILES = 500  # a night of one proposal is about 200 files; a larger archive is a transfer, not a download
-
-
 @blueprint.get("/files/zip/")
 def files_zip():
     """The visible files matching the filters of GET /api/files/, as one zip written while it is sent."""
     params = {key: value for key, value in request.args.to_dict().items() if key not in ("page", "page_size")}
     try:
         count = count_visible(current_user, params)
-        if count > MAX_ZIP_FILES:
-            raise ApiError(f"{count} files match; a zip holds at most {MAX_ZIP_FILES}. Narrow the filters "
+        if count > queries.MAX_ZIP_FILES:
+            raise ApiError(f"{count} files match; a zip holds at most {queries.MAX_ZIP_FILES}. Narrow the filters "
                            "(date, proposal_id, data_type...).", 400)
         files = list_files(current_user, {**params, "page": 1, "page_size": max(count, 1)}).files
     except QueryError as error:
@@ -338,7 +336,7 @@ OPENAPI_PATHS = {
                               "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     "/api/files/zip/": {"get": {
         "summary": f"The files matching the filters of GET /api/files/ (a night: date=...; a search), as one zip "
-                   f"streamed while it is made; at most {MAX_ZIP_FILES} files (400 beyond).",
+                   f"streamed while it is made; at most {queries.MAX_ZIP_FILES} files (400 beyond).",
         "tags": ["files"],
         "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in _FILE_FILTERS
                        if n not in ("page", "page_size")],

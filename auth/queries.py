@@ -111,6 +111,9 @@ def count_visible(user, params: dict) -> int:
     return count_files(visible_matching(user, params))
 
 
+MAX_ZIP_FILES = 500  # a night of one proposal is about 200 files; a larger archive is a transfer, not a download
+
+
 def same_target_spectra(user, file: File, limit: int = 30) -> list[File]:
     """Other spectra of the same target and processing level the user may see (other frames, versions,
     targets), newest first: what the Data page offers to draw over a spectrum."""

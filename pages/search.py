@@ -166,8 +166,7 @@ def layout(**query):
             dbc.Badge("0", id=ids.SEARCH_COUNT, color="info", pill=True, className="ms-2 gsp-count"),
             html.Span(id=ids.SEARCH_MESSAGE, className="small ms-3 text-warning"),
             html.A([html.I(className="bi bi-file-earmark-zip me-1"), "Download all as zip"], id=ids.SEARCH_ZIP,
-                   className="btn btn-outline-success btn-sm ms-auto", title="Every file these filters match, as "
-                   "one zip (at most 500)"),
+                   className="btn btn-outline-success btn-sm ms-auto disabled"),
         ], className="d-flex align-items-center")),
         dbc.CardBody(grid, className="p-2"),
         dbc.CardFooter(pager(ids.SEARCH_PAGER, ids.SEARCH_PAGE_TEXT, go_input_id=ids.SEARCH_PAGE_INPUT,

@@ -59,9 +59,9 @@ def test_a_night_downloads_as_one_streamed_zip(client, people, night):  # noqa: 
 
 
 def test_a_zip_too_large_is_refused_with_why(client, people, night, monkeypatch):  # noqa: F811
-    from api import files
+    from auth import queries
 
-    monkeypatch.setattr(files, "MAX_ZIP_FILES", 3)
+    monkeypatch.setattr(queries, "MAX_ZIP_FILES", 3)
     response = client.get("/api/files/zip/", headers=auth_header(people["tokens"]["staff"]))
     assert response.status_code == 400
     assert response.json["detail"].startswith(f"{len(night)} files match; a zip holds at most 3.")
