@@ -81,3 +81,12 @@ def test_a_sensitivity_function_names_its_star_and_table():
     function = _file(data_type=1, calibrations={"standard": {"star": "LTT 7379", "table": "ctionewcal/l7379.dat"}})
     texts = " | ".join(_texts(provenance_card(function, used_calibrations(function, [function]), "pick")))
     assert "LTT 7379" in texts and "fluxes tabulated in ctionewcal/l7379.dat" in texts
+
+
+def test_a_poor_solution_is_the_state_reason_of_what_it_calibrated():
+    from live.tasks import quality_note
+
+    poor = {"wavelength_quality": {"verdict": "poor", "why": "13 lines for a degree-3 fit over 4010 A (at least 16)"}}
+    assert quality_note(poor) == "poor wavelength solution: 13 lines for a degree-3 fit over 4010 A (at least 16)"
+    assert quality_note({"wavelength_quality": {"verdict": "good", "why": "60 lines"}}) == ""
+    assert quality_note(None) == ""
