@@ -211,7 +211,9 @@ _SETTINGS = {"type": "object", "properties": {
     "extraction": {"type": "string", "enum": ["fractional", "optimal"]},
     "target_fit_model": {"type": "string", "enum": ["moffat", "gaussian"]},
     "max_targets": {"type": "integer", "minimum": 1, "maximum": 10},
-    "flux_calibration": {"type": "boolean"}},
+    "flux_calibration": {"type": "boolean"},
+    "flexure_correction": {"type": "boolean",
+                           "description": "Shift each science frame's arc solution by its sky lines' offset."}},
     "additionalProperties": False}
 
 

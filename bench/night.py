@@ -184,6 +184,8 @@ def stage_profile(raw: Path, out_dir: Path, settings_file: Path) -> dict:
     """Our night once more, in-process, with wall time summed per block and per inner step."""
     import importlib
 
+    from threadpoolctl import threadpool_limits
+
     from pipeline import night
     from pipeline import settings as settings_module
 
@@ -224,7 +226,9 @@ def stage_profile(raw: Path, out_dir: Path, settings_file: Path) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # long-card notices from astropy, not part of the timing
-            night.reduce_night(raw, out_dir, settings, workers=1)  # one process: the wrappers see every call
+            # one process, so the wrappers see every call; one OpenMP thread, as each process of the real run has
+            with threadpool_limits(1):
+                night.reduce_night(raw, out_dir, settings, workers=1)
     finally:
         for module, name, original in patches:
             setattr(module, name, original)
@@ -238,6 +242,9 @@ def stage_profile(raw: Path, out_dir: Path, settings_file: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--science", type=int, default=4, help="science frames per configuration")
+    parser.add_argument("--cosmic-ray-rate", type=float, default=None,
+                        help="cosmic-ray hits per second of exposure (simulator default 0.08; real frames ~0.6)")
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temp folder, removed)")
     parser.add_argument("--skip-goodman", action="store_true")
     parser.add_argument("--stages", action="store_true",
@@ -259,7 +266,8 @@ def main(argv=None) -> int:
     try:
         raw = work / "raw"
         started = time.perf_counter()
-        truth_path = simulate_night(raw, seed=args.seed)
+        rate = {} if args.cosmic_ray_rate is None else {"cosmic_ray_rate": args.cosmic_ray_rate}
+        truth_path = simulate_night(raw, seed=args.seed, n_science=args.science, **rate)
         truth = json.loads(truth_path.read_text())
         truth_path.rename(work / "truth.json")  # keep the raw folder to FITS files only (goodman reads them all)
         frames = sorted(truth["files"])
@@ -274,6 +282,7 @@ def main(argv=None) -> int:
 
         results = {"night": {"frames": len(frames), "obstypes": {k: kinds.count(k) for k in sorted(set(kinds))},
                              "configurations": configurations, "seed": args.seed,
+                             "cosmic_ray_rate": truth["night"]["cosmic_ray_rate"],
                              "shift_px": truth["night"]["shift_px"], "scale": truth["night"]["scale"]},
                    "code": code_version(), "machine": {"cpus": os.cpu_count()}, "goal": {"ratio_at_most": round(GOAL_RATIO, 3)}}
 

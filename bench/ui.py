@@ -30,6 +30,8 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.instance import ReductionLoad  # noqa: E402
+
 
 def bulk_files(count: int, proposal_ids: list[int], folder: Path) -> None:
     """``count`` light raw rows (no FITS on disk), inserted in batches with SQLAlchemy core."""
@@ -69,6 +71,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--while-reducing", action="store_true",
+                        help="measure while a night is reduced on the same machine (at the workers' priority)")
     args = parser.parse_args(argv)
 
     from tests.conftest import CHROMIUM_ARGS, PASSWORD, make_app, migrate
@@ -121,6 +125,7 @@ def main(argv=None) -> None:
 
     from werkzeug.serving import make_server
 
+    load = ReductionLoad(work / "load") if args.while_reducing else None
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
@@ -209,8 +214,11 @@ def main(argv=None) -> None:
             page.context.close()
         browser.close()
     server.shutdown()
+    if load is not None:
+        load.stop()
 
-    print(f"\nGSP Live UI timings ({args.files:,} files, medians; chromium headless, werkzeug threaded)")
+    busy = ", while a night was reduced (nice 10)" if load is not None else ""
+    print(f"\nGSP Live UI timings ({args.files:,} files, medians; chromium headless, werkzeug threaded{busy})")
     for label, samples in results.items():
         print(f"  {label:<48} {median_ms(samples)}   (n={len(samples)})")
     print("server side:")

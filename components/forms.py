@@ -12,7 +12,8 @@ from pipeline import settings as reduction
 
 # Every field of the manual's form, in its order, with its help text.  Ranges and
 # choices come from pipeline.settings (the single definition); labels are the manual's.
-SECTIONS = ("General Settings", "Calibrations", "Flat Normalization", "Spectroscopic Target", "Flux Calibration")
+SECTIONS = ("General Settings", "Calibrations", "Flat Normalization", "Spectroscopic Target", "Wavelength Calibration",
+            "Flux Calibration")
 SETTINGS_FIELDS: tuple[dict, ...] = (
     {"name": "saturation_threshold", "section": "General Settings", "kind": "number",
      "label": "Saturation Threshold (% of pixels)",
@@ -58,6 +59,12 @@ SETTINGS_FIELDS: tuple[dict, ...] = (
      "label": "Calibrate flux automatically",
      "help": "If set, every wavelength-calibrated science spectrum is flux calibrated with the sensitivity "
              "function of the spectrophotometric standard of its configuration closest in time."},
+    {"name": "flexure_correction", "section": "Wavelength Calibration", "kind": "checkbox",
+     "label": "Correct flexure from the sky lines",
+     "help": "If set, each science frame's shift against its arc (the spectrograph flexes as the telescope "
+             "tracks) is measured on the night-sky emission lines beside its target and removed from the "
+             "arc's wavelength solution. With too few usable sky lines the arc's solution is kept, and the "
+             "product says why."},
 )
 FIELD_NAMES = tuple(field["name"] for field in SETTINGS_FIELDS)
 LABELS = {field["name"]: field["label"] for field in SETTINGS_FIELDS}

@@ -12,6 +12,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from components.file_index import STATES
+from pipeline import flexure
 from pipeline.chain import DataType
 
 # calibrations key -> what it is, in the order a frame meets them
@@ -87,6 +88,10 @@ def provenance_card(file, used: dict, pick_type: str):
                              html.Td("not applied", className="text-warning"),
                              html.Td("none was available; the frame was reduced without it", className="text-muted")],
                             **{"data-calibration": missing}))
+    if used.get("flexure"):  # the science frame's shift against its arc, measured on its sky lines
+        rows.append(html.Tr([html.Th("Flexure", className="text-nowrap"), html.Td(flexure.summary(used["flexure"])),
+                             html.Td("measured on the frame's sky lines", className="text-muted")],
+                            **{"data-calibration": "flexure"}))
     if used.get("inputs"):
         rows.append(html.Tr([html.Th("Made of", className="text-nowrap"),
                              html.Td(", ".join(used["inputs"]), className="gsp-provenance-name"),

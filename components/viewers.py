@@ -31,7 +31,7 @@ import numpy as np
 from astropy.io import fits
 
 from components import spectrum_overlays
-from pipeline import headers
+from pipeline import flexure, headers
 
 # key -> label; the two maps below translate a key for Plotly and matplotlib.
 COLORMAPS: dict[str, str] = {
@@ -395,6 +395,15 @@ def default_title(header, name: str = "") -> str:
     return f"{first}<br>{second}" if second else first
 
 
+def _flexure_text(header) -> str:
+    """The flexure correction beside the RMS (header cards of pipeline.wavelength.flexure_cards)."""
+    if "GSP_FLXA" not in header:
+        return ""
+    return " \u00b7 " + flexure.summary({"applied": header["GSP_FLXA"], "shift_px": header.get("GSP_FLEX"),
+                                         "uncertainty_px": header.get("GSP_FLXE"), "n_lines": header.get("GSP_FLXN"),
+                                         "reason": header.get("GSP_FLXR")})
+
+
 def _rms_text(lines: dict, header=None) -> str:
     """'RMS 0.019 Å · 60 lines used, 5 rejected', and the verdict when the solution is poor."""
     residual = lines.get("residual")
@@ -579,7 +588,7 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
                                               lines_table=lines, row=1 if show_residuals else None)
     rms = product.header.get("GSP_WRMS")
     if _finite(rms) and not show_residuals and title:
-        title += f" <span style='font-size:12px'>(solution RMS {float(rms):.3f} \u00c5)</span>"
+        title += f" <span style='font-size:12px'>(solution RMS {float(rms):.3f} \u00c5{_flexure_text(product.header)})</span>"
     _style(fig, theme, title, show_title, height)
     fig.update_layout(showlegend=True, hovermode="x", uirevision=product.name,
                       legend=BOTTOM_LEGEND, margin={"b": BOTTOM_LEGEND_MARGIN},

@@ -106,6 +106,7 @@ class ProposalSettings(db.Model):
     target_fit_model: Mapped[str] = mapped_column(sa.String(10), default=_DEFAULTS.target_fit_model)
     max_targets: Mapped[int] = mapped_column(default=_DEFAULTS.max_targets)
     flux_calibration: Mapped[bool] = mapped_column(default=_DEFAULTS.flux_calibration)
+    flexure_correction: Mapped[bool] = mapped_column(default=_DEFAULTS.flexure_correction)
 
     proposal: Mapped[Proposal] = relationship(back_populates="settings")
 

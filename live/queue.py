@@ -282,10 +282,21 @@ def run_job(job_id: int):
 
 
 def execute(job_id: int):
-    """Run one job if this delivery may claim it; record its end on the row and the file."""
+    """Run one job if this delivery may claim it, then, in this process, the follow-up job it kept (its
+    frame's next step) and so on: a frame's steps skip the trip through the queue and a new work horse
+    each. The other follow-ups (a frame's second target) go to the queue for idle workers."""
+    outcome, kept = _run_one(job_id)
+    while kept is not None:
+        _, kept = _run_one(kept)
+    return outcome
+
+
+def _run_one(job_id: int) -> tuple[dict, int | None]:
+    """Claim and run one job; record its end on the row and the file. Returns its outcome and the id of
+    the follow-up job kept for this process to run next (None when there is none)."""
     attempt = _claim(job_id)
     if attempt is None:
-        return {"skipped": "not queued, or a job of the same key is running"}
+        return {"skipped": "not queued, or a job of the same key is running"}, None
     job = db.session.get(Job, job_id)
     settle_file_state(job.file)
     db.session.commit()
@@ -298,15 +309,27 @@ def execute(job_id: int):
             if _finish(job_id, attempt, state="failed", reason=reason):
                 log_event("job_failed", f"{job.kind} job {job_id} failed: {reason}", level="ERROR",
                           file_id=job.file_id, details={"traceback": traceback.format_exc(limit=5)})
-            return {"failed": reason}
+            return {"failed": reason}, None
     if isinstance(outcome, Waiting):
         if _finish(job_id, attempt, state="waiting", reason=outcome.reason, waiting_for=", ".join(outcome.needs),
                    result=outcome.result) and outcome.ready():
             requeue(db.session.get(Job, job_id))
             db.session.commit()
-        return outcome.result
-    _finish(job_id, attempt, state="done", result=outcome)
-    return outcome
+        return outcome.result, None
+    kept = _keep_follow_up()
+    return outcome, kept if _finish(job_id, attempt, state="done", result=outcome) else None
+
+
+def _keep_follow_up() -> int | None:
+    """Take the first job this run queued (without a serial key) out of the outbox, for this process
+    to run next. Should the process die before claiming it, the row is queued and unsent, so the
+    dispatcher sends it within a tick."""
+    outbox = db.session.info.get(_OUTBOX, [])
+    for index, (job_id, _) in enumerate(outbox):
+        if db.session.get(Job, job_id).serial_key is None:
+            del outbox[index]
+            return job_id
+    return None
 
 
 def _claim(job_id: int) -> int | None:

@@ -22,7 +22,7 @@ from db.queries import as_utc
 from live.folders import processed_root
 from live.queue import JobRefused, Waiting, enqueue, periodic, requeue, task
 from live.states import set_file_state
-from pipeline import chain, matching, standards, steps
+from pipeline import chain, flexure, matching, standards, steps
 from pipeline.chain import ARC_OBSTYPES, DataType
 from pipeline.night import master_name
 from pipeline.settings import ReductionSettings
@@ -384,21 +384,23 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
     options = WavelengthOptions(library_lamp=params.get("lamp") or None)
     science_w, arc_w = steps.calibrate_wavelength(Path(extracted.full_path), arc_1d.path, out_dir,
                                                   original=Path(raw.full_path), target=extracted.target,
-                                                  options=options, taken=catalogued)
+                                                  options=options,
+                                                  correct_flexure=settings_for(raw).flexure_correction,
+                                                  taken=catalogued)
     used = {"arc": _used(arc, arc_why), "lamp": science_w.record.get("library_lamp"),
             "wavelength_quality": science_w.record.get("wavelength_quality"),
             "lamp_why": "chosen by hand" if params.get("lamp") else "the library lamp of this grating and mode, "
             "for the first guess; lines identified against NIST"}
     row = add_product(science_w, parent=extracted, original=raw, template=extracted, proposal=extracted.proposal,
-                      calibrations=used)
+                      calibrations={**used, "flexure": science_w.record["flexure"]})
     arc_row = add_product(arc_w, parent=arc_1d_row, original=arc_raw, template=arc, proposal=arc.proposal,
                           calibrations=used)
     for product in (row, arc_row):  # "done", and says so when the solution is poor
         set_file_state(product, "done", quality_note(used))
     raw.calibrated_at = _now()
     log_event("wavelength_calibrated", f"{row.file_name}: {science_w.record['lines_used']} lines, "
-              f"RMS {science_w.record['rms_angstrom']:.3f} A.", proposal_id=raw.proposal_id, file_id=row.id,
-              commit=False)
+              f"RMS {science_w.record['rms_angstrom']:.3f} A; {flexure.summary(science_w.record['flexure'])}.",
+              proposal_id=raw.proposal_id, file_id=row.id, commit=False)
     follow(step, raw, [row])
     return {"calibrated": row.id, "rms_angstrom": science_w.record["rms_angstrom"],
             "lines_used": science_w.record["lines_used"], "note": quality_note(used)}
@@ -465,7 +467,8 @@ def calibrate_flux_task(job) -> dict | Waiting:
                                    original=Path(raw.full_path), target=calibrated.target, why=why,
                                    taken=catalogued)
     standard = {**_used(sensitivity, why), "star": (sensitivity.calibrations or {}).get("standard", {}).get("star")}
-    wavelength_used = {key: (calibrated.calibrations or {}).get(key) for key in ("arc", "lamp", "wavelength_quality")}
+    wavelength_used = {key: (calibrated.calibrations or {}).get(key)
+                       for key in ("arc", "lamp", "lamp_why", "wavelength_quality", "flexure")}
     row = add_product(product, parent=calibrated, original=raw, template=calibrated, proposal=calibrated.proposal,
                       calibrations={**wavelength_used, "standard": standard})
     log_event("flux_calibrated", f"{row.file_name} with {sensitivity.file_name} ({why}).",

@@ -62,6 +62,7 @@ class NightResult:
             "arc": arc,
             "rms_angstrom": product.record.get("rms_angstrom") if calibrated else None,
             "lines_used": product.record.get("lines_used") if calibrated else None,
+            "flexure": product.record.get("flexure") if calibrated else None,
             **({"standard": standard} if product.data_type == chain.DataType.FLUX_CALIBRATED else {}),
         })
 
@@ -370,7 +371,8 @@ def extract_and_calibrate(raw: Raw, reduced: steps.Product, arcs: list[dict], se
             arc_1d = steps.extract_arc_along(arc["reduced"], target.path, out_dir, target=target.target,
                                              original=arc["raw"].path, science_label=label)
             science_w, arc_w = steps.calibrate_wavelength(target.path, arc_1d.path, out_dir, original=raw.path,
-                                                          target=target.target)
+                                                          target=target.target,
+                                                          correct_flexure=settings.flexure_correction)
         except Exception as error:
             result.skip(raw.path.name, f"wavelength calibration of target {target.target} failed: {error}")
             continue

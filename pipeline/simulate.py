@@ -89,6 +89,9 @@ RDNOISE = 3.89  # e-
 BIAS_LEVEL = 412.0  # ADU
 LINE_FWHM_PX = 3.0  # spectral resolution element for the 1.0" slit, binned pixels
 SATURATION_ADU = 65535
+# Cosmic-ray hits per second of exposure on the 2x2 frame: ~50 in 600 s. Real Goodman frames show
+# several times more (~1 hit/cm2/min over ~37 cm2): benchmarks raise it with ``cosmic_ray_rate``.
+COSMIC_RAY_RATE = 0.08
 DEFAULT_PROPOSAL = "SOAR2026B-001"
 DEFAULT_DATE = "2026-11-27"
 _FIXED_PATTERN_SEED = 20261127  # detector fixed patterns are the same all night
@@ -174,7 +177,7 @@ class Dispersion:
 
 # Sky emission lines (air Angstrom) and relative strengths: [O I], Na D, OH bands, Hg street lights.
 SKY_LINES = (
-    (4046.565, 0.3), (4358.335, 0.6), (5460.750, 0.5), (5577.339, 4.0), (5889.950, 1.0), (5895.924, 0.7),
+    (4046.563, 0.3), (4358.328, 0.6), (5460.735, 0.5), (5577.339, 4.0), (5889.950, 1.0), (5895.924, 0.7),
     (6300.304, 2.0), (6363.776, 0.7), (6863.955, 0.8), (7276.405, 0.8), (7316.282, 1.2), (7340.885, 1.2),
     (7750.640, 1.3), (7794.112, 1.3), (7821.503, 1.0), (7913.708, 1.5), (7993.332, 1.5), (8344.602, 2.5),
     (8399.170, 2.0), (8430.174, 2.0), (8761.314, 2.0), (8767.912, 2.0), (8827.096, 3.0), (8885.850, 2.5),
@@ -380,23 +383,26 @@ def target_spectrum(target: Target, dispersion: Dispersion, exptime_scale: float
     return spectrum, truth
 
 
-def sky_spectrum(dispersion: Dispersion, exptime_scale: float) -> tuple[np.ndarray, list[dict]]:
-    """Electrons per column per slit row of the night sky, and its lines' truth."""
+def sky_spectrum(dispersion: Dispersion, exptime_scale: float, line_strength: float = 1.0
+                 ) -> tuple[np.ndarray, list[dict]]:
+    """Electrons per column per slit row of the night sky, and its lines' truth (``line_strength`` scales
+    the lines only: 0 for a sky without lines, as under a bright twilight)."""
     wavelength = dispersion(np.arange(TRIMMED_SHAPE[1]))
     ends = sorted(dispersion(np.array([0.0, TRIMMED_SHAPE[1] - 1.0])))
     lines = [(w, s) for w, s in SKY_LINES if ends[0] <= w <= ends[1]]
     centres = dispersion.pixel([w for w, _ in lines]) if lines else []
-    totals = [400.0 * s * exptime_scale for _, s in lines]
+    totals = [400.0 * s * exptime_scale * line_strength for _, s in lines]
     continuum = 6.0 * exptime_scale * throughput(wavelength)
     spectrum = continuum + (gaussian_lines(centres, totals) if lines else 0.0)
     truth = [{"wavelength": w, "x": float(x), "electrons_per_row": t} for (w, _), x, t in zip(lines, centres, totals)]
     return spectrum, truth
 
 
-def add_cosmic_rays(image: np.ndarray, rng: np.random.Generator, exptime: float) -> list[list[float]]:
-    """Sharp hits (1-3 pixels each) added in place; returns their [y, x, electrons]."""
+def add_cosmic_rays(image: np.ndarray, rng: np.random.Generator, exptime: float,
+                    rate: float = COSMIC_RAY_RATE) -> list[list[float]]:
+    """Sharp hits (1-3 pixels each, ``rate`` per second of exposure) added in place; returns their [y, x, electrons]."""
     hits = []
-    for _ in range(rng.poisson(0.08 * exptime)):
+    for _ in range(rng.poisson(rate * exptime)):
         y, x = rng.integers(0, TRIMMED_SHAPE[0]), rng.integers(0, TRIMMED_SHAPE[1])
         for dy, dx in [(0, 0), (0, 1), (1, 0), (1, 1)][: rng.integers(1, 4)]:
             yy, xx = min(y + dy, TRIMMED_SHAPE[0] - 1), min(x + dx, TRIMMED_SHAPE[1] - 1)
@@ -505,13 +511,15 @@ def make_arc(config: str = "400_M2", *, shift_px: float = 0.0, scale: float = 1.
 
 def make_science(config: str = "400_M2", *, pointing: Pointing | None = None, shift_px: float = 0.0,
                  scale: float = 1.0, seed=None, exptime: float = 600.0, cosmic_rays: bool = True,
-                 date_obs: str = f"{DEFAULT_DATE}T23:30:00.000", proposal: str = DEFAULT_PROPOSAL) -> Frame:
-    """Targets on tilted/curved traces, sky continuum and lines along the slit, cosmic rays."""
+                 cosmic_ray_rate: float = COSMIC_RAY_RATE, date_obs: str = f"{DEFAULT_DATE}T23:30:00.000",
+                 proposal: str = DEFAULT_PROPOSAL, sky_line_strength: float = 1.0) -> Frame:
+    """Targets on tilted/curved traces, sky continuum and lines along the slit (``sky_line_strength``
+    scales the lines), cosmic rays."""
     pointing = pointing or POINTINGS[config][0]
     rng = _rng(seed)
     dispersion = true_dispersion(config, shift_px, scale)
     exptime_scale = exptime / 600.0
-    sky, sky_truth = sky_spectrum(dispersion, exptime_scale)
+    sky, sky_truth = sky_spectrum(dispersion, exptime_scale, sky_line_strength)
     electrons = np.outer(slit_illumination(), sky)
     targets_truth = []
     for target in pointing.targets:
@@ -520,7 +528,7 @@ def make_science(config: str = "400_M2", *, pointing: Pointing | None = None, sh
         targets_truth.append({"trace": list(target.trace), "fwhm_px": target.fwhm_px, "beta": target.beta,
                               "redshift": target.redshift, "emission_lines": lines_truth})
     electrons *= _pixel_response()
-    hits = add_cosmic_rays(electrons, rng, exptime) if cosmic_rays else []
+    hits = add_cosmic_rays(electrons, rng, exptime, cosmic_ray_rate) if cosmic_rays else []
     header = make_header(config, obstype="SPECTRUM", object_name=pointing.object_name, exptime=exptime,
                          date_obs=date_obs, proposal=proposal, ra=pointing.ra, dec=pointing.dec)
     header["AIRMASS"] = (SCIENCE_AIRMASS, "airmass")  # as real frames have (their counts carry no flux truth)
@@ -627,12 +635,17 @@ def file_name(index: int, header: fits.Header, date: str) -> str:
 
 def simulate_night(out_dir, *, seed: int = 0, configurations=("400_M2", "930_M2"), n_bias: int = 6, n_flats: int = 6,
                    n_science: int = 4, shift_px: float = 0.37, scale: float = 1.0008,
-                   proposal: str = DEFAULT_PROPOSAL, date: str = DEFAULT_DATE, n_standards: int = 0) -> Path:
+                   proposal: str = DEFAULT_PROPOSAL, date: str = DEFAULT_DATE, n_standards: int = 0,
+                   cosmic_ray_rate: float = COSMIC_RAY_RATE, flexure_px: float | dict[str, float] = 0.0) -> Path:
     """Write a night of raw frames plus ``truth.json`` into ``out_dir``; return the truth path.
 
     Every configuration shares ``shift_px`` and ``scale`` against its own library lamp;
     ``n_standards`` standard stars (``STANDARDS``) are observed per configuration after its first arc.
+    ``flexure_px`` (binned px along the dispersion, one value or one per configuration) moves the
+    science and standard frames against the arcs, as the instrument's flexure does; each file's truth
+    gives its ``flexure_px`` and its dispersion includes it.
     """
+    flexure = flexure_px if isinstance(flexure_px, dict) else {config: flexure_px for config in configurations}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -642,13 +655,16 @@ def simulate_night(out_dir, *, seed: int = 0, configurations=("400_M2", "930_M2"
     files = {}
     plan = night_plan(configurations, n_bias, n_flats, n_science, n_standards)
     for index, (kind, config, options) in enumerate(plan, start=1):
+        moved = float(flexure.get(config, 0.0)) if kind in ("science", "standard") else 0.0
         if kind in ("arc", "science", "standard"):
-            options = {**options, "shift_px": shift_px, "scale": scale}
+            options = {**options, "shift_px": shift_px + moved, "scale": scale}
+        if kind == "science":
+            options["cosmic_ray_rate"] = cosmic_ray_rate
         date_obs = clock.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         frame = makers[kind](config, seed=rng, date_obs=date_obs, proposal=proposal, **options)
         name = file_name(index, frame.header, date)
         fits.PrimaryHDU(data=frame.data, header=frame.header).writeto(out_dir / name, overwrite=True)
-        files[name] = {**frame.truth, "date_obs": date_obs}
+        files[name] = {**frame.truth, "date_obs": date_obs, **({"flexure_px": moved} if kind != "arc" else {})}
         clock += timedelta(seconds=float(frame.header["EXPTIME"]) + 45.0)  # readout and overheads
     truth = {
         "conventions": TRUTH_CONVENTIONS,
@@ -656,7 +672,8 @@ def simulate_night(out_dir, *, seed: int = 0, configurations=("400_M2", "930_M2"
                      "trimmed_shape": list(TRIMMED_SHAPE), "slit_rows": list(SLIT_ROWS), "binning": BINNING,
                      "gain": GAIN, "rdnoise": RDNOISE, "bias_level_adu": BIAS_LEVEL},
         "night": {"date": date, "proposal": proposal, "seed": seed, "configurations": list(configurations),
-                  "shift_px": shift_px, "scale": scale},
+                  "shift_px": shift_px, "scale": scale, "cosmic_ray_rate": cosmic_ray_rate,
+                  "flexure_px": {config: float(flexure.get(config, 0.0)) for config in configurations}},
         "files": files,
     }
     truth_path = out_dir / "truth.json"
@@ -704,6 +721,18 @@ def flux_accuracy(wavelength, flux, source: dict, *, bin_width: float = 100.0) -
             "bins": int(ratios.size), "blue_ratio": float(ratios[0]), "red_ratio": float(ratios[-1])}
 
 
+def parse_flexure(values: list[str]) -> float | dict[str, float]:
+    """``["1.3"]`` -> 1.3 (every configuration); ``["400_M2=1.3", "930_M2=-0.9"]`` -> per configuration."""
+    if len(values) == 1 and "=" not in values[0]:
+        return float(values[0])
+    per_config = {}
+    for value in values:
+        config, _, pixels = value.partition("=")
+        configuration(config)  # a clear error for an unknown name
+        per_config[config] = float(pixels)
+    return per_config
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Write a synthetic Goodman night (and optionally stream it).")
     parser.add_argument("out_dir")
@@ -713,9 +742,15 @@ def main(argv=None) -> None:
     parser.add_argument("--bias", type=int, default=6, help="bias frames per configuration")
     parser.add_argument("--flats", type=int, default=6, help="flats per configuration")
     parser.add_argument("--standards", type=int, default=1, help="standard stars per configuration")
+    parser.add_argument("--flexure", action="append", default=[], metavar="PX or CONFIG=PX",
+                        help="shift of science frames against arcs, binned px (e.g. --flexure 400_M2=1.3 "
+                             "--flexure 930_M2=-0.9, or one value for all)")
+    parser.add_argument("--cosmic-ray-rate", type=float, default=COSMIC_RAY_RATE,
+                        help="cosmic-ray hits per second of exposure on science frames")
     args = parser.parse_args(argv)
     truth = simulate_night(args.out_dir, seed=args.seed, n_bias=args.bias, n_flats=args.flats,
-                           n_standards=args.standards)
+                           n_standards=args.standards, flexure_px=parse_flexure(args.flexure),
+                           cosmic_ray_rate=args.cosmic_ray_rate)
     print(f"wrote {truth}")
     if args.stream_to:
         for path in stream(args.out_dir, args.stream_to, delay=args.delay):

@@ -22,11 +22,12 @@ from astropy.nddata import CCDData
 from astropy.utils.exceptions import AstropyWarning
 
 from pipeline import extract as extract_block
-from pipeline import flux, masters, reduce, standards, wavelength
+from pipeline import flexure, flux, masters, reduce, standards, wavelength
 from pipeline.chain import DataType
 from pipeline.settings import ReductionSettings
 
 Taken = Callable[[Path], bool]
+SKY_EXTENSION = "SKY"
 
 
 @dataclass
@@ -67,7 +68,7 @@ def stem(path: Path | str) -> str:
     return name
 
 
-def _write_ccd(ccd: CCDData, path: Path, lineage: dict) -> Path:
+def _write_ccd(ccd: CCDData, path: Path, lineage: dict, extra_hdus: tuple[fits.ImageHDU, ...] = ()) -> Path:
     with warnings.catch_warnings():
         # Long file names are written whole, over CONTINUE cards (the FITS long-string convention):
         # a name cut at 68 characters names no file.
@@ -75,7 +76,9 @@ def _write_ccd(ccd: CCDData, path: Path, lineage: dict) -> Path:
         for keyword, (value, comment) in lineage.items():
             if value is not None:
                 ccd.header[keyword] = (str(value), comment)
-        ccd.write(path, hdu_mask=None, hdu_flags=None, overwrite=True)  # free_path chose a name not taken
+        hdus = ccd.to_hdu(hdu_mask=None, hdu_flags=None)  # what CCDData.write writes
+        hdus.extend(extra_hdus)
+        hdus.writeto(path, overwrite=True)  # free_path chose a name not taken
     return path
 
 
@@ -138,14 +141,17 @@ def _read_ccd(path: Path) -> CCDData:
 
 def extract_reduced(reduced_path: Path, settings: ReductionSettings, out_dir: Path, *,
                     original: Path | None, taken: Taken = Path.exists) -> list[Product]:
-    """Identify, trace and extract every target of a reduced science frame."""
+    """Identify, trace and extract every target of a reduced science frame.  Each product keeps the night
+    sky beside its target (extension ``SKY``, ADU per column under the aperture): its lines measure the
+    frame's flexure."""
     science = _read_ccd(reduced_path)
     spectra, record = extract_block.extract(science, settings)
     products = []
     for spectrum in spectra:
         name = f"e{stem(reduced_path)}_target_{spectrum.number}.fits"
+        sky = () if spectrum.sky is None else (fits.ImageHDU(spectrum.sky.astype(np.float32), name=SKY_EXTENSION),)
         path = _write_ccd(extract_block.spectrum_ccd(spectrum, science.header), free_path(out_dir, name, taken),
-                          _lineage(reduced_path, original))
+                          _lineage(reduced_path, original), sky)
         products.append(Product(path, DataType.EXTRACTED, {**spectrum.record, "frame": record}, target=spectrum.number))
     return products
 
@@ -184,28 +190,49 @@ def _read_1d(path: Path) -> tuple[np.ndarray, np.ndarray | None, fits.Header]:
     return flux, uncertainty, header
 
 
+def _read_sky(path: Path) -> np.ndarray | None:
+    with fits.open(path) as hdus:
+        return np.asarray(hdus[SKY_EXTENSION].data, dtype=float) if SKY_EXTENSION in hdus else None
+
+
+def _flexure(science_path: Path, science_flux: np.ndarray, solution: wavelength.WavelengthSolution, record: dict,
+             correct: bool) -> tuple[wavelength.WavelengthSolution, dict]:
+    """The science frame's solution (the arc's, shifted when its sky lines say so) and the flexure record."""
+    if not correct:
+        return solution, {"applied": False, "reason": "flexure correction is off in the settings"}
+    measured = flexure.measure_shift(_read_sky(science_path), solution, record["line_fwhm_px"],
+                                     binning=record["binning"], target_flux=science_flux)
+    if measured["reason"] is not None:
+        return solution, measured
+    return flexure.shifted_solution(solution, measured["shift_px"]), {**measured, "applied": True}
+
+
 def calibrate_wavelength(science_path: Path, arc_path: Path, out_dir: Path, *, original: Path | None,
                          target: int | None = None, options: wavelength.WavelengthOptions | None = None,
-                         taken: Taken = Path.exists) -> tuple[Product, Product]:
+                         correct_flexure: bool = True, taken: Taken = Path.exists) -> tuple[Product, Product]:
     """Solve the extracted arc and apply it to the extracted science spectrum (and to the arc itself,
-    so the arc's product shows the lines used and their residuals)."""
+    so the arc's product shows the lines used and their residuals).  With ``correct_flexure`` the
+    solution is first moved by the science frame's shift against the arc, measured on its sky lines
+    (record ``flexure``: the shift, its uncertainty, the lines, and why it was not applied if so)."""
     science_flux, science_error, science_header = _read_1d(science_path)
     arc_flux, _, arc_header = _read_1d(arc_path)
-    solution, record = wavelength.calibrate_arc(arc_flux, arc_header, options)
+    arc_solution, arc_record = wavelength.calibrate_arc(arc_flux, arc_header, options)
+    solution, flexure_record = _flexure(science_path, science_flux, arc_solution, arc_record, correct_flexure)
     spectrum, resampled = wavelength.apply_solution(science_flux, solution, science_error)
-    record = {**record, **resampled}
+    record = {**arc_record, **resampled, "flexure": flexure_record}
     lineage = _lineage(science_path, original, arc=arc_path)
     header = science_header.copy()
     header.update({key: value for key, value in lineage.items() if value[0] is not None})
     science_out = wavelength.write_product(free_path(out_dir, f"w{science_path.name}", taken), spectrum, header,
                                            record=record)
-    arc_spectrum, _ = wavelength.apply_solution(arc_flux, solution)
+    arc_spectrum, arc_resampled = wavelength.apply_solution(arc_flux, arc_solution)
+    arc_record = {**arc_record, **arc_resampled}
     arc_header = arc_header.copy()
     arc_header.update({key: value for key, value in _lineage(arc_path, None).items() if value[0] is not None})
     arc_out = wavelength.write_product(free_path(out_dir, f"w{arc_path.name}", taken), arc_spectrum, arc_header,
-                                       record=record)
+                                       record=arc_record)
     return (Product(science_out, DataType.WAVELENGTH_CALIBRATED, record, target=target),
-            Product(arc_out, DataType.WAVELENGTH_CALIBRATED, record, target=target))
+            Product(arc_out, DataType.WAVELENGTH_CALIBRATED, arc_record, target=target))
 
 
 # --- Flux calibration ------------------------------------------------------------------------------

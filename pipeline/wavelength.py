@@ -16,14 +16,17 @@ covers ``i - 0.5 .. i + 0.5``).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from astropy.io import fits
 from astropy.modeling import fitting, models
 from astropy.stats import sigma_clip
+from astropy.utils.exceptions import AstropyWarning
 from scipy import ndimage, optimize, signal, sparse
 
 from pipeline import lamps
@@ -32,6 +35,7 @@ from pipeline.lamps import LampError, WavelengthCalibrationError
 __all__ = [
     "LampError", "WavelengthCalibrationError", "TooFewLinesError", "WavelengthOptions", "WavelengthSolution",
     "LinearSpectrum", "calibrate_arc", "apply_solution", "wavelength_calibrate", "write_product", "solution_quality",
+    "Peak", "fit_peak", "lower_envelope", "pixel_noise", "flexure_cards",
 ]
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
@@ -171,21 +175,21 @@ def serial_binning(header) -> int:
     return int(match.group(1)) if match else 1
 
 
-def _background(flux: np.ndarray, width: int) -> np.ndarray:
+def lower_envelope(flux: np.ndarray, width: int) -> np.ndarray:
     """Smooth lower envelope, so lines and their wings do not raise it."""
     low = ndimage.percentile_filter(flux, 10, size=width, mode="nearest")
     return ndimage.uniform_filter1d(low, width, mode="nearest")
 
 
-def _noise(residual: np.ndarray) -> float:
+def pixel_noise(residual: np.ndarray) -> float:
     """Robust pixel noise from first differences (insensitive to the lines)."""
     return float(1.4826 * np.median(np.abs(np.diff(residual))) / np.sqrt(2.0)) or 1e-12
 
 
 def _line_signal(flux: np.ndarray, width: int = 101) -> np.ndarray:
     """Background-free, dynamic-range-compressed arc for cross-correlation."""
-    residual = flux - _background(flux, width)
-    compressed = np.sqrt(np.clip(residual / _noise(residual), 0.0, None))
+    residual = flux - lower_envelope(flux, width)
+    compressed = np.sqrt(np.clip(residual / pixel_noise(residual), 0.0, None))
     compressed = ndimage.gaussian_filter1d(compressed, 1.0)
     compressed -= compressed.mean()
     return compressed / (np.linalg.norm(compressed) or 1.0)
@@ -249,8 +253,17 @@ def _gaussian_jacobian(params, x):
     return np.column_stack([core, amplitude * core * z / sigma, amplitude * core * z ** 2 / sigma, np.ones_like(x)])
 
 
-def _fit_peak(flux: np.ndarray, peak: int, sigma: float) -> tuple[float, float] | None:
-    """(centre, sigma) of a Gaussian + constant fitted around ``peak``, or None if it fails."""
+class Peak(NamedTuple):
+    """A Gaussian fitted to an emission line (pixels; amplitude in the flux's units)."""
+
+    centre: float
+    sigma: float
+    amplitude: float
+    centre_error: float  # 1-sigma, from the fit's covariance scaled by its residuals
+
+
+def fit_peak(flux: np.ndarray, peak: int, sigma: float) -> Peak | None:
+    """A Gaussian + constant fitted around ``peak``, or None if the fit fails."""
     half = max(3, int(round(sigma * _FWHM_PER_SIGMA)) + 1)
     low, high = max(0, peak - half), min(len(flux), peak + half + 1)
     if high - low < 5:
@@ -260,18 +273,21 @@ def _fit_peak(flux: np.ndarray, peak: int, sigma: float) -> tuple[float, float] 
     guess = (y.max() - y.min(), float(peak), sigma, y.min())
     # Levenberg-Marquardt (MINPACK) with the analytic Jacobian: a hundred small fits per arc.
     # leastsq is the same algorithm as least_squares(method="lm") with a third of the overhead.
-    params, _, _, _, status = optimize.leastsq(lambda p: _gaussian(p, x) - y, guess,
-                                               Dfun=lambda p: _gaussian_jacobian(p, x), full_output=True)
+    params, covariance, info, _, status = optimize.leastsq(lambda p: _gaussian(p, x) - y, guess,
+                                                           Dfun=lambda p: _gaussian_jacobian(p, x),
+                                                           full_output=True)
     amplitude, centre, width = params[0], params[1], abs(params[2])
     if status not in (1, 2, 3, 4) or amplitude <= 0 or abs(centre - peak) > 1.5:
         return None
-    return float(centre), float(width)
+    residual_variance = float(np.sum(info["fvec"] ** 2)) / max(len(x) - len(params), 1)
+    error = np.sqrt(covariance[1, 1] * residual_variance) if covariance is not None else np.inf
+    return Peak(float(centre), float(width), float(amplitude), float(error))
 
 
 def find_lines(flux: np.ndarray, options: WavelengthOptions) -> tuple[np.ndarray, float]:
     """Centres of clean arc lines (sub-pixel) and the typical line FWHM in pixels."""
-    residual = flux - _background(flux, 101)
-    noise = _noise(residual)
+    residual = flux - lower_envelope(flux, 101)
+    noise = pixel_noise(residual)
     peaks, properties = signal.find_peaks(residual, height=options.detection_snr * noise,
                                           prominence=options.detection_snr * noise)
     if len(peaks) == 0:
@@ -279,13 +295,13 @@ def find_lines(flux: np.ndarray, options: WavelengthOptions) -> tuple[np.ndarray
     heights = properties["peak_heights"]
     strongest = peaks[np.argsort(heights)[-20:]]
     fwhm = float(np.median(signal.peak_widths(residual, strongest, rel_height=0.5)[0]))
-    fitted = [(p, h, _fit_peak(residual, p, fwhm / _FWHM_PER_SIGMA)) for p, h in zip(peaks, heights)]
+    fitted = [(p, h, fit_peak(residual, p, fwhm / _FWHM_PER_SIGMA)) for p, h in zip(peaks, heights)]
     fitted = [(p, h, f) for p, h, f in fitted if f is not None]
     if not fitted:
         raise TooFewLinesError("no arc line could be centroided")
-    typical = float(np.median([f[1] for _, _, f in fitted]))
+    typical = float(np.median([f.sigma for _, _, f in fitted]))
     centres = []
-    for p, height, (centre, sigma) in fitted:
+    for p, height, (centre, sigma, _, _) in fitted:
         # Much wider than typical: an unresolved blend (or saturated), its centre is biased.
         # A resolved neighbour above 5 % of this line still pulls on the fit.
         crowded = np.any((np.abs(peaks - p) < 2.0 * fwhm) & (peaks != p) & (heights > 0.05 * height))
@@ -450,6 +466,20 @@ def wavelength_calibrate(science_flux, science_header, arc_flux, arc_header, *, 
     return spectrum, {**record, **resample_record}
 
 
+def flexure_cards(flexure: dict) -> dict:
+    """FITS cards of a flexure record (see ``pipeline.flexure.measure_shift``)."""
+    cards = {"GSP_FLXA": (bool(flexure["applied"]), "Flexure shift applied to the arc solution")}
+    if flexure.get("shift_px") is not None:
+        cards["GSP_FLEX"] = (flexure["shift_px"], "Flexure: science shift from its arc [px]")
+        cards["GSP_FLXE"] = (flexure["uncertainty_px"], "Flexure shift uncertainty [px]")
+    lines = flexure.get("lines") or []
+    cards["GSP_FLXN"] = (len(lines), "Sky lines used for the flexure shift")
+    if lines:
+        cards["GSP_FLXL"] = (" ".join(f"{line['wavelength']:.1f}" for line in lines)[:50], "sky lines used [A]")
+    cards["GSP_FLXR"] = (flexure.get("reason") or "applied", "Flexure: applied, or why not")
+    return cards
+
+
 # Keys of the parent header that would describe the wrong array or axis in the product.
 _NOT_INHERITED = re.compile(
     r"^(SIMPLE|BITPIX|NAXIS\d*|EXTEND|BZERO|BSCALE|BLANK|PCOUNT|GCOUNT|COMMENT|HISTORY|"
@@ -484,6 +514,10 @@ def write_product(path, spectrum: LinearSpectrum, header=None, *, record: dict |
         quality = record["wavelength_quality"]
         primary.header["GSP_WQUA"] = (quality["verdict"], "Wavelength solution quality (good or poor)")
         primary.header["GSP_WWHY"] = (quality["why"], "why")  # whole, over CONTINUE cards
+    if record and "flexure" in record:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)  # a long reason pushes its comment out of the card: fine
+            primary.header.update(flexure_cards(record["flexure"]))
     uncertainty = spectrum.uncertainty if spectrum.uncertainty is not None else np.full(len(spectrum.flux), np.nan)
     uncert = fits.BinTableHDU.from_columns(
         [fits.Column(name="uncertainty", format="E", array=uncertainty.astype(np.float32))], name="UNCERT")

@@ -321,6 +321,35 @@ def test_a_duplicated_delivery_runs_the_job_once(app, own_redis, tmp_path):
     assert db.session.get(type(job), job.id).attempts == 1
 
 
+def test_a_frames_next_steps_run_in_the_process_that_made_their_input(app, people, own_redis, calibration_night):
+    """Reduce -> extract -> wavelength of one frame: the first step comes through the queue, its
+    follow-ups run in the same work horse (each still its own claimed job row), never through Redis."""
+    from rq.job import Job as RqJob
+
+    from db.models import Job
+    from live.catalogue import ingest
+
+    folder, names = calibration_night
+    use_settings(people["proposal"], ignore_bias=True, ignore_flats=True, flux_calibration=False)
+    own_redis.start()
+    arc_name = next(name for name in names if "COMP" in fits.getval(folder / name, "OBSTYPE"))
+    science_name = next(path.name for path in sorted(folder.glob("*.fits"))
+                        if fits.getval(path, "OBSTYPE") == "SPECTRUM")
+    for path in copy_to_raw(app, folder, [arc_name, science_name]):
+        ingest(path)
+    burst = subprocess.run([str(BIN / "rq"), "worker", "-w", "live.worker.GspWorker", "--burst", "--url",
+                            own_redis.url, "gsp"], cwd=ROOT, env=worker_env(app, own_redis.url), capture_output=True,
+                           text=True, timeout=180)
+    assert burst.returncode == 0, burst.stderr[-2000:]
+    assert_each_frame_once(app)
+    jobs = Job.query.order_by(Job.id).all()
+    connection = app.extensions["gsp_queue"].connection
+    through_redis = {job.kind for job in jobs if RqJob.exists(f"gsp-{job.id}-0", connection=connection)}
+    assert through_redis == {"reduce"}, [(job.kind, job.file_id) for job in jobs]
+    assert {job.kind for job in jobs} == {"reduce", "extract", "calibrate_wavelength"}
+    assert all(job.attempts == 1 for job in jobs)
+
+
 def test_a_lost_runs_leftover_file_is_overwritten_not_versioned(app, people, calibration_night):
     """A run killed after writing its product but before committing leaves a file no row names:
     the retry writes the same name, never a ``_v2``."""

@@ -510,6 +510,7 @@ def _check_detail_view(client, dash_app, people, editable):
                   "Ignore flats", "Minimum Number of Bias", "Minimum Number of Flats", "Flat Normalization",
                   "Flat Normalization Order", "Extraction Type", "Target Fit Model", "Maximum Number of Targets",
                   "General Settings:", "Calibrations:", "Flat Normalization:", "Spectroscopic Target:",
+                  "Wavelength Calibration:", "Correct flexure from the sky lines",
                   "Flux Calibration:", "Calibrate flux automatically"):
         assert label in text, label
     for field in SETTINGS_FIELDS:

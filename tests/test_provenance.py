@@ -59,7 +59,8 @@ def test_the_card_names_each_calibration_in_full_with_why():
     calibrated = _file(id=9, calibrations={
         "arc": {"id": 5, "file": "czst_0015_HgArNe_400_M2_27-11-2026.fits", "why": "same configuration, 10 min"},
         "lamp": "goodman_comp_400M2_GG455_HgArNe.fits",
-        "wavelength_quality": {"verdict": "poor", "why": "13 lines for a degree-3 fit"}})
+        "wavelength_quality": {"verdict": "poor", "why": "13 lines for a degree-3 fit"},
+        "flexure": {"applied": True, "shift_px": 0.42, "uncertainty_px": 0.03, "lines": [{}, {}, {}]}})
     raw = _file(id=1, data_type=0, state="waiting", state_reason="calibrate_wavelength: waiting for a compatible arc "
                 "(no arc of 400_M2 / GG455 / 1.0_LONG_SLIT on 2026-11-27 yet)")
     used = used_calibrations(raw, [raw, reduced, calibrated])
@@ -69,6 +70,7 @@ def test_the_card_names_each_calibration_in_full_with_why():
     assert raw.state_reason in texts  # the reason in full, not cut
     assert "Poor wavelength solution" in texts and "13 lines for a degree-3 fit" in texts
     assert "not applied" in texts  # the flat it lacked
+    assert "flexure +0.42 \u00b1 0.03 px from 3 sky lines" in texts
 
 
 def test_a_master_says_what_it_was_made_of():
