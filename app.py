@@ -51,14 +51,26 @@ def register_cli(server: Flask) -> None:
         server.cli.add_command(command)
 
 
+# What the browser paints while Dash's scripts load (about 2 s on a slow machine), instead of a blank
+# "Loading...": the navbar's bar and brand, and a spinner where the page will be. Dash replaces it.
+SKELETON = """<div id="react-entry-point"><div class="gsp-skeleton" aria-busy="true">
+  <div class="gsp-skeleton-nav"><span class="gsp-skeleton-brand">Goodman Pipeline <span class="text-info">Live</span>
+  </span></div>
+  <div class="gsp-skeleton-body"><div class="spinner-border text-info" role="status"></div>
+  <span class="ms-3">Loading GSP Live&hellip;</span></div>
+</div></div>"""
+
+
 class GspDash(Dash):
-    """Links the signed-in user's theme ahead of the page, so it never flashes the wrong one."""
+    """Links the signed-in user's theme ahead of the page, so it never flashes the wrong one, and paints
+    a skeleton of the page at once."""
 
     def interpolate_index(self, **kwargs):
         from components.layout import signed_in_user
 
         theme = THEMES.get(getattr(signed_in_user(), "theme", "dark"), THEMES["dark"])
         kwargs["css"] = f'<link rel="stylesheet" href="{theme}">\n{kwargs["css"]}'
+        kwargs["app_entry"] = SKELETON
         return super().interpolate_index(**kwargs)
 
 

@@ -1,7 +1,9 @@
 """The file catalogue API: list, ingest, delete, detail, download, header, reclassify, visualize."""
 from __future__ import annotations
 
+import io
 import math
+import zipfile
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -10,8 +12,9 @@ from flask import Response, jsonify, request, send_file, url_for
 from flask_login import current_user
 
 from api import ApiError, blueprint
+from auth import queries
 from auth.permissions import can_add_files, can_change_file, get_visible_file
-from auth.queries import QueryError, change_stamp, list_files, parse_integer
+from auth.queries import QueryError, change_stamp, count_visible, list_files, parse_integer
 from db import db
 from db.events import log_event
 from db.serialize import file_to_dict
@@ -192,6 +195,85 @@ def files_visualize():
     return Response(figure.to_json(), mimetype="application/json")
 
 
+@blueprint.get("/files/<file_id>/spectrum.csv", defaults={"fmt": "csv"})
+@blueprint.get("/files/<file_id>/spectrum.ecsv", defaults={"fmt": "ecsv"})
+def files_spectrum_table(file_id, fmt):
+    from components.spectrum_export import FORMATS, spectrum_table, write_table
+    from components.viewers import ViewerError
+
+    file = visible_file_or_404(file_id)
+    try:
+        text = write_table(spectrum_table(file.full_path, file.data_type, name=file.file_name), fmt)
+    except ViewerError as error:
+        raise ApiError(str(error), 422) from None
+    name = f"{Path(file.file_name).stem}.{fmt}"
+    return Response(text, mimetype=FORMATS[fmt][1], headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@blueprint.get("/files/zip/")
+def files_zip():
+    """The visible files matching the filters of GET /api/files/, as one zip written while it is sent."""
+    params = {key: value for key, value in request.args.to_dict().items() if key not in ("page", "page_size")}
+    try:
+        count = count_visible(current_user, params)
+        if count > queries.MAX_ZIP_FILES:
+            raise ApiError(f"{count} files match; a zip holds at most {queries.MAX_ZIP_FILES}. Narrow the filters "
+                           "(date, proposal_id, data_type...).", 400)
+        files = list_files(current_user, {**params, "page": 1, "page_size": max(count, 1)}).files
+    except QueryError as error:
+        raise ApiError(str(error), 400) from None
+    if not files:
+        raise ApiError("No file you may see matches these filters.", 404)
+    entries = [(f"{Path(f.directory_name).parent.name}/{Path(f.directory_name).name}/{f.file_name}",
+                Path(f.full_path)) for f in files]
+    name = f"gsp-{params['date']}.zip" if params.get("date") else "gsp-files.zip"
+    log_event("download_zip", f"Zip of {len(entries)} files ({urlencode(params) or 'no filter'}).",
+              user=current_user, commit=True)
+    return Response(zip_stream(entries), mimetype="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+class _Sink(io.RawIOBase):
+    """A write-only, unseekable stream: zipfile then writes each member's sizes after its data, so the
+    archive can be sent as it is made, never held whole in memory or on disk."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def zip_stream(entries, block: int = 1 << 20):
+    """Zip bytes of ``entries`` ((name in the archive, path) pairs), one block at a time. Files stored
+    as they are (FITS data hardly compress; the time goes to the network). A file missing on disk is
+    named in MISSING.txt."""
+    sink, missing = _Sink(), []
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for arcname, path in entries:
+            try:
+                source = open(path, "rb")  # noqa: SIM115 - closed below, after its last block is sent
+            except OSError:
+                missing.append(arcname)
+                continue
+            with source, archive.open(arcname, "w", force_zip64=True) as member:
+                while chunk := source.read(block):
+                    member.write(chunk)
+                    yield sink.take()
+        if missing:
+            archive.writestr("MISSING.txt", "Catalogued but missing on disk:\n" + "\n".join(missing) + "\n")
+    yield sink.take()
+
+
 def _float_arg(name: str) -> float | None:
     value = request.args.get(name)
     if value in (None, ""):
@@ -243,6 +325,23 @@ OPENAPI_PATHS = {
                                                 "id": {"type": "integer"}, "obstype": {"type": "string"},
                                                 "standard": {"oneOf": [{"type": "string"}, {"type": "boolean"}]}}}}}},
                                         "responses": {"200": {"description": "the file"}}}},
+    "/api/files/{file_id}/spectrum.csv": {"get": {
+        "summary": "A 1D spectrum as CSV: wavelength (or pixel), flux, uncertainty; units in the column names.",
+        "tags": ["files"], "parameters": [_FILE_ID],
+        "responses": {"200": {"description": "CSV text", "content": {"text/csv": {"schema": {"type": "string"}}}}}}},
+    "/api/files/{file_id}/spectrum.ecsv": {"get": {
+        "summary": "A 1D spectrum as ECSV (astropy): columns with units, the file's metadata.",
+        "tags": ["files"], "parameters": [_FILE_ID],
+        "responses": {"200": {"description": "ECSV text",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    "/api/files/zip/": {"get": {
+        "summary": f"The files matching the filters of GET /api/files/ (a night: date=...; a search), as one zip "
+                   f"streamed while it is made; at most {queries.MAX_ZIP_FILES} files (400 beyond).",
+        "tags": ["files"],
+        "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in _FILE_FILTERS
+                       if n not in ("page", "page_size")],
+        "responses": {"200": {"description": "zip bytes",
+                              "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}}}},
     "/api/files/visualize/": {"get": {"summary": "Creates visualizations for FITS files.", "tags": ["files"],
                                       "parameters": [_ID] + [{"name": n, "in": "query", "schema": {"type": "string"}}
                                                              for n in ("format", "colormap", "width", "zmin", "zmax",

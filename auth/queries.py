@@ -111,6 +111,25 @@ def count_visible(user, params: dict) -> int:
     return count_files(visible_matching(user, params))
 
 
+MAX_ZIP_FILES = 500  # a night of one proposal is about 200 files; a larger archive is a transfer, not a download
+
+
+def same_target_spectra(user, file: File, limit: int = 30) -> list[File]:
+    """Other spectra of the same target and processing level the user may see (other frames, versions,
+    targets), newest first: what the Data page offers to draw over a spectrum."""
+    if not file.object:
+        return []
+    query = visible_files(user, sa.select(File), data_type=file.data_type).where(
+        File.object == file.object, File.data_type == file.data_type, File.id != file.id)
+    return list(db.session.scalars(query.order_by(File.id.desc()).limit(limit)))
+
+
+def page_containing(user, params: dict, file_id: int, page_size: int) -> int:
+    """The page (newest first, as list_files pages) of the files matching ``params`` that holds ``file_id``."""
+    newer = count_files(visible_matching(user, params).where(File.id > file_id))
+    return newer // page_size + 1
+
+
 def newest_visible_id(user, params: dict | None = None) -> int | None:
     """Id of the newest file the user may see (optionally filtered), or None."""
     return db.session.scalar(visible_matching(user, params or {}, sa.select(sa.func.max(File.id))))

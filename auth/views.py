@@ -87,7 +87,7 @@ def login():
                 return redirect(next_url)
             log_event("login_failed", f"Failed login for '{username}'.", level="WARNING", subject=username)
             error, status = "Please enter a correct username and password.", 401
-    return render_template("auth/login.html", error=error, username=username, next=next_url), status
+    return render_template("auth/login.html", title="Sign in", error=error, username=username, next=next_url), status
 
 
 @blueprint.route("/logout", methods=["GET", "POST"])

@@ -98,7 +98,7 @@ class RowMaker:
             "proposal_id": proposal, "data_type": 0, "object": "", "filter": "NO_FILTER", "filter_2": "NO_FILTER",
             "grating": "", "slit": "", "wavmode": "", "roi": "", "technique": "Spectroscopy", "instconf": "Red",
             "cam_targ": "", "grt_targ": "", "obsra": "", "obsdec": "", "gain": "1.48", "rdnoise": "3.89",
-            "saturation_value": 69257, "exptime": 0.0, "date": date_text, "date_obs": clock, "observation_id": None,
+            "saturation_value": 65535, "exptime": 0.0, "date": date_text, "date_obs": clock, "observation_id": None,
             "configuration_id": None, "block_id": None, "image_id": None, "normalized": False, "target": None,
             "version": 1, "calibrations": None, "classification": None, "state": "done", "state_reason": "",
             "ingested_at": clock, "reduced_at": None, "extracted_at": None, "calibrated_at": None,

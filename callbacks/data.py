@@ -28,9 +28,9 @@ from components.file_index import (
     move_page,
     page_text,
     state_badge,
-    state_text,
 )
 from components.header_table import filter_cards, header_cards, header_table
+from components.provenance import provenance_card, used_calibrations
 from db import db
 from db.models import File
 from db.queries import is_number
@@ -85,7 +85,8 @@ def observed_view(user, page, selected_id, page_size: int = OBSERVED_PAGE_SIZE):
 def calibrations_view(user, page, selected_id, page_size: int = CALIBRATIONS_PAGE_SIZE):
     result = queries.page_of_files(user, CALIBRATIONS, page, page_size)
     pages = queries.last_page(result.count, page_size)
-    return (index_list(result.files, "calib", selected_id, ids.DATA_PICK, "No master calibrations yet."),
+    return (index_list(result.files, "calib", selected_id, ids.DATA_PICK, "No master calibrations yet.",
+                       fold_versions=True),
             f"{result.count:,}", page_text(result.page, pages))
 
 
@@ -224,6 +225,22 @@ def enqueue_action(user, file: File, kind: str, choices: dict | None = None):
     return job
 
 
+# where each task's result names the product it made (live/tasks.py), the one to show first
+PRODUCT_KEYS = ("calibrated", "flux_calibrated", "reduced", "sensitivity", "extracted", "masters", "master")
+
+
+def new_product(user, job) -> File | None:
+    """The product a finished job made (its first, for several targets or masters), if the user may see it."""
+    result = job.result or {}
+    for key in PRODUCT_KEYS:
+        made = result.get(key)
+        if isinstance(made, list):
+            made = made[-1] if key == "masters" else (made[0] if made else None)  # the normalized flat
+        if made is not None:
+            return _file(user, made)
+    return None
+
+
 def job_message(job, file_name: str = ""):
     colour = {"queued": "secondary", "running": "info", "done": "success", "failed": "danger",
               "waiting": "warning"}.get(job.state, "info")
@@ -284,6 +301,37 @@ def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str
                              "showSendToCloud": False, "showEditInChartStudio": False,
                              "modeBarButtonsToRemove": ["lasso2d", "select2d", "sendDataToCloud"],
                              "toImageButtonOptions": {"filename": Path(file.file_name).stem}})
+
+
+SPECTRA = (DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED)
+
+
+def export_links(file: File):
+    """CSV and ECSV of a 1D spectrum (through the API and its permission check); nothing for images."""
+    if file.data_type not in SPECTRA:
+        return None
+    return [html.A([html.I(className="bi bi-filetype-csv me-1"), fmt.upper()], href=f"/api/files/{file.id}/"
+                   f"spectrum.{fmt}", className="btn btn-outline-success btn-sm gsp-action gsp-export",
+                   id=f"data-export-{fmt}", title=f"The spectrum as {fmt.upper()} (wavelength, flux, uncertainty)")
+            for fmt in ("csv", "ecsv")]
+
+
+def compare_options(user, file: File) -> list[dict]:
+    """Other spectra of the file's target to draw over it: other frames, targets and versions."""
+    if file.data_type not in SPECTRA:
+        return []
+    return [{"label": f"{other.file_name}" + (f" \u00b7 {other.date_obs:%H:%M}" if other.date_obs else ""),
+             "value": other.id} for other in queries.same_target_spectra(user, file)]
+
+
+def compared(user, file: File, chosen) -> tuple:
+    """(label, path) of the chosen spectra the user may see, of the same kind as the one shown."""
+    pairs = []
+    for value in chosen or ():
+        other = _file(user, value)
+        if other is not None and other.data_type == file.data_type and other.id != file.id:
+            pairs.append((other.file_name, other.full_path))
+    return tuple(pairs)
 
 
 def comment_list(comments):
@@ -418,7 +466,8 @@ def register(app):
                   Output(ids.DATA_TABS, "children"), Output(ids.DATA_MODIFIED, "children"),
                   Output(ids.DATA_DOWNLOAD, "href"), Output(ids.DATA_HEADER_FILE, "children"),
                   Output(ids.DATA_NOT_FOUND, "children"), Output(ids.DATA_MAIN, "hidden"),
-                  Output(ids.DATA_ROOT, "data"),
+                  Output(ids.DATA_ROOT, "data"), Output(ids.DATA_PROVENANCE, "children"),
+                  Output(ids.DATA_EXPORT, "children"),
                   Input(ids.DATA_SELECTED, "data"), Input(ids.DATA_STAMP, "data"))
     def main(selected, _stamp):
         user = _user()
@@ -427,22 +476,21 @@ def register(app):
             if selected is None:
                 empty = html.Div([html.I(className="bi bi-hourglass-split me-2"),
                                   "Files appear here as the instrument writes them."], className="gsp-empty")
-                return "No file selected", None, None, "", "#", "", empty, True, None
+                return "No file selected", None, None, "", "#", "", empty, True, None, None, None
             missing = dbc.Alert([html.I(className="bi bi-question-circle me-2"),
                                  f"File {selected} not found."], color="warning", id="data-file-missing")
-            return "File not found", None, None, "", "#", "", missing, True, None
+            return "File not found", None, None, "", "#", "", missing, True, None, None, None
         family = queries.lineage(user, file)
         if not any(f.id == file.id for f in family):
             family.append(file)
         tabs = lineage_tabs(family, file.id, ids.DATA_PICK)
-        reason = None
-        if file.state == "failed" and file.state_reason:
-            reason = html.Span(state_text(file), className="small text-danger ms-2 gsp-state-text")
-        state = html.Div([state_badge(file, compact=False), reason], className="d-flex align-items-center",
+        # the reason, in full, is the provenance card's first line; the title bar keeps the badge
+        state = html.Div([state_badge(file, compact=False)], className="d-flex align-items-center",
                          id="data-state-badge", **{"data-state": file.state})
         modified = f"Last Modified: {_when(file.last_modified)}"
+        provenance = provenance_card(file, used_calibrations(file, family), ids.DATA_PICK)
         return (file.file_name, state, tabs, modified, f"/api/files/{file.id}/download/", file.file_name, None,
-                False, file.original_file_id or file.id)
+                False, file.original_file_id or file.id, provenance, export_links(file))
 
     @app.callback(Output(ids.DATA_ACTIONS, "children"), Input(ids.DATA_SELECTED, "data"),
                   Input(ids.DATA_ACTIONS_REFRESH, "data"))
@@ -453,6 +501,7 @@ def register(app):
 
     @app.callback(Output(ids.DATA_JOB, "data"), Output(ids.DATA_ACTION_MESSAGE, "children"),
                   Output(ids.DATA_JOB_POLL, "disabled"), Output(ids.DATA_ACTIONS_REFRESH, "data"),
+                  Output(ids.DATA_SELECTED, "data", allow_duplicate=True),
                   Input({"type": ids.DATA_ACTION, "kind": ALL}, "n_clicks"), Input(ids.DATA_JOB_POLL, "n_intervals"),
                   State({"type": ids.DATA_ACTION_CHOICE, "kind": ALL, "param": ALL}, "value"),
                   State(ids.DATA_SELECTED, "data"),
@@ -462,13 +511,14 @@ def register(app):
         trigger = ctx.triggered_id
         if trigger == ids.DATA_JOB_POLL:
             if not job_data:
-                return no_update, no_update, True, no_update
+                return no_update, no_update, True, no_update, no_update
             job = get_visible_job(user, job_data["id"])
             if job is None:
-                return None, None, True, no_update
+                return None, None, True, no_update, no_update
             finished = job.state in ("done", "failed", "waiting")
+            made = new_product(user, job) if job.state == "done" else None  # show what the action made
             return (no_update, job_message(job, job_data.get("name", "")), finished,
-                    (refresh or 0) + 1 if finished else no_update)
+                    (refresh or 0) + 1 if finished else no_update, made.id if made is not None else no_update)
         if not isinstance(trigger, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
             raise PreventUpdate
         file = _file(user, selected)
@@ -481,8 +531,8 @@ def register(app):
             job = enqueue_action(user, file, kind, chosen)
         except (PermissionError, ValueError, JobRefused) as error:
             return no_update, dbc.Alert(str(error), color="danger", className="py-2 mb-0 small gsp-job"), True, \
-                no_update
-        return {"id": job.id, "name": file.file_name}, job_message(job, file.file_name), False, no_update
+                no_update, no_update
+        return {"id": job.id, "name": file.file_name}, job_message(job, file.file_name), False, no_update, no_update
 
     @app.callback(Output(ids.DATA_DELETE_MODAL, "is_open"), Output(ids.DATA_DELETE_NAME, "children"),
                   Output(ids.DATA_DELETE_TARGET, "data"),
@@ -564,19 +614,27 @@ def register(app):
     def scale_inputs(scale):
         return scale != "minmax", scale != "minmax", scale != "percentiles", scale != "percentiles"
 
+    @app.callback(Output(ids.DATA_COMPARE, "options"), Output(ids.DATA_COMPARE, "value"),
+                  Input(ids.DATA_SELECTED, "data"))
+    def compare_choices(selected):
+        file = _file(_user(), selected)
+        return (compare_options(_user(), file) if file is not None else []), []
+
     @app.callback(Output(ids.DATA_VIEWER, "children"), Input(ids.DATA_SELECTED, "data"),
                   Input(ids.DATA_ADV_FORMAT, "value"), Input(ids.DATA_ADV_COLORMAP, "value"),
                   Input(ids.DATA_ADV_SCALE, "value"), Input(ids.DATA_ADV_ZMIN, "value"),
                   Input(ids.DATA_ADV_ZMAX, "value"), Input(ids.DATA_ADV_PLOW, "value"),
                   Input(ids.DATA_ADV_PHIGH, "value"), Input(ids.DATA_ADV_SATURATED, "value"),
                   Input(ids.DATA_ADV_TITLE, "value"), Input(ids.DATA_ADV_OVERLAYS, "value"),
-                  Input(ids.DATA_ADV_REDSHIFT, "value"))
-    def viewer(selected, fmt, colormap, scale, zmin, zmax, plow, phigh, saturated, show_title, overlays, redshift):
+                  Input(ids.DATA_ADV_REDSHIFT, "value"), Input(ids.DATA_COMPARE, "value"))
+    def viewer(selected, fmt, colormap, scale, zmin, zmax, plow, phigh, saturated, show_title, overlays, redshift,
+               compare):
         user = _user()
         file = _file(user, selected)
         if file is None:
             return None
         options = viewer_options(scale, zmin, zmax, plow, phigh, saturated, show_title, overlays, redshift)
+        options["compare"] = compared(user, file, compare)
         return render_viewer(file, fmt or "interactive", colormap or "gray", options,
                              theme=getattr(user, "theme", "dark") or "dark")
 

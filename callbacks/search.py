@@ -1,6 +1,8 @@
 """Callbacks of the Search page (layout: pages/search.py)."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from dash import ALL, Input, Output, State, ctx
 from dash.exceptions import PreventUpdate
 from flask_login import current_user
@@ -53,6 +55,18 @@ def table_view(user, params: dict, page, page_size: int):
     return [row_of(f) for f in result.files], f"{result.count:,}", page_text(result.page, pages), result.page
 
 
+ZIP_BUTTON = "btn btn-outline-success btn-sm ms-auto"
+
+
+def zip_link(params: dict, count: int) -> tuple[str | None, str, str]:
+    """(href, class, title) of "Download all as zip": off when nothing matches or more than a zip holds."""
+    if not 0 < count <= queries.MAX_ZIP_FILES:
+        why = "No file matches" if count == 0 else f"{count:,} files match; a zip holds at most {queries.MAX_ZIP_FILES}"
+        return None, f"{ZIP_BUTTON} disabled", f"{why}: narrow the filters (a night, a proposal, a type)."
+    return (f"/api/files/zip/?{urlencode(params)}", ZIP_BUTTON,
+            f"The {count:,} files these filters match, as one zip")
+
+
 def register(app):
     from pages.search import PAGE_SIZE
 
@@ -60,7 +74,8 @@ def register(app):
 
     @app.callback(Output(ids.SEARCH_GRID, "rowData"), Output(ids.SEARCH_COUNT, "children"),
                   Output(ids.SEARCH_PAGE_TEXT, "children"), Output(ids.SEARCH_PAGE, "data"),
-                  Output(ids.SEARCH_MESSAGE, "children"),
+                  Output(ids.SEARCH_MESSAGE, "children"), Output(ids.SEARCH_ZIP, "href"),
+                  Output(ids.SEARCH_ZIP, "className"), Output(ids.SEARCH_ZIP, "title"),
                   Input(filters, "value"), Input(ids.SEARCH_TEXT, "value"),
                   Input(ids.SEARCH_HIDE_RAW_CALIBRATIONS, "value"),
                   Input({"type": ids.SEARCH_PAGER, "go": ALL}, "n_clicks"), Input(ids.SEARCH_PAGE_GO, "n_clicks"),
@@ -85,8 +100,8 @@ def register(app):
         try:
             rows, count, text_page, page = table_view(user, params, page, PAGE_SIZE)
         except queries.QueryError as error:
-            return [], "0", page_text(1, 1), 1, str(error)
-        return rows, count, text_page, page, None
+            return [], "0", page_text(1, 1), 1, str(error), *zip_link(params, 0)
+        return rows, count, text_page, page, None, *zip_link(params, int(count.replace(",", "")))
 
     @app.callback(Output(filters, "value"), Output(ids.SEARCH_TEXT, "value"),
                   Output(ids.SEARCH_HIDE_RAW_CALIBRATIONS, "value"), Input(ids.SEARCH_RESET, "n_clicks"),

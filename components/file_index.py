@@ -8,6 +8,7 @@ from dash import dcc, html
 
 from db.queries import data_type_name
 from pipeline.chain import DataType
+from pipeline.steps import version_of
 
 # state -> (badge colour, bootstrap icon, words)
 STATES = {
@@ -62,11 +63,24 @@ def index_item(file, src: str, selected_id, pick_type: str):
     )
 
 
-def index_list(files, src: str, selected_id, pick_type: str, empty: str):
+def index_list(files, src: str, selected_id, pick_type: str, empty: str, *, fold_versions: bool = False):
+    """The rows of an index; with ``fold_versions`` (masters), each product once, its older versions
+    folded under it."""
     if not files:
         return html.Div(empty, className="gsp-empty small")
-    return dbc.ListGroup([index_item(file, src, selected_id, pick_type) for file in files], flush=True,
-                         className="gsp-index")
+    if not fold_versions:
+        return dbc.ListGroup([index_item(file, src, selected_id, pick_type) for file in files], flush=True,
+                             className="gsp-index")
+    rows = []
+    for current, *older in _versions(files, lambda f: unversioned(f.file_name)):
+        rows.append(index_item(current, src, selected_id, pick_type))
+        if older:
+            rows.append(html.Details([
+                html.Summary(f"{len(older)} older version{'s' if len(older) > 1 else ''}",
+                             className="small text-muted gsp-older-summary"),
+                dbc.ListGroup([index_item(file, src, selected_id, pick_type) for file in older], flush=True),
+            ], className="gsp-older-index", open=any(str(f.id) == str(selected_id) for f in older)))
+    return dbc.ListGroup(rows, flush=True, className="gsp-index")
 
 
 def pager(pager_type: str, text_id: str, *, go_input_id: str | None = None, go_button_id: str | None = None):
@@ -140,27 +154,57 @@ def tab_label(file) -> str:
     return label
 
 
-def version_of(file_name: str) -> int:
-    """A product's version from its name: ``…_v3.fits`` is 3, the first one (no suffix) 1."""
-    found = re.search(r"_v(\d+)\.fits(\.fz)?$", file_name)
-    return int(found.group(1)) if found else 1
+def unversioned(file_name: str) -> str:
+    """The name every version of a product shares: ``master_flat_X_v2.fits`` -> ``master_flat_X.fits``."""
+    return re.sub(r"_v\d+(\.fits(\.fz)?)$", r"\1", file_name)
+
+
+def _versions(files, key) -> list[list]:
+    """Files grouped by ``key``, each group newest first (a re-run's product has a higher id), in the
+    order of their newest member in ``files``."""
+    groups: dict = {}
+    for file in files:
+        groups.setdefault(key(file), []).append(file)
+    return [sorted(group, key=lambda f: -f.id) for group in groups.values()]
+
+
+def _older_versions_menu(older, selected_id, pick_type: str, src: str):
+    """A dropdown of a product's older versions (their version and time), marked when one of them is shown."""
+    shown = next((f for f in older if str(f.id) == str(selected_id)), None)
+    label = f"v{version_of(shown.file_name)} (older)" if shown else f"{len(older)} older"
+    items = [dbc.DropdownMenuItem(
+        html.Span([f"v{version_of(f.file_name)}", html.Span(f" \u00b7 {_made(f)}", className="text-muted small"),
+                   state_badge(f)], title=f.file_name, **{"data-file-id": str(f.id)}),
+        id={"type": pick_type, "src": src, "index": f.id}, n_clicks=0, active=shown is f) for f in older]
+    menu = dbc.DropdownMenu(items, label=label, nav=True, in_navbar=False, size="sm",
+                            toggle_class_name="gsp-older-toggle" + (" active" if shown else ""))
+    return html.Div(menu, className="gsp-older-versions nav-item", **{"data-older": str(len(older))})
+
+
+def _made(file) -> str:
+    moment = getattr(file, "ingested_at", None)
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else file.file_name
 
 
 def lineage_tabs(files, selected_id, pick_type: str):
-    """Tab handles for a raw file and everything made from it, most processed first."""
+    """Tab handles for a raw file and everything made from it, most processed first. A product made
+    several times shows its newest version as the tab ("v3 (current)") and folds the older ones into
+    a dropdown beside it."""
     ordered = sorted(files, key=lambda f: (-f.data_type, f.target if f.target is not None else 0, -f.id))
-    labels = [tab_label(f) for f in ordered]
     items = []
-    for file, label in zip(ordered, labels):
-        if labels.count(label) > 1:  # several versions of the same product: the version tells them apart
-            label = f"{label} (v{version_of(file.file_name)})"
-        active = str(file.id) == str(selected_id)
-        badge = state_badge(file) if file.state in ("queued", "running", "waiting", "failed") else None
+    for group in _versions(ordered, tab_label):
+        current, older = group[0], group[1:]
+        label = tab_label(current)
+        if older:
+            label += f" \u00b7 v{version_of(current.file_name)} (current)"
+        badge = state_badge(current) if current.state in ("queued", "running", "waiting", "failed") else None
         items.append(dbc.NavItem(dbc.NavLink(
-            html.Span([label, badge], title=file.file_name,
-                      **{"data-file-id": str(file.id), "data-label": label}),
-            id={"type": pick_type, "src": "tab", "index": file.id}, n_clicks=0, active=active,
-            className="gsp-tab")))
+            html.Span([label, badge], title=current.file_name,
+                      **{"data-file-id": str(current.id), "data-label": label}),
+            id={"type": pick_type, "src": "tab", "index": current.id}, n_clicks=0,
+            active=str(current.id) == str(selected_id), className="gsp-tab")))
+        if older:
+            items.append(_older_versions_menu(older, selected_id, pick_type, "version"))
     return dbc.Nav(items, pills=False, className="gsp-tabs nav-tabs", id="data-tabs-nav")
 
 

@@ -19,6 +19,7 @@ def signed_in_user():
 def shell():
     return html.Div([
         dcc.Location(id=ids.URL),
+        dcc.Store(id=ids.NAV_THEME_SAVED),
         navbar(signed_in_user()),
         html.Main(dash.page_container, className="container-fluid gsp-main"),
     ])

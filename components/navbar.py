@@ -4,6 +4,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import html
 
+from components import ids
+
 
 def _link(label: str, href: str, icon: str, **kwargs):
     return dbc.NavItem(dbc.NavLink([html.I(className=f"bi bi-{icon} me-1"), label], href=href,
@@ -28,7 +30,11 @@ def navbar(user) -> dbc.Navbar:
     items.append(_link("API Docs", "/api/docs/", "info-circle", external_link=True))
     user_controls = []
     if user is not None:
+        light = getattr(user, "theme", "dark") == "light"
         user_controls = [
+            dbc.NavItem(dbc.Button(html.I(className=f"bi bi-{'moon-stars' if light else 'sun'}"), id=ids.NAV_THEME,
+                                   n_clicks=0, color="link", className="nav-link gsp-theme-toggle",
+                                   title=f"Switch to the {'dark' if light else 'light'} theme")),
             dbc.NavItem(dbc.NavLink([html.I(className="bi bi-person-gear me-1"), user.full_name],
                                     href="/account", id="nav-user", className="text-info")),
             dbc.NavItem(dbc.NavLink([html.I(className="bi bi-box-arrow-right me-1"), "Sign Out"],

@@ -127,6 +127,7 @@ def add_plotly_overlays(fig, overlays, *, wavelength, flux, redshift: float = 0.
     low, high = float(np.percentile(finite, 0.5)), float(np.max(finite))
     span = (high - low) or 1.0
     top, bottom = high + 0.08 * span, low
+    rows = LabelRows(wmin, wmax)  # shared: one overlay's labels do not write over another's
     for name in overlays or ():
         if name not in OVERLAYS:
             continue
@@ -144,11 +145,41 @@ def add_plotly_overlays(fig, overlays, *, wavelength, flux, redshift: float = 0.
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name_text, text=texts,
                                  hovertemplate="%{text}<extra></extra>", legendgroup=f"overlay-{name}",
                                  line={"color": colour, "width": 1, "dash": "dot"}), **kwargs)
-        tops = [line.wavelength for line in lines]
-        fig.add_trace(go.Scatter(x=tops, y=[top] * len(tops), mode="text", showlegend=False,
-                                 text=[line.label.split(" (")[0] for line in lines], textposition="top center",
-                                 textfont={"size": 10, "color": colour}, hoverinfo="skip",
-                                 legendgroup=f"overlay-{name}", name=f"{name} labels"), **kwargs)
+        placed = [(line, rows.place(line.wavelength, short_label(line))) for line in lines]
+        placed = [(line, level) for line, level in placed if level is not None]  # the rest: on hover only
+        fig.add_trace(go.Scatter(x=[line.wavelength for line, _ in placed],
+                                 y=[top + level * LABEL_ROW_HEIGHT * span for _, level in placed], mode="text",
+                                 showlegend=False, text=[short_label(line) for line, _ in placed],
+                                 textposition="top center", textfont={"size": 10, "color": colour},
+                                 hoverinfo="skip", legendgroup=f"overlay-{name}", name=f"{name} labels"), **kwargs)
+
+
+def short_label(line: Line) -> str:
+    return line.label.split(" (")[0]
+
+
+LABEL_ROW_HEIGHT = 0.07  # of the flux range: one row of 10 px text on a ~400 px plot
+LABEL_ROWS = 4
+LABEL_CHAR_FRACTION = 1 / 160  # a 10 px character on a ~1000 px wide plot, as a fraction of the axis
+
+
+class LabelRows:
+    """Rows of overlay labels above a spectrum: each label goes to the lowest row where it overlaps no
+    other; when all rows are taken there, it is left out (its line still says it on hover). Without
+    this, dense lists (arc lines, the sky's OH forest) wrote over one another into an unreadable strip."""
+
+    def __init__(self, wmin: float, wmax: float, rows: int = LABEL_ROWS):
+        self.char = (wmax - wmin) * LABEL_CHAR_FRACTION
+        self.ends: list[list[tuple[float, float]]] = [[] for _ in range(rows)]
+
+    def place(self, wavelength: float, text: str) -> int | None:
+        half = (len(text) + 1) * self.char / 2
+        start, end = wavelength - half, wavelength + half
+        for level, taken in enumerate(self.ends):
+            if all(end < low or start > high for low, high in taken):
+                taken.append((start, end))
+                return level
+        return None
 
 
 def add_matplotlib_overlays(ax, overlays, *, wavelength, redshift: float = 0.0,
@@ -156,6 +187,8 @@ def add_matplotlib_overlays(ax, overlays, *, wavelength, redshift: float = 0.0,
     if wavelength is None or len(wavelength) == 0:
         return
     wmin, wmax = float(np.nanmin(wavelength)), float(np.nanmax(wavelength))
+    # Labels stand upright, one character thick: a label closer than that to one already written is left out.
+    room = LabelRows(wmin, wmax, rows=1)
     for name in overlays or ():
         if name not in OVERLAYS:
             continue
@@ -163,6 +196,6 @@ def add_matplotlib_overlays(ax, overlays, *, wavelength, redshift: float = 0.0,
         lines = overlay_lines(name, redshift=redshift, lines_table=lines_table, wmin=wmin, wmax=wmax)
         for index, line in enumerate(lines):
             ax.axvline(line.wavelength, color=colour, lw=0.8, ls=":", label=label if index == 0 else None)
-            if name != "arc":
+            if name != "arc" and room.place(line.wavelength, "x") is not None:
                 ax.annotate(line.label, (line.wavelength, 1.0), xycoords=("data", "axes fraction"),
                             rotation=90, va="top", ha="right", fontsize=7, color=colour)

@@ -31,7 +31,7 @@ import numpy as np
 from astropy.io import fits
 
 from components import spectrum_overlays
-from pipeline import flexure
+from pipeline import flexure, headers
 
 # key -> label; the two maps below translate a key for Plotly and matplotlib.
 COLORMAPS: dict[str, str] = {
@@ -52,7 +52,7 @@ _MPL_CMAPS = {"gray": "gray", "gray_r": "gray_r", "viridis": "viridis", "inferno
 
 DEFAULT_MAX_PIXELS = 600_000
 MAX_SATURATED_MARKERS = 20_000
-DIGITAL_SATURATION = 65535
+DIGITAL_SATURATION = headers.DIGITAL_SATURATION
 ARC_OBSTYPES = ("COMP", "ARC")
 IMAGING_MARKERS = ("IMAGING", "NO_GRATING", "<NO GRATING>")
 WAVELENGTH_CTYPES = ("WAVE", "AWAV", "LINEAR", "WAVELENGTH", "LAMBDA")
@@ -68,6 +68,13 @@ THEMES = {
               "mpl_axes": "#ffffff"},
 }
 SATURATED_COLOUR = "#ff2d2d"
+# Spectra carry their legend under the plot: above it, it covered the title's RMS and the overlays' labels.
+BOTTOM_LEGEND = {"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0.5,
+                 "xanchor": "center"}
+BOTTOM_LEGEND_MARGIN = 90
+PNG_LEGEND_PX = 26  # a row of legend under a static spectrum
+REJECTED_COLOUR = "#d9534f"
+COMPARE_COLOURS = ("#f0ad4e", "#5cb85c", "#d9534f", "#b07cd8", "#e8e8e8")  # spectra drawn over the one shown
 
 
 class ViewerError(ValueError):
@@ -195,7 +202,11 @@ def _lines(hdus) -> dict | None:
         return None
     table = {key: np.asarray(hdu.data[names[key]], dtype=float) for key in ("pixel", "wavelength", "residual")
              if key in names}
-    return table
+    # older products list only the lines used; newer ones add the rejected ones with used = False
+    used = np.asarray(hdu.data[names["used"]], dtype=bool) if "used" in names else np.ones(len(table["wavelength"]),
+                                                                                            dtype=bool)
+    return {**{key: values[used] for key, values in table.items()},
+            "rejected": {key: values[~used] for key, values in table.items()}}
 
 
 def _points(hdus) -> dict | None:
@@ -316,24 +327,18 @@ def _finite(value) -> bool:
 
 
 def saturation_level(header, saturation=None) -> float:
-    """The saturation level (ADU) to highlight: given, SATURATE, the camera table, or 65535.
+    """The saturation level (ADU) to highlight: given (the catalogue's), SATURATE, or the readout mode's
+    (pipeline.headers.saturation_level, the one rule the catalogue follows too).
 
-    Never above the 16-bit ceiling: the camera's tabulated half full well can exceed it
-    in some readout modes, where the converter saturates first.
+    Never above the 16-bit ceiling: rows catalogued before that rule may hold a half full well above it.
     """
     if saturation is not None and _finite(saturation):
         return float(min(float(saturation), DIGITAL_SATURATION))
     if _finite(header.get("SATURATE")):
         return float(min(float(header["SATURATE"]), DIGITAL_SATURATION))
-    try:
-        from pipeline.headers import saturation_value
-
-        value = saturation_value(str(header.get("INSTCONF", "")).strip(), float(header["GAIN"]),
-                                 float(header["RDNOISE"]))
-        if value:
-            return float(min(value, DIGITAL_SATURATION))
-    except Exception:
-        pass
+    if _finite(header.get("GAIN")) and _finite(header.get("RDNOISE")):
+        return float(headers.saturation_level(str(header.get("INSTCONF", "")).strip(), float(header["GAIN"]),
+                                              float(header["RDNOISE"])))
     return float(DIGITAL_SATURATION)
 
 
@@ -399,13 +404,19 @@ def _flexure_text(header) -> str:
                                          "reason": header.get("GSP_FLXR")})
 
 
-def _rms_text(lines: dict) -> str:
+def _rms_text(lines: dict, header=None) -> str:
+    """'RMS 0.019 Å · 60 lines used, 5 rejected', and the verdict when the solution is poor."""
     residual = lines.get("residual")
+    rejected = len((lines.get("rejected") or {}).get("wavelength", []))
     if residual is None or len(residual) == 0:
-        return f"{len(lines.get('wavelength', []))} lines"
-    finite = residual[np.isfinite(residual)]
-    rms = float(np.sqrt(np.mean(finite ** 2))) if finite.size else float("nan")
-    return f"RMS {rms:.3f} \u00c5 \u00b7 {finite.size} lines"
+        text = f"{len(lines.get('wavelength', []))} lines used, {rejected} rejected"
+    else:
+        finite = residual[np.isfinite(residual)]
+        rms = float(np.sqrt(np.mean(finite ** 2))) if finite.size else float("nan")
+        text = f"RMS {rms:.3f} \u00c5 \u00b7 {finite.size} lines used, {rejected} rejected"
+    if header is not None and str(header.get("GSP_WQUA", "")).strip() == "poor":
+        text += " \u00b7 POOR SOLUTION"
+    return text
 
 
 # --------------------------------------------------------------------------- Plotly
@@ -413,8 +424,9 @@ def _rms_text(lines: dict) -> str:
 def figure_for_file(path, *, data_type=None, colormap: str = "gray", zmin=None, zmax=None, percentiles=None,
                     show_saturated: bool = False, saturation=None, title: str = "",
                     max_pixels: int = DEFAULT_MAX_PIXELS, theme: str = "dark", overlays=(),
-                    redshift: float = 0.0, show_title: bool = True, height: int | None = None):
-    """The interactive figure of a FITS file (image or spectrum). Raises ViewerError."""
+                    redshift: float = 0.0, show_title: bool = True, height: int | None = None, compare=()):
+    """The interactive figure of a FITS file (image or spectrum; ``compare``: (label, path) of other
+    spectra to draw over it). Raises ViewerError."""
     product = read_product(path)
     if product.extras.get("points"):
         return sensitivity_figure(product, theme=theme, title=title, show_title=show_title, height=height)
@@ -423,7 +435,7 @@ def figure_for_file(path, *, data_type=None, colormap: str = "gray", zmin=None, 
                             show_saturated=show_saturated, saturation=saturation, title=title,
                             max_pixels=max_pixels, theme=theme, show_title=show_title, height=height)
     return spectrum_figure(product, data_type=data_type, title=title, theme=theme, overlays=overlays,
-                           redshift=redshift, show_title=show_title, height=height)
+                           redshift=redshift, show_title=show_title, height=height, compare=compare)
 
 
 def _style(fig, theme: str, title: str, show_title: bool, height: int | None):
@@ -493,8 +505,22 @@ def _spectrum_axes(product: Product, data_type=None):
     return flux, wavelength, wavelength, "Wavelength (\u00c5)"
 
 
+def compared_spectra(compare, data_type):
+    """(label, x, flux) of each spectrum to draw over the one shown; unreadable ones are left out."""
+    drawn = []
+    for label, path in compare or ():
+        try:
+            other = read_product(path)
+        except ViewerError:
+            continue
+        if other.kind == "spectrum":
+            flux, x, _, _ = _spectrum_axes(other, data_type)
+            drawn.append((label, x, flux))
+    return drawn
+
+
 def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark", overlays=(), redshift=0.0,
-                    show_title=True, height=None, show_residuals=None):
+                    show_title=True, height=None, show_residuals=None, compare=()):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -506,7 +532,7 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
     colours = THEMES.get(theme, THEMES["dark"])
     if show_residuals:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.08,
-                            subplot_titles=("", f"Residuals: {_rms_text(lines)}"))
+                            subplot_titles=("", f"Residuals: {_rms_text(lines, product.header)}"))
         where = {"row": 1, "col": 1}
     else:
         fig = go.Figure()
@@ -519,8 +545,15 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
                                  fillcolor=colours["band"], name="uncertainty (1\u03c3)", hoverinfo="skip"),
                       **where)
     unit = "\u00c5" if wavelength is not None else "px"
-    fig.add_trace(go.Scatter(x=x, y=flux, mode="lines", name="flux", line={"color": colours["line"], "width": 1.3},
+    drawn_over = compared_spectra(compare, data_type)
+    fig.add_trace(go.Scatter(x=x, y=flux, mode="lines", name=product.name if drawn_over else "flux",
+                             line={"color": colours["line"], "width": 1.3},
                              hovertemplate=f"%{{x:.2f}} {unit}<br>%{{y:.4g}}<extra></extra>"), **where)
+    for index, (label, other_x, other_flux) in enumerate(drawn_over):
+        fig.add_trace(go.Scatter(x=other_x, y=other_flux, mode="lines", name=label, opacity=0.85,
+                                 line={"color": COMPARE_COLOURS[index % len(COMPARE_COLOURS)], "width": 1.1},
+                                 hovertemplate=f"{label}<br>%{{x:.2f}} {unit}<br>%{{y:.4g}}<extra></extra>"),
+                      **where)
     if show_residuals:
         line_w = lines["wavelength"]
         at = np.interp(line_w, x, flux)
@@ -533,6 +566,19 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
         fig.add_trace(go.Scatter(x=line_w, y=residual, mode="markers", name="residuals", showlegend=False,
                                  marker={"size": 6, "color": spectrum_overlays.OVERLAYS["arc"][1]},
                                  hovertemplate="%{x:.3f} \u00c5<br>%{y:+.4f} \u00c5<extra></extra>"), row=2, col=1)
+        rejected = lines.get("rejected") or {}
+        if len(rejected.get("wavelength", [])):
+            marker = {"symbol": "x", "size": 8, "color": REJECTED_COLOUR}
+            fig.add_trace(go.Scatter(
+                x=rejected["wavelength"], y=np.interp(rejected["wavelength"], x, flux), mode="markers",
+                name=f"lines rejected ({len(rejected['wavelength'])})", marker=marker,
+                customdata=rejected.get("residual"),
+                hovertemplate="%{x:.3f} \u00c5<br>rejected, residual %{customdata:+.4f} \u00c5<extra></extra>"),
+                row=1, col=1)
+            fig.add_trace(go.Scatter(x=rejected["wavelength"], y=rejected.get("residual"), mode="markers",
+                                     name="rejected residuals", showlegend=False, marker=marker,
+                                     hovertemplate="%{x:.3f} \u00c5<br>rejected %{y:+.4f} \u00c5<extra></extra>"),
+                          row=2, col=1)
         fig.add_hline(y=0, line={"color": colours["grid"], "width": 1}, row=2, col=1)
         fig.update_yaxes(title="\u0394\u03bb (\u00c5)", row=2, col=1)
         fig.update_xaxes(title=x_title, row=2, col=1)
@@ -545,7 +591,7 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
         title += f" <span style='font-size:12px'>(solution RMS {float(rms):.3f} \u00c5{_flexure_text(product.header)})</span>"
     _style(fig, theme, title, show_title, height)
     fig.update_layout(showlegend=True, hovermode="x", uirevision=product.name,
-                      legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+                      legend=BOTTOM_LEGEND, margin={"b": BOTTOM_LEGEND_MARGIN},
                       meta={"kind": "spectrum", "axis": "wavelength" if wavelength is not None else "pixel",
                             "n": int(flux.size)})
     fig.update_yaxes(title=flux_title(product.header, data_type), gridcolor=colours["grid"], **where,
@@ -599,7 +645,7 @@ def sensitivity_figure(product: Product, *, theme="dark", title="", show_title=T
     fig.add_hline(y=0, line={"color": colours["grid"], "width": 1}, row=2, col=1)
     _style(fig, theme, title or _sensitivity_title(product), show_title, height)
     fig.update_layout(showlegend=True, hovermode="closest", uirevision=product.name,
-                      legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1, "xanchor": "right"},
+                      legend=BOTTOM_LEGEND, margin={"b": BOTTOM_LEGEND_MARGIN},
                       meta={"kind": "sensitivity", "n": int(points["wavelength"].size)})
     fig.update_yaxes(title=SENSITIVITY_AXIS, gridcolor=colours["grid"], row=1, col=1)
     fig.update_yaxes(title="\u0394 (mag)", gridcolor=colours["grid"], row=2, col=1)
@@ -613,7 +659,7 @@ def sensitivity_figure(product: Product, *, theme="dark", title="", show_title=T
 def png_for_file(path, *, colormap: str = "gray", width: int = 1000, zmin=None, zmax=None, percentiles=None,
                  show_saturated: bool = False, saturation=None, title: str = "", data_type=None,
                  theme: str = "dark", overlays=(), redshift: float = 0.0, show_title: bool = True,
-                 height: int | None = None) -> bytes:
+                 height: int | None = None, compare=()) -> bytes:
     """A PNG of the file, exactly ``width`` pixels wide (matplotlib Agg). Raises ViewerError."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -641,12 +687,13 @@ def png_for_file(path, *, colormap: str = "gray", width: int = 1000, zmin=None, 
     # Fixed margins in pixels (a layout engine costs more than the drawing itself).
     top = (24 + 18 * title_text.count("\n") + 18) if title_text else 14
     image = product.kind == "image"
-    box = _Box(width, height, left=72 if image else 88, right=84 if image else 18, top=top, bottom=48)
+    box = _Box(width, height, left=72 if image else 88, right=84 if image else 18, top=top,
+               bottom=48 if image else 48 + PNG_LEGEND_PX)
     if product.kind == "image":
         _png_image(figure, product, colormap, zmin, zmax, percentiles, show_saturated, saturation, width,
                    colours, box)
     else:
-        _png_spectrum(figure, product, data_type, colours, overlays, redshift, box)
+        _png_spectrum(figure, product, data_type, colours, overlays, redshift, box, compare)
     if title_text:
         figure.text(0.5, 1 - 6 / height, title_text, color=text_colour, fontsize=12, ha="center", va="top")
     for ax in figure.axes:
@@ -713,7 +760,7 @@ def _png_image(figure, product, colormap, zmin, zmax, percentiles, show_saturate
     ax.set_ylim(-0.5, ny - 0.5)
 
 
-def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: _Box):
+def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: _Box, compare=()):
     flux, x, wavelength, x_title = _spectrum_axes(product, data_type)
     lines = product.lines
     points = product.extras.get("points")
@@ -735,6 +782,9 @@ def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: 
         ax.fill_between(x, flux - sigma, flux + sigma, color=colours["line"], alpha=0.25, lw=0,
                         label="uncertainty (1\u03c3)")
     ax.plot(x, flux, color=colours["line"], lw=0.9, label="fit" if points else "flux")
+    for index, (label, other_x, other_flux) in enumerate(compared_spectra(compare, data_type)):
+        ax.plot(other_x, other_flux, color=COMPARE_COLOURS[index % len(COMPARE_COLOURS)], lw=0.8, alpha=0.85,
+                label=label)
     ax.set_ylabel(SENSITIVITY_AXIS if points else flux_title(product.header, data_type))
     if points:
         used = points["used"].astype(bool)
@@ -757,14 +807,22 @@ def _png_spectrum(figure, product, data_type, colours, overlays, redshift, box: 
         residual_ax.plot(line_w, residual, "o", color=arc_colour, ms=3.5)
         residual_ax.set_ylabel("\u0394\u03bb (\u00c5)")
         residual_ax.set_xlabel(x_title)
-        residual_ax.set_title(f"Residuals: {_rms_text(lines)}", fontsize=9)
+        rejected = lines.get("rejected") or {}
+        if len(rejected.get("wavelength", [])):
+            ax.plot(rejected["wavelength"], np.interp(rejected["wavelength"], x, flux), "x", color=REJECTED_COLOUR,
+                    ms=6, label=f"lines rejected ({len(rejected['wavelength'])})")
+            residual_ax.plot(rejected["wavelength"], rejected["residual"], "x", color=REJECTED_COLOUR, ms=5)
+        residual_ax.set_title(f"Residuals: {_rms_text(lines, product.header)}", fontsize=9)
     else:
         ax.set_xlabel(x_title)
     if wavelength is not None and overlays:
         spectrum_overlays.add_matplotlib_overlays(ax, [o for o in overlays if not (o == "arc" and show_residuals)],
                                                   wavelength=wavelength, redshift=redshift, lines_table=lines)
     ax.set_xlim(float(np.nanmin(x)), float(np.nanmax(x)))
-    legend = ax.legend(loc="upper right", fontsize=8, frameon=False)
+    # under the plot, as in the interactive figure: over it, it covered the overlays' labels
+    handles, labels = ax.get_legend_handles_labels()
+    legend = figure.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 6),
+                           fontsize=8, frameon=False)
     for text in legend.get_texts():
         text.set_color(colours["text"])
 

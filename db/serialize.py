@@ -64,6 +64,8 @@ def file_to_dict(file: File) -> dict:
         "target": file.target,
         "version": file.version,
         "calibrations": file.calibrations or {},
+        # {"verdict": "good" | "poor", "why": ...} of the wavelength solution behind a calibrated product
+        "wavelength_quality": (file.calibrations or {}).get("wavelength_quality"),
         "ingested_at": iso_time(file.ingested_at),
         "reduced_at": iso_time(file.reduced_at),
         "extracted_at": iso_time(file.extracted_at),

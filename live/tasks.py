@@ -74,6 +74,7 @@ def add_product(product: steps.Product, *, parent: File | None, original: File |
     row = File(file_name=product.path.name, directory_name=str(product.path.parent), full_path=str(product.path),
                data_type=product.data_type, parent=parent, original=original, proposal=proposal,
                target=product.target, normalized=product.normalized, ingested_at=_now(),
+               version=steps.version_of(product.path.name),
                calibrations={**(calibrations or {}), "record": _json_record(product.record)})
     set_file_state(row, "done")
     for name in ("obstype", "technique", "object", "instconf", "grating", "wavmode", "filter", "filter_2", "slit",
@@ -98,6 +99,12 @@ def input_of(job, step_name: str) -> tuple[File, chain.Step]:
         name = file.file_name if file is not None else f"File {job.file_id}"
         raise JobRefused(f"{name} is not {step.expects}.")
     return file, step
+
+
+def quality_note(calibrations: dict | None) -> str:
+    """The state reason a product calibrated with a poor wavelength solution gives its raw file."""
+    quality = (calibrations or {}).get("wavelength_quality") or {}
+    return f"poor wavelength solution: {quality.get('why', '')}" if quality.get("verdict") == "poor" else ""
 
 
 def _used(row: File | None, why: str) -> dict | None:
@@ -380,18 +387,23 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
                                                   options=options,
                                                   correct_flexure=settings_for(raw).flexure_correction,
                                                   taken=catalogued)
-    used = {"arc": _used(arc, arc_why), "lamp": science_w.record.get("library_lamp")}
+    used = {"arc": _used(arc, arc_why), "lamp": science_w.record.get("library_lamp"),
+            "wavelength_quality": science_w.record.get("wavelength_quality"),
+            "lamp_why": "chosen by hand" if params.get("lamp") else "the library lamp of this grating and mode, "
+            "for the first guess; lines identified against NIST"}
     row = add_product(science_w, parent=extracted, original=raw, template=extracted, proposal=extracted.proposal,
                       calibrations={**used, "flexure": science_w.record["flexure"]})
-    add_product(arc_w, parent=arc_1d_row, original=arc_raw, template=arc, proposal=arc.proposal,
-                calibrations=used)
+    arc_row = add_product(arc_w, parent=arc_1d_row, original=arc_raw, template=arc, proposal=arc.proposal,
+                          calibrations=used)
+    for product in (row, arc_row):  # "done", and says so when the solution is poor
+        set_file_state(product, "done", quality_note(used))
     raw.calibrated_at = _now()
     log_event("wavelength_calibrated", f"{row.file_name}: {science_w.record['lines_used']} lines, "
               f"RMS {science_w.record['rms_angstrom']:.3f} A; {flexure.summary(science_w.record['flexure'])}.",
               proposal_id=raw.proposal_id, file_id=row.id, commit=False)
     follow(step, raw, [row])
     return {"calibrated": row.id, "rms_angstrom": science_w.record["rms_angstrom"],
-            "lines_used": science_w.record["lines_used"]}
+            "lines_used": science_w.record["lines_used"], "note": quality_note(used)}
 
 
 # --- Flux calibration ------------------------------------------------------------------------------
@@ -455,12 +467,14 @@ def calibrate_flux_task(job) -> dict | Waiting:
                                    original=Path(raw.full_path), target=calibrated.target, why=why,
                                    taken=catalogued)
     standard = {**_used(sensitivity, why), "star": (sensitivity.calibrations or {}).get("standard", {}).get("star")}
+    wavelength_used = {key: (calibrated.calibrations or {}).get(key)
+                       for key in ("arc", "lamp", "lamp_why", "wavelength_quality", "flexure")}
     row = add_product(product, parent=calibrated, original=raw, template=calibrated, proposal=calibrated.proposal,
-                      calibrations={"arc": (calibrated.calibrations or {}).get("arc"), "standard": standard})
+                      calibrations={**wavelength_used, "standard": standard})
     log_event("flux_calibrated", f"{row.file_name} with {sensitivity.file_name} ({why}).",
               proposal_id=raw.proposal_id, file_id=row.id, commit=False)
     follow(step, raw, [row])
-    return {"flux_calibrated": row.id, "standard": sensitivity.id}
+    return {"flux_calibrated": row.id, "standard": sensitivity.id, "note": quality_note(wavelength_used)}
 
 
 # --- Re-run ----------------------------------------------------------------------------------------

@@ -39,6 +39,22 @@ def initial_selection(user, value):
     return chosen
 
 
+def index_pages(user, selected) -> tuple[int, int]:
+    """(Observed page, Calibrations page) that show the file opened (its raw frame, or the master itself), so
+    a file opened by its link is highlighted in the index from the first paint."""
+    from auth.permissions import get_visible_file
+    from auth.queries import page_containing
+    from components.file_index import CALIBRATIONS_PAGE_SIZE, OBSERVED_PAGE_SIZE
+
+    file = get_visible_file(user, selected) if user is not None and isinstance(selected, int) else None
+    if file is None:
+        return 1, 1
+    if file.data_type == DataType.MASTER:
+        return 1, page_containing(user, {"data_type": DataType.MASTER.value}, file.id, CALIBRATIONS_PAGE_SIZE)
+    root = file.original_file_id or file.id
+    return page_containing(user, {"data_type": DataType.RAW.value}, root, OBSERVED_PAGE_SIZE), 1
+
+
 def visual_defaults(user) -> dict:
     return {
         "colormap": getattr(user, "colormap", "gray") if getattr(user, "colormap", None) in COLORMAPS else "gray",
@@ -109,6 +125,8 @@ def _advanced_panel(defaults: dict):
                              tooltip={"placement": "bottom", "always_visible": False}, updatemode="mouseup",
                              className="flex-grow-1 gsp-redshift")],
                  className="d-flex align-items-center mt-2"),
+        dcc.Dropdown(id=ids.DATA_COMPARE, multi=True, options=[], value=[], className="mt-2 small gsp-compare",
+                     placeholder="Compare with other spectra of this target…"),
     ], lg=5)
     common = html.Div([
         dbc.RadioItems(id=ids.DATA_ADV_FORMAT, inline=True, className="small me-3",
@@ -142,6 +160,7 @@ def _main_card(defaults: dict):
     actions = html.Div([
         html.A([html.I(className="bi bi-download me-1"), "Download"], id=ids.DATA_DOWNLOAD, href="#",
                className="btn btn-success btn-sm gsp-action", target="_blank", rel="noopener"),
+        html.Div(id=ids.DATA_EXPORT, className="d-contents"),
         dbc.Button([html.I(className="bi bi-sliders me-1"), "Advanced Visualization"], id=ids.DATA_ADV_BUTTON,
                    n_clicks=0, color="success", size="sm", className="gsp-action"),
         html.Div(id=ids.DATA_ACTIONS, className="d-contents"),
@@ -158,7 +177,10 @@ def _main_card(defaults: dict):
         ], className="g-2"),
         html.Div(id=ids.DATA_COMMENT_MESSAGE, className="small mt-1"),
     ])
+    provenance = dbc.Card(dbc.CardBody(html.Div(id=ids.DATA_PROVENANCE), className="py-2 px-3"),
+                          className="mb-2 gsp-provenance-card")
     body = html.Div([
+        provenance,
         header_bar, header_body,
         viewer,
         html.Div(id=ids.DATA_MODIFIED, className="small text-muted text-end my-1 gsp-modified"),
@@ -194,6 +216,7 @@ def _delete_modal():
 def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
     user = current_user if current_user and current_user.is_authenticated else None
     selected = initial_selection(user, id)
+    observed_page, calibrations_page = index_pages(user, selected)
     defaults = visual_defaults(user)
     return html.Div([
         dcc.Interval(id=ids.DATA_POLL, interval=POLL_MS),
@@ -203,8 +226,8 @@ def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
         dcc.Store(id=ids.DATA_NEWEST),
         dcc.Store(id=ids.DATA_ROOT),
         html.Div(id=ids.DATA_HIGHLIGHT, hidden=True),
-        dcc.Store(id=ids.DATA_OBSERVED_PAGE, data=1),
-        dcc.Store(id=ids.DATA_CALIB_PAGE, data=1),
+        dcc.Store(id=ids.DATA_OBSERVED_PAGE, data=observed_page),
+        dcc.Store(id=ids.DATA_CALIB_PAGE, data=calibrations_page),
         dcc.Store(id=ids.DATA_JOB),
         dcc.Store(id=ids.DATA_DELETE_TARGET),
         dcc.Store(id=ids.DATA_ACTIONS_REFRESH, data=0),

@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from auth.queries import DISTINCT_FILTERS
 from components import ids
-from components.file_index import pager
+from components.file_index import STATES, pager
 from pipeline.chain import DataType
 
 dash.register_page(__name__, path="/search", name="Search", title="Search · GSP Live")
@@ -34,21 +34,26 @@ FILTER_LABELS = {
     "roi": "By roi",
     "technique": "By technique",
     "date": "By date",
+    "state": "By state",  # the API's state filter
 }
 FILTER_NAMES = tuple(FILTER_LABELS)
+# Fixed widths, wide enough for what the columns hold: an autosize over an empty grid (the rows come
+# after the first paint) sized them to their headers and cut file names and types. Type and State
+# beside the name: what an observer scans first.
 COLUMNS = [
     {"field": "file_name", "headerName": "File Name", "cellClass": "gsp-grid-link", "tooltipField": "file_name",
-     "flex": 1, "minWidth": 220},
-    {"field": "proposal_id", "headerName": "Proposal ID"},
-    {"field": "obstype", "headerName": "Obstype"},
-    {"field": "wavmode", "headerName": "Wavmode"},
-    {"field": "filter", "headerName": "Filter"},
-    {"field": "filter_2", "headerName": "Filter 2"},
-    {"field": "grating", "headerName": "Grating"},
-    {"field": "slit", "headerName": "Slit"},
-    {"field": "roi", "headerName": "ROI"},
-    {"field": "date", "headerName": "Date"},
-    {"field": "type", "headerName": "Type"},
+     "flex": 1, "minWidth": 380},
+    {"field": "type", "headerName": "Type", "width": 170},
+    {"field": "state", "headerName": "State", "tooltipField": "state_text", "width": 82},
+    {"field": "proposal_id", "headerName": "Proposal ID", "width": 125},
+    {"field": "obstype", "headerName": "Obstype", "width": 92},
+    {"field": "wavmode", "headerName": "Wavmode", "width": 90},
+    {"field": "filter", "headerName": "Filter", "width": 100},
+    {"field": "filter_2", "headerName": "Filter 2", "width": 90},
+    {"field": "grating", "headerName": "Grating", "width": 92},
+    {"field": "slit", "headerName": "Slit", "width": 120},
+    {"field": "roi", "headerName": "ROI", "width": 130},
+    {"field": "date", "headerName": "Date", "width": 100},
 ]
 GRID_THEMES = {
     "dark": "themeQuartz.withParams({backgroundColor: '#222222', foregroundColor: '#e6e6e6', "
@@ -107,6 +112,7 @@ def filter_options(user) -> dict[str, list[dict]]:
                for name, found in _distinct(user).items()}
     options["proposal_id"] = [{"label": value, "value": value} for value in proposal_choices(user)]
     options["data_type"] = [{"label": kind.label, "value": str(kind.value)} for kind in DataType]
+    options["state"] = [{"label": state, "value": state} for state in STATES]
     return options
 
 
@@ -147,8 +153,7 @@ def layout(**query):
     theme = getattr(user, "theme", "dark") if user is not None else "dark"
     grid = dag.AgGrid(
         id=ids.SEARCH_GRID, columnDefs=COLUMNS, rowData=[], className="gsp-search-grid",
-        getRowId="params.data.id", columnSize="autoSize",
-        columnSizeOptions={"keys": [c["field"] for c in COLUMNS if c["field"] != "file_name"], "skipHeader": False},
+        getRowId="params.data.id",
         defaultColDef={"sortable": False, "resizable": True, "suppressMovable": True},
         dashGridOptions={"theme": {"function": GRID_THEMES.get(theme, GRID_THEMES["dark"])},
                          "suppressCellFocus": True, "rowHeight": 30, "headerHeight": 34, "tooltipShowDelay": 400,
@@ -160,6 +165,8 @@ def layout(**query):
             html.Span("Data Files", className="h6 mb-0 fw-bold"),
             dbc.Badge("0", id=ids.SEARCH_COUNT, color="info", pill=True, className="ms-2 gsp-count"),
             html.Span(id=ids.SEARCH_MESSAGE, className="small ms-3 text-warning"),
+            html.A([html.I(className="bi bi-file-earmark-zip me-1"), "Download all as zip"], id=ids.SEARCH_ZIP,
+                   className="btn btn-outline-success btn-sm ms-auto disabled"),
         ], className="d-flex align-items-center")),
         dbc.CardBody(grid, className="p-2"),
         dbc.CardFooter(pager(ids.SEARCH_PAGER, ids.SEARCH_PAGE_TEXT, go_input_id=ids.SEARCH_PAGE_INPUT,

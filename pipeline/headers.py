@@ -67,8 +67,8 @@ ARC_LAMPS = frozenset({"HgAr", "Ne", "Ar", "Fe", "Cu"})
 
 # goodman-pipeline 3.1.0, core/core.py, class SaturationValues: (camera,
 # read rate kHz, analog attenuation, gain e-/ADU, read noise e-, half full well
-# ADU).  The half full well is the value goodman-pipeline (and GSP Live's
-# catalogue, see the manual's API examples) use as ``saturation_value``.
+# ADU).  goodman-pipeline (and the manual's API examples) use the half full well as ``saturation_value``;
+# GSP Live catalogues saturation_level(): the same, capped at the 16-bit converter's ceiling.
 SATURATION_TABLE = (
     ("Blue", 50, 0, 0.25, 3.33, 279600),
     ("Blue", 50, 2, 0.47, 3.35, 148723),
@@ -324,6 +324,15 @@ def saturation_value(instconf: str, gain: float, rdnoise: float) -> int | None:
     return None
 
 
+def saturation_level(instconf: str, gain: float, rdnoise: float) -> int:
+    """The level (ADU) at which a pixel of this readout mode saturates: the half full well, or the
+    16-bit converter's ceiling when that comes first (the Red camera's 69257 ADU half full well at
+    gain 1.48 is never read: the converter stops at 65535). The catalogue, the API, the reduction and
+    the viewer all use this one value."""
+    tabulated = saturation_value(instconf, gain, rdnoise)
+    return min(tabulated or DIGITAL_SATURATION, DIGITAL_SATURATION)
+
+
 def standard_mode(grating: str, cam_targ: float | None, grt_targ: float | None) -> str | None:
     """Name of the standard spectroscopic mode ('400_M2') these angles set, or None."""
     if cam_targ is None or grt_targ is None:
@@ -495,9 +504,8 @@ def classify(header: fits.Header, filename: str | None = None) -> dict:
     date_obs = parse_date_obs(header)
     object_name = str(_value(header, "OBJECT") or "")
 
-    saturation = saturation_value(fields["INSTCONF"], gain, rdnoise)
-    if saturation is None:
-        saturation = DIGITAL_SATURATION
+    saturation = saturation_level(fields["INSTCONF"], gain, rdnoise)
+    if saturation_value(fields["INSTCONF"], gain, rdnoise) is None:
         notes.append(f"no tabulated saturation for {fields['INSTCONF']} gain {gain:g} "
                      f"read noise {rdnoise:g}; using {DIGITAL_SATURATION}")
 

@@ -91,8 +91,7 @@ def header_saturation(header: Header) -> float:
     if header.get("SATURATE") is not None:
         return float(header["SATURATE"])
     gain, read_noise = require(header, "GAIN", "RDNOISE")
-    tabulated = headers.saturation_value(_camera(header), float(gain), float(read_noise))
-    return float(min(tabulated or headers.DIGITAL_SATURATION, headers.DIGITAL_SATURATION))
+    return float(headers.saturation_level(_camera(header), float(gain), float(read_noise)))
 
 
 def _camera(header: Header) -> str:

@@ -10,6 +10,7 @@ file on disk; live, a catalogued product (a lost run's leftover is overwritten).
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,12 @@ def free_path(folder: Path, name: str, taken: Taken = Path.exists) -> Path:
     return path
 
 
+def version_of(name: str) -> int:
+    """A product's version from the name free_path gave it: ``…_v3.fits`` is 3, the first one (no suffix) 1."""
+    found = re.search(r"_v(\d+)\.fits(\.fz)?$", name)
+    return int(found.group(1)) if found else 1
+
+
 def stem(path: Path | str) -> str:
     name = Path(path).name
     for suffix in (".fits.fz", ".fits", ".fit", ".fts"):
@@ -63,11 +70,12 @@ def stem(path: Path | str) -> str:
 
 def _write_ccd(ccd: CCDData, path: Path, lineage: dict, extra_hdus: tuple[fits.ImageHDU, ...] = ()) -> Path:
     with warnings.catch_warnings():
-        # long file names push the comments out of the 80-character card: that is fine
+        # Long file names are written whole, over CONTINUE cards (the FITS long-string convention):
+        # a name cut at 68 characters names no file.
         warnings.simplefilter("ignore", AstropyWarning)
         for keyword, (value, comment) in lineage.items():
             if value is not None:
-                ccd.header[keyword] = (str(value)[:68], comment)
+                ccd.header[keyword] = (str(value), comment)
         hdus = ccd.to_hdu(hdu_mask=None, hdu_flags=None)  # what CCDData.write writes
         hdus.extend(extra_hdus)
         hdus.writeto(path, overwrite=True)  # free_path chose a name not taken
@@ -267,9 +275,9 @@ def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path,
     values, errors = flux.apply_sensitivity(wavelengths, counts, uncertainty, exptime, airmass, function)
     header = header.copy()
     header.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
-    header["GSP_SENS"] = (Path(sensitivity_path).name[:68], "sensitivity function used")
+    header["GSP_SENS"] = (Path(sensitivity_path).name, "sensitivity function used")  # whole, over CONTINUE cards
     header["GSP_STD"] = (function.star, "standard star of that function")
-    header["GSP_SWHY"] = (why[:68], "why that standard")
+    header["GSP_SWHY"] = (why, "why that standard")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)  # long values push comments out of their cards: fine
         path = flux.write_flux_product(free_path(out_dir, f"f{Path(calibrated_path).name}", taken), header, values,

@@ -34,7 +34,7 @@ from pipeline.lamps import LampError, WavelengthCalibrationError
 
 __all__ = [
     "LampError", "WavelengthCalibrationError", "TooFewLinesError", "WavelengthOptions", "WavelengthSolution",
-    "LinearSpectrum", "calibrate_arc", "apply_solution", "wavelength_calibrate", "write_product",
+    "LinearSpectrum", "calibrate_arc", "apply_solution", "wavelength_calibrate", "write_product", "solution_quality",
     "Peak", "fit_peak", "lower_envelope", "pixel_noise", "flexure_cards",
 ]
 
@@ -72,6 +72,9 @@ class WavelengthSolution:
     wavelengths: np.ndarray
     n_rejected: int
     lamp: str
+    # identified lines the sigma clipping rejected (kept so the residuals view can show them)
+    rejected_pixels: np.ndarray = field(default_factory=lambda: np.empty(0))
+    rejected_wavelengths: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     def __call__(self, pixels) -> np.ndarray:
         return self.model(np.asarray(pixels, dtype=float))
@@ -84,9 +87,54 @@ class WavelengthSolution:
     def rms_angstrom(self) -> float:
         return float(np.sqrt(np.mean(self.residuals ** 2)))
 
+    @property
+    def rejected_residuals(self) -> np.ndarray:
+        return self.rejected_wavelengths - self(self.rejected_pixels)
+
     def lines_table(self) -> list[dict]:
-        return [{"pixel": float(p), "wavelength": float(w), "residual": float(r)}
-                for p, w, r in zip(self.pixels, self.wavelengths, self.residuals)]
+        """Every identified line: the ones used, then the ones the clipping rejected."""
+        return [{"pixel": float(p), "wavelength": float(w), "residual": float(r), "used": used}
+                for pixels, wavelengths, residuals, used in (
+                    (self.pixels, self.wavelengths, self.residuals, True),
+                    (self.rejected_pixels, self.rejected_wavelengths, self.rejected_residuals, False))
+                for p, w, r in zip(pixels, wavelengths, residuals)]
+
+
+# When a solution is "poor" (shown as a warning on the Data page and in the API; the product is still made):
+# - A Chebyshev of degree d has d + 1 free parameters. With few lines more per parameter, the fit follows
+#   misidentified lines and the 3-sigma clipping has too few degrees of freedom to catch them; 4 lines per
+#   parameter (16 for the default cubic) leaves 12. A right lamp gives 40-80 lines here; a wrong one about 13.
+LINES_PER_PARAMETER = 4
+# - Beyond the outermost lines the polynomial extrapolates: lines spanning 60 % of the detector leave 20 %
+#   at each end, where a cubic's coefficient errors grow by (1.4 / 1)^3, nearly three times.
+MIN_LINE_COVERAGE = 0.6
+# - Gaussian centroids of unblended arc lines (FWHM 3-4 binned px, S/N > 5) are good to 0.05-0.1 px; an RMS
+#   above 0.3 binned px means misidentified or blended lines or a model that does not fit.
+MAX_RMS_PX = 0.3
+
+
+def solution_quality(solution: WavelengthSolution, n_pixels: int) -> dict:
+    """{"verdict": "good" | "poor", "why": ASCII words (a FITS card holds them), and the figures judged}:
+    enough lines for the fit's free parameters, spread over enough of the detector, with a small RMS in
+    binned pixels."""
+    degree = int(solution.model.degree)
+    ends = solution(np.array([-0.5, n_pixels - 0.5]))
+    span = float(abs(ends[1] - ends[0]))
+    dispersion = span / n_pixels
+    used = len(solution.pixels)
+    coverage = float(np.ptp(solution.pixels) / max(n_pixels - 1, 1)) if used else 0.0
+    rms_px = solution.rms_angstrom / dispersion if used and dispersion else float("inf")
+    needed = LINES_PER_PARAMETER * (degree + 1)
+    problems = []
+    if used < needed:
+        problems.append(f"{used} lines for a degree-{degree} fit over {span:.0f} A (at least {needed})")
+    if coverage < MIN_LINE_COVERAGE:
+        problems.append(f"lines cover {coverage:.0%} of the detector (at least {MIN_LINE_COVERAGE:.0%})")
+    if rms_px > MAX_RMS_PX:
+        problems.append(f"RMS {rms_px:.2f} binned px ({solution.rms_angstrom:.3f} A; at most {MAX_RMS_PX} px)")
+    why = "; ".join(problems) or (f"{used} lines over {coverage:.0%} of the detector, RMS {rms_px:.2f} binned px")
+    return {"verdict": "poor" if problems else "good", "why": why, "lines_used": used,
+            "coverage": round(coverage, 3), "rms_px": round(rms_px, 4), "degree": degree}
 
 
 @dataclass(frozen=True)
@@ -337,7 +385,8 @@ def calibrate_arc(flux, header, options: WavelengthOptions | None = None) -> tup
         raise TooFewLinesError(f"only {kept.sum()} arc lines survived outlier rejection; "
                                f"at least {options.min_lines} are needed")
     result = WavelengthSolution(model=model, pixels=pixels[kept], wavelengths=wavelengths[kept],
-                                n_rejected=int((~kept).sum()), lamp=lamp.name)
+                                n_rejected=int((~kept).sum()), lamp=lamp.name, rejected_pixels=pixels[~kept],
+                                rejected_wavelengths=wavelengths[~kept])
     record = {
         "library_lamp": lamp.name,
         "lamps": lamps.lamp_label(lamp.lamp_keywords),
@@ -355,6 +404,7 @@ def calibrate_arc(flux, header, options: WavelengthOptions | None = None) -> tup
         "domain": [float(d) for d in model.domain],
         "coefficients": [float(c) for c in model.parameters],
         "lines": result.lines_table(),
+        "wavelength_quality": solution_quality(result, len(flux)),
     }
     return result, record
 
@@ -442,7 +492,7 @@ def write_product(path, spectrum: LinearSpectrum, header=None, *, record: dict |
 
     Primary HDU: float32 flux with a linear WCS; BinTable ``UNCERT`` (the
     propagated 1-sigma uncertainty per pixel) and ``LINES`` (pixel,
-    wavelength, residual of every arc line used).
+    wavelength, residual of every identified arc line, and whether the fit used it or rejected it).
     """
     path = Path(path)
     primary = fits.PrimaryHDU(data=spectrum.flux.astype(np.float32))
@@ -460,6 +510,10 @@ def write_product(path, spectrum: LinearSpectrum, header=None, *, record: dict |
     })
     if record and "shift_px" in record:
         primary.header["GSP_WSHF"] = (record["shift_px"], "Shift from the library lamp [px]")
+    if record and "wavelength_quality" in record:
+        quality = record["wavelength_quality"]
+        primary.header["GSP_WQUA"] = (quality["verdict"], "Wavelength solution quality (good or poor)")
+        primary.header["GSP_WWHY"] = (quality["why"], "why")  # whole, over CONTINUE cards
     if record and "flexure" in record:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)  # a long reason pushes its comment out of the card: fine
@@ -469,9 +523,13 @@ def write_product(path, spectrum: LinearSpectrum, header=None, *, record: dict |
         [fits.Column(name="uncertainty", format="E", array=uncertainty.astype(np.float32))], name="UNCERT")
     solution = spectrum.solution
     lines = fits.BinTableHDU.from_columns([
-        fits.Column(name="pixel", format="D", array=solution.pixels),
-        fits.Column(name="wavelength", format="D", unit="Angstrom", array=solution.wavelengths),
-        fits.Column(name="residual", format="D", unit="Angstrom", array=solution.residuals),
+        fits.Column(name="pixel", format="D", array=np.concatenate([solution.pixels, solution.rejected_pixels])),
+        fits.Column(name="wavelength", format="D", unit="Angstrom",
+                    array=np.concatenate([solution.wavelengths, solution.rejected_wavelengths])),
+        fits.Column(name="residual", format="D", unit="Angstrom",
+                    array=np.concatenate([solution.residuals, solution.rejected_residuals])),
+        fits.Column(name="used", format="L",
+                    array=np.arange(len(solution.pixels) + len(solution.rejected_pixels)) < len(solution.pixels)),
     ], name="LINES")
     fits.HDUList([primary, uncert, lines]).writeto(path, overwrite=True)
     return path

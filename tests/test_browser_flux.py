@@ -141,13 +141,18 @@ def test_flux_calibration_on_the_data_page(live_server, page, people, app, flux_
     versions = File.query.filter_by(original_file_id=ids["raw"], data_type=5, target=1).order_by(File.id).all()
     assert [v.file_name for v in versions] == [names["fluxed"], names["fluxed"].replace(".fits", "_v2.fits")]
     assert "closest in time" in versions[-1].calibrations["standard"]["why"]
+    assert [v.version for v in versions] == [1, 2]  # the API's "version"
     assert versions[-1].calibrations["standard"]["id"] == ids["sensitivity"]
-    page.wait_for_function("() => document.querySelectorAll('#data-tabs [data-label^=\"Flux Calibrated\"]')"
-                           ".length === 2")  # the lineage shows the new version without a reload
-    titles = page.locator("#data-tabs [data-label^='Flux Calibrated']").evaluate_all("es => es.map(e => e.title)")
-    assert sorted(titles) == sorted(v.file_name for v in versions)
+    wait_title(page, versions[-1].file_name)  # the page opens the new version when the job is done
+    current = page.locator("#data-tabs [data-label^='Flux Calibrated']")
+    assert current.get_attribute("data-label") == f"{FLUX_TAB} \u00b7 v2 (current)"
+    assert current.get_attribute("title") == versions[-1].file_name
+    older = page.locator("#data-tabs .gsp-older-versions [data-file-id]")  # v1, folded beside it
+    assert older.evaluate_all("es => es.map(e => e.title)") == [versions[0].file_name]
 
     # ... and with the standard chosen in the select
+    page.goto(f"{live_server}/?id={ids['calibrated']}")
+    wait_plot(page, names["calibrated"], "scatter")
     calibrate_flux_by_hand(page, app, redis_db, names["calibrated"], standard=str(ids["sensitivity"]))
     db.session.expire_all()
     job = Job.query.filter_by(kind="calibrate_flux", file_id=ids["calibrated"]).order_by(Job.id.desc()).first()

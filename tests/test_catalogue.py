@@ -143,7 +143,7 @@ def test_list_newest_first_with_manual_fields(client, night, people):
         assert key in first_raw, key
     assert first_raw["data_type"] == "0" and first_raw["proposal_id"] == "SOAR2026B-001"
     assert first_raw["original_file"] == first_raw["file_name"] == "0001_bias.fits"
-    assert first_raw["gain"] == "1.48" and first_raw["saturation_value"] == 69257
+    assert first_raw["gain"] == "1.48" and first_raw["saturation_value"] == 65535
     assert body["next"] is None and body["previous"] is None
 
 

@@ -445,7 +445,8 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     selected = night["calibrated_science"].id
     main_outputs = (f"..{ids.DATA_TITLE}.children...{ids.DATA_STATE}.children...{ids.DATA_TABS}.children..."
                     f"{ids.DATA_MODIFIED}.children...{ids.DATA_DOWNLOAD}.href...{ids.DATA_HEADER_FILE}.children..."
-                    f"{ids.DATA_NOT_FOUND}.children...{ids.DATA_MAIN}.hidden...{ids.DATA_ROOT}.data..")
+                    f"{ids.DATA_NOT_FOUND}.children...{ids.DATA_MAIN}.hidden...{ids.DATA_ROOT}.data..."
+                    f"{ids.DATA_PROVENANCE}.children...{ids.DATA_EXPORT}.children..")
 
     def call(output, inputs, state=()):
         body = {"output": output, "outputs": _outputs(output), "inputs": inputs, "state": list(state),
@@ -478,7 +479,8 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
                      {"id": ids.DATA_ADV_SATURATED, "property": "value", "value": []},
                      {"id": ids.DATA_ADV_TITLE, "property": "value", "value": ["on"]},
                      {"id": ids.DATA_ADV_OVERLAYS, "property": "value", "value": ["sky"]},
-                     {"id": ids.DATA_ADV_REDSHIFT, "property": "value", "value": 0}]
+                     {"id": ids.DATA_ADV_REDSHIFT, "property": "value", "value": 0},
+                     {"id": ids.DATA_COMPARE, "property": "value", "value": []}]
     out = call(f"{ids.DATA_VIEWER}.children", viewer_inputs)
     image = out[ids.DATA_VIEWER]["children"]
     assert image["type"] == "Img" and image["props"]["src"].startswith("data:image/png;base64,")

@@ -113,6 +113,7 @@ def test_live_chain_with_a_real_worker(app, people, small_night, redis_db, clien
             header = fits.getheader(calibrated.full_path)
             assert header["CTYPE1"] == "WAVE" and header["GSP_WRMS"] < 0.1 and header["GSP_WPOI"] >= 30
             assert header["GSP_ORIG"] == raw.file_name
+            assert header["GSP_WQUA"] == "good" and calibrated.calibrations["wavelength_quality"]["verdict"] == "good"
     jobs = Job.query.all()
     assert jobs and all(job.state == "done" for job in jobs), [(j.kind, j.state, j.reason) for j in jobs]
     events = {entry.event for entry in LogEntry.query.all()}
@@ -122,6 +123,7 @@ def test_live_chain_with_a_real_worker(app, people, small_night, redis_db, clien
     response = client.get("/api/files/", query_string={"data_type": 4, "page_size": 50},
                           headers=auth_header(people["tokens"]["collab"]))
     assert response.json["count"] == sum(len(truth["files"][r.file_name]["targets"]) for r in science) * 2
+    assert all(row["wavelength_quality"]["verdict"] == "good" for row in response.json["results"])
 
 
 def test_emission_lines_land_on_their_wavelengths(app, people, small_night, redis_db):

@@ -7,6 +7,7 @@ decode at the asked width; ViewerError for files that cannot be shown.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 
 import numpy as np
@@ -161,7 +162,7 @@ def test_calibrated_arc_wavelength_axis_band_lines_and_residuals(tmp_path):
     assert residuals.yaxis == "y2"
     rms = math.sqrt(np.mean(np.array([0.03, -0.04, 0.02, -0.01]) ** 2))
     titles = [a.text for a in fig.layout.annotations]
-    assert f"Residuals: RMS {rms:.3f} \u00c5 \u00b7 4 lines" in titles
+    assert f"Residuals: RMS {rms:.3f} \u00c5 \u00b7 4 lines used, 0 rejected" in titles
 
 
 def test_wcs_variants_and_pixel_fallback(tmp_path):
@@ -239,3 +240,25 @@ def test_bad_files_raise_viewer_error(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:5000])
     with pytest.raises(viewers.ViewerError):
         viewers.figure_for_file(truncated)
+
+
+def test_the_viewer_and_the_catalogue_agree_on_saturation():
+    """One value from one rule: the Red camera's half full well (69257 ADU) is above the 16-bit converter's
+    ceiling, so both the catalogue (and the API's saturation_value) and the viewer say 65535."""
+    from pipeline import headers, simulate
+
+    header = simulate.make_science(seed=1, cosmic_rays=False).header
+    catalogued = headers.classify(header, "0014_NGC5128_400_M2_27-11-2026.fits")["saturation_value"]
+    assert headers.saturation_value("Red", 1.48, 3.89) == 69257
+    assert catalogued == viewers.saturation_level(header) == 65535
+
+
+def test_overlay_labels_never_write_over_one_another():
+    rows = spectrum_overlays.LabelRows(5000.0, 9000.0)
+    char = 4000.0 * spectrum_overlays.LABEL_CHAR_FRACTION
+    placed = [(w, rows.place(w, "[O I]")) for w in np.arange(5000.0, 9000.0, 5.0)]  # a line every 5 A
+    shown = [(w, level) for w, level in placed if level is not None]
+    assert 0 < len(shown) < len(placed) and {level for _, level in shown} == set(range(spectrum_overlays.LABEL_ROWS))
+    for level in range(spectrum_overlays.LABEL_ROWS):
+        centres = sorted(w for w, row in shown if row == level)
+        assert all(b - a >= 6 * char for a, b in itertools.pairwise(centres))  # 5 characters and a space apart

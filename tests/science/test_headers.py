@@ -31,7 +31,7 @@ RED_2018 = {  # the four SO2018A-011 Red-camera headers share this setup
     "filter": "NO_FILTER", "filter_2": "NO_FILTER", "slit": "0.45_LONG_SLIT",
     "roi": "user-defined", "ccdsum": "1 2", "binning": "1x2",
     "cam_targ": 13.853463, "grt_targ": 6.926732, "gain": 1.48, "rdnoise": 3.89,
-    "saturation_value": 69257, "proposal_id": "SO2018A-011", "lamps": [], "data_type": 0,
+    "saturation_value": 65535, "proposal_id": "SO2018A-011", "lamps": [], "data_type": 0,
     "technique": "Spectroscopy",
 }
 BLANK_WAVMODE = ["WAVMODE missing or blank; taken as CUSTOM from GRATING, CAM_TARG, GRT_TARG"]
@@ -39,7 +39,7 @@ FOCUS_2019 = {  # the two goodman_focus files, one afternoon in May 2019
     "object": "", "instconf": "Red", "filter_2": "NO_FILTER", "slit": "0.45_LONG_SLIT",
     "roi": "user-defined", "ccdsum": "1 1", "binning": "1x1",
     "obsra": "17:23:60.000", "obsdec": "-26:21:11.999", "gain": 1.45, "rdnoise": 5.27,
-    "saturation_value": 69728, "date": "2019-05-15", "proposal_id": None,
+    "saturation_value": 65535, "date": "2019-05-15", "proposal_id": None,
     "data_type": 0, "notes": [], "obstype": "FOCUS",
 }
 EXPECTED = {
@@ -96,7 +96,7 @@ EXPECTED = {
         "filter": "V-Bessel", "filter_2": "NO_FILTER", "slit": "NO_MASK",
         "roi": "Imaging 2x2", "ccdsum": "2 2", "binning": "2x2",
         "cam_targ": 0.0, "grt_targ": 0.0, "obsra": "12:38:50.968", "obsdec": "-49:47:55.021",
-        "gain": 1.45, "rdnoise": 5.27, "saturation_value": 69728, "exptime": 5.0,
+        "gain": 1.45, "rdnoise": 5.27, "saturation_value": 65535, "exptime": 5.0,
         "date_obs": utc(2018, 2, 27, 7, 32, 2, 611000), "date": "2018-02-26",
         "proposal_id": "SOAR Engineering", "lamps": [], "data_type": 0, "notes": [],
     },
@@ -238,7 +238,7 @@ def test_classify_modern_synthetic():
         "filter_2": "GG455", "slit": "1.0_LONG_SLIT", "roi": "Spectroscopic 2x2",
         "ccdsum": "2 2", "binning": "2x2", "cam_targ": 16.1, "grt_targ": 7.5,
         "obsra": "13:25:27.6", "obsdec": "-43:01:09", "gain": 1.48, "rdnoise": 3.89,
-        "saturation_value": 69257, "exptime": 600.0,
+        "saturation_value": 65535, "exptime": 600.0,
         "date_obs": utc(2026, 11, 28, 2, 10, 0, 500000), "date": "2026-11-27",
         "proposal_id": "SOAR2026B-001", "lamps": [], "data_type": 0, "notes": []}
 
@@ -280,7 +280,7 @@ def test_untabulated_readout_falls_back_to_digital_saturation():
 
 def test_missing_instconf_is_inferred_from_the_readout():
     fields = classify(modern_header(INSTCONF=None))
-    assert (fields["instconf"], fields["saturation_value"]) == ("Red", 69257)
+    assert (fields["instconf"], fields["saturation_value"]) == ("Red", 65535)  # half full well 69257, 16-bit ADC
     assert fields["notes"] == ["INSTCONF missing; taken as Red"]
 
 

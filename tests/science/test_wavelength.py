@@ -91,6 +91,7 @@ def test_real_arc_calibrates():
     assert record["library_lamp"] == "goodman_comp_400M2_GG455_HgArNe.fits"
     assert record["lines_used"] >= 35
     assert record["rms_angstrom"] < 0.2
+    assert record["wavelength_quality"]["verdict"] == "good", record["wavelength_quality"]  # a real arc, 1x1
     # The library lists Ne I 6143.0623 as 6143.5939: we must use the NIST value.
     assert 6143.0626 in [line["wavelength"] for line in record["lines"]]
     # Untrimmed 1x1 frame: column 0 lies ~50 pixels blue of the library's first pixel (4964 A).
@@ -117,8 +118,9 @@ def test_product_is_readable_by_specutils(tmp_path):
         assert hdul[0].header["GSP_WPOI"] == record["lines_used"]
         assert np.allclose(hdul["UNCERT"].data["uncertainty"], spectrum.uncertainty, rtol=1e-6)
         lines = hdul["LINES"].data
-        assert len(lines) == record["lines_used"]
-        assert set(lines.names) == {"pixel", "wavelength", "residual"}
+        assert int(lines["used"].sum()) == record["lines_used"]
+        assert len(lines) == record["lines_used"] + record["lines_rejected"]
+        assert set(lines.names) == {"pixel", "wavelength", "residual", "used"}
 
 
 def test_resampling_conserves_flux_and_propagates_uncertainty():
