@@ -22,15 +22,17 @@ from flask_login import current_user
 from api import ApiError, blueprint
 from api.files import parse_id
 from auth.accounts import (
+    MAX_TITLE_LENGTH,
     AccountError,
     SettingsInvalid,
     add_collaborator_by_email,
     remove_collaborator_by_email,
+    update_proposal_details,
     update_settings,
 )
 from auth.audit import MAX_PAGE_SIZE as LOG_PAGE_SIZE
 from auth.audit import LogQueryError, list_log_entries, log_entry_to_dict
-from auth.permissions import can_manage_proposal, visible_proposals
+from auth.permissions import can_edit_proposal_details, can_manage_proposal, visible_proposals
 from auth.queries import find_visible_proposal
 from db import db
 from db.models import Proposal
@@ -123,6 +125,21 @@ def proposals_list():
 @blueprint.get("/proposals/<ident>/")
 def proposals_detail(ident):
     return jsonify(proposal_to_dict(visible_proposal_or_404(ident)))
+
+
+@blueprint.patch("/proposals/<ident>/")
+def proposals_update(ident):
+    proposal = visible_proposal_or_404(ident)
+    if not can_edit_proposal_details(current_user):
+        raise ApiError(f"Only staff may change the PI, semester or title of {proposal.soar_id}.", 403)
+    data = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(data, dict):
+        raise ApiError("Send a JSON object with any of pi, semester, title (Content-Type: application/json).")
+    try:
+        update_proposal_details(proposal, data, current_user)
+    except AccountError as error:
+        raise ApiError(str(error), error.status) from None
+    return jsonify(proposal_to_dict(proposal))
 
 
 @blueprint.get("/proposals/<ident>/settings/")
@@ -242,10 +259,28 @@ OPENAPI_PATHS: dict = {
                        {"name": "semester", "in": "query", "schema": {"type": "string", "example": "2026B"}}],
         "responses": {"200": json_content(page_of(_PROPOSAL), "One page of proposals."),
                       "400": json_content(ERROR_SCHEMA, "Bad page parameters."), "401": _401}}},
-    "/api/proposals/{id}/": {"get": {
-        "tags": ["proposals"], "operationId": "api_proposals_read", "security": TOKEN_SECURITY,
-        "summary": "One proposal with its PI and collaborators", "parameters": [_IDENT],
-        "responses": {"200": json_content(_PROPOSAL, "The proposal."), "401": _401, "404": _404}}},
+    "/api/proposals/{id}/": {
+        "get": {"tags": ["proposals"], "operationId": "api_proposals_read", "security": TOKEN_SECURITY,
+                "summary": "One proposal with its PI and collaborators", "parameters": [_IDENT],
+                "responses": {"200": json_content(_PROPOSAL, "The proposal."), "401": _401, "404": _404}},
+        "patch": {"tags": ["proposals"], "operationId": "api_proposals_partial_update", "security": TOKEN_SECURITY,
+                  "summary": "Set the PI, semester or title (staff; fields left out keep their value)",
+                  "description": "Each change is recorded in the proposal's history. A new PI who was a collaborator "
+                                 "stops being one; a placeholder proposal (first seen in a FITS header) that gets a "
+                                 "PI is a proper one.",
+                  "parameters": [_IDENT],
+                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                      "type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
+                          "pi": {"type": "integer", "minimum": 1, "description": "The id of an existing user."},
+                          "semester": {"type": "string", "pattern": "^[0-9]{4}[ABab]$", "example": "2026B"},
+                          "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE_LENGTH}}},
+                      "example": {"pi": 2, "semester": "2026B", "title": "Quasar outflows"}}}},
+                  "responses": {"200": json_content(_PROPOSAL, "The proposal after the change."),
+                                "400": json_content(ERROR_SCHEMA, "Unknown user id, bad semester, empty or too long "
+                                                                  "title, or an unknown field; nothing was changed."),
+                                "401": _401, "403": json_content(ERROR_SCHEMA, "A member who is not staff."),
+                                "404": _404}},
+    },
     "/api/proposals/{id}/settings/": {
         "get": {"tags": ["proposals"], "operationId": "api_proposals_settings_read", "security": TOKEN_SECURITY,
                 "summary": "The proposal's data reduction settings (every member may read them)",
