@@ -238,13 +238,18 @@ def update_settings(proposal: Proposal, changes, actor) -> list[dict]:
             continue
         setattr(proposal.settings, name, new)
         applied.append({"field": name, "old": old, "new": new})
-    for change in applied:
-        log_event("settings_changed",
-                  f"{_actor_name(actor)} changed {change['field']} of {proposal.soar_id} "
-                  f"from {change['old']!r} to {change['new']!r}.",
-                  user=actor, proposal_id=proposal.id, subject=proposal.soar_id, details=change, commit=False)
+    _audit_changes("settings_changed", proposal, applied, actor)
     db.session.commit()
     return applied
+
+
+def _audit_changes(event: str, proposal: Proposal, changes: list[dict], actor, names: dict | None = None) -> None:
+    """One log entry per changed field of a proposal: who changed what (``names``: in words) from what to what."""
+    for change in changes:
+        log_event(event,
+                  f"{_actor_name(actor)} changed {(names or {}).get(change['field'], change['field'])} of "
+                  f"{proposal.soar_id} from {change['old']!r} to {change['new']!r}.",
+                  user=actor, proposal_id=proposal.id, subject=proposal.soar_id, details=change, commit=False)
 
 
 # --- collaborators ------------------------------------------------------------------------------
@@ -381,7 +386,8 @@ def set_user_staff(actor, user: User, staff: bool) -> None:
     db.session.commit()
 
 
-PROPOSAL_DETAILS = {"pi": "PI", "semester": "semester", "title": "title"}  # what staff may change, in words
+# What staff may change, and how the history says it.
+PROPOSAL_DETAILS = {"pi": "the PI", "semester": "the semester", "title": "the title"}
 MAX_TITLE_LENGTH = 300  # the column's size
 
 
@@ -434,11 +440,7 @@ def update_proposal_details(proposal: Proposal, changes, actor) -> list[dict]:
             if name in wanted and wanted[name] != getattr(proposal, name):
                 applied.append({"field": name, "old": getattr(proposal, name), "new": wanted[name]})
                 setattr(proposal, name, wanted[name])
-        for change in applied:
-            log_event("proposal_changed",
-                      f"{_actor_name(actor)} changed the {PROPOSAL_DETAILS[change['field']]} of {proposal.soar_id} "
-                      f"from {change['old']!r} to {change['new']!r}.",
-                      user=actor, proposal_id=proposal.id, subject=proposal.soar_id, details=change, commit=False)
+        _audit_changes("proposal_changed", proposal, applied, actor, PROPOSAL_DETAILS)
         db.session.commit()
     except AccountError:
         db.session.rollback()
