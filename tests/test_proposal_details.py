@@ -119,3 +119,38 @@ def test_the_command_line_sets_details(app, people):
                           (["SOAR2026B-001", "--semester", "soon"], "The semester must look like 2026B")):
         result = runner.invoke(args=["proposals", "set", *args])
         assert result.exit_code == 1 and message in result.output, args
+
+
+def test_the_proposal_page_form_for_staff_and_crafted_requests(client, dash_app, people):
+    import json
+
+    from tests.test_proposals import dash_update, login, render, texts
+
+    proposal, users = people["proposal"], people["users"]
+
+    def save(pi, semester, title):
+        return dash_update(client, dash_app, "proposal-edit-message.children",
+                           {"proposal-edit-save.n_clicks": 1, "proposal-id.data": proposal.id,
+                            "proposal-edit-pi.value": pi, "proposal-edit-semester.value": semester,
+                            "proposal-edit-title.value": title},
+                           changed=["proposal-edit-save.n_clicks"]).json["response"]
+
+    login(client, "pi")
+    assert '"id": "proposal-edit-save"' not in render(client, dash_app, f"/proposals/{proposal.id}")
+    refused = save(str(users["pi"].id), "2027A", "Mine")
+    assert "Only staff can change the PI, semester or title of SOAR2026B-001." in texts(json.dumps(refused["proposal-edit-message"]))
+    client.get("/logout")
+
+    login(client, "staff")
+    page = render(client, dash_app, f"/proposals/{proposal.id}")
+    assert '"id": "proposal-edit-save"' in page and "Collab Tester (collab)" in page
+    bad = save(str(users["pi"].id), "2027", "Quasars")
+    assert "Nothing was saved: The semester must look like 2026B" in texts(json.dumps(bad["proposal-edit-message"]))
+    assert len(bad) == 1  # only the message
+    saved = save(str(users["collab"].id), "2027a", "Outflows")
+    assert "Saved: changed the PI and the semester and the title." in texts(json.dumps(saved["proposal-edit-message"]))
+    overview = texts(json.dumps(saved["proposal-overview"]))
+    assert "2027A" in overview and "Outflows" in overview and "collab@example.org" in overview
+    assert saved["proposal-header-pi"] == {"children": "Collab Tester"}
+    assert "Proposal changed" in texts(json.dumps(saved["proposal-history"]))
+    assert details(proposal.id)[:4] == ("collab", "2027A", "Outflows", [])
