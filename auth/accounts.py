@@ -343,6 +343,36 @@ def invite_user(actor, *, email, username: str = "", first_name: str = "", last_
     return user
 
 
+MAX_NAME_LENGTH = 150  # the columns' size
+
+
+def update_profile(user: User, *, first_name, last_name, email, partner) -> list[dict]:
+    """A user's own first and last name, e-mail (valid, nobody else's) and partner (one of PARTNERS); commits,
+    and a refusal changes nothing. Returns the {"field", "old", "new"} actually changed."""
+    try:
+        wanted = {"first_name": (first_name or "").strip(), "last_name": (last_name or "").strip(),
+                  "email": normalize_email(email), "partner": partner}
+        for name in ("first_name", "last_name"):
+            if len(wanted[name]) > MAX_NAME_LENGTH:
+                raise AccountError(f"Names may be at most {MAX_NAME_LENGTH} characters.")
+        if partner not in PARTNERS:
+            raise AccountError(f"Please select a partner ({', '.join(PARTNERS)}).")
+        if db.session.scalar(sa.select(User.id).where(sa.func.lower(User.email) == wanted["email"],
+                                                      User.id != user.id)):
+            raise ConflictError(f"Another account uses {wanted['email']}.")
+        applied = [{"field": name, "old": getattr(user, name), "new": value} for name, value in wanted.items()
+                   if getattr(user, name) != value]
+        for change in applied:
+            setattr(user, change["field"], change["new"])
+            log_event("profile_changed", f"{user.username} changed their {change['field']} from {change['old']!r} "
+                      f"to {change['new']!r}.", user=user, subject=user.username, details=change, commit=False)
+        db.session.commit()
+    except AccountError:
+        db.session.rollback()
+        raise
+    return applied
+
+
 def send_password_reset(actor, user: User) -> None:
     mail_set_password(user, subject="GSP Live: set a new password",
                       reason=f"{getattr(actor, 'full_name', 'The staff')} sent you a link to set a new "

@@ -174,25 +174,16 @@ def register(app):
         prevent_initial_call=True,
     )(change_collaborators)
 
-    app.callback(
-        Output(ids.COLLABORATOR_CONFIRM, "displayed"),
-        Output(ids.COLLABORATOR_CONFIRM, "message"),
-        Output(ids.COLLABORATOR_PENDING, "data"),
-        Input({"type": ids.COLLABORATOR_REMOVE, "user": ALL}, "n_clicks"),
-        State(ids.PROPOSAL_ID, "data"),
-        prevent_initial_call=True,
-    )(ask_removal)
+    app.callback(Output(ids.COLLABORATOR_CONFIRM, "displayed"), Output(ids.COLLABORATOR_CONFIRM, "message"),
+                 Output(ids.COLLABORATOR_PENDING, "data"),
+                 Input({"type": ids.COLLABORATOR_REMOVE, "user": ALL}, "n_clicks"), State(ids.PROPOSAL_ID, "data"),
+                 prevent_initial_call=True)(ask_removal)
 
-    app.callback(
-        Output(ids.PROPOSAL_EDIT_MESSAGE, "children"),
-        Output(ids.PROPOSAL_OVERVIEW, "children"),
-        Output("proposal-header-pi", "children"),
-        Output("proposal-header-title", "children"),
-        Output(ids.PROPOSAL_HISTORY, "children", allow_duplicate=True),
-        Input(ids.PROPOSAL_EDIT_SAVE, "n_clicks"),
-        State(ids.PROPOSAL_ID, "data"),
-        State(ids.PROPOSAL_EDIT_PI, "value"),
-        State(ids.PROPOSAL_EDIT_SEMESTER, "value"),
-        State(ids.PROPOSAL_EDIT_TITLE, "value"),
-        prevent_initial_call=True,
-    )(save_details)
+    # The header and the overview show the PI and title: they follow a save.
+    app.callback(Output(ids.PROPOSAL_EDIT_MESSAGE, "children"), Output(ids.PROPOSAL_OVERVIEW, "children"),
+                 Output("proposal-header-pi", "children"), Output("proposal-header-title", "children"),
+                 Output(ids.PROPOSAL_HISTORY, "children", allow_duplicate=True),
+                 Input(ids.PROPOSAL_EDIT_SAVE, "n_clicks"),
+                 State(ids.PROPOSAL_ID, "data"), State(ids.PROPOSAL_EDIT_PI, "value"),
+                 State(ids.PROPOSAL_EDIT_SEMESTER, "value"), State(ids.PROPOSAL_EDIT_TITLE, "value"),
+                 prevent_initial_call=True)(save_details)

@@ -3,6 +3,12 @@ URL = "url"
 NAVBAR = "navbar"
 ACCOUNT_TOKEN = "account-token"
 ACCOUNT_TOKEN_BUTTON = "account-token-button"
+ACCOUNT_FIRST_NAME = "account-edit-first-name"    # the user's own details, editable on the user panel
+ACCOUNT_LAST_NAME = "account-edit-last-name"
+ACCOUNT_EMAIL = "account-edit-email"
+ACCOUNT_PARTNER = "account-edit-partner"
+ACCOUNT_SAVE = "account-save"
+ACCOUNT_MESSAGE = "account-message"
 
 # proposals / management / logs
 PROPOSALS_LIST = "proposals-list"
