@@ -1,7 +1,7 @@
 """One module per page; each has ``register(app)`` adding that page's callbacks."""
 from importlib import import_module
 
-PAGE_CALLBACKS = ("account", "data", "search", "proposals", "management", "logs")
+PAGE_CALLBACKS = ("account", "data", "night", "search", "proposals", "management", "logs")
 
 
 def register_all(app) -> None:

@@ -148,3 +148,6 @@ DATA_ACTIONS_REFRESH = "data-actions-refresh"  # dcc.Store: bumped when a job fi
 DATA_ROOT = "data-root"                      # dcc.Store: id of the raw file at the root of the selected lineage
 DATA_HIGHLIGHT = "data-highlight"            # hidden output of the clientside index highlighter
 DATA_GLOBAL_STAMP = "data-global-stamp"      # dcc.Store: the catalogue-wide change stamp last seen by the poll
+NIGHT_CARD = "night-card"                    # the Data page's night at a glance
+NIGHT_BODY = "night-body"
+NIGHT_POLL = "night-poll"                    # dcc.Interval: queue and workers change without a file changing
