@@ -100,7 +100,8 @@ def save_details(n_clicks, proposal_id, pi, semester, title):
         return (_alert(f"Nothing was saved: {error}", "danger", "proposal-edit-alert"), *unchanged)
     if not changed:
         return (_alert("No changes to save.", "info", "proposal-edit-alert"), *unchanged)
-    names = " and ".join(PROPOSAL_DETAILS[change["field"]] for change in changed)
+    words = [PROPOSAL_DETAILS[change["field"]] for change in changed]
+    names = " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
     return (_alert(f"Saved: changed {names}.", "success", "proposal-edit-alert"), proposal_overview(proposal),
             pi_name(proposal), proposal.title or "Untitled", history_table(proposal_history(proposal.id)))
 

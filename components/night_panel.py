@@ -59,8 +59,10 @@ def _readiness_cell(item: dict):
 
 def _configuration_row(configuration: dict):
     missing = configuration["missing"]
-    words = html.Span("; ".join(missing), className="text-warning") if missing else \
-        html.Span("ready", className="text-success")
+    # One line per missing thing: read at a glance, in the order the chain needs them.
+    words = [html.Div([html.I(className="bi bi-exclamation-circle me-1"), text], className="text-warning")
+             for text in missing] or html.Span([html.I(className="bi bi-check-circle me-1"), "ready"],
+                                               className="text-success")
     details = " · ".join(part for part in (configuration["camera"], configuration["grating"], configuration["slit"],
                                            configuration["binning"], configuration["proposal"]) if part)
     return html.Tr([

@@ -60,7 +60,7 @@ def test_staff_give_a_placeholder_its_pi_and_collaborators_are_removed_only_when
     page.fill("#proposal-edit-semester", "2026b")
     page.fill("#proposal-edit-title", "Tidal disruption events")
     page.click("#proposal-edit-save")
-    page.get_by_text("Saved: changed the PI and the semester and the title.").wait_for()
+    page.get_by_text("Saved: changed the PI, the semester and the title.").wait_for()
     assert page.inner_text("#proposal-header-pi") == "Pi Tester"
     assert "2026B" in page.inner_text("#proposal-overview")
     screenshot(page, "night-proposal-details")

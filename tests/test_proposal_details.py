@@ -148,7 +148,7 @@ def test_the_proposal_page_form_for_staff_and_crafted_requests(client, dash_app,
     assert "Nothing was saved: The semester must look like 2026B" in texts(json.dumps(bad["proposal-edit-message"]))
     assert len(bad) == 1  # only the message
     saved = save(str(users["collab"].id), "2027a", "Outflows")
-    assert "Saved: changed the PI and the semester and the title." in texts(json.dumps(saved["proposal-edit-message"]))
+    assert "Saved: changed the PI, the semester and the title." in texts(json.dumps(saved["proposal-edit-message"]))
     overview = texts(json.dumps(saved["proposal-overview"]))
     assert "2027A" in overview and "Outflows" in overview and "collab@example.org" in overview
     assert saved["proposal-header-pi"] == {"children": "Collab Tester"}
