@@ -51,7 +51,8 @@ def _readiness_cell(item: dict):
     if not item["needed"]:
         return html.Td("\u2014", className="text-muted text-center", title="not needed (settings or chain)")
     mark, colour = ("\u2713", "text-success") if item["ready"] else ("\u2717", "text-danger")
-    count = f" {item['have']}/{item['need']}" if item["need"] > 1 else ""
+    # A master already there is what matters, not how many frames came tonight.
+    count = " master" if item["master"] else f" {item['have']}/{item['need']}" if item["need"] > 1 else ""
     title = f"{item['master']} is there" if item["master"] else f"{item['have']} tonight, {item['need']} needed"
     return html.Td([html.Span(mark, className="gsp-mark"), count], className=f"{colour} text-center text-nowrap",
                    title=title)

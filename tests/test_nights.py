@@ -3,7 +3,7 @@ readiness are known, the permission matrix (staff, PI, collaborator, another pro
 bad dates; what a configuration needs comes from the chain and the proposal's settings."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 
