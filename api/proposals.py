@@ -22,15 +22,17 @@ from flask_login import current_user
 from api import ApiError, blueprint
 from api.files import parse_id
 from auth.accounts import (
+    MAX_TITLE_LENGTH,
     AccountError,
     SettingsInvalid,
     add_collaborator_by_email,
     remove_collaborator_by_email,
+    update_proposal_details,
     update_settings,
 )
 from auth.audit import MAX_PAGE_SIZE as LOG_PAGE_SIZE
 from auth.audit import LogQueryError, list_log_entries, log_entry_to_dict
-from auth.permissions import can_manage_proposal, visible_proposals
+from auth.permissions import can_edit_proposal_details, can_manage_proposal, visible_proposals
 from auth.queries import find_visible_proposal
 from db import db
 from db.models import Proposal
@@ -43,7 +45,7 @@ MAX_PAGE_SIZE = 1000
 
 # --- helpers --------------------------------------------------------------------------------------
 
-def _whole(name: str, default: int, maximum: int | None = None) -> int:
+def whole_parameter(name: str, default: int, maximum: int | None = None) -> int:
     value = request.args.get(name)
     if value in (None, ""):
         return default
@@ -102,8 +104,8 @@ def _settings_dict(proposal: Proposal) -> dict:
 
 @blueprint.get("/proposals/")
 def proposals_list():
-    page = _whole("page", 1)
-    page_size = _whole("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    page = whole_parameter("page", 1)
+    page_size = whole_parameter("page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     query = visible_proposals(current_user, sa.select(Proposal.id))
     search = request.args.get("search", "").strip()
     if search:
@@ -123,6 +125,21 @@ def proposals_list():
 @blueprint.get("/proposals/<ident>/")
 def proposals_detail(ident):
     return jsonify(proposal_to_dict(visible_proposal_or_404(ident)))
+
+
+@blueprint.patch("/proposals/<ident>/")
+def proposals_update(ident):
+    proposal = visible_proposal_or_404(ident)
+    if not can_edit_proposal_details(current_user):
+        raise ApiError(f"Only staff may change the PI, semester or title of {proposal.soar_id}.", 403)
+    data = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(data, dict):
+        raise ApiError("Send a JSON object with any of pi, semester, title (Content-Type: application/json).")
+    try:
+        update_proposal_details(proposal, data, current_user)
+    except AccountError as error:
+        raise ApiError(str(error), error.status) from None
+    return jsonify(proposal_to_dict(proposal))
 
 
 @blueprint.get("/proposals/<ident>/settings/")
@@ -181,13 +198,13 @@ def logs_list():
 
 # --- OpenAPI --------------------------------------------------------------------------------------
 
-_SECURITY = [{"Token": []}]
+TOKEN_SECURITY = [{"Token": []}]
 _IDENT = {"name": "id", "in": "path", "required": True, "description": "Proposal id (or its SOAR id).",
           "schema": {"type": "string"}}
-def _paging(maximum: int) -> list[dict]:
+def paging_parameters(maximum: int) -> list[dict]:
     return [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}},
             {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": maximum}}]
-_ERROR = {"type": "object", "properties": {"detail": {"type": "string"}}}
+ERROR_SCHEMA = {"type": "object", "properties": {"detail": {"type": "string"}}}
 _USER = {"type": "object", "nullable": True, "properties": {
     "id": {"type": "integer"}, "username": {"type": "string"},
     "last_login": {"type": "string", "format": "date-time", "nullable": True},
@@ -217,18 +234,18 @@ _SETTINGS = {"type": "object", "properties": {
     "additionalProperties": False}
 
 
-def _json(schema: dict, description: str) -> dict:
+def json_content(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _page_of(item: dict) -> dict:
+def page_of(item: dict) -> dict:
     return {"type": "object", "properties": {
         "count": {"type": "integer"}, "next": {"type": "string", "nullable": True},
         "previous": {"type": "string", "nullable": True}, "results": {"type": "array", "items": item}}}
 
 
-_401 = _json(_ERROR, "Not authenticated.")
-_404 = _json(_ERROR, "No such proposal, or the caller is not a member (the two look the same).")
+_401 = json_content(ERROR_SCHEMA, "Not authenticated.")
+_404 = json_content(ERROR_SCHEMA, "No such proposal, or the caller is not a member (the two look the same).")
 _SETTINGS_400 = {"type": "object", "properties": {
     "detail": {"type": "string"},
     "errors": {"type": "object", "additionalProperties": {"type": "string"},
@@ -236,39 +253,57 @@ _SETTINGS_400 = {"type": "object", "properties": {
 
 OPENAPI_PATHS: dict = {
     "/api/proposals/": {"get": {
-        "tags": ["proposals"], "operationId": "api_proposals_list", "security": _SECURITY,
+        "tags": ["proposals"], "operationId": "api_proposals_list", "security": TOKEN_SECURITY,
         "summary": "The proposals the caller is PI or collaborator of (staff: all)",
-        "parameters": [*_paging(MAX_PAGE_SIZE),
+        "parameters": [*paging_parameters(MAX_PAGE_SIZE),
                        {"name": "search", "in": "query", "schema": {"type": "string"},
                         "description": "Text in the SOAR id or title."},
                        {"name": "semester", "in": "query", "schema": {"type": "string", "example": "2026B"}}],
-        "responses": {"200": _json(_page_of(_PROPOSAL), "One page of proposals."),
-                      "400": _json(_ERROR, "Bad page parameters."), "401": _401}}},
-    "/api/proposals/{id}/": {"get": {
-        "tags": ["proposals"], "operationId": "api_proposals_read", "security": _SECURITY,
-        "summary": "One proposal with its PI and collaborators", "parameters": [_IDENT],
-        "responses": {"200": _json(_PROPOSAL, "The proposal."), "401": _401, "404": _404}}},
+        "responses": {"200": json_content(page_of(_PROPOSAL), "One page of proposals."),
+                      "400": json_content(ERROR_SCHEMA, "Bad page parameters."), "401": _401}}},
+    "/api/proposals/{id}/": {
+        "get": {"tags": ["proposals"], "operationId": "api_proposals_read", "security": TOKEN_SECURITY,
+                "summary": "One proposal with its PI and collaborators", "parameters": [_IDENT],
+                "responses": {"200": json_content(_PROPOSAL, "The proposal."), "401": _401, "404": _404}},
+        "patch": {"tags": ["proposals"], "operationId": "api_proposals_partial_update", "security": TOKEN_SECURITY,
+                  "summary": "Set the PI, semester or title (staff; fields left out keep their value)",
+                  "description": "Each change is recorded in the proposal's history. A new PI who was a collaborator "
+                                 "stops being one; a placeholder proposal (first seen in a FITS header) that gets a "
+                                 "PI is a proper one.",
+                  "parameters": [_IDENT],
+                  "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                      "type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
+                          "pi": {"type": "integer", "minimum": 1, "description": "The id of an existing user."},
+                          "semester": {"type": "string", "pattern": "^[0-9]{4}[ABab]$", "example": "2026B"},
+                          "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE_LENGTH}}},
+                      "example": {"pi": 2, "semester": "2026B", "title": "Quasar outflows"}}}},
+                  "responses": {"200": json_content(_PROPOSAL, "The proposal after the change."),
+                                "400": json_content(ERROR_SCHEMA, "Unknown user id, bad semester, empty or too long "
+                                                                  "title, or an unknown field; nothing was changed."),
+                                "401": _401, "403": json_content(ERROR_SCHEMA, "A member who is not staff."),
+                                "404": _404}},
+    },
     "/api/proposals/{id}/settings/": {
-        "get": {"tags": ["proposals"], "operationId": "api_proposals_settings_read", "security": _SECURITY,
+        "get": {"tags": ["proposals"], "operationId": "api_proposals_settings_read", "security": TOKEN_SECURITY,
                 "summary": "The proposal's data reduction settings (every member may read them)",
                 "parameters": [_IDENT],
-                "responses": {"200": _json(_SETTINGS, "The settings."), "401": _401, "404": _404}},
-        "put": {"tags": ["proposals"], "operationId": "api_proposals_settings_update", "security": _SECURITY,
+                "responses": {"200": json_content(_SETTINGS, "The settings."), "401": _401, "404": _404}},
+        "put": {"tags": ["proposals"], "operationId": "api_proposals_settings_update", "security": TOKEN_SECURITY,
                 "summary": "Change data reduction settings (PI and staff; fields left out keep their value)",
                 "description": "Every change is recorded in the proposal's history (who, field, old, new). "
                                "The settings apply to every new file of the proposal.",
                 "parameters": [_IDENT],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _SETTINGS}}},
-                "responses": {"200": _json(_SETTINGS, "The settings after the change."),
-                              "400": _json(_SETTINGS_400, "Invalid values; nothing was changed."),
-                              "401": _401, "403": _json(_ERROR, "A member who is not the PI."), "404": _404}},
+                "responses": {"200": json_content(_SETTINGS, "The settings after the change."),
+                              "400": json_content(_SETTINGS_400, "Invalid values; nothing was changed."),
+                              "401": _401, "403": json_content(ERROR_SCHEMA, "A member who is not the PI."), "404": _404}},
     },
     "/api/proposals/collaborators/{id}/": {
-        "get": {"tags": ["proposals"], "operationId": "api_proposals_collaborators_read", "security": _SECURITY,
+        "get": {"tags": ["proposals"], "operationId": "api_proposals_collaborators_read", "security": TOKEN_SECURITY,
                 "summary": "The proposal with its collaborators", "parameters": [_IDENT],
-                "responses": {"200": _json(_PROPOSAL, "The proposal."), "401": _401, "404": _404}},
+                "responses": {"200": json_content(_PROPOSAL, "The proposal."), "401": _401, "404": _404}},
         "post": {"tags": ["proposals"], "operationId": "api_proposals_collaborators_create",
-                 "security": _SECURITY,
+                 "security": TOKEN_SECURITY,
                  "summary": "Add or remove a collaborator by e-mail (PI and staff)",
                  "description": "Adding an e-mail without an account creates the user (username from the "
                                 "e-mail) and mails a link to set a password. The PI cannot be removed.",
@@ -282,31 +317,31 @@ OPENAPI_PATHS: dict = {
                      "application/x-www-form-urlencoded": {"schema": {
                          "type": "object", "properties": {"email": {"type": "string"},
                                                           "action": {"type": "string"}}}}}},
-                 "responses": {"200": _json(_PROPOSAL, "The proposal after the change."),
-                               "400": _json(_ERROR, "Not an e-mail, unknown action, removing the PI or "
+                 "responses": {"200": json_content(_PROPOSAL, "The proposal after the change."),
+                               "400": json_content(ERROR_SCHEMA, "Not an e-mail, unknown action, removing the PI or "
                                                     "someone who is not a collaborator."),
-                               "401": _401, "403": _json(_ERROR, "A member who is not the PI."),
-                               "404": _404, "409": _json(_ERROR, "Already a member."),
-                               "502": _json(_ERROR, "The set-password e-mail could not be sent; "
+                               "401": _401, "403": json_content(ERROR_SCHEMA, "A member who is not the PI."),
+                               "404": _404, "409": json_content(ERROR_SCHEMA, "Already a member."),
+                               "502": json_content(ERROR_SCHEMA, "The set-password e-mail could not be sent; "
                                                     "nothing was changed.")}},
     },
     "/api/logs/": {"get": {
-        "tags": ["logs"], "operationId": "api_logs_list", "security": _SECURITY,
+        "tags": ["logs"], "operationId": "api_logs_list", "security": TOKEN_SECURITY,
         "summary": "Important events, newest first (users: their proposals' and files' events; staff: all)",
-        "parameters": [*_paging(LOG_PAGE_SIZE),
+        "parameters": [*paging_parameters(LOG_PAGE_SIZE),
                        {"name": "level", "in": "query",
                         "schema": {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}},
                        {"name": "proposal", "in": "query", "schema": {"type": "string"},
                         "description": "Proposal id or SOAR id."},
                        {"name": "search", "in": "query", "schema": {"type": "string"},
                         "description": "Text in the message, event name or subject."}],
-        "responses": {"200": _json(_page_of({"type": "object", "properties": {
+        "responses": {"200": json_content(page_of({"type": "object", "properties": {
             "id": {"type": "integer"}, "created": {"type": "string", "format": "date-time"},
             "level": {"type": "string"}, "event": {"type": "string"}, "message": {"type": "string"},
             "user": {"type": "string", "nullable": True}, "proposal_id": {"type": "string", "nullable": True},
             "file_id": {"type": "integer", "nullable": True}, "subject": {"type": "string"},
             "details": {"type": "object"}}}), "One page of events."),
-            "400": _json(_ERROR, "Bad filter or page parameters."), "401": _401}}},
+            "400": json_content(ERROR_SCHEMA, "Bad filter or page parameters."), "401": _401}}},
 }
 # PATCH takes the same partial body as PUT.
 OPENAPI_PATHS["/api/proposals/{id}/settings/"]["patch"] = {

@@ -15,7 +15,7 @@ from auth.tokens import make_set_password_token, new_api_token
 from db import db
 from db.events import log_event
 from db.models import Proposal, ProposalSettings, User
-from db.queries import is_number
+from db.queries import MAX_INTEGER, is_number
 from pipeline.cosmics import dcr_available
 from pipeline.settings import ReductionSettings
 from pipeline.settings import validate as validate_settings
@@ -238,13 +238,18 @@ def update_settings(proposal: Proposal, changes, actor) -> list[dict]:
             continue
         setattr(proposal.settings, name, new)
         applied.append({"field": name, "old": old, "new": new})
-    for change in applied:
-        log_event("settings_changed",
-                  f"{_actor_name(actor)} changed {change['field']} of {proposal.soar_id} "
-                  f"from {change['old']!r} to {change['new']!r}.",
-                  user=actor, proposal_id=proposal.id, subject=proposal.soar_id, details=change, commit=False)
+    _audit_changes("settings_changed", proposal, applied, actor)
     db.session.commit()
     return applied
+
+
+def _audit_changes(event: str, proposal: Proposal, changes: list[dict], actor, names: dict | None = None) -> None:
+    """One log entry per changed field of a proposal: who changed what (``names``: in words) from what to what."""
+    for change in changes:
+        log_event(event,
+                  f"{_actor_name(actor)} changed {(names or {}).get(change['field'], change['field'])} of "
+                  f"{proposal.soar_id} from {change['old']!r} to {change['new']!r}.",
+                  user=actor, proposal_id=proposal.id, subject=proposal.soar_id, details=change, commit=False)
 
 
 # --- collaborators ------------------------------------------------------------------------------
@@ -338,6 +343,36 @@ def invite_user(actor, *, email, username: str = "", first_name: str = "", last_
     return user
 
 
+MAX_NAME_LENGTH = 150  # the columns' size
+
+
+def update_profile(user: User, *, first_name, last_name, email, partner) -> list[dict]:
+    """A user's own first and last name, e-mail (valid, nobody else's) and partner (one of PARTNERS); commits,
+    and a refusal changes nothing. Returns the {"field", "old", "new"} actually changed."""
+    try:
+        wanted = {"first_name": (first_name or "").strip(), "last_name": (last_name or "").strip(),
+                  "email": normalize_email(email), "partner": partner}
+        for name in ("first_name", "last_name"):
+            if len(wanted[name]) > MAX_NAME_LENGTH:
+                raise AccountError(f"Names may be at most {MAX_NAME_LENGTH} characters.")
+        if partner not in PARTNERS:
+            raise AccountError(f"Please select a partner ({', '.join(PARTNERS)}).")
+        if db.session.scalar(sa.select(User.id).where(sa.func.lower(User.email) == wanted["email"],
+                                                      User.id != user.id)):
+            raise ConflictError(f"Another account uses {wanted['email']}.")
+        applied = [{"field": name, "old": getattr(user, name), "new": value} for name, value in wanted.items()
+                   if getattr(user, name) != value]
+        for change in applied:
+            setattr(user, change["field"], change["new"])
+            log_event("profile_changed", f"{user.username} changed their {change['field']} from {change['old']!r} "
+                      f"to {change['new']!r}.", user=user, subject=user.username, details=change, commit=False)
+        db.session.commit()
+    except AccountError:
+        db.session.rollback()
+        raise
+    return applied
+
+
 def send_password_reset(actor, user: User) -> None:
     mail_set_password(user, subject="GSP Live: set a new password",
                       reason=f"{getattr(actor, 'full_name', 'The staff')} sent you a link to set a new "
@@ -379,6 +414,68 @@ def set_user_staff(actor, user: User, staff: bool) -> None:
               user=actor, subject=user.username, commit=False,
               details={"field": "is_staff", "old": not staff, "new": bool(staff)})
     db.session.commit()
+
+
+# What staff may change, and how the history says it.
+PROPOSAL_DETAILS = {"pi": "the PI", "semester": "the semester", "title": "the title"}
+MAX_TITLE_LENGTH = 300  # the column's size
+
+
+def _details_wanted(changes) -> dict:
+    """The checked new values of a details change: the PI as a User, the semester upper-cased, the title."""
+    if not isinstance(changes, dict) or not changes:
+        raise AccountError(f"Send at least one of {', '.join(PROPOSAL_DETAILS)}.")
+    unknown = sorted(str(name) for name in changes if name not in PROPOSAL_DETAILS)
+    if unknown:
+        raise AccountError(f"Unknown field(s): {', '.join(unknown)}; only {', '.join(PROPOSAL_DETAILS)} may be "
+                           "changed.")
+    wanted = {}
+    if "pi" in changes:
+        pi_id = changes["pi"]
+        valid_id = isinstance(pi_id, int) and not isinstance(pi_id, bool) and 0 < pi_id <= MAX_INTEGER
+        wanted["pi"] = db.session.get(User, pi_id) if valid_id else None
+        if wanted["pi"] is None:
+            raise AccountError(f"No user with id {pi_id!r}: 'pi' must be the id of an existing user.")
+    if "semester" in changes:
+        semester = changes["semester"].strip().upper() if isinstance(changes["semester"], str) else ""
+        if not SEMESTER_RE.match(semester):
+            raise AccountError("The semester must look like 2026B (year, then A or B).")
+        wanted["semester"] = semester
+    if "title" in changes:
+        title = changes["title"].strip() if isinstance(changes["title"], str) else ""
+        if not title:
+            raise AccountError("A proposal needs a title.")
+        if len(title) > MAX_TITLE_LENGTH:
+            raise AccountError(f"The title may be at most {MAX_TITLE_LENGTH} characters (this one has {len(title)}).")
+        wanted["title"] = title
+    return wanted
+
+
+def update_proposal_details(proposal: Proposal, changes, actor) -> list[dict]:
+    """Staff set a proposal's PI (a user id), semester and title; commits, and a refusal changes nothing.
+
+    A new PI who was a collaborator stops being one (the PI is a member already); a placeholder proposal
+    (first seen in a FITS header) that gets a PI is a proper one. Each change is audited like the settings.
+    Returns the {"field", "old", "new"} actually changed."""
+    try:
+        wanted = _details_wanted(changes)
+        applied = []
+        if "pi" in wanted and wanted["pi"].id != proposal.pi_id:
+            pi = wanted["pi"]
+            applied.append({"field": "pi", "old": proposal.pi.username if proposal.pi else None, "new": pi.username})
+            if pi in proposal.collaborators:
+                proposal.collaborators.remove(pi)
+            proposal.pi, proposal.placeholder = pi, False
+        for name in ("semester", "title"):
+            if name in wanted and wanted[name] != getattr(proposal, name):
+                applied.append({"field": name, "old": getattr(proposal, name), "new": wanted[name]})
+                setattr(proposal, name, wanted[name])
+        _audit_changes("proposal_changed", proposal, applied, actor, PROPOSAL_DETAILS)
+        db.session.commit()
+    except AccountError:
+        db.session.rollback()
+        raise
+    return applied
 
 
 def create_proposal_for(actor, *, soar_id, pi_id, semester, title: str = "", abstract: str = "") -> Proposal:

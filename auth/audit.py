@@ -21,7 +21,8 @@ from db.serialize import iso_time
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The events a proposal's history shows (who changed what, from what to what).
-PROPOSAL_EVENTS = ("proposal_created", "settings_changed", "collaborator_added", "collaborator_removed")
+PROPOSAL_EVENTS = ("proposal_created", "proposal_changed", "settings_changed", "collaborator_added",
+                   "collaborator_removed")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 

@@ -7,7 +7,15 @@ import click
 import sqlalchemy as sa
 from flask.cli import AppGroup, with_appcontext
 
-from auth.accounts import AccountError, add_collaborator, create_proposal, create_user, find_user, regenerate_token
+from auth.accounts import (
+    AccountError,
+    add_collaborator,
+    create_proposal,
+    create_user,
+    find_user,
+    regenerate_token,
+    update_proposal_details,
+)
 from db import db
 from db.models import Proposal, User
 
@@ -84,6 +92,32 @@ def proposals_add_collaborator(soar_id, username):
         raise click.ClickException(f"No user '{username}'.")
     _commit_or_fail(lambda: add_collaborator(proposal, user))
     click.echo(f"Added {user.username} to {proposal.soar_id}.")
+
+
+@proposals_cli.command("set")
+@click.argument("soar_id")
+@click.option("--pi", "pi_username", help="username or e-mail of the new PI")
+@click.option("--semester", help="e.g. 2026B")
+@click.option("--title")
+def proposals_set(soar_id, pi_username, semester, title):
+    """Set the PI, semester or title of proposal SOAR_ID (e.g. one created from a FITS header)."""
+    proposal = db.session.scalar(sa.select(Proposal).where(Proposal.soar_id == soar_id))
+    if proposal is None:
+        raise click.ClickException(f"No proposal '{soar_id}'.")
+    changes = {name: value for name, value in (("semester", semester), ("title", title)) if value is not None}
+    if pi_username is not None:
+        pi = find_user(pi_username)
+        if pi is None:
+            raise click.ClickException(f"No user '{pi_username}'.")
+        changes["pi"] = pi.id
+    try:
+        applied = update_proposal_details(proposal, changes, None)
+    except AccountError as error:
+        raise click.ClickException(str(error)) from None
+    for change in applied:
+        click.echo(f"{proposal.soar_id}: {change['field']} {change['old']!r} -> {change['new']!r}")
+    if not applied:
+        click.echo(f"{proposal.soar_id}: nothing to change.")
 
 
 @click.command("bootstrap")

@@ -90,6 +90,11 @@ def can_manage_proposal(user, proposal: Proposal) -> bool:
     return user.is_staff or proposal.pi_id == user.id
 
 
+def can_edit_proposal_details(user) -> bool:
+    """A proposal's PI, semester and title come from the observatory: staff set them."""
+    return user.is_staff
+
+
 def can_change_file(user, file: File) -> bool:
     """Trigger reductions or delete products: staff and members of the file's proposal."""
     if user.is_staff:

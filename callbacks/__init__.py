@@ -1,7 +1,7 @@
 """One module per page (and one for the navbar); each has ``register(app)`` adding its callbacks."""
 from importlib import import_module
 
-PAGE_CALLBACKS = ("account", "data", "search", "proposals", "management", "logs", "navbar")
+PAGE_CALLBACKS = ("account", "data", "night", "search", "proposals", "management", "logs", "navbar")
 
 
 def register_all(app) -> None:

@@ -1,9 +1,9 @@
 """User panel: regenerate the API token (shown once) and store the visual options."""
-from dash import Input, Output, html, no_update
+from dash import Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 from flask_login import current_user
 
-from auth.accounts import regenerate_token
+from auth.accounts import AccountError, regenerate_token, update_profile
 from components import ids
 from components.viewers import COLORMAPS
 from db import db
@@ -42,6 +42,23 @@ def register(app):
         key = regenerate_token(current_user)
         db.session.commit()
         return key
+
+    @app.callback(Output(ids.ACCOUNT_MESSAGE, "children"), Input(ids.ACCOUNT_SAVE, "n_clicks"),
+                  State(ids.ACCOUNT_FIRST_NAME, "value"), State(ids.ACCOUNT_LAST_NAME, "value"),
+                  State(ids.ACCOUNT_EMAIL, "value"), State(ids.ACCOUNT_PARTNER, "value"), prevent_initial_call=True)
+    def save_details(n_clicks, first_name, last_name, email, partner):
+        if not n_clicks or not current_user or not current_user.is_authenticated:
+            raise PreventUpdate
+        try:
+            changed = update_profile(current_user, first_name=first_name, last_name=last_name, email=email,
+                                     partner=partner)
+        except AccountError as error:
+            return html.Span([html.I(className="bi bi-exclamation-triangle me-1"), f"Not saved: {error}"],
+                             className="text-danger", id="account-details-error")
+        if not changed:
+            return html.Span("No changes to save.", className="text-muted")
+        return html.Span([html.I(className="bi bi-check-circle me-1"), "Saved."], className="text-success",
+                         id="account-details-saved")
 
     @app.callback(Output(ids.ACCOUNT_VISUAL_MESSAGE, "children"), Input(ids.ACCOUNT_THEME, "value"),
                   Input(ids.ACCOUNT_COLORMAP, "value"), Input(ids.ACCOUNT_FORMAT, "value"),

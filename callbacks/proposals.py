@@ -11,17 +11,27 @@ from flask_login import current_user
 
 from auth import queries
 from auth.accounts import (
+    PROPOSAL_DETAILS,
     AccountError,
     SettingsInvalid,
     add_collaborator_by_email,
     remove_collaborator_by_email,
+    update_proposal_details,
     update_settings,
 )
 from auth.audit import proposal_history
-from auth.permissions import can_manage_proposal, get_visible_proposal
+from auth.permissions import can_edit_proposal_details, can_manage_proposal, get_visible_proposal
 from components import ids
-from components.forms import LABELS, coerce_setting, collaborator_table, history_table
+from components.forms import (
+    LABELS,
+    coerce_setting,
+    collaborator_table,
+    history_table,
+    pi_name,
+    proposal_overview,
+)
 from db import db
+from db.queries import is_number
 
 NOT_FOUND = "This proposal does not exist, or you do not have access to it."
 
@@ -70,7 +80,46 @@ def save_settings(n_clicks, proposal_id):
     return message, blank, history_table(proposal_history(proposal.id))
 
 
-def change_collaborators(add_clicks, n_submit, remove_clicks, email, proposal_id):
+def save_details(n_clicks, proposal_id, pi, semester, title):
+    """Staff set the PI, semester and title; the overview, the header and the history follow."""
+    unchanged = (no_update,) * 4
+    if not n_clicks:
+        return (no_update, *unchanged)
+    proposal = get_visible_proposal(current_user, proposal_id) if isinstance(proposal_id, int) else None
+    if proposal is None:
+        return (_alert(NOT_FOUND, "danger", "proposal-edit-alert"), *unchanged)
+    if not can_edit_proposal_details(current_user):
+        refusal = f"Only staff can change the PI, semester or title of {proposal.soar_id}."
+        return (_alert(refusal, "danger", "proposal-edit-alert"), *unchanged)
+    changes = {"semester": semester or "", "title": title or ""}
+    if pi not in (None, ""):
+        changes["pi"] = int(pi) if is_number(pi) else pi
+    try:
+        changed = update_proposal_details(proposal, changes, current_user)
+    except AccountError as error:
+        return (_alert(f"Nothing was saved: {error}", "danger", "proposal-edit-alert"), *unchanged)
+    if not changed:
+        return (_alert("No changes to save.", "info", "proposal-edit-alert"), *unchanged)
+    words = [PROPOSAL_DETAILS[change["field"]] for change in changed]
+    names = " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+    return (_alert(f"Saved: changed {names}.", "success", "proposal-edit-alert"), proposal_overview(proposal),
+            pi_name(proposal), proposal.title or "Untitled", history_table(proposal_history(proposal.id)))
+
+
+def ask_removal(remove_clicks, proposal_id):
+    """A trash button asks first: the dialog names who would lose access to what."""
+    trigger = ctx.triggered_id
+    if not isinstance(trigger, dict) or not (ctx.triggered and ctx.triggered[0].get("value")):
+        return no_update, no_update, no_update
+    proposal, user = get_visible_proposal(current_user, proposal_id), queries.user_by_id(trigger.get("user"))
+    if proposal is None or user is None:
+        return no_update, no_update, no_update
+    question = (f"Remove {user.full_name} <{user.email}> from {proposal.soar_id}? "
+                "They lose access to its data at once.")
+    return True, question, user.id
+
+
+def change_collaborators(add_clicks, n_submit, confirmed, email, pending, proposal_id):
     trigger = ctx.triggered_id
     if trigger is None or not (ctx.triggered and ctx.triggered[0].get("value")):
         return no_update, no_update, no_update, no_update
@@ -78,8 +127,8 @@ def change_collaborators(add_clicks, n_submit, remove_clicks, email, proposal_id
     if proposal is None:
         return no_update, _alert(refusal, "danger", "collaborator-alert"), no_update, no_update
     try:
-        if isinstance(trigger, dict) and trigger.get("type") == ids.COLLABORATOR_REMOVE:
-            user = queries.user_by_id(trigger.get("user"))
+        if trigger == ids.COLLABORATOR_CONFIRM:
+            user = queries.user_by_id(pending)
             if user is None:
                 raise AccountError("That person is not a collaborator of this proposal.")
             removed = remove_collaborator_by_email(proposal, user.email, current_user)
@@ -119,8 +168,23 @@ def register(app):
         Output(ids.PROPOSAL_HISTORY, "children", allow_duplicate=True),
         Input(ids.COLLABORATOR_ADD, "n_clicks"),
         Input(ids.COLLABORATOR_EMAIL, "n_submit"),
-        Input({"type": ids.COLLABORATOR_REMOVE, "user": ALL}, "n_clicks"),
+        Input(ids.COLLABORATOR_CONFIRM, "submit_n_clicks"),
         State(ids.COLLABORATOR_EMAIL, "value"),
+        State(ids.COLLABORATOR_PENDING, "data"),
         State(ids.PROPOSAL_ID, "data"),
         prevent_initial_call=True,
     )(change_collaborators)
+
+    app.callback(Output(ids.COLLABORATOR_CONFIRM, "displayed"), Output(ids.COLLABORATOR_CONFIRM, "message"),
+                 Output(ids.COLLABORATOR_PENDING, "data"),
+                 Input({"type": ids.COLLABORATOR_REMOVE, "user": ALL}, "n_clicks"), State(ids.PROPOSAL_ID, "data"),
+                 prevent_initial_call=True)(ask_removal)
+
+    # The header and the overview show the PI and title: they follow a save.
+    app.callback(Output(ids.PROPOSAL_EDIT_MESSAGE, "children"), Output(ids.PROPOSAL_OVERVIEW, "children"),
+                 Output("proposal-header-pi", "children"), Output("proposal-header-title", "children"),
+                 Output(ids.PROPOSAL_HISTORY, "children", allow_duplicate=True),
+                 Input(ids.PROPOSAL_EDIT_SAVE, "n_clicks"),
+                 State(ids.PROPOSAL_ID, "data"), State(ids.PROPOSAL_EDIT_PI, "value"),
+                 State(ids.PROPOSAL_EDIT_SEMESTER, "value"), State(ids.PROPOSAL_EDIT_TITLE, "value"),
+                 prevent_initial_call=True)(save_details)

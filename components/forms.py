@@ -201,17 +201,68 @@ def page_links(path: str, page: int, pages: int, query: dict | None = None, *, l
 
 EVENT_LABELS = {
     "proposal_created": "Proposal created",
+    "proposal_changed": "Proposal changed",
     "settings_changed": "Setting changed",
     "collaborator_added": "Collaborator added",
     "collaborator_removed": "Collaborator removed",
 }
 
 
-HISTORY_FIELDS = {"collaborators": "Collaborator", "proposal": "Proposal"}
+HISTORY_FIELDS = {"collaborators": "Collaborator", "proposal": "Proposal", "pi": "PI", "semester": "Semester",
+                  "title": "Title"}
 
 
 def when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+def pi_name(proposal) -> str:
+    return proposal.pi.full_name if proposal.pi else "no PI"
+
+
+def proposal_overview(proposal):
+    """The overview's rows: SOAR id, semester, title, PI, collaborators, abstract, creation."""
+    def row(label, value, value_id):
+        return dbc.Row([dbc.Col(html.Strong(label), md=2), dbc.Col(value, id=value_id)], className="mb-2")
+
+    pi = proposal.pi
+    return [
+        row("SOAR id", proposal.soar_id, "overview-soar-id"),
+        row("Semester", proposal.semester or "—", "overview-semester"),
+        row("Title", proposal.title or "Untitled", "overview-title"),
+        row("Principal Investigator",
+            [pi.full_name, " ", html.A(f"<{pi.email}>", href=f"mailto:{pi.email}", className="gsp-email")]
+            if pi else "—", "overview-pi"),
+        row("Collaborators", str(len(proposal.collaborators)), "overview-collaborators"),
+        row("Abstract", html.P(proposal.abstract or "No abstract.", className="gsp-abstract-full mb-0"),
+            "overview-abstract"),
+        row("Created", when(proposal.created), "overview-created"),
+    ]
+
+
+def proposal_details_form(proposal, users):
+    """Staff set the PI (one of ``users``), semester and title; a proposal made from a FITS header has no PI."""
+    choices = [{"label": f"{user.full_name} ({user.username})", "value": str(user.id)} for user in users]
+    if proposal.pi is not None and all(choice["value"] != str(proposal.pi_id) for choice in choices):
+        choices.insert(0, {"label": f"{proposal.pi.full_name} ({proposal.pi.username}, inactive)",
+                           "value": str(proposal.pi_id)})
+    return dbc.Card(dbc.CardBody([
+        html.H4([html.I(className="bi bi-pencil-square me-2"), "Edit proposal (staff)"], className="h6 mb-3"),
+        dbc.Row([
+            labelled("Principal Investigator", dbc.Select(
+                id=ids.PROPOSAL_EDIT_PI, options=choices, value=str(proposal.pi_id) if proposal.pi_id else None,
+                placeholder="Choose the PI"), width=4),
+            labelled("Semester", dbc.Input(id=ids.PROPOSAL_EDIT_SEMESTER, value=proposal.semester,
+                                           placeholder="2026B", maxLength=5), "Year, then A or B.", width=2),
+            labelled("Title", dbc.Input(id=ids.PROPOSAL_EDIT_TITLE, value=proposal.title, maxLength=300),
+                     width=6),
+        ], className="g-3"),
+        html.Div([
+            dbc.Button([html.I(className="bi bi-save me-1"), "Save proposal"], id=ids.PROPOSAL_EDIT_SAVE,
+                       color="success", n_clicks=0),
+            html.Div(id=ids.PROPOSAL_EDIT_MESSAGE, className="ms-3 flex-grow-1"),
+        ], className="d-flex align-items-center"),
+    ]), className="gsp-proposal-edit mt-3")
 
 
 def collaborator_table(proposal, *, editable: bool):

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from db import db
 from db.models import File, Job, Proposal
-from pipeline import headers
+from pipeline import chain, headers
 from pipeline.chain import DataType
 from pipeline.matching import science_config_key
 
@@ -78,7 +78,7 @@ def parse_integer(name: str, value, minimum: int = 0, maximum: int = MAX_INTEGER
     return number
 
 
-def _date(name: str, value: str) -> str:
+def parse_date(name: str, value: str) -> str:
     try:
         return Date.fromisoformat(str(value).strip()).isoformat()
     except ValueError:
@@ -96,16 +96,16 @@ def apply_filters(query: sa.Select, params: dict) -> sa.Select:
         value = params.get(name)
         if value not in (None, ""):
             if name == "date":
-                value = _date(name, value)
+                value = parse_date(name, value)
             query = query.where(column == str(value))
     for name, column in INTEGER_FILTERS.items():
         value = params.get(name)
         if value not in (None, ""):
             query = query.where(column == parse_integer(name, value))
     if params.get("date_from"):
-        query = query.where(File.date >= _date("date_from", params["date_from"]))
+        query = query.where(File.date >= parse_date("date_from", params["date_from"]))
     if params.get("date_to"):
-        query = query.where(File.date <= _date("date_to", params["date_to"]))
+        query = query.where(File.date <= parse_date("date_to", params["date_to"]))
     if params.get("proposal_id"):
         proposal = sa.select(Proposal.id).where(Proposal.soar_id == str(params["proposal_id"])).scalar_subquery()
         query = query.where(File.proposal_id == proposal)
@@ -156,6 +156,11 @@ def config_fields(file: File) -> dict:
     return fields
 
 
+def kind_of(file: File) -> str:
+    """The frame kind the chain goes by (a standard star's products are "standard" too)."""
+    return chain.frame_kind(file.obstype, file.technique, file.object, (file.classification or {}).get("standard"))
+
+
 def same_configuration(a: File, b: File) -> bool:
     """True when an arc ``b`` shares ``a``'s optical configuration (pipeline.matching.science_config_key)."""
     try:
@@ -190,9 +195,13 @@ def sensitivity_functions(file: File) -> list[File]:
 JOB_STATES = ("queued", "running", "waiting", "done", "failed")
 
 
-def job_counts() -> dict[str, int]:
-    """How many jobs are in each state (every state, zeros included)."""
-    counts = dict(db.session.execute(sa.select(Job.state, sa.func.count()).group_by(Job.state)).all())
+def job_counts(file_ids: sa.Select | None = None) -> dict[str, int]:
+    """How many jobs are in each state (every state, zeros included); with ``file_ids``, only the jobs
+    on those files."""
+    query = sa.select(Job.state, sa.func.count()).group_by(Job.state)
+    if file_ids is not None:
+        query = query.where(Job.file_id.in_(file_ids))
+    counts = dict(db.session.execute(query).all())
     return {state: counts.get(state, 0) for state in JOB_STATES}
 
 

@@ -49,9 +49,7 @@ def fields_of(file: File) -> dict:
     return fields
 
 
-def kind_of(file: File) -> str:
-    """The frame kind the chain goes by (a standard star's products are "standard" too)."""
-    return chain.frame_kind(file.obstype, file.technique, file.object, (file.classification or {}).get("standard"))
+kind_of = queries.kind_of  # the pages and the API call it by this name
 
 
 def out_dir_for(file: File) -> Path:

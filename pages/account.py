@@ -4,6 +4,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 from flask_login import current_user
 
+from auth.accounts import MAX_NAME_LENGTH, PARTNERS
 from components import ids
 from components.viewers import COLORMAPS
 
@@ -53,9 +54,21 @@ def layout(**_query):
                                    className="h5 mb-0")),
             dbc.CardBody([
                 _row("Username", user.username, icon="person-badge"),
-                _row("Name", user.full_name, icon="person"),
-                _row("E-Mail", user.email, icon="envelope"),
-                _row("Partner", user.partner, icon="bank"),
+                _row("Name", dbc.Row([
+                    dbc.Col(dbc.Input(id=ids.ACCOUNT_FIRST_NAME, value=user.first_name, placeholder="First name",
+                                      maxLength=MAX_NAME_LENGTH, size="sm"), sm=6),
+                    dbc.Col(dbc.Input(id=ids.ACCOUNT_LAST_NAME, value=user.last_name, placeholder="Last name",
+                                      maxLength=MAX_NAME_LENGTH, size="sm"), sm=6)], className="g-2"),
+                     icon="person"),
+                _row("E-Mail", dbc.Input(id=ids.ACCOUNT_EMAIL, type="email", value=user.email, size="sm"),
+                     icon="envelope"),
+                _row("Partner", dbc.Select(id=ids.ACCOUNT_PARTNER, value=user.partner, size="sm",
+                                           options=[{"label": p, "value": p} for p in PARTNERS]), icon="bank"),
+                dbc.Row(dbc.Col(html.Div([
+                    dbc.Button([html.I(className="bi bi-save me-1"), "Save details"], id=ids.ACCOUNT_SAVE,
+                               color="success", size="sm", n_clicks=0),
+                    html.Div(id=ids.ACCOUNT_MESSAGE, className="ms-3 small")], className="d-flex align-items-center"),
+                    md={"size": 9, "offset": 3}), className="mb-3"),
                 _row("API Token", html.Div([
                     html.Div("Your token is stored hashed and cannot be shown again. "
                              "Generate a new one to use the API (the old one stops working).",

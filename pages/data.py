@@ -11,6 +11,7 @@ from flask_login import current_user
 
 from components import ids
 from components.file_index import index_card, pager
+from components.night_panel import night_card
 from components.spectrum_overlays import OVERLAYS, REDSHIFT_RANGE
 from components.viewers import COLORMAPS
 from pipeline.chain import DataType
@@ -233,6 +234,7 @@ def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
         dcc.Store(id=ids.DATA_ACTIONS_REFRESH, data=0),
         dcc.Interval(id=ids.DATA_JOB_POLL, interval=1000, disabled=True),
         html.Div(id=ids.DATA_URL_SYNC, hidden=True),
+        night_card(),
         dbc.Row([
             dbc.Col([_observed_card(), _calibrations_card()], lg=3, className="gsp-left"),
             dbc.Col(_main_card(defaults), lg=9),

@@ -10,10 +10,19 @@ from dash import dcc, html
 from flask_login import current_user
 
 from auth.audit import proposal_history
-from auth.permissions import can_manage_proposal
-from auth.queries import collaborator_counts, find_visible_proposal, search_proposals
+from auth.permissions import can_edit_proposal_details, can_manage_proposal
+from auth.queries import active_users, collaborator_counts, find_visible_proposal, search_proposals
 from components import ids
-from components.forms import collaborator_table, history_table, not_found, page_links, settings_form, when
+from components.forms import (
+    collaborator_table,
+    history_table,
+    not_found,
+    page_links,
+    pi_name,
+    proposal_details_form,
+    proposal_overview,
+    settings_form,
+)
 from db.models import Proposal
 
 dash.register_page(__name__, path="/proposals", name="Proposals", title="Proposals · GSP Live")
@@ -50,7 +59,7 @@ def _proposal_icons(proposal: Proposal):
 
 
 def _list_item(proposal: Proposal, count: int):
-    pi = proposal.pi.full_name if proposal.pi else "no PI"
+    pi = pi_name(proposal)
     abstract = proposal.abstract or ""
     return html.Div([
         html.Div(html.I(className="bi bi-stars"), className="gsp-avatar"),
@@ -102,23 +111,9 @@ def layout(page=None, q=None, **_query):
 
 # --- detail -----------------------------------------------------------------------------------------
 
-def _overview(proposal: Proposal):
-    def row(label, value, value_id):
-        return dbc.Row([dbc.Col(html.Strong(label), md=2), dbc.Col(value, id=value_id)], className="mb-2")
-
-    pi = proposal.pi
-    return html.Div([
-        row("SOAR id", proposal.soar_id, "overview-soar-id"),
-        row("Semester", proposal.semester or "—", "overview-semester"),
-        row("Title", proposal.title or "Untitled", "overview-title"),
-        row("Principal Investigator",
-            [pi.full_name, " ", html.A(f"<{pi.email}>", href=f"mailto:{pi.email}", className="gsp-email")]
-            if pi else "—", "overview-pi"),
-        row("Collaborators", str(len(proposal.collaborators)), "overview-collaborators"),
-        row("Abstract", html.P(proposal.abstract or "No abstract.", className="gsp-abstract-full mb-0"),
-            "overview-abstract"),
-        row("Created", when(proposal.created), "overview-created"),
-    ])
+def _overview(proposal: Proposal, user):
+    details = proposal_details_form(proposal, active_users()) if can_edit_proposal_details(user) else None
+    return html.Div([html.Div(proposal_overview(proposal), id=ids.PROPOSAL_OVERVIEW), details])
 
 
 def _collaborators(proposal: Proposal, editable: bool):
@@ -143,6 +138,9 @@ def _collaborators(proposal: Proposal, editable: bool):
         add_form,
         html.Div(id=ids.COLLABORATOR_MESSAGE),
         html.Div(collaborator_table(proposal, editable=editable), id=ids.COLLABORATOR_TABLE),
+        # Removing someone takes their access away at once: ask first.
+        dcc.ConfirmDialog(id=ids.COLLABORATOR_CONFIRM),
+        dcc.Store(id=ids.COLLABORATOR_PENDING),
     ])
 
 
@@ -158,7 +156,7 @@ def detail_layout(proposal_id=None, view=None, **_query):
         return not_found("proposal")
     editable = can_manage_proposal(user, proposal)
     view = view if view in VIEWS else "overview"
-    pi = proposal.pi.full_name if proposal.pi else "no PI"
+    pi = pi_name(proposal)
     header = dbc.Card(dbc.CardBody(html.Div([
         html.Div(html.I(className="bi bi-stars"), className="gsp-avatar gsp-avatar-lg"),
         html.Div([
@@ -170,7 +168,7 @@ def detail_layout(proposal_id=None, view=None, **_query):
         _proposal_icons(proposal),
     ], className="d-flex align-items-center")), className="gsp-proposal-header mb-3")
     tabs = dbc.Tabs([
-        dbc.Tab(_pane("Proposal", proposal, _overview(proposal)), label="Overview", tab_id="overview"),
+        dbc.Tab(_pane("Proposal", proposal, _overview(proposal, user)), label="Overview", tab_id="overview"),
         dbc.Tab(_pane("Collaborators", proposal, _collaborators(proposal, editable)), label="Collaborators",
                 tab_id="collaborators"),
         dbc.Tab(_pane("Data reduction settings", proposal,

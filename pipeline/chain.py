@@ -96,6 +96,22 @@ STEPS: dict[str, Step] = {step.name: step for step in (
 
 
 
+# Needs a proposal's reduction settings switch off (pipeline.settings): they are then never waited for.
+IGNORED_BY = {MASTER_BIAS: "ignore_bias", MASTER_FLAT: "ignore_flats"}
+
+
+def needs_of(kind: str, technique: str | None, settings) -> list[str]:
+    """What a raw frame of this kind waits for along its whole chain with ``settings`` (a
+    ``ReductionSettings``), in chain order: the chain stops where a step's setting is off (as live),
+    and needs the settings ignore are left out."""
+    needs, step = [], first_step(kind, technique)
+    while step is not None and (step.setting is None or getattr(settings, step.setting)):
+        needs += [need for need in step.needs if need not in needs
+                  and not (need in IGNORED_BY and getattr(settings, IGNORED_BY[need]))]
+        step = next_step(step, kind, technique)
+    return needs
+
+
 def first_step(kind: str, technique: str | None = None) -> Step | None:
     """The step a newly ingested raw frame of this kind starts with (None: not reduced automatically)."""
     return step_for(DataType.RAW, kind, technique)

@@ -630,11 +630,20 @@ def test_collaborator_callbacks_add_refuse_duplicate_and_remove(client, dash_app
     assert "'nope' is not a valid e-mail address." in texts(json.dumps(add("nope")["collaborator-message"]))
     assert collaborator_emails(proposal.id) == ["collab@example.org", "fresh@example.org"]
     collab_id = people["users"]["collab"].id
+    asked = dash_update(client, dash_app, "collaborator-confirm.displayed",
+                        {'{"type":"collaborator-remove","user":["ALL"]}.n_clicks':
+                             [({"type": "collaborator-remove", "user": collab_id}, 1)],
+                         "proposal-id.data": proposal.id},
+                        changed=[json.dumps({"type": "collaborator-remove", "user": collab_id},
+                                            separators=(",", ":"), sort_keys=True) + ".n_clicks"]).json["response"]
+    assert asked["collaborator-confirm"] == {
+        "displayed": True, "message": "Remove Collab Tester <collab@example.org> from SOAR2026B-001? "
+                                      "They lose access to its data at once."}
+    assert asked["collaborator-pending"] == {"data": collab_id}
+    assert collaborator_emails(proposal.id) == ["collab@example.org", "fresh@example.org"]  # only asked
     removed = dash_update(client, dash_app, "collaborator-table.children",
-                          {'{"type":"collaborator-remove","user":["ALL"]}.n_clicks':
-                               [({"type": "collaborator-remove", "user": collab_id}, 1)],
+                          {"collaborator-confirm.submit_n_clicks": 1, "collaborator-pending.data": collab_id,
                            "proposal-id.data": proposal.id},
-                          changed=[json.dumps({"type": "collaborator-remove", "user": collab_id},
-                                              separators=(",", ":"), sort_keys=True) + ".n_clicks"]).json["response"]
+                          changed=["collaborator-confirm.submit_n_clicks"]).json["response"]
     assert "Removed Collab Tester <collab@example.org>." in texts(json.dumps(removed["collaborator-message"]))
     assert collaborator_emails(proposal.id) == ["fresh@example.org"]

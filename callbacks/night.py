@@ -1,0 +1,31 @@
+"""The Data page's night panel (components/night_panel.py): it shows the night of the selected file (else
+the newest night the user has files of) and is redrawn when the user's change stamp moves (a file added
+or its state changed, see callbacks/data.py) and, for the queue's health, every few seconds."""
+from __future__ import annotations
+
+from dash import Input, Output
+from dash.exceptions import PreventUpdate
+from flask_login import current_user
+
+from auth.nights import latest_night, night_summary
+from auth.permissions import get_visible_file
+from components import ids
+from components.night_panel import night_view
+from db.queries import is_number
+from live.queue import queue_health
+
+
+def night_of(user, selected) -> str | None:
+    """The selected file's night, else the newest night with the user's raw files."""
+    file = get_visible_file(user, int(selected)) if is_number(selected) else None
+    return file.date if file is not None and file.date else latest_night(user)
+
+
+def register(app):
+    @app.callback(Output(ids.NIGHT_BODY, "children"), Input(ids.DATA_STAMP, "data"),
+                  Input(ids.DATA_SELECTED, "data"), Input(ids.NIGHT_POLL, "n_intervals"))
+    def night(_stamp, selected, _ticks):
+        if not current_user or not current_user.is_authenticated:
+            raise PreventUpdate
+        date = night_of(current_user, selected)
+        return night_view(night_summary(current_user, date) if date else None, queue_health())
