@@ -31,7 +31,9 @@ def wait_for(predicate, timeout: float, what: str):
         if predicate():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    states = {state: [(job.id, job.kind, job.reason or job.waiting_for) for job in jobs]
+              for state, jobs in jobs_by_state().items() if state != "done"}
+    raise AssertionError(f"timed out waiting for {what}; jobs not done: {states}")
 
 
 def job_state(job_id: int) -> str:
@@ -422,7 +424,7 @@ def test_a_night_in_one_burst_on_two_workers_gives_every_spectrum_once(app, peop
         states = jobs_by_state()
         return (File.query.filter_by(data_type=0).count() == len(truth["files"])
                 and not set(states) & {"queued", "running"} and "waiting" not in states)
-    wait_for(finished, 300, "the night to be reduced")
+    wait_for(finished, 600, "the night to be reduced")
     assert_each_frame_once(app)
     for name, frame in truth["files"].items():
         if frame["obstype"] == "SPECTRUM":
