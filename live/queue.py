@@ -274,17 +274,14 @@ def worker_app():
 
 def run_job(job_id: int):
     """Entry point for ``rq worker`` (by dotted name)."""
-    app = worker_app()
-    with app.app_context():
-        # A forked work horse must not share the parent's database connections.
-        db.engine.dispose(close=False)
+    with worker_app().app_context():
         return execute(job_id)
 
 
 def execute(job_id: int):
     """Run one job if this delivery may claim it, then, in this process, the follow-up job it kept (its
-    frame's next step) and so on: a frame's steps skip the trip through the queue and a new work horse
-    each. The other follow-ups (a frame's second target) go to the queue for idle workers."""
+    frame's next step) and so on: a frame's steps skip the trip through the queue. The other follow-ups
+    (a frame's second target) go to the queue for idle workers."""
     outcome, kept = _run_one(job_id)
     while kept is not None:
         _, kept = _run_one(kept)

@@ -1,6 +1,8 @@
 """``rq worker -w live.worker.GspWorker gsp``: an RQ worker that builds the small worker app and
-imports the science and its reference data once, before it forks a work horse per job, so a job
-starts in milliseconds; and that outlives Redis restarts (RQ's own loop quits on them)."""
+imports the science and its reference data once and runs every job in its own process (no work horse
+forked per job: a new horse paid ~0.2 s a job for its first queries); and that outlives Redis restarts
+(RQ's own loop quits on them).  A job that kills the process is run again by the dispatcher, as is any
+job whose worker died (the supervisor or systemd starts the worker again)."""
 import logging
 import os
 import sys
@@ -13,14 +15,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import redis  # noqa: E402  (after the thread limits above)
-from rq import Worker  # noqa: E402
+from rq import SimpleWorker  # noqa: E402
 from rq.cli import main as rq  # noqa: E402
 from sqlalchemy.orm import configure_mappers  # noqa: E402
 
 from live import queue  # noqa: E402
 
 
-class GspWorker(Worker):
+class GspWorker(SimpleWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_connection_wait_time = 2  # RQ backs off up to 60 s while Redis is away: come back at once
@@ -28,8 +30,7 @@ class GspWorker(Worker):
         from pipeline import lamps, steps  # noqa: F401  (numpy, astropy, ccdproc, astroscrappy, scipy)
 
         lamps.preload()
-        # SQLAlchemy configures its mappers at the first query: once here, not in every work horse (~50 ms).
-        configure_mappers()
+        configure_mappers()  # at start, not in the first job (~50 ms)
 
     def heartbeat(self, timeout=None, pipeline=None):
         if pipeline is None and self.birth_date is not None and not self.connection.hexists(self.key, "birth"):
@@ -41,7 +42,7 @@ class GspWorker(Worker):
 
     def work(self, burst: bool = False, **kwargs) -> bool:
         """RQ's loop, started again whenever it ended because Redis went away. Jobs lost with Redis
-        are re-sent by the dispatcher from the database; the job a horse was running goes on."""
+        are re-sent by the dispatcher from the database."""
         worked = False
         while True:
             try:

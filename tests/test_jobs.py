@@ -104,7 +104,7 @@ class Processes:
 
     @staticmethod
     def kill(process: subprocess.Popen):
-        """SIGKILL a process and its children (an RQ work horse runs in a session of its own)."""
+        """SIGKILL a process and its children."""
         children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
         for pid in children:
             os.kill(int(pid), signal.SIGKILL)
@@ -267,7 +267,7 @@ def test_a_worker_killed_mid_job_is_run_once_more_without_a_duplicate(app, peopl
     science, _ = ingest(science_path)
     job = Job.query.filter_by(file_id=science.id, kind="reduce").one()
     wait_for(lambda: job_state(job.id) == "running", 60, "the reduction to start")
-    processes.kill(first)  # the worker and its work horse die mid-reduction (LACosmic takes a second)
+    processes.kill(first)  # the worker dies mid-reduction (LACosmic takes a second)
 
     processes.worker("second")
     wait_for(lambda: job_state(job.id) == "done", 60, "the lost run to be run again")
@@ -325,7 +325,7 @@ def test_a_duplicated_delivery_runs_the_job_once(app, own_redis, tmp_path):
 
 def test_a_frames_next_steps_run_in_the_process_that_made_their_input(app, people, own_redis, calibration_night):
     """Reduce -> extract -> wavelength of one frame: the first step comes through the queue, its
-    follow-ups run in the same work horse (each still its own claimed job row), never through Redis."""
+    follow-ups run in the same worker (each still its own claimed job row), never through Redis."""
     from rq.job import Job as RqJob
 
     from db.models import Job
