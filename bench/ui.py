@@ -104,7 +104,7 @@ def main(argv=None) -> None:
         server_rows = {key: (row.id, row.file_name, row.full_path) for key, row in night.items()}
         mine_id = mine.id
 
-        from auth import queries
+        from auth import nights, queries
 
         pi = users["pi"]
         timings = {}
@@ -114,6 +114,8 @@ def main(argv=None) -> None:
                             ("Observed last page (pi)",
                              lambda: queries.page_of_files(pi, {"data_type": 0}, 10**9, 20)),
                             ("Search filter options (pi)", lambda: queries.distinct_values(pi)),
+                            ("night at a glance, newest night (pi)",
+                             lambda: nights.night_summary(pi, nights.latest_night(pi))),
                             ("Search page 1, obstype=COMP (pi)",
                              lambda: queries.page_of_files(pi, {"obstype": "COMP"}, 1, 50))):
             samples = []
