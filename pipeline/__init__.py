@@ -2,7 +2,7 @@
 
 Each block takes data + a :class:`pipeline.settings.ReductionSettings` and
 returns data + a record (a plain dict) of what it did.  The job layer
-(``pipeline/jobs.py``) is the only module here that touches the catalogue.
+(``live/``) is the only bridge to the catalogue; nothing here imports it.
 """
 
 from astropy.utils import iers
