@@ -157,9 +157,9 @@ def files_reclassify():
             raise ApiError(f"'standard' must name a spectrophotometric standard of the shipped tables (e.g. "
                            f"'LTT 7379'), or be false; {standard!r} is none.", 400)
         standard = star.name
-    before = (file.obstype, file.technique, tasks.kind_of(file))
+    before = (file.obstype, file.technique, queries.kind_of(file))
     catalogue.apply_classification(file, {**fields, "standard": standard})
-    after = (file.obstype, file.technique, tasks.kind_of(file))
+    after = (file.obstype, file.technique, queries.kind_of(file))
     log_event("reclassified", f"{file.file_name}: {'/'.join(before)} -> {'/'.join(after)}.",
               user=current_user, proposal_id=file.proposal_id, file_id=file.id,
               details={"old": list(before), "new": list(after)}, commit=False)

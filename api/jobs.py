@@ -7,7 +7,7 @@ from flask_login import current_user
 from api import ApiError, blueprint
 from api.files import json_body, parse_id, visible_file_or_404
 from auth.permissions import can_change_file, get_visible_file, get_visible_job
-from auth.queries import compatible_arcs
+from auth.queries import compatible_arcs, kind_of
 from db import db
 from db.models import Job
 from db.serialize import iso_time
@@ -31,7 +31,7 @@ def _trigger(step_name: str, data: dict, params: dict | None = None):
     if not can_change_file(current_user, file):
         raise ApiError(f"You may not run reductions on {file.file_name}.", 403)
     step = chain.STEPS[step_name]
-    if not step.accepts(file.data_type, tasks.kind_of(file), file.technique):
+    if not step.accepts(file.data_type, kind_of(file), file.technique):
         raise ApiError(f"{file.file_name} ({file.obstype}) is not {step.expects}.", 400)
     job = tasks.enqueue_step(step_name, file, user=current_user, params={**step.manual_params, **(params or {})})
     db.session.commit()
@@ -88,7 +88,7 @@ def trigger_flux():
         standard = get_visible_file(current_user, parse_id(data["standard_id"], "standard_id"))
         if standard is None:
             raise ApiError("Standard star not found.", 404)
-        if tasks.kind_of(standard) != chain.STANDARD:
+        if kind_of(standard) != chain.STANDARD:
             raise ApiError(f"{standard.file_name} is not a standard star (mark it with POST /api/files/reclassify/).",
                            400)
         standard_id = standard.id

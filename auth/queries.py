@@ -29,6 +29,7 @@ from db.queries import (  # noqa: F401  (the plain ones the pages use with these
     data_type_name,
     global_change_stamp,
     is_number,
+    kind_of,
     last_page,
     parse_integer,
     same_configuration,

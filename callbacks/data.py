@@ -117,13 +117,13 @@ def available_actions(user, file: File) -> list[dict]:
     if not can_change_file(user, file):
         return []
     actions = []
-    step = chain.step_for(file.data_type, tasks.kind_of(file), file.technique)
+    step = chain.step_for(file.data_type, queries.kind_of(file), file.technique)
     if step is not None:
         inputs = {"arc_id": lambda: _arc_input(user, file), "lamp": lambda: _lamp_input(file),
                   "standard_id": lambda: _standard_input(file)}
         actions.append({"kind": step.name, "label": step.label, "icon": step.icon, "params": step.manual_params,
                         "inputs": [inputs[choice]() for choice in step.choices]})
-    if chain.rerun_step(file.data_type, tasks.kind_of(file)) is not None:
+    if chain.rerun_step(file.data_type, queries.kind_of(file)) is not None:
         actions.append({"kind": RERUN, "label": "Re-run With Current Settings", "icon": "arrow-repeat"})
     return actions
 

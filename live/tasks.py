@@ -18,7 +18,7 @@ from flask import current_app
 from db import db, queries
 from db.events import log_event
 from db.models import File, Job, Proposal
-from db.queries import as_utc
+from db.queries import as_utc, kind_of
 from live.folders import processed_root
 from live.queue import JobRefused, Waiting, enqueue, periodic, requeue, task
 from live.states import set_file_state
@@ -47,9 +47,6 @@ def fields_of(file: File) -> dict:
     if isinstance(fields.get("date_obs"), str):
         fields["date_obs"] = datetime.fromisoformat(fields["date_obs"])
     return fields
-
-
-kind_of = queries.kind_of  # the pages and the API call it by this name
 
 
 def out_dir_for(file: File) -> Path:

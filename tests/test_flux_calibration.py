@@ -156,7 +156,7 @@ def test_manual_flux_trigger_and_marking_a_standard(app, people, flux_night, cli
     marked = client.post("/api/files/reclassify/", json={"id": science.id, "standard": "ltt 7379"}, headers=headers)
     assert marked.status_code == 200
     db.session.expire_all()
-    from live.tasks import kind_of
+    from db.queries import kind_of
 
     assert kind_of(db.session.get(File, science.id)) == "standard"
     unmarked = client.post("/api/files/reclassify/", json={"id": rows[standard_name].id, "standard": False},

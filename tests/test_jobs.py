@@ -406,7 +406,7 @@ def test_a_header_value_too_long_for_its_column_is_catalogued(app, people, clien
 def test_a_night_in_one_burst_on_two_workers_gives_every_spectrum_once(app, people, own_redis, processes,
                                                                        tmp_path):
     from db.models import File
-    from live.tasks import kind_of
+    from db.queries import kind_of
     from pipeline.simulate import simulate_night
 
     use_settings(people["proposal"], min_bias=3, min_flats=3)
