@@ -39,6 +39,7 @@ QUEUE_NAME = "gsp"
 JOB_TIMEOUT = 900
 RETRY_LOST_RUNS = 1  # a run whose worker died is run once more, then the job fails with the reason
 _OUTBOX = "gsp_outbox"
+_AGAIN = "gsp_again_after_commit"
 _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gsp-job")
 _inline_sent: set[tuple[int, int]] = set()
 _redis_down = False
@@ -151,6 +152,14 @@ def _add_to_outbox(job: Job) -> None:
 
 def _drop_outbox(session) -> None:
     session.info.pop(_OUTBOX, None)
+    session.info.pop(_AGAIN, None)
+
+
+def again_after_commit(function: Callable[[], None]) -> None:
+    """Run ``function`` once more after the running job's end is committed, in a transaction of its own.
+    A wake-up looks for parked jobs before its own products are visible to others (READ COMMITTED): a job
+    parked meanwhile, whose readiness check could not see those products yet, would wait forever."""
+    db.session.info.setdefault(_AGAIN, []).append(function)
 
 
 def _send_outbox(session) -> None:
@@ -313,8 +322,13 @@ def _run_one(job_id: int) -> tuple[dict, int | None]:
             requeue(db.session.get(Job, job_id))
             db.session.commit()
         return outcome.result, None
-    kept = _keep_follow_up()
-    return outcome, kept if _finish(job_id, attempt, state="done", result=outcome) else None
+    kept, again = _keep_follow_up(), db.session.info.pop(_AGAIN, [])
+    if not _finish(job_id, attempt, state="done", result=outcome):
+        return outcome, None
+    for function in again:
+        function()
+    db.session.commit()
+    return outcome, kept
 
 
 def _keep_follow_up() -> int | None:

@@ -20,7 +20,7 @@ from db.events import log_event
 from db.models import File, Job, Proposal
 from db.queries import as_utc, kind_of
 from live.folders import processed_root
-from live.queue import JobRefused, Waiting, enqueue, periodic, requeue, task
+from live.queue import JobRefused, Waiting, again_after_commit, enqueue, periodic, requeue, task
 from live.states import set_file_state
 from pipeline import chain, flexure, matching, standards, steps
 from pipeline.chain import ARC_OBSTYPES, DataType
@@ -143,7 +143,13 @@ def follow(step: chain.Step, raw: File, products: list[File], params_of=lambda r
 
 
 def wake(date: str, provided: str) -> None:
-    """Queue again the jobs of a night parked waiting for ``provided`` (a master, an arc)."""
+    """Queue again the jobs of a night parked waiting for ``provided`` (a master, an arc), now and once
+    more after this job's products are committed (a job may park in between)."""
+    _requeue_parked(date, provided)
+    again_after_commit(lambda: _requeue_parked(date, provided))
+
+
+def _requeue_parked(date: str, provided: str) -> None:
     parked = db.session.scalars(sa.select(Job).join(File, Job.file_id == File.id).where(
         Job.state == "waiting", File.date == date, Job.waiting_for.like(f"%{provided}%")))
     for job in parked:
