@@ -16,6 +16,7 @@ from typing import NamedTuple
 import astroscrappy
 import numpy as np
 from astropy.io import fits
+from astroscrappy.utils import sepmedfilt7
 from scipy import ndimage
 
 DCR_EXECUTABLE = "dcr"
@@ -29,6 +30,10 @@ LACOSMIC_ITERATIONS = 2
 # How far a pixel's LACosmic verdict reaches: 7- and 9-wide medians chained (6 px), two
 # dilations (2 px) and the 5x5 cleaning of a neighbour (2 px).
 _LACOSMIC_REACH_PX = 10
+# How far from a first-pass detection its mask can grow (two 3x3 dilations).
+_LACOSMIC_GROWTH_PX = 2
+# Above this share of the frame in cut-outs, one pass over the whole frame is cheaper.
+_LACOSMIC_MAX_CUTOUT_SHARE = 0.5
 DCR_TIMEOUT_SECONDS = 60
 
 # goodman-pipeline's GenerateDcrParFile lookup table (camera, serial binning) ->
@@ -79,20 +84,23 @@ def resolve_method(method: str, detector: Detector) -> tuple[str, str]:
 def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarray]:
     """Clean ``data`` (ADU, bias subtracted, sky included) with astroscrappy's LACosmic.
 
-    The first pass covers the frame.  A later pass can only flag pixels near what the
-    previous pass cleaned (everything else sees the same data as before), so it runs on
-    cut-outs around those pixels: the same mask as astroscrappy's own ``niter`` (which
-    redoes the whole frame), with the second pass costing a few percent of the first.
+    Same mask as astroscrappy's ``detect_cosmics(niter=LACOSMIC_ITERATIONS)``, at a fraction of its
+    time: its median filters, run over the whole frame, cost ~0.7 s on one core, yet only a few
+    thousand pixels of a frame can be detections.  The first pass finds those pixels with
+    astroscrappy's own Laplacian signal-to-noise test (:func:`_possible_detections`) and runs
+    astroscrappy on cut-outs around them; a later pass can only flag pixels near what the previous
+    pass cleaned (everything else sees the same data as before), so it runs on cut-outs around those.
     """
     data = np.asarray(data, dtype=np.float32)
     options = {"gain": detector.gain, "readnoise": detector.read_noise,
                # astroscrappy compares saturation with the data after converting to electrons
                "satlevel": detector.saturation * detector.gain,
                "sigclip": LACOSMIC_SIGCLIP, "sepmed": True, "cleantype": "meanmask"}
-    mask, cleaned = astroscrappy.detect_cosmics(data, niter=1, **options)
+    mask = _pass_near(data, _possible_detections(data, detector), _LACOSMIC_GROWTH_PX, options)
+    cleaned = _clean(data, mask, detector.saturation)
     found = mask
     for _ in range(LACOSMIC_ITERATIONS - 1):
-        found = _pass_near(cleaned, found, options) & ~mask
+        found = _pass_near(cleaned, found, _LACOSMIC_REACH_PX, options) & ~mask
         if not found.any():
             break
         mask |= found
@@ -100,16 +108,56 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
     return cleaned, mask
 
 
-def _pass_near(cleaned: np.ndarray, changed: np.ndarray, options: dict) -> np.ndarray:
-    """One LACosmic pass over ``cleaned``, kept only where it can differ from the last one:
-    within reach of the ``changed`` pixels, each cut-out wide enough that every filter
-    sees what it would see on the whole frame."""
-    reach = ndimage.maximum_filter(changed, size=2 * _LACOSMIC_REACH_PX + 1)
-    support = ndimage.maximum_filter(reach, size=2 * _LACOSMIC_REACH_PX + 1)
-    found = np.zeros_like(changed)
-    for box in ndimage.find_objects(ndimage.label(support)[0]):
-        box_mask, _ = astroscrappy.detect_cosmics(cleaned[box], niter=1, **options)
-        found[box] |= box_mask & reach[box]
+def _possible_detections(data: np.ndarray, detector: Detector) -> np.ndarray:
+    """Every pixel that can pass astroscrappy's first test (S' > sigclip), and a few more.
+
+    astroscrappy's S' is L+ / (2 noise) minus its 7x7 separable median, with L+ the positive
+    Laplacian of the 2x-subsampled frame (missing neighbours count as 0) and noise the 7x7
+    separable median of the variance.  L+ and noise are computed here as astroscrappy does; the
+    median of S is taken only where S alone passes (frame borders, where astroscrappy's median keeps
+    the raw value, stay possible).  The 5 % margin absorbs rounding: extra pixels cost time, not
+    accuracy.
+    """
+    threshold = 0.95 * LACOSMIC_SIGCLIP
+    electrons = (data * np.float32(detector.gain)).astype(np.float32)
+    noise = np.sqrt(np.maximum(sepmedfilt7(electrons + np.float32(detector.read_noise ** 2)), 1e-5))
+    padded = np.pad(electrons, 1)
+    centre = padded[1:-1, 1:-1]
+    laplacian = np.zeros_like(electrons)
+    # each of a pixel's four subpixels sees it twice, one row neighbour and one column neighbour
+    for row_neighbour in (padded[1:-1, :-2], padded[1:-1, 2:]):
+        for column_neighbour in (padded[:-2, 1:-1], padded[2:, 1:-1]):
+            laplacian += np.maximum(2 * centre - row_neighbour - column_neighbour, 0)
+    significance = laplacian / 4 / (2 * noise)
+    possible = significance > threshold
+    ys, xs = np.nonzero(possible)
+    half = 3
+    inner = (ys >= half) & (ys < data.shape[0] - half) & (xs >= half) & (xs < data.shape[1] - half)
+    ys, xs = ys[inner], xs[inner]
+    offsets = np.arange(-half, half + 1)
+    windows = significance[ys[:, None, None] + offsets[None, :, None], xs[:, None, None] + offsets[None, None, :]]
+    # rows first, then columns: astroscrappy's separable median
+    background = np.median(np.median(windows, axis=2), axis=1)
+    too_smooth = significance[ys, xs] - background <= threshold
+    possible[ys[too_smooth], xs[too_smooth]] = False
+    return possible
+
+
+def _pass_near(image: np.ndarray, seeds: np.ndarray, reach: int, options: dict) -> np.ndarray:
+    """One LACosmic pass over ``image``, kept within ``reach`` px of the ``seeds`` (where it can
+    differ from what is known), each cut-out wide enough that every filter sees what it would
+    see on the whole frame."""
+    keep = ndimage.maximum_filter(seeds, size=2 * reach + 1)
+    support = ndimage.maximum_filter(keep, size=2 * _LACOSMIC_REACH_PX + 1)
+    labels, _ = ndimage.label(support)
+    boxes = ndimage.find_objects(labels)
+    if sum(image[box].size for box in boxes) > _LACOSMIC_MAX_CUTOUT_SHARE * image.size:
+        return astroscrappy.detect_cosmics(image, niter=1, **options)[0] & keep
+    found = np.zeros_like(seeds)
+    for label, box in enumerate(boxes, start=1):
+        box_mask, _ = astroscrappy.detect_cosmics(image[box], niter=1, **options)
+        # a box can overlap another component's pixels: keep only its own
+        found[box] |= box_mask & keep[box] & (labels[box] == label)
     return found
 
 
