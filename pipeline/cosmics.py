@@ -85,27 +85,34 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
     """Clean ``data`` (ADU, bias subtracted, sky included) with astroscrappy's LACosmic.
 
     Same mask as astroscrappy's ``detect_cosmics(niter=LACOSMIC_ITERATIONS)``, at a fraction of its
-    time: its median filters, run over the whole frame, cost ~0.7 s on one core, yet only a few
-    thousand pixels of a frame can be detections.  The first pass finds those pixels with
+    time: its median filters, run over the whole frame, cost ~0.7 s a pass on one core, yet only a
+    few thousand pixels of a frame can be detections.  Each pass finds those pixels with
     astroscrappy's own Laplacian signal-to-noise test (:func:`_possible_detections`) and runs
-    astroscrappy on cut-outs around them; a later pass can only flag pixels near what the previous
-    pass cleaned (everything else sees the same data as before), so it runs on cut-outs around those.
+    astroscrappy on cut-outs around them.  A later pass can only flag pixels near what the previous
+    pass cleaned (everything else sees the same data as before), so it looks only there.
     """
     data = np.asarray(data, dtype=np.float32)
     options = {"gain": detector.gain, "readnoise": detector.read_noise,
                # astroscrappy compares saturation with the data after converting to electrons
                "satlevel": detector.saturation * detector.gain,
                "sigclip": LACOSMIC_SIGCLIP, "sepmed": True, "cleantype": "meanmask"}
-    mask = _pass_near(data, _possible_detections(data, detector), _LACOSMIC_GROWTH_PX, options)
+    mask = _flags_within(data, _near(_possible_detections(data, detector), _LACOSMIC_GROWTH_PX), options)
     cleaned = _clean(data, mask, detector.saturation)
-    found = mask
+    changed = mask
     for _ in range(LACOSMIC_ITERATIONS - 1):
-        found = _pass_near(cleaned, found, _LACOSMIC_REACH_PX, options) & ~mask
-        if not found.any():
+        region = (_near(_possible_detections(cleaned, detector), _LACOSMIC_GROWTH_PX)
+                  & _near(changed, _LACOSMIC_REACH_PX))
+        changed = _flags_within(cleaned, region, options) & ~mask
+        if not changed.any():
             break
-        mask |= found
+        mask |= changed
         cleaned = _clean(data, mask, detector.saturation)
     return cleaned, mask
+
+
+def _near(pixels: np.ndarray, distance: int) -> np.ndarray:
+    """Pixels within ``distance`` px (a square) of any of ``pixels``."""
+    return ndimage.maximum_filter(pixels, size=2 * distance + 1)
 
 
 def _possible_detections(data: np.ndarray, detector: Detector) -> np.ndarray:
@@ -143,21 +150,18 @@ def _possible_detections(data: np.ndarray, detector: Detector) -> np.ndarray:
     return possible
 
 
-def _pass_near(image: np.ndarray, seeds: np.ndarray, reach: int, options: dict) -> np.ndarray:
-    """One LACosmic pass over ``image``, kept within ``reach`` px of the ``seeds`` (where it can
-    differ from what is known), each cut-out wide enough that every filter sees what it would
-    see on the whole frame."""
-    keep = ndimage.maximum_filter(seeds, size=2 * reach + 1)
-    support = ndimage.maximum_filter(keep, size=2 * _LACOSMIC_REACH_PX + 1)
-    labels, _ = ndimage.label(support)
+def _flags_within(image: np.ndarray, region: np.ndarray, options: dict) -> np.ndarray:
+    """astroscrappy's one-pass mask of ``image`` inside ``region``, from cut-outs wide enough that
+    every filter sees what it would see on the whole frame."""
+    labels, _ = ndimage.label(_near(region, _LACOSMIC_REACH_PX))
     boxes = ndimage.find_objects(labels)
     if sum(image[box].size for box in boxes) > _LACOSMIC_MAX_CUTOUT_SHARE * image.size:
-        return astroscrappy.detect_cosmics(image, niter=1, **options)[0] & keep
-    found = np.zeros_like(seeds)
+        return astroscrappy.detect_cosmics(image, niter=1, **options)[0] & region
+    found = np.zeros_like(region)
     for label, box in enumerate(boxes, start=1):
         box_mask, _ = astroscrappy.detect_cosmics(image[box], niter=1, **options)
         # a box can overlap another component's pixels: keep only its own
-        found[box] |= box_mask & keep[box] & (labels[box] == label)
+        found[box] |= box_mask & region[box] & (labels[box] == label)
     return found
 
 
