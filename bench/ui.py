@@ -17,6 +17,7 @@ Not run by the tests (it takes a minute or two).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -30,7 +31,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.instance import ReductionLoad  # noqa: E402
+from bench.instance import ReductionLoad, load_average  # noqa: E402
 
 
 def bulk_files(count: int, proposal_ids: list[int], folder: Path) -> None:
@@ -220,6 +221,7 @@ def main(argv=None) -> None:
         load.stop()
 
     busy = ", while a night was reduced (nice 10)" if load is not None else ""
+    busy += f"; load average {load_average()} on {os.cpu_count()} CPUs"
     print(f"\nGSP Live UI timings ({args.files:,} files, medians; chromium headless, werkzeug threaded{busy})")
     for label, samples in results.items():
         print(f"  {label:<48} {median_ms(samples)}   (n={len(samples)})")
