@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,13 +23,17 @@ from db.queries import as_utc, kind_of
 from live.folders import processed_root
 from live.queue import JobRefused, Waiting, again_after_commit, enqueue, periodic, requeue, task
 from live.states import set_file_state
-from pipeline import chain, flexure, matching, standards, steps
+from pipeline import chain, fitsfiles, flexure, matching, standards, steps
 from pipeline.chain import ARC_OBSTYPES, DataType
 from pipeline.night import master_name
 from pipeline.settings import ReductionSettings
 from pipeline.wavelength import WavelengthOptions
 
 BLOCK_END = "the end of the block of frames"
+NEW_FILES = "the night's new files to be catalogued"
+# A FITS file this recent (written, copied or renamed) that the catalogue does not know yet is still on
+# its way in: the watcher catalogues a file within a second, or as failed after 60 s (give_up_seconds).
+ARRIVING_SECONDS = 90
 
 
 def _now() -> datetime:
@@ -215,6 +220,34 @@ def wake_ended_blocks() -> None:
             requeue(job, "the block of frames ended")
 
 
+@periodic
+def wake_when_catalogued() -> None:
+    """Masters waiting for a night's files to be catalogued are built once they are."""
+    parked = db.session.scalars(sa.select(Job).where(Job.kind == "calibrations", Job.state == "waiting",
+                                                     Job.waiting_for == NEW_FILES))
+    for job in parked:
+        frame = db.session.get(File, job.file_id)
+        if frame is None or not _files_arriving(frame):
+            requeue(job, "the night's files are catalogued")
+
+
+def _files_arriving(frame: File) -> bool:
+    """True while ``frame``'s folder holds recent FITS files the catalogue does not know yet: a night
+    copied at once is catalogued in any order, and a master combined then would miss some of its frames
+    (and be combined again once they are in)."""
+    cutoff = datetime.now().timestamp() - ARRIVING_SECONDS
+    try:
+        recent = {entry.name for entry in os.scandir(frame.directory_name) if entry.is_file()
+                  and fitsfiles.is_fits_name(entry.name) and max(entry.stat().st_mtime, entry.stat().st_ctime) > cutoff}
+    except OSError:
+        return False
+    if not recent:
+        return False
+    known = db.session.scalars(sa.select(File.file_name).where(
+        File.directory_name == frame.directory_name, File.data_type == DataType.RAW, File.file_name.in_(recent)))
+    return bool(recent - set(known))
+
+
 @task("calibrations")
 def calibrations(job) -> dict | Waiting:
     """Build the master of a raw BIAS/FLAT frame's group: once the minimum exists, at most once more
@@ -233,6 +266,11 @@ def calibrations(job) -> dict | Waiting:
         for raw in group:
             set_file_state(raw, "waiting", reason)
         return Waiting([f"{kind} frames"], reason, result={"have": len(group), "need": minimum})
+    if not force and kind == "flat" and not settings.ignore_bias and choose_master(frame, "bias")[0] is None:
+        reason = f"waiting for the {chain.MASTER_BIAS} its flats are corrected with"
+        for raw in group:
+            set_file_state(raw, "waiting", reason)
+        return Waiting([chain.MASTER_BIAS], reason, ready=lambda: choose_master(frame, "bias")[0] is not None)
     used_settings = _master_settings(settings, kind)
     key = serial_key_of("calibrations", frame)
     own = [m for m in _masters(kind, frame.date) if (m.calibrations or {}).get("group") == key]
@@ -243,6 +281,11 @@ def calibrations(job) -> dict | Waiting:
             _settle_group(group, master, note)
             return {"built": False, "master": master.id, "note": f"{note} (a master of exactly these frames)"}
     automatic = [m for m in own if (m.calibrations or {}).get("automatic")]
+    if not automatic and not force and _files_arriving(frame):
+        reason = f"{len(group)} {kind} frames so far; combined once the night's new files are catalogued"
+        for raw in group:
+            set_file_state(raw, "waiting", reason)
+        return Waiting([NEW_FILES], reason)
     if automatic and not force:
         latest = automatic[-1]
         if len(automatic) >= 2:

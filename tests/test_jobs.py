@@ -472,31 +472,33 @@ def test_masters_are_built_once_and_rebuilt_at_most_once(app, people, client, ca
     use_settings(people["proposal"], min_bias=3, ignore_flats=True)
     bias = [name for name in names if "BIAS" in fits.getval(folder / name, "OBSTYPE")]
     arcs = [name for name in names if name not in bias]
-    paths = dict(zip(names, copy_to_raw(app, folder, names)))
+
+    def arrive(name):  # frames land one at a time, as the instrument writes them
+        ingest(copy_to_raw(app, folder, [name])[0])
 
     def masters():
         db.session.expire_all()
         return File.query.filter_by(data_type=1).order_by(File.id).all()
 
     for name in bias[:2]:
-        ingest(paths[name])
+        arrive(name)
     run_queued()
     waiting = File.query.filter_by(file_name=bias[0]).one()
     assert (waiting.state, waiting.state_reason) == ("waiting", "2 of the 3 bias frames needed for a master")
     assert Job.query.filter_by(kind="calibrations").count() == 1  # one job per group, woken by each frame
 
-    ingest(paths[bias[2]])
+    arrive(bias[2])
     run_queued()
     assert [m.calibrations["inputs"] for m in masters()] == [sorted(bias[:3])]
 
     for name in bias[3:]:
-        ingest(paths[name])
+        arrive(name)
     run_queued()
     assert len(masters()) == 1  # the block may go on: no rebuild per frame
     newest = File.query.filter_by(file_name=bias[4]).one()
     assert newest.state == "waiting" and "when the block of bias frames ends" in newest.state_reason
 
-    ingest(paths[arcs[0]])  # a frame of another kind: the block of bias frames has ended
+    arrive(arcs[0])  # a frame of another kind: the block of bias frames has ended
     dispatch()
     run_queued()
     assert [len(m.calibrations["inputs"]) for m in masters()] == [3, 5]
@@ -509,6 +511,47 @@ def test_masters_are_built_once_and_rebuilt_at_most_once(app, people, client, ca
     assert len(masters()) == 2  # never again from the same frames with the same settings
     assert job_state(response.json["id"]) == "done"
     assert "a master of exactly these frames" in db.session.get(Job, response.json["id"]).result["note"]
+
+
+def test_a_night_copied_at_once_gets_one_master_of_each_group_and_flats_wait_for_their_bias(app, people, tmp_path):
+    """A night lands in any order: no master is combined while its folder holds files the catalogue does
+    not know yet, and a master flat waits for the master bias it is corrected with."""
+    from db import db
+    from db.models import File, Job
+    from live.catalogue import ingest
+    from live.queue import dispatch
+    from pipeline.simulate import simulate_night
+
+    use_settings(people["proposal"], min_bias=3, min_flats=3)
+    night = tmp_path / "night"
+    simulate_night(night, seed=7, configurations=("400_M2",), n_bias=4, n_flats=4, n_science=1)
+    names = sorted(path.name for path in night.glob("*.fits"))
+    paths = copy_to_raw(app, night, names)  # all on disk, none catalogued yet
+    flats = [path for path in paths if "quartz" in path.name]
+    bias = [path for path in paths if "bias" in path.name]
+    for path in flats + bias[:3]:  # flats first, and not every bias frame yet
+        ingest(path)
+    run_queued()
+    dispatch()
+    run_queued()
+    assert File.query.filter_by(data_type=1).count() == 0
+    waiting = {row.file_name: row.state_reason for row in File.query.filter_by(data_type=0)}
+    assert waiting[bias[0].name] == "3 bias frames so far; combined once the night's new files are catalogued"
+    assert waiting[flats[0].name] == "waiting for the master bias its flats are corrected with"
+
+    for path in paths:
+        if path not in flats + bias[:3]:
+            ingest(path)
+    dispatch()  # the periodic wake-up: every file of the folder is catalogued now
+    run_queued()
+    db.session.expire_all()
+    masters = File.query.filter_by(data_type=1).order_by(File.id).all()
+    master_bias = [row for row in masters if row.obstype == "BIAS"]
+    master_flats = [row for row in masters if row.obstype == "FLAT"]
+    assert [sorted(row.calibrations["inputs"]) for row in master_bias] == [sorted(path.name for path in bias)]
+    assert len(master_flats) == 2  # the master flat and its normalized copy, once
+    assert all(row.calibrations["bias"]["id"] == master_bias[0].id for row in master_flats)
+    assert all(job.state == "done" for job in Job.query.filter_by(kind="calibrations"))
 
 
 def test_a_quiet_block_ends_by_time(app, people, calibration_night):
