@@ -215,9 +215,9 @@ def stage_profile(raw: Path, out_dir: Path, settings_file: Path) -> dict:
         wrap("pipeline.steps", "extract_arc_along", "extract arc along trace"),
         wrap("pipeline.steps", "calibrate_wavelength", "wavelength calibration (whole block)"),
         wrap("pipeline.wavelength", "find_lines", "  wavelength: find_lines (per-peak fits)"),
-        wrap("ccdproc", "combine", "  calibrations: ccdproc.combine"),
+        wrap("pipeline.masters", "_median_combine", "  calibrations: clipped median combine"),
     ]
-    order = ["calibrations: master bias", "calibrations: master flat + normalization", "  calibrations: ccdproc.combine",
+    order = ["calibrations: master bias", "calibrations: master flat + normalization", "  calibrations: clipped median combine",
              "reduce (whole block)", "  reduce: cosmic rays (LACosmic)", "extract science (whole block)",
              "  extract: trace_target", "extract arc along trace", "wavelength calibration (whole block)",
              "  wavelength: find_lines (per-peak fits)"]

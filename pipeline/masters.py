@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import bottleneck
-import ccdproc
 import numpy as np
 from astropy.io.fits import Header
 from astropy.nddata import CCDData
@@ -24,7 +22,8 @@ from pipeline.reduce import Frame, ReductionError, SaturationFunction
 from pipeline.settings import ReductionSettings
 
 CLIP_SIGMA = 3.0              # sigma clipping (median centre, MAD width) before the median
-COMBINE_MEMORY_BYTES = 64e6   # ccdproc.combine chunk per thread: ten 1x1 flats peak ~730 MB in all
+COMBINE_MEMORY_BYTES = 64e6   # a band of rows combined at once, per thread
+MAD_TO_SIGMA = 1.482602218505602  # a normal distribution's sigma per median absolute deviation
 COMBINE_THREADS = 2
 _DEAD_FLAT_LEVEL = 0.05       # normalized flat pixels below this cannot be divided by
 
@@ -188,27 +187,56 @@ _COMBINE_DESCRIPTION = f"median, {CLIP_SIGMA:g}-sigma clipped (median/MAD)"
 
 
 def _median_combine(ccds: list[CCDData], scale: np.ndarray | None = None) -> CCDData:
-    # Every output pixel depends only on the same pixel of the inputs, so bands of rows are
-    # combined in parallel threads (the clipping and median are C code that releases the GIL).
-    bands = np.array_split(np.arange(ccds[0].shape[0]), COMBINE_THREADS)
-    with ThreadPoolExecutor(len(bands)) as pool:
-        parts = list(pool.map(lambda rows: _median_combine_rows(ccds, rows[0], rows[-1] + 1, scale), bands))
-    combined = CCDData(np.vstack([part.data for part in parts]), unit=parts[0].unit,
-                       header=ccds[0].header.copy())
+    """Each pixel: the median of its frames' values (times ``scale``) after one CLIP_SIGMA clip about
+    their median, sigma from the MAD: ccdproc.combine's median with median/mad_std clipping, except
+    that flats are clipped at a common level (ccdproc clips before scaling, so a lamp drift of a few
+    percent clips whole frames)."""
+    factors = np.ones(len(ccds), dtype=np.float32) if scale is None else np.asarray(scale, dtype=np.float32)
+    rows, columns = ccds[0].shape
+    # a band's sorted values and their deviations, within COMBINE_MEMORY_BYTES per thread
+    band_rows = max(1, int(COMBINE_MEMORY_BYTES / (2 * 4 * len(ccds) * columns)))
+    bands = [(first, min(first + band_rows, rows)) for first in range(0, rows, band_rows)]
+    combined = np.empty((rows, columns), dtype=np.float32)
+
+    def combine_band(band):
+        first, stop = band
+        combined[first:stop] = _clipped_median([ccd.data[first:stop] for ccd in ccds], factors)
+
+    # sorting and numpy's arithmetic release the GIL: bands combine in parallel threads
+    with ThreadPoolExecutor(COMBINE_THREADS) as pool:
+        list(pool.map(combine_band, bands))
+    master = CCDData(combined, unit=ccds[0].unit, header=ccds[0].header.copy())
     # the master is a new file: the job layer names it, not its first input
-    combined.header.remove("GSP_FNAM", ignore_missing=True)
-    combined.header["NCOMBINE"] = (len(ccds), "frames combined")
-    return combined
+    master.header.remove("GSP_FNAM", ignore_missing=True)
+    master.header["NCOMBINE"] = (len(ccds), "frames combined")
+    return master
 
 
-def _median_combine_rows(ccds: list[CCDData], first: int, stop: int, scale: np.ndarray | None) -> CCDData:
-    # Named statistics take astropy's compiled sigma-clip path (with bottleneck), five
-    # times faster than callables; the combined uncertainty is not kept, so the
-    # cheapest one (bottleneck's nanstd) stands in for ccdproc's MAD default.
-    return ccdproc.combine(
-        [ccd[first:stop] for ccd in ccds], method="median", scale=scale, mem_limit=COMBINE_MEMORY_BYTES,
-        dtype=np.float32, sigma_clip=True, sigma_clip_low_thresh=CLIP_SIGMA, sigma_clip_high_thresh=CLIP_SIGMA,
-        sigma_clip_func="median", sigma_clip_dev_func="mad_std", combine_uncertainty_function=bottleneck.nanstd)
+def _clipped_median(planes: list[np.ndarray], factors: np.ndarray) -> np.ndarray:
+    """The clipped median of equal-shaped ``planes`` (times ``factors``), pixel by pixel.
+
+    Each pixel's values are sorted once: the values kept by a clip about the median are then a
+    contiguous run of the sorted ones, whose middle is the clipped median."""
+    count = len(planes)
+    values = np.empty((planes[0].size, count), dtype=np.float32)
+    for index, (plane, factor) in enumerate(zip(planes, factors)):
+        values[:, index] = plane.ravel() * factor
+    values.sort(axis=1)
+    centre = _middle(values, np.zeros(len(values), dtype=np.intp), np.full(len(values), count, dtype=np.intp))
+    deviations = np.abs(values - centre[:, None])
+    deviations.sort(axis=1)
+    sigma = MAD_TO_SIGMA * _middle(deviations, np.zeros(len(values), dtype=np.intp),
+                                   np.full(len(values), count, dtype=np.intp))
+    low = np.count_nonzero(values < (centre - CLIP_SIGMA * sigma)[:, None], axis=1)
+    high = count - np.count_nonzero(values > (centre + CLIP_SIGMA * sigma)[:, None], axis=1)
+    return _middle(values, low, high).reshape(planes[0].shape)
+
+
+def _middle(sorted_values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Median of ``sorted_values[i, low[i]:high[i]]`` for each row i (rows sorted)."""
+    lower = np.take_along_axis(sorted_values, ((low + high - 1) // 2)[:, None], axis=1)[:, 0]
+    upper = np.take_along_axis(sorted_values, ((low + high) // 2)[:, None], axis=1)[:, 0]
+    return (lower + upper) / np.float32(2)
 
 
 def _common_level_scales(ccds: list[CCDData]) -> np.ndarray:
