@@ -2,10 +2,10 @@
 PostgreSQL, with 1 and 2 `rq worker`s, against the offline twin on the same night.
 
     .venv/bin/python bench/burst.py                          # seeds 71 and 72 (~6 min)
-    .venv/bin/python bench/burst.py --seeds 5 --workers 1 2 3
+    .venv/bin/python bench/burst.py --seeds 5 --workers 1 2 3 [--science 10]
 
 Per seed, a generated night (400_M2 and 930_M2, 10 bias and 10 flats per configuration as the
-proposal's default minimums ask, a standard star and 4 science frames per configuration, cosmic rays
+proposal's default minimums ask, a standard star and `--science` (4) science frames per configuration, cosmic rays
 at ``--cosmic-ray-rate``) is copied into `raw/` of a fresh `make run` instance
 (`bench/instance.py`, `DATABASE_URL` on a throw-away PostgreSQL cluster), and the clock runs until
 every science target's flux-calibrated row and every standard's sensitivity function exist and no
@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[71, 72])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cosmic-ray-rate", type=float, default=0.3, help="hits per second of exposure")
+    parser.add_argument("--science", type=int, default=4, help="science frames per configuration")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--output", default=str(RESULTS / "burst.json"))
     args = parser.parse_args(argv)
@@ -103,8 +104,8 @@ def main(argv=None) -> int:
     try:
         for seed in args.seeds:
             night = work / f"night{seed}"
-            truth = json.loads(simulate_night(night, seed=seed, n_bias=10, n_flats=10, n_science=4, n_standards=1,
-                                              cosmic_ray_rate=args.cosmic_ray_rate).read_text())
+            truth = json.loads(simulate_night(night, seed=seed, n_bias=10, n_flats=10, n_science=args.science,
+                                              n_standards=1, cosmic_ray_rate=args.cosmic_ray_rate).read_text())
             result = {"seed": seed, "frames": len(truth["files"]), "load_average_at_start": load_average(),
                       "twin_s": twin(night, work / f"twin{seed}"), "live": []}
             print(f"seed {seed}: {result['frames']} frames; offline twin {result['twin_s']:.1f} s", flush=True)
@@ -134,6 +135,7 @@ def main(argv=None) -> int:
                "two_workers_over_twin_median": statistics.median(ratios) if ratios else None}
     print(f"\nmedian over {len(nights)} nights: {summary}")
     write_results({"nights": nights, "summary": summary, "goals": GOALS, "cosmic_ray_rate": args.cosmic_ray_rate,
+                   "science_per_configuration": args.science,
                    "code": code_version()}, args.output)
     return 0
 

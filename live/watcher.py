@@ -64,6 +64,7 @@ class Watcher:
         self._lock = threading.Lock()
         self._seen: dict[Path, _Seen] = {}
         self.stop_event = threading.Event()
+        self._dispatch_now = False
 
     def notice(self, path: str) -> None:
         if fitsfiles.is_fits_name(path):
@@ -93,7 +94,8 @@ class Watcher:
                 if time.monotonic() >= next_rescan:
                     self._guard(self.rescan)
                     next_rescan = time.monotonic() + self.rescan_seconds
-                if time.monotonic() >= next_dispatch:
+                if self._dispatch_now or time.monotonic() >= next_dispatch:
+                    self._dispatch_now = False
                     self._guard(queue.dispatch)
                     next_dispatch = time.monotonic() + self.dispatch_seconds
                 self._guard(self.ingest_ready)
@@ -115,13 +117,18 @@ class Watcher:
 
     def ingest_ready(self) -> None:
         with self._lock:
-            candidates = list(self._candidates)
+            candidates = sorted(self._candidates)  # oldest first: Goodman numbers its files in order
+        ingested = False
         for path in candidates:
             if self._ready(path):
                 with self._lock:
                     self._candidates.discard(path)
                 self._seen.pop(path, None)
                 self._ingest(path)
+                ingested = True
+        if ingested and not self._candidates:
+            # caught up: masters waiting for the night's files go now, not at the next tick
+            self._dispatch_now = True
 
     def _ready(self, path: Path) -> bool:
         """True once the file has stopped changing and is complete (or gave up waiting)."""

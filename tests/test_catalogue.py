@@ -430,6 +430,22 @@ def test_permission_matrix_per_data_type(client, night, people, who):
 
 # --- the watcher --------------------------------------------------------------------------------
 
+def test_a_backlog_is_catalogued_oldest_first(app, people):
+    """Files landing at once (a copied night) are catalogued in the order the instrument numbered them."""
+    from db.models import File
+    from live.watcher import Watcher
+
+    watcher = Watcher(Path(app.config["DATA_DIR"]) / "raw", settle_seconds=0.0)
+    names = [f"{number:04d}_backlog.fits" for number in (7, 2, 10, 1, 5)]
+    for name in names:
+        watcher.notice(str(write_frame(raw_dir(app), name)))
+    watcher.ingest_ready()  # first look: sizes noted
+    watcher.ingest_ready()  # unchanged since: catalogued
+    catalogued = [row.file_name for row in File.query.order_by(File.id)]
+    assert catalogued == sorted(names)
+    assert watcher._dispatch_now  # caught up: the wake-ups run now, not at the next tick
+
+
 def test_watcher_ingests_new_files_within_a_second(dash_app, app, people):
     from live.watcher import Watcher
 
