@@ -5,8 +5,8 @@ PostgreSQL, with 1 and 2 `rq worker`s, against the offline twin on the same nigh
     .venv/bin/python bench/burst.py --seeds 5 --workers 1 2 3 [--science 10]
 
 Per seed, a generated night (400_M2 and 930_M2, 10 bias and 10 flats per configuration as the
-proposal's default minimums ask, a standard star and `--science` (4) science frames per configuration, cosmic rays
-at ``--cosmic-ray-rate``) is copied into `raw/` of a fresh `make run` instance
+proposal's default minimums ask, a standard star and ``--science`` (4) science frames per configuration,
+cosmic rays at ``--cosmic-ray-rate``) is copied into `raw/` of a fresh `make run` instance
 (`bench/instance.py`, `DATABASE_URL` on a throw-away PostgreSQL cluster), and the clock runs until
 every science target's flux-calibrated row and every standard's sensitivity function exist and no
 job is queued or running (polled once a second; the wall time ends with the last job's finish in the
