@@ -243,6 +243,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--science", type=int, default=4, help="science frames per configuration")
+    parser.add_argument("--configurations", nargs="+", default=["400_M2", "930_M2"], help="400_M2 and/or 930_M2")
     parser.add_argument("--cosmic-ray-rate", type=float, default=None,
                         help="cosmic-ray hits per second of exposure (simulator default 0.08; real frames ~0.6)")
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temp folder, removed)")
@@ -267,7 +268,8 @@ def main(argv=None) -> int:
         raw = work / "raw"
         started = time.perf_counter()
         rate = {} if args.cosmic_ray_rate is None else {"cosmic_ray_rate": args.cosmic_ray_rate}
-        truth_path = simulate_night(raw, seed=args.seed, n_science=args.science, **rate)
+        truth_path = simulate_night(raw, seed=args.seed, n_science=args.science,
+                                    configurations=tuple(args.configurations), **rate)
         truth = json.loads(truth_path.read_text())
         truth_path.rename(work / "truth.json")  # keep the raw folder to FITS files only (goodman reads them all)
         frames = sorted(truth["files"])

@@ -136,89 +136,91 @@ def main(argv=None) -> None:
 
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                             headless=True, args=CHROMIUM_ARGS)
-        for username, fmt in (("pi", "interactive"), ("collab", "static")):
-            page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-            drawn = ("#data-viewer .js-plotly-plot .heatmaplayer, #data-viewer .js-plotly-plot .scatterlayer"
-                     if fmt == "interactive" else "#data-image")
-            for attempt in range(max(2, args.repeat // 2)):
+    try:  # the load must not outlive a failed run
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                                 headless=True, args=CHROMIUM_ARGS)
+            for username, fmt in (("pi", "interactive"), ("collab", "static")):
+                page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+                drawn = ("#data-viewer .js-plotly-plot .heatmaplayer, #data-viewer .js-plotly-plot .scatterlayer"
+                         if fmt == "interactive" else "#data-image")
+                for attempt in range(max(2, args.repeat // 2)):
+                    page.goto(f"{url}/login")
+                    page.fill("#username", username)
+                    page.fill("#password", PASSWORD)
+                    t = time.perf_counter()
+                    page.click("#login-submit")
+                    page.wait_for_selector("#observed-index .gsp-index-item")
+                    page.wait_for_selector(drawn, timeout=30_000)
+                    results.setdefault(f"login -> Data page drawn ({fmt})", []).append(time.perf_counter() - t)
+                    page.goto(f"{url}/logout")
                 page.goto(f"{url}/login")
                 page.fill("#username", username)
                 page.fill("#password", PASSWORD)
-                t = time.perf_counter()
                 page.click("#login-submit")
                 page.wait_for_selector("#observed-index .gsp-index-item")
-                page.wait_for_selector(drawn, timeout=30_000)
-                results.setdefault(f"login -> Data page drawn ({fmt})", []).append(time.perf_counter() - t)
-                page.goto(f"{url}/logout")
-            page.goto(f"{url}/login")
-            page.fill("#username", username)
-            page.fill("#password", PASSWORD)
-            page.click("#login-submit")
-            page.wait_for_selector("#observed-index .gsp-index-item")
-            page.click(f"#observed-index [data-file-name='{server_rows['raw_science'][1]}']")
-            chain = ["reduced_science", "extracted_science", "calibrated_science", "raw_science"]
-            for _ in range(max(1, args.repeat // 4)):
-                for key in chain:
-                    file_id, name, _path = server_rows[key]
-                    label = {"raw_science": "Observed Raw", "reduced_science": "Reduced",
-                             "extracted_science": "Extracted \u00b7 target 1",
-                             "calibrated_science": "Wavelength Calibrated \u00b7 target 1"}[key]
-                    t = time.perf_counter()
-                    page.click(f"#data-tabs [data-label='{label}']")
-                    if fmt == "interactive":
-                        page.wait_for_function(
-                            "(n) => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
-                            "return g && g._fullLayout && g._fullLayout.uirevision === n; }", arg=name,
-                            timeout=30_000)
-                    else:
-                        page.wait_for_function(
-                            "(n) => { const i = document.querySelector('#data-image'); "
-                            "return i && i.alt === n && i.complete; }", arg=name, timeout=30_000)
-                    kind = "2D" if key in ("raw_science", "reduced_science") else "1D"
-                    results.setdefault(f"switch file, {kind} ({fmt})", []).append(time.perf_counter() - t)
-            if username == "pi":
-                with app.server.app_context():
-                    from db import db
+                page.click(f"#observed-index [data-file-name='{server_rows['raw_science'][1]}']")
+                chain = ["reduced_science", "extracted_science", "calibrated_science", "raw_science"]
+                for _ in range(max(1, args.repeat // 4)):
+                    for key in chain:
+                        file_id, name, _path = server_rows[key]
+                        label = {"raw_science": "Observed Raw", "reduced_science": "Reduced",
+                                 "extracted_science": "Extracted \u00b7 target 1",
+                                 "calibrated_science": "Wavelength Calibrated \u00b7 target 1"}[key]
+                        t = time.perf_counter()
+                        page.click(f"#data-tabs [data-label='{label}']")
+                        if fmt == "interactive":
+                            page.wait_for_function(
+                                "(n) => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
+                                "return g && g._fullLayout && g._fullLayout.uirevision === n; }", arg=name,
+                                timeout=30_000)
+                        else:
+                            page.wait_for_function(
+                                "(n) => { const i = document.querySelector('#data-image'); "
+                                "return i && i.alt === n && i.complete; }", arg=name, timeout=30_000)
+                        kind = "2D" if key in ("raw_science", "reduced_science") else "1D"
+                        results.setdefault(f"switch file, {kind} ({fmt})", []).append(time.perf_counter() - t)
+                if username == "pi":
+                    with app.server.app_context():
+                        from db import db
 
-                    raw_dir = Path(server_rows["raw_science"][2]).parent
-                    page.evaluate("""() => { window.__seen = {}; new MutationObserver(() =>
-                        document.querySelectorAll('#observed-index [data-file-name]').forEach(e => {
-                            const n = e.getAttribute('data-file-name');
-                            if (!(n in window.__seen)) { window.__seen[n] = Date.now(); } })
-                        ).observe(document.body, {subtree: true, childList: true}); }""")
-                    for number in range(max(3, args.repeat // 2)):
-                        arriving = raw_dir / f"09{number:02d}_arrival_27-11-2026.fits"
-                        shutil.copyfile(server_rows["raw_science"][2], arriving)
-                        page.wait_for_timeout(1000 * (0.137 * number % 0.7))  # any phase of the 0.7 s poll
-                        t, wall = time.perf_counter(), time.time()
-                        add_file(arriving, proposal=SimpleNamespace(id=mine_id))
-                        db.session.commit()
-                        page.wait_for_selector(f"#observed-index [data-file-name='{arriving.name}']",
-                                               timeout=10_000)
-                        detected = time.perf_counter() - t
-                        listed = page.evaluate("(n) => window.__seen[n]", arriving.name) / 1000 - wall
-                        results.setdefault("live index: commit -> listed in the DOM", []).append(listed)
-                        results.setdefault("live index: commit -> seen by Playwright", []).append(detected)
-                        page.wait_for_timeout(500)
-                for _ in range(max(2, args.repeat // 2)):
-                    t = time.perf_counter()
-                    page.goto(f"{url}/search")
-                    page.wait_for_selector("#search-grid .ag-row")
-                    results.setdefault("Search page shown", []).append(time.perf_counter() - t)
-                    t = time.perf_counter()
-                    page.goto(f"{url}/search?obstype=COMP")
-                    page.wait_for_function("() => { const c = document.querySelector('#search-count'); "
-                                           "return c && c.textContent.trim() !== '0'; }")
-                    page.wait_for_selector("#search-grid .ag-row")
-                    results.setdefault("Search page, bookmarked filter", []).append(time.perf_counter() - t)
-            page.context.close()
-        browser.close()
-    server.shutdown()
-    if load is not None:
-        load.stop()
+                        raw_dir = Path(server_rows["raw_science"][2]).parent
+                        page.evaluate("""() => { window.__seen = {}; new MutationObserver(() =>
+                            document.querySelectorAll('#observed-index [data-file-name]').forEach(e => {
+                                const n = e.getAttribute('data-file-name');
+                                if (!(n in window.__seen)) { window.__seen[n] = Date.now(); } })
+                            ).observe(document.body, {subtree: true, childList: true}); }""")
+                        for number in range(max(3, args.repeat // 2)):
+                            arriving = raw_dir / f"09{number:02d}_arrival_27-11-2026.fits"
+                            shutil.copyfile(server_rows["raw_science"][2], arriving)
+                            page.wait_for_timeout(1000 * (0.137 * number % 0.7))  # any phase of the 0.7 s poll
+                            t, wall = time.perf_counter(), time.time()
+                            add_file(arriving, proposal=SimpleNamespace(id=mine_id))
+                            db.session.commit()
+                            page.wait_for_selector(f"#observed-index [data-file-name='{arriving.name}']",
+                                                   timeout=10_000)
+                            detected = time.perf_counter() - t
+                            listed = page.evaluate("(n) => window.__seen[n]", arriving.name) / 1000 - wall
+                            results.setdefault("live index: commit -> listed in the DOM", []).append(listed)
+                            results.setdefault("live index: commit -> seen by Playwright", []).append(detected)
+                            page.wait_for_timeout(500)
+                    for _ in range(max(2, args.repeat // 2)):
+                        t = time.perf_counter()
+                        page.goto(f"{url}/search")
+                        page.wait_for_selector("#search-grid .ag-row")
+                        results.setdefault("Search page shown", []).append(time.perf_counter() - t)
+                        t = time.perf_counter()
+                        page.goto(f"{url}/search?obstype=COMP")
+                        page.wait_for_function("() => { const c = document.querySelector('#search-count'); "
+                                               "return c && c.textContent.trim() !== '0'; }")
+                        page.wait_for_selector("#search-grid .ag-row")
+                        results.setdefault("Search page, bookmarked filter", []).append(time.perf_counter() - t)
+                page.context.close()
+            browser.close()
+    finally:
+        server.shutdown()
+        if load is not None:
+            load.stop()
 
     busy = ", while a night was reduced (nice 10)" if load is not None else ""
     busy += f"; load average {load_average()} on {os.cpu_count()} CPUs"

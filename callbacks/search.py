@@ -68,9 +68,31 @@ def zip_link(params: dict, count: int) -> tuple[str | None, str, str]:
 
 
 def register(app):
-    from pages.search import PAGE_SIZE
+    from pages.search import PAGE_SIZE, search_body
 
     filters = {"type": ids.SEARCH_FILTER, "name": ALL}
+
+    # AG Grid's script is prefetched, not run, by every page (app.DEFERRED_LIBRARIES): run it here.
+    app.clientside_callback(
+        """
+        function(query) {
+            if (window.dash_ag_grid) { return true; }
+            const link = document.querySelector('link[data-gsp-library="dash_ag_grid"]');
+            return new Promise(function(resolve, reject) {
+                const script = document.createElement('script');
+                script.src = link.href;
+                script.onload = function() { resolve(true); };
+                script.onerror = function() { reject(new Error('AG Grid did not load: ' + link.href)); };
+                document.head.appendChild(script);
+            });
+        }
+        """,
+        Output(ids.SEARCH_GRID_LOADED, "data"), Input(ids.SEARCH_QUERY, "data"))
+
+    @app.callback(Output(ids.SEARCH_BODY, "children"), Input(ids.SEARCH_GRID_LOADED, "data"),
+                  State(ids.SEARCH_QUERY, "data"), prevent_initial_call=True)
+    def body(_loaded, query):
+        return search_body(query or {})
 
     @app.callback(Output(ids.SEARCH_GRID, "rowData"), Output(ids.SEARCH_COUNT, "children"),
                   Output(ids.SEARCH_PAGE_TEXT, "children"), Output(ids.SEARCH_PAGE, "data"),

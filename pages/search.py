@@ -147,6 +147,16 @@ def _filters_card(options: dict, state: dict):
 
 
 def layout(**query):
+    """Drawn by ``search_body`` once AG Grid's script is in the page (it is left out of every page's
+    scripts: app.DEFERRED_LIBRARIES); until then, a spinner."""
+    return html.Div([
+        dcc.Store(id=ids.SEARCH_QUERY, data=query),
+        dcc.Store(id=ids.SEARCH_GRID_LOADED),
+        html.Div(dbc.Spinner(color="info", spinner_class_name="m-5"), id=ids.SEARCH_BODY),
+    ])
+
+
+def search_body(query: dict):
     user = current_user if current_user and current_user.is_authenticated else None
     state = filters_from_query(query)
     options = filter_options(user) if user is not None else {}

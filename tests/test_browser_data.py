@@ -343,3 +343,19 @@ def test_a_user_of_another_proposal_sees_none_of_it(live_server, page, people, n
     assert night["secret"].file_name in grid and night["raw_science"].file_name not in grid
     proposals = page.evaluate("() => document.body.innerText")
     assert "SOAR2026B-001" not in proposals
+
+
+def test_ag_grid_runs_only_on_the_search_page(live_server, page, people, night):
+    """Every page but Search is spared AG Grid's 1.3 MB script; Search loads it, from a link or a reload."""
+    log_in(page, live_server, "stranger")
+    assert page.evaluate("() => typeof window.dash_ag_grid") == "undefined"
+    assert page.locator("script[src*='dash_ag_grid']").count() == 0
+    assert page.locator("link[rel='prefetch'][data-gsp-library='dash_ag_grid']").count() == 1
+    page.click("a.nav-link[href='/search']")  # in-page navigation: no new index
+    page.wait_for_selector("#search-grid .ag-row")
+    assert page.evaluate("() => typeof window.dash_ag_grid") == "object"
+    assert page.inner_text("#search-count") == "2"
+    screenshot(page, "search-after-data-page")
+    page.goto(f"{live_server}/search")  # a new index: the script is loaded again, by Search
+    page.wait_for_selector("#search-grid .ag-row")
+    assert page.inner_text("#search-count") == "2"
