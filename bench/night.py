@@ -217,8 +217,8 @@ def stage_profile(raw: Path, out_dir: Path, settings_file: Path) -> dict:
         wrap("pipeline.wavelength", "find_lines", "  wavelength: find_lines (per-peak fits)"),
         wrap("pipeline.masters", "_median_combine", "  calibrations: clipped median combine"),
     ]
-    order = ["calibrations: master bias", "calibrations: master flat + normalization", "  calibrations: clipped median combine",
-             "reduce (whole block)", "  reduce: cosmic rays (LACosmic)", "extract science (whole block)",
+    order = ["calibrations: master bias", "calibrations: master flat + normalization",
+             "  calibrations: clipped median combine", "reduce (whole block)", "  reduce: cosmic rays (LACosmic)", "extract science (whole block)",
              "  extract: trace_target", "extract arc along trace", "wavelength calibration (whole block)",
              "  wavelength: find_lines (per-peak fits)"]
     settings = settings_module.ReductionSettings.from_dict(json.loads(settings_file.read_text()))
