@@ -193,8 +193,9 @@ def _median_combine(ccds: list[CCDData], scale: np.ndarray | None = None) -> CCD
     percent clips whole frames)."""
     factors = np.ones(len(ccds), dtype=np.float32) if scale is None else np.asarray(scale, dtype=np.float32)
     rows, columns = ccds[0].shape
-    # a band's sorted values and their deviations, within COMBINE_MEMORY_BYTES per thread
-    band_rows = max(1, int(COMBINE_MEMORY_BYTES / (2 * 4 * len(ccds) * columns)))
+    # a band's values, their deviations and the masks of the clip (about four float32 copies) within
+    # COMBINE_MEMORY_BYTES per thread
+    band_rows = max(1, int(COMBINE_MEMORY_BYTES / (4 * 4 * len(ccds) * columns)))
     bands = [(first, min(first + band_rows, rows)) for first in range(0, rows, band_rows)]
     combined = np.empty((rows, columns), dtype=np.float32)
 
