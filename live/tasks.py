@@ -210,25 +210,20 @@ def _aware(moment: datetime) -> datetime:
 
 
 @periodic
-def wake_ended_blocks() -> None:
-    """Masters waiting for their block of frames to end are rebuilt once it has."""
+def wake_parked_masters() -> None:
+    """Masters waiting for their block of frames to end, or for their night's files to be catalogued,
+    go once it has, or they are."""
     parked = db.session.scalars(sa.select(Job).where(Job.kind == "calibrations", Job.state == "waiting",
-                                                     Job.waiting_for == BLOCK_END))
+                                                     Job.waiting_for.in_((BLOCK_END, NEW_FILES))))
     for job in parked:
-        newest = db.session.get(File, (job.result or {}).get("newest_frame_id") or -1)
-        if newest is None or _block_ended(newest):
-            requeue(job, "the block of frames ended")
-
-
-@periodic
-def wake_when_catalogued() -> None:
-    """Masters waiting for a night's files to be catalogued are built once they are."""
-    parked = db.session.scalars(sa.select(Job).where(Job.kind == "calibrations", Job.state == "waiting",
-                                                     Job.waiting_for == NEW_FILES))
-    for job in parked:
-        frame = db.session.get(File, job.file_id)
-        if frame is None or not _files_arriving(frame):
-            requeue(job, "the night's files are catalogued")
+        if job.waiting_for == BLOCK_END:
+            newest = db.session.get(File, (job.result or {}).get("newest_frame_id") or -1)
+            if newest is None or _block_ended(newest):
+                requeue(job, "the block of frames ended")
+        else:
+            frame = db.session.get(File, job.file_id)
+            if frame is None or not _files_arriving(frame):
+                requeue(job, "the night's files are catalogued")
 
 
 def _files_arriving(frame: File) -> bool:
@@ -237,8 +232,9 @@ def _files_arriving(frame: File) -> bool:
     (and be combined again once they are in)."""
     cutoff = datetime.now().timestamp() - ARRIVING_SECONDS
     try:
-        recent = {entry.name for entry in os.scandir(frame.directory_name) if entry.is_file()
-                  and fitsfiles.is_fits_name(entry.name) and max(entry.stat().st_mtime, entry.stat().st_ctime) > cutoff}
+        entries = [entry for entry in os.scandir(frame.directory_name)
+                   if entry.is_file() and fitsfiles.is_fits_name(entry.name)]
+        recent = {entry.name for entry in entries if _last_change(entry) > cutoff}
     except OSError:
         return False
     if not recent:
@@ -246,6 +242,19 @@ def _files_arriving(frame: File) -> bool:
     known = db.session.scalars(sa.select(File.file_name).where(
         File.directory_name == frame.directory_name, File.data_type == DataType.RAW, File.file_name.in_(recent)))
     return bool(recent - set(known))
+
+
+def _last_change(entry: os.DirEntry) -> float:
+    """When a file was last written, or copied or renamed in (a copy may keep its old mtime)."""
+    stat = entry.stat()
+    return max(stat.st_mtime, stat.st_ctime)
+
+
+def _park_group(group: list[File], needs: list[str], reason: str, **waiting) -> Waiting:
+    """Every frame of ``group`` waits, saying ``reason``, and so does the job."""
+    for raw in group:
+        set_file_state(raw, "waiting", reason)
+    return Waiting(needs, reason, **waiting)
 
 
 @task("calibrations")
@@ -262,15 +271,12 @@ def calibrations(job) -> dict | Waiting:
     names = sorted(raw.file_name for raw in group)
     minimum = settings.min_bias if kind == "bias" else settings.min_flats
     if len(group) < minimum and not force:
-        reason = f"{len(group)} of the {minimum} {kind} frames needed for a master"
-        for raw in group:
-            set_file_state(raw, "waiting", reason)
-        return Waiting([f"{kind} frames"], reason, result={"have": len(group), "need": minimum})
+        return _park_group(group, [f"{kind} frames"], f"{len(group)} of the {minimum} {kind} frames needed for a "
+                           "master", result={"have": len(group), "need": minimum})
     if not force and kind == "flat" and not settings.ignore_bias and choose_master(frame, "bias")[0] is None:
-        reason = f"waiting for the {chain.MASTER_BIAS} its flats are corrected with"
-        for raw in group:
-            set_file_state(raw, "waiting", reason)
-        return Waiting([chain.MASTER_BIAS], reason, ready=lambda: choose_master(frame, "bias")[0] is not None)
+        return _park_group(group, [chain.MASTER_BIAS],
+                           f"waiting for the {chain.MASTER_BIAS} its flats are corrected with",
+                           ready=lambda: choose_master(frame, "bias")[0] is not None)
     used_settings = _master_settings(settings, kind)
     key = serial_key_of("calibrations", frame)
     own = [m for m in _masters(kind, frame.date) if (m.calibrations or {}).get("group") == key]
@@ -282,10 +288,8 @@ def calibrations(job) -> dict | Waiting:
             return {"built": False, "master": master.id, "note": f"{note} (a master of exactly these frames)"}
     automatic = [m for m in own if (m.calibrations or {}).get("automatic")]
     if not automatic and not force and _files_arriving(frame):
-        reason = f"{len(group)} {kind} frames so far; combined once the night's new files are catalogued"
-        for raw in group:
-            set_file_state(raw, "waiting", reason)
-        return Waiting([NEW_FILES], reason)
+        return _park_group(group, [NEW_FILES],
+                           f"{len(group)} {kind} frames so far; combined once the night's new files are catalogued")
     if automatic and not force:
         latest = automatic[-1]
         if len(automatic) >= 2:

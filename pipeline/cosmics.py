@@ -96,12 +96,12 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
                # astroscrappy compares saturation with the data after converting to electrons
                "satlevel": detector.saturation * detector.gain,
                "sigclip": LACOSMIC_SIGCLIP, "sepmed": True, "cleantype": "meanmask"}
-    mask = _flags_within(data, _near(_possible_detections(data, detector), _LACOSMIC_GROWTH_PX), options)
-    cleaned = _clean(data, mask, detector.saturation)
-    changed = mask
-    for _ in range(LACOSMIC_ITERATIONS - 1):
-        region = (_near(_possible_detections(cleaned, detector), _LACOSMIC_GROWTH_PX)
-                  & _near(changed, _LACOSMIC_REACH_PX))
+    mask = np.zeros(data.shape, dtype=bool)
+    cleaned, changed = data, None  # before the first pass, anything may change
+    for _ in range(LACOSMIC_ITERATIONS):
+        region = _near(_possible_detections(cleaned, detector), _LACOSMIC_GROWTH_PX)
+        if changed is not None:
+            region &= _near(changed, _LACOSMIC_REACH_PX)
         changed = _flags_within(cleaned, region, options) & ~mask
         if not changed.any():
             break

@@ -223,14 +223,19 @@ def _clipped_median(planes: list[np.ndarray], factors: np.ndarray) -> np.ndarray
     for index, (plane, factor) in enumerate(zip(planes, factors)):
         values[:, index] = plane.ravel() * factor
     values.sort(axis=1)
-    centre = _middle(values, np.zeros(len(values), dtype=np.intp), np.full(len(values), count, dtype=np.intp))
+    centre = _row_median(values)
     deviations = np.abs(values - centre[:, None])
     deviations.sort(axis=1)
-    sigma = MAD_TO_SIGMA * _middle(deviations, np.zeros(len(values), dtype=np.intp),
-                                   np.full(len(values), count, dtype=np.intp))
+    sigma = MAD_TO_SIGMA * _row_median(deviations)
     low = np.count_nonzero(values < (centre - CLIP_SIGMA * sigma)[:, None], axis=1)
     high = count - np.count_nonzero(values > (centre + CLIP_SIGMA * sigma)[:, None], axis=1)
     return _middle(values, low, high).reshape(planes[0].shape)
+
+
+def _row_median(sorted_values: np.ndarray) -> np.ndarray:
+    """Median of each row of ``sorted_values`` (rows sorted)."""
+    count = sorted_values.shape[1]
+    return (sorted_values[:, (count - 1) // 2] + sorted_values[:, count // 2]) / np.float32(2)
 
 
 def _middle(sorted_values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
