@@ -275,6 +275,39 @@ def viewer_options(scale, zmin, zmax, plow, phigh, saturated, show_title, overla
     return options
 
 
+# the Advanced Visualization controls the viewer is drawn with, by their pages.data.visual_defaults names
+VIEWER_CONTROLS = {
+    "format": ids.DATA_ADV_FORMAT, "colormap": ids.DATA_ADV_COLORMAP, "scale": ids.DATA_ADV_SCALE,
+    "zmin": ids.DATA_ADV_ZMIN, "zmax": ids.DATA_ADV_ZMAX, "plow": ids.DATA_ADV_PLOW, "phigh": ids.DATA_ADV_PHIGH,
+    "show_saturated": ids.DATA_ADV_SATURATED, "show_title": ids.DATA_ADV_TITLE, "overlays": ids.DATA_ADV_OVERLAYS,
+    "redshift": ids.DATA_ADV_REDSHIFT,
+}
+
+
+def viewer_view(user, selected, controls: dict, compare=()):
+    """The selected file drawn as the controls ({VIEWER_CONTROLS name: value}) say; None for no file."""
+    file = _file(user, selected)
+    if file is None:
+        return None
+    options = viewer_options(*(controls[name] for name in ("scale", "zmin", "zmax", "plow", "phigh",
+                                                           "show_saturated", "show_title", "overlays", "redshift")))
+    options["compare"] = compared(user, file, compare)
+    return render_viewer(file, controls["format"] or "interactive", controls["colormap"] or "gray", options,
+                         theme=getattr(user, "theme", "dark") or "dark")
+
+
+def first_paint(user, selected, observed_page: int, calibrations_page: int, controls: dict) -> dict:
+    """What the Data page's layout draws at once: both index pages, the selected file's viewer, and the
+    stamps and newest file they were read at (so the first poll finds nothing new and Follow knows
+    what is already shown). A login sees its data in the page's first answer, not after rounds of callbacks."""
+    global_stamp = queries.global_change_stamp()  # read first: a change after this is the next poll's
+    return {"stamp": queries.change_stamp(user), "global_stamp": global_stamp,
+            "newest": queries.newest_visible_id(user, OBSERVED),
+            "observed": observed_view(user, observed_page, selected),
+            "calibrations": calibrations_view(user, calibrations_page, selected),
+            "viewer": viewer_view(user, selected, controls)}
+
+
 def _number(value):
     try:
         return float(value) if value not in (None, "") else None
@@ -352,17 +385,18 @@ def register(app):
     def poll(_n, previous, previous_global):
         return poll_stamps(_user(), previous, previous_global)
 
+    # the first pages come with the layout (first_paint): only a change or a page move asks again
     @app.callback(Output(ids.DATA_OBSERVED_INDEX, "children"), Output(ids.DATA_OBSERVED_COUNT, "children"),
                   Output(ids.DATA_OBSERVED_PAGE_TEXT, "children"),
                   Input(ids.DATA_STAMP, "data"), Input(ids.DATA_OBSERVED_PAGE, "data"),
-                  State(ids.DATA_SELECTED, "data"))
+                  State(ids.DATA_SELECTED, "data"), prevent_initial_call=True)
     def observed(_stamp, page, selected):
         return observed_view(_user(), page, selected)
 
     @app.callback(Output(ids.DATA_CALIB_INDEX, "children"), Output(ids.DATA_CALIB_COUNT, "children"),
                   Output(ids.DATA_CALIB_PAGE_TEXT, "children"),
                   Input(ids.DATA_STAMP, "data"), Input(ids.DATA_CALIB_PAGE, "data"),
-                  State(ids.DATA_SELECTED, "data"))
+                  State(ids.DATA_SELECTED, "data"), prevent_initial_call=True)
     def calibrations(_stamp, page, selected):
         return calibrations_view(_user(), page, selected)
 
@@ -594,19 +628,13 @@ def register(app):
     def toggle_advanced(_n, is_open):
         return not is_open
 
-    @app.callback(Output(ids.DATA_ADV_COLORMAP, "value"), Output(ids.DATA_ADV_SCALE, "value"),
-                  Output(ids.DATA_ADV_ZMIN, "value"), Output(ids.DATA_ADV_ZMAX, "value"),
-                  Output(ids.DATA_ADV_PLOW, "value"), Output(ids.DATA_ADV_PHIGH, "value"),
-                  Output(ids.DATA_ADV_SATURATED, "value"), Output(ids.DATA_ADV_FORMAT, "value"),
-                  Output(ids.DATA_ADV_OVERLAYS, "value"), Output(ids.DATA_ADV_REDSHIFT, "value"),
-                  Output(ids.DATA_ADV_TITLE, "value"),
-                  Input(ids.DATA_ADV_RESET, "n_clicks"), prevent_initial_call=True)
+    @app.callback(output={name: Output(control, "value") for name, control in VIEWER_CONTROLS.items()},
+                  inputs=Input(ids.DATA_ADV_RESET, "n_clicks"), prevent_initial_call=True)
     def reset_advanced(_n):
         from pages.data import visual_defaults
 
         defaults = visual_defaults(_user())
-        return (defaults["colormap"], "zscale", None, None, 1, 99.5, ["on"] if defaults["show_saturated"] else [],
-                defaults["format"], [], 0, ["on"])
+        return {name: defaults[name] for name in VIEWER_CONTROLS}
 
     @app.callback(Output(ids.DATA_ADV_ZMIN, "disabled"), Output(ids.DATA_ADV_ZMAX, "disabled"),
                   Output(ids.DATA_ADV_PLOW, "disabled"), Output(ids.DATA_ADV_PHIGH, "disabled"),
@@ -620,23 +648,13 @@ def register(app):
         file = _file(_user(), selected)
         return (compare_options(_user(), file) if file is not None else []), []
 
-    @app.callback(Output(ids.DATA_VIEWER, "children"), Input(ids.DATA_SELECTED, "data"),
-                  Input(ids.DATA_ADV_FORMAT, "value"), Input(ids.DATA_ADV_COLORMAP, "value"),
-                  Input(ids.DATA_ADV_SCALE, "value"), Input(ids.DATA_ADV_ZMIN, "value"),
-                  Input(ids.DATA_ADV_ZMAX, "value"), Input(ids.DATA_ADV_PLOW, "value"),
-                  Input(ids.DATA_ADV_PHIGH, "value"), Input(ids.DATA_ADV_SATURATED, "value"),
-                  Input(ids.DATA_ADV_TITLE, "value"), Input(ids.DATA_ADV_OVERLAYS, "value"),
-                  Input(ids.DATA_ADV_REDSHIFT, "value"), Input(ids.DATA_COMPARE, "value"))
-    def viewer(selected, fmt, colormap, scale, zmin, zmax, plow, phigh, saturated, show_title, overlays, redshift,
-               compare):
-        user = _user()
-        file = _file(user, selected)
-        if file is None:
-            return None
-        options = viewer_options(scale, zmin, zmax, plow, phigh, saturated, show_title, overlays, redshift)
-        options["compare"] = compared(user, file, compare)
-        return render_viewer(file, fmt or "interactive", colormap or "gray", options,
-                             theme=getattr(user, "theme", "dark") or "dark")
+    # drawn first by the page's layout (first_paint), so only a change redraws it
+    @app.callback(output=Output(ids.DATA_VIEWER, "children"),
+                  inputs={"selected": Input(ids.DATA_SELECTED, "data"),
+                          "controls": {name: Input(control, "value") for name, control in VIEWER_CONTROLS.items()},
+                          "compare": Input(ids.DATA_COMPARE, "value")}, prevent_initial_call=True)
+    def viewer(selected, controls, compare):
+        return viewer_view(_user(), selected, controls, compare)
 
     @app.callback(Output(ids.DATA_COMMENTS, "children"), Output(ids.DATA_COMMENT_TEXT, "value"),
                   Output(ids.DATA_COMMENT_MESSAGE, "children"),

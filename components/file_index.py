@@ -83,7 +83,8 @@ def index_list(files, src: str, selected_id, pick_type: str, empty: str, *, fold
     return dbc.ListGroup(rows, flush=True, className="gsp-index")
 
 
-def pager(pager_type: str, text_id: str, *, go_input_id: str | None = None, go_button_id: str | None = None):
+def pager(pager_type: str, text_id: str, *, go_input_id: str | None = None, go_button_id: str | None = None,
+          text: str = "Page 1 of 1"):
     """First / previous / 'Page x of n' / next / last, and optionally a page box with Go."""
     def button(move, icon, label):
         return dbc.Button(html.I(className=f"bi bi-{icon}"), id={"type": pager_type, "go": move}, n_clicks=0,
@@ -92,7 +93,7 @@ def pager(pager_type: str, text_id: str, *, go_input_id: str | None = None, go_b
     row = html.Div([
         button("first", "chevron-double-left", "First page"),
         button("prev", "chevron-left", "Previous page"),
-        html.Span("Page 1 of 1", id=text_id, className="gsp-page-text small mx-1"),
+        html.Span(text, id=text_id, className="gsp-page-text small mx-1"),
         button("next", "chevron-right", "Next page"),
         button("last", "chevron-double-right", "Last page"),
     ], className="d-flex align-items-center justify-content-center gsp-pager")
@@ -130,10 +131,11 @@ def move_page(move: str, page: int, pages: int, target=None) -> int:
     return min(max(page, 1), pages)
 
 
-def index_card(title: str, count_id: str, body, footer=None, *, card_id: str | None = None, extra=None):
+def index_card(title: str, count_id: str, body, footer=None, *, card_id: str | None = None, extra=None,
+               count: str = "0"):
     header = html.Div([
         html.Span(title, className="h6 mb-0 fw-bold"),
-        html.Div([extra, dbc.Badge("0", id=count_id, color="info", pill=True, className="ms-2 gsp-count")],
+        html.Div([extra, dbc.Badge(count, id=count_id, color="info", pill=True, className="ms-2 gsp-count")],
                  className="d-flex align-items-center"),
     ], className="d-flex align-items-center justify-content-between")
     parts = [dbc.CardHeader(header), dbc.CardBody(body, className="p-0 gsp-index-body")]

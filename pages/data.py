@@ -57,33 +57,40 @@ def index_pages(user, selected) -> tuple[int, int]:
 
 
 def visual_defaults(user) -> dict:
+    """Where the Advanced Visualization controls start (and "Reset to my defaults" returns): the user's
+    colormap, plot format and saturation choice from their account, ZScale, the title on, no overlays."""
     return {
         "colormap": getattr(user, "colormap", "gray") if getattr(user, "colormap", None) in COLORMAPS else "gray",
         "format": getattr(user, "plot_format", "interactive") if getattr(user, "plot_format", "") in
         ("static", "interactive") else "interactive",
-        "show_saturated": bool(getattr(user, "show_saturated", False)),
+        "show_saturated": ["on"] if getattr(user, "show_saturated", False) else [],
+        "scale": "zscale", "zmin": None, "zmax": None, "plow": 1, "phigh": 99.5,
+        "show_title": ["on"], "overlays": [], "redshift": 0,
     }
 
 
-def _observed_card():
+LOADING = (html.Div("Loading\u2026", className="gsp-empty small"), "0", "Page 1 of 1")
+
+
+def _observed_card(listing, count, text):
     view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"],
                              href=f"/search?data_type={DataType.RAW.value}", className="small me-2 gsp-view-table")
     follow = dbc.Switch(id=ids.DATA_FOLLOW, label="Follow", value=True, className="small mb-0 me-2 gsp-follow",
                         input_class_name="gsp-follow-input")
-    body = html.Div(html.Div("Loading\u2026", className="gsp-empty small"), id=ids.DATA_OBSERVED_INDEX)
+    body = html.Div(listing, id=ids.DATA_OBSERVED_INDEX)
     footer = pager(ids.DATA_OBSERVED_PAGER, ids.DATA_OBSERVED_PAGE_TEXT, go_input_id=ids.DATA_OBSERVED_PAGE_INPUT,
-                   go_button_id=ids.DATA_OBSERVED_PAGE_GO)
+                   go_button_id=ids.DATA_OBSERVED_PAGE_GO, text=text)
     return index_card("Observed", ids.DATA_OBSERVED_COUNT, body, footer, extra=html.Div(
-        [follow, view_as_table], className="d-flex align-items-center"), card_id="observed-card")
+        [follow, view_as_table], className="d-flex align-items-center"), card_id="observed-card", count=count)
 
 
-def _calibrations_card():
+def _calibrations_card(listing, count, text):
     view_as_table = dcc.Link([html.I(className="bi bi-table me-1"), "View as Table"],
                              href=f"/search?data_type={DataType.MASTER.value}", className="small me-2 gsp-view-table")
-    body = html.Div(html.Div("Loading\u2026", className="gsp-empty small"), id=ids.DATA_CALIB_INDEX)
-    footer = pager(ids.DATA_CALIB_PAGER, ids.DATA_CALIB_PAGE_TEXT)
+    body = html.Div(listing, id=ids.DATA_CALIB_INDEX)
+    footer = pager(ids.DATA_CALIB_PAGER, ids.DATA_CALIB_PAGE_TEXT, text=text)
     return index_card("Calibrations", ids.DATA_CALIB_COUNT, body, footer, extra=view_as_table,
-                      card_id="calibrations-card")
+                      card_id="calibrations-card", count=count)
 
 
 def _advanced_panel(defaults: dict):
@@ -95,34 +102,37 @@ def _advanced_panel(defaults: dict):
             dbc.Col(dbc.InputGroup([dbc.InputGroupText(html.I(className="bi bi-palette")),
                                     dbc.Select(id=ids.DATA_ADV_COLORMAP, options=colormaps,
                                                value=defaults["colormap"])], size="sm"), md=5),
-            dbc.Col(dbc.RadioItems(id=ids.DATA_ADV_SCALE, inline=True, value="zscale", className="small",
+            dbc.Col(dbc.RadioItems(id=ids.DATA_ADV_SCALE, inline=True, value=defaults["scale"], className="small",
                                    options=[{"label": "ZScale", "value": "zscale"},
                                             {"label": "Min / max", "value": "minmax"},
                                             {"label": "Percentiles", "value": "percentiles"}]), md=7),
         ], className="g-2 mb-2 align-items-center"),
         dbc.Row([
-            dbc.Col(dbc.InputGroup([dbc.InputGroupText("Min"), dbc.Input(id=ids.DATA_ADV_ZMIN, **number)],
+            dbc.Col(dbc.InputGroup([dbc.InputGroupText("Min"),
+                                    dbc.Input(id=ids.DATA_ADV_ZMIN, value=defaults["zmin"], **number)],
                                    size="sm"), md=3),
-            dbc.Col(dbc.InputGroup([dbc.InputGroupText("Max"), dbc.Input(id=ids.DATA_ADV_ZMAX, **number)],
+            dbc.Col(dbc.InputGroup([dbc.InputGroupText("Max"),
+                                    dbc.Input(id=ids.DATA_ADV_ZMAX, value=defaults["zmax"], **number)],
                                    size="sm"), md=3),
             dbc.Col(dbc.InputGroup([dbc.InputGroupText("Low %"),
-                                    dbc.Input(id=ids.DATA_ADV_PLOW, value=1, min=0, max=100, **number)],
+                                    dbc.Input(id=ids.DATA_ADV_PLOW, value=defaults["plow"], min=0, max=100, **number)],
                                    size="sm"), md=3),
             dbc.Col(dbc.InputGroup([dbc.InputGroupText("High %"),
-                                    dbc.Input(id=ids.DATA_ADV_PHIGH, value=99.5, min=0, max=100, **number)],
+                                    dbc.Input(id=ids.DATA_ADV_PHIGH, value=defaults["phigh"], min=0, max=100,
+                                              **number)],
                                    size="sm"), md=3),
         ], className="g-2 mb-2"),
         dbc.Checklist(id=ids.DATA_ADV_SATURATED, switch=True, className="small",
                       options=[{"label": "Show saturated pixels", "value": "on"}],
-                      value=["on"] if defaults["show_saturated"] else []),
+                      value=defaults["show_saturated"]),
     ], lg=7)
     spectra = dbc.Col([
         html.H6([html.I(className="bi bi-graph-up me-1"), "Spectra"], className="mb-2"),
-        dbc.Checklist(id=ids.DATA_ADV_OVERLAYS, className="small", value=[],
+        dbc.Checklist(id=ids.DATA_ADV_OVERLAYS, className="small", value=defaults["overlays"],
                       options=[{"label": label, "value": key} for key, (label, _c) in OVERLAYS.items()]),
         html.Div([html.Span("Redshift z", className="small me-2 text-nowrap"),
                   dcc.Slider(id=ids.DATA_ADV_REDSHIFT, min=REDSHIFT_RANGE[0], max=REDSHIFT_RANGE[1], step=0.0001,
-                             value=0, marks={0: "0", 0.25: "0.25", 0.5: "0.5", 0.75: "0.75", 1: "1"},
+                             value=defaults["redshift"], marks={0: "0", 0.25: "0.25", 0.5: "0.5", 0.75: "0.75", 1: "1"},
                              tooltip={"placement": "bottom", "always_visible": False}, updatemode="mouseup",
                              className="flex-grow-1 gsp-redshift")],
                  className="d-flex align-items-center mt-2"),
@@ -135,7 +145,7 @@ def _advanced_panel(defaults: dict):
                                 {"label": "Interactive (zoom, hover)", "value": "interactive"}],
                        value=defaults["format"]),
         dbc.Checklist(id=ids.DATA_ADV_TITLE, switch=True, className="small me-3",
-                      options=[{"label": "Show title", "value": "on"}], value=["on"]),
+                      options=[{"label": "Show title", "value": "on"}], value=defaults["show_title"]),
         dbc.Button([html.I(className="bi bi-arrow-counterclockwise me-1"), "Reset to my defaults"],
                    id=ids.DATA_ADV_RESET, n_clicks=0, size="sm", color="info", outline=True),
     ], className="d-flex align-items-center flex-wrap mt-2 pt-2 border-top gsp-adv-common")
@@ -144,7 +154,7 @@ def _advanced_panel(defaults: dict):
                         id=ids.DATA_ADV_COLLAPSE, is_open=False)
 
 
-def _main_card(defaults: dict):
+def _main_card(defaults: dict, viewer_content):
     header_bar = html.Div([
         dbc.Button([html.I(className="bi bi-chevron-down me-1", id="data-header-chevron"), "Header"],
                    id=ids.DATA_HEADER_TOGGLE, n_clicks=0, color="link", size="sm", className="gsp-header-toggle"),
@@ -156,8 +166,8 @@ def _main_card(defaults: dict):
                                   type="search", debounce=False, autocomplete="off")], size="sm", className="mb-2"),
         html.Div(id=ids.DATA_HEADER_TABLE, className="gsp-header-scroll"),
     ], className="p-2"), id=ids.DATA_HEADER_COLLAPSE, is_open=False)
-    viewer = dcc.Loading(html.Div(id=ids.DATA_VIEWER, className="gsp-viewer"), type="dot", delay_show=250,
-                         color="#5bc0de", parent_className="gsp-viewer-loading")
+    viewer = dcc.Loading(html.Div(viewer_content, id=ids.DATA_VIEWER, className="gsp-viewer"), type="dot",
+                         delay_show=250, color="#5bc0de", parent_className="gsp-viewer-loading")
     actions = html.Div([
         html.A([html.I(className="bi bi-download me-1"), "Download"], id=ids.DATA_DOWNLOAD, href="#",
                className="btn btn-success btn-sm gsp-action", target="_blank", rel="noopener"),
@@ -219,12 +229,17 @@ def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
     selected = initial_selection(user, id)
     observed_page, calibrations_page = index_pages(user, selected)
     defaults = visual_defaults(user)
+    first = {"observed": LOADING, "calibrations": LOADING}
+    if user is not None:
+        from callbacks.data import first_paint
+
+        first = first_paint(user, selected, observed_page, calibrations_page, defaults)
     return html.Div([
         dcc.Interval(id=ids.DATA_POLL, interval=POLL_MS),
-        dcc.Store(id=ids.DATA_STAMP),
-        dcc.Store(id=ids.DATA_GLOBAL_STAMP),
+        dcc.Store(id=ids.DATA_STAMP, data=first.get("stamp")),
+        dcc.Store(id=ids.DATA_GLOBAL_STAMP, data=first.get("global_stamp")),
         dcc.Store(id=ids.DATA_SELECTED, data=selected),
-        dcc.Store(id=ids.DATA_NEWEST),
+        dcc.Store(id=ids.DATA_NEWEST, data=first.get("newest")),
         dcc.Store(id=ids.DATA_ROOT),
         html.Div(id=ids.DATA_HIGHLIGHT, hidden=True),
         dcc.Store(id=ids.DATA_OBSERVED_PAGE, data=observed_page),
@@ -236,8 +251,9 @@ def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
         html.Div(id=ids.DATA_URL_SYNC, hidden=True),
         night_card(),
         dbc.Row([
-            dbc.Col([_observed_card(), _calibrations_card()], lg=3, className="gsp-left"),
-            dbc.Col(_main_card(defaults), lg=9),
+            dbc.Col([_observed_card(*first["observed"]), _calibrations_card(*first["calibrations"])], lg=3,
+                    className="gsp-left"),
+            dbc.Col(_main_card(defaults, first.get("viewer")), lg=9),
         ], className="g-3"),
         _delete_modal(),
     ], className="gsp-data")

@@ -322,6 +322,15 @@ def test_account_visual_options_apply_to_the_data_page(live_server, page, people
     assert page.evaluate("() => [...document.querySelectorAll('link[rel=stylesheet]')]"
                          ".some(l => l.href.includes('flatly'))")  # the light theme
     assert page.input_value("#data-advanced-colormap") == "inferno"
+    # changed in Advanced Visualization, then "Reset to my defaults": the account's choices again, redrawn
+    page.click("#data-advanced-button")
+    page.select_option("#data-advanced-colormap", "viridis")
+    page.click("label[for='_dbcprivate_radioitems_data-advanced-format_input_interactive']")
+    page.wait_for_selector("#data-viewer .js-plotly-plot")
+    page.click("#data-advanced-reset")
+    page.wait_for_selector("#data-image")
+    assert page.input_value("#data-advanced-colormap") == "inferno"
+    assert page.is_checked("#_dbcprivate_radioitems_data-advanced-format_input_static")
 
 
 def test_a_user_of_another_proposal_sees_none_of_it(live_server, page, people, night):
