@@ -47,7 +47,18 @@ def expected_products(truth: dict) -> tuple[int, int]:
     return science_targets, len(standards)
 
 
-def live_burst(work: Path, night: Path, truth: dict, workers: int, database_url: str, timeout: float) -> dict:
+def print_timeline(jobs: list, started: float) -> None:
+    """Each job's wait and run, in seconds from the copy, for seeing where workers sat idle."""
+    for job in jobs:
+        if job.started_at and job.finished_at:
+            print(f"    {job.id:4d} {job.kind:<22} file {job.file_id or '-':>5}"
+                  f"  created {epoch(job.created) - started:6.2f}"
+                  f"  ran {epoch(job.started_at) - started:6.2f} -> {epoch(job.finished_at) - started:6.2f}"
+                  f"  (run {job.attempts} times)")
+
+
+def live_burst(work: Path, night: Path, truth: dict, workers: int, database_url: str, timeout: float,
+               timeline: bool = False) -> dict:
     instance = MakeRun(work, workers=workers, database_url=database_url)
     try:
         fluxed, functions = expected_products(truth)
@@ -64,6 +75,8 @@ def live_burst(work: Path, night: Path, truth: dict, workers: int, database_url:
             return made >= fluxed and sensitivity >= functions
         wait_for(finished, timeout, 1.0, "the night to be reduced")  # rarely: polling is load on the machine
         jobs = instance.jobs()
+        if timeline:
+            print_timeline(jobs, started)
         wall = max(epoch(job.finished_at) for job in jobs if job.finished_at) - started  # the last job's end
         failed = [tuple(job) for job in jobs if job.state == "failed"]
         if failed:
@@ -95,6 +108,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cosmic-ray-rate", type=float, default=0.3, help="hits per second of exposure")
     parser.add_argument("--science", type=int, default=4, help="science frames per configuration")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--timeline", action="store_true", help="print every job's wait and run")
     parser.add_argument("--output", default=str(RESULTS / "burst.json"))
     args = parser.parse_args(argv)
     from pipeline.simulate import simulate_night
@@ -113,7 +127,7 @@ def main(argv=None) -> int:
                 postgres = PostgresServer()
                 try:
                     live = live_burst(work / f"live{seed}-{workers}", night, truth, workers, postgres.url,
-                                      args.timeout)
+                                      args.timeout, args.timeline)
                 finally:
                     postgres.stop()
                 result["live"].append(live)

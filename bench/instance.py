@@ -150,15 +150,15 @@ class MakeRun:
         return jobs["queued"] == 0 and jobs["running"] == 0
 
     def jobs(self, where: str = "1 = 1") -> list:
-        """Job rows straight from the catalogue (read-only): kind, file, created/started/finished."""
+        """Job rows straight from the catalogue (read-only): kind, file, created/started/finished, claims."""
         import sqlalchemy as sa
 
         if self._engine is None:
             self._engine = sa.create_engine(self.database_url)
         with self._engine.connect() as connection:
             return list(connection.execute(sa.text(
-                f"SELECT id, kind, file_id, state, reason, created, started_at, finished_at FROM jobs WHERE {where} "
-                "ORDER BY id")))
+                "SELECT id, kind, file_id, state, reason, created, started_at, finished_at, attempts FROM jobs "
+                f"WHERE {where} ORDER BY id")))
 
     def stop(self) -> None:
         if self._engine is not None:

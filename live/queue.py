@@ -118,8 +118,8 @@ def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | 
             serial_key: str | None = None) -> Job:
     """Add a job to the current transaction; it is sent once the caller commits.
 
-    With a ``serial_key``, a job of that key and the same parameters not yet running is reused
-    (woken if it waits): it will see whatever the caller added."""
+    With a ``serial_key``, a job of that key and the same parameters not yet running is returned instead
+    (queued, it will see whatever the caller added; waiting, the caller decides whether to wake it)."""
     if kind not in TASKS:
         raise JobRefused(f"Unknown job kind '{kind}'.")
     if serial_key is not None:
@@ -127,8 +127,6 @@ def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | 
             Job.serial_key == serial_key, Job.state.in_(("queued", "waiting"))).order_by(Job.id))
             if (job.params or {}) == (params or {})), None)
         if pending is not None:
-            if pending.state == "waiting":
-                requeue(pending)
             return pending
     job = Job(kind=kind, file_id=file_id, user_id=getattr(user, "id", None), params=params or {},
               serial_key=serial_key, state="queued", attempts=0, lost_runs=0)

@@ -22,7 +22,7 @@ from db.models import File, Job, Proposal
 from db.queries import as_utc, kind_of
 from live.folders import processed_root
 from live.queue import JobRefused, Waiting, again_after_commit, enqueue, periodic, requeue, task
-from live.states import set_file_state
+from live.states import set_file_state, settle_file_state
 from pipeline import chain, fitsfiles, flexure, matching, standards, steps
 from pipeline.chain import ARC_OBSTYPES, DataType
 from pipeline.night import master_name
@@ -121,8 +121,21 @@ def on_ingested(file: File) -> None:
                                         "reclassify it (e.g. as COMP) to reduce it.")
         return
     job = enqueue(step.name, file_id=file.id, serial_key=serial_key_of(step.name, file))
-    if job.file_id != file.id:  # the group's pending job takes this frame too
+    if job.file_id == file.id:
+        return
+    # the group's pending job takes this frame too; a new frame is news only to a job that counts frames
+    # or waits for its block to end (not to one waiting for the whole night or for its master bias)
+    if job.state == "waiting" and job.waiting_for in (_more_frames(kind_of(file)), BLOCK_END):
+        requeue(job, f"{file.file_name} arrived")
+    if job.state == "waiting":
+        set_file_state(file, "waiting", job.reason)
+    else:
         set_file_state(file, "queued", f"{step.name} of its group queued (job {job.id})")
+
+
+def _more_frames(kind: str) -> str:
+    """What a master waits for while its group has fewer frames than the settings' minimum."""
+    return f"{kind} frames"
 
 
 def serial_key_of(step_name: str, file: File) -> str | None:
@@ -148,8 +161,10 @@ def follow(step: chain.Step, raw: File, products: list[File], params_of=lambda r
 
 
 def wake(date: str, provided: str) -> None:
-    """Queue again the jobs of a night parked waiting for ``provided`` (a master, an arc), now and once
-    more after this job's products are committed (a job may park in between)."""
+    """Strike ``provided`` (a master, an arc) off what the night's parked jobs wait for, and queue again
+    those that wait for nothing more: now, and once more after this job's products are committed (a job
+    may park in between).  A frame waiting for its master bias and its master flat runs once, when both
+    are in, not once per master (in a burst, every frame ran again between the bias and the flats)."""
     _requeue_parked(date, provided)
     again_after_commit(lambda: _requeue_parked(date, provided))
 
@@ -158,7 +173,27 @@ def _requeue_parked(date: str, provided: str) -> None:
     parked = db.session.scalars(sa.select(Job).join(File, Job.file_id == File.id).where(
         Job.state == "waiting", File.date == date, Job.waiting_for.like(f"%{provided}%")))
     for job in parked:
-        requeue(job, f"{provided} arrived")
+        _strike(job, provided)
+
+
+def _strike(job: Job, provided: str) -> None:
+    """Compare-and-set: two masters arriving at once must not each write back the other's struck need."""
+    while job.state == "waiting":
+        awaited = [need for need in job.waiting_for.split(", ") if need and need != provided]
+        if len(awaited) == len(job.waiting_for.split(", ")):
+            return  # not waiting for it (any more)
+        if not awaited:
+            requeue(job, f"{provided} arrived")
+            return
+        struck = db.session.execute(
+            sa.update(Job).where(Job.id == job.id, Job.state == "waiting", Job.waiting_for == job.waiting_for)
+            .values(waiting_for=", ".join(awaited), reason=f"waiting for {' and '.join(awaited)}")
+            .execution_options(synchronize_session=False))
+        if struck.rowcount == 1:
+            db.session.expire(job, ["waiting_for", "reason"])
+            settle_file_state(job.file)
+            return
+        db.session.refresh(job)
 
 
 # --- Calibrations ----------------------------------------------------------------------------------
@@ -269,27 +304,27 @@ def calibrations(job) -> dict | Waiting:
     force = bool((job.params or {}).get("force"))
     group = _group_of(frame)
     names = sorted(raw.file_name for raw in group)
+    used_settings = _master_settings(settings, kind)
+    key = serial_key_of("calibrations", frame)
+    own = [m for m in _masters(kind, frame.date) if (m.calibrations or {}).get("group") == key]
+    automatic = [m for m in own if (m.calibrations or {}).get("automatic")]
+    if not automatic and not force and _files_arriving(frame):  # looked at first: it is what a burst waits for
+        return _park_group(group, [NEW_FILES],
+                           f"{len(group)} {kind} frames so far; combined once the night's new files are catalogued")
     minimum = settings.min_bias if kind == "bias" else settings.min_flats
     if len(group) < minimum and not force:
-        return _park_group(group, [f"{kind} frames"], f"{len(group)} of the {minimum} {kind} frames needed for a "
-                           "master", result={"have": len(group), "need": minimum})
+        return _park_group(group, [_more_frames(kind)], f"{len(group)} of the {minimum} {kind} frames needed for "
+                           "a master", result={"have": len(group), "need": minimum})
     if not force and kind == "flat" and not settings.ignore_bias and choose_master(frame, "bias")[0] is None:
         return _park_group(group, [chain.MASTER_BIAS],
                            f"waiting for the {chain.MASTER_BIAS} its flats are corrected with",
                            ready=lambda: choose_master(frame, "bias")[0] is not None)
-    used_settings = _master_settings(settings, kind)
-    key = serial_key_of("calibrations", frame)
-    own = [m for m in _masters(kind, frame.date) if (m.calibrations or {}).get("group") == key]
     for master in own:
         made = master.calibrations or {}
         if sorted(made.get("inputs", [])) == names and made.get("settings") == used_settings:
             note = f"combined into {master.file_name}"
             _settle_group(group, master, note)
             return {"built": False, "master": master.id, "note": f"{note} (a master of exactly these frames)"}
-    automatic = [m for m in own if (m.calibrations or {}).get("automatic")]
-    if not automatic and not force and _files_arriving(frame):
-        return _park_group(group, [NEW_FILES],
-                           f"{len(group)} {kind} frames so far; combined once the night's new files are catalogued")
     if automatic and not force:
         latest = automatic[-1]
         if len(automatic) >= 2:

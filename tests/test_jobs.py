@@ -537,7 +537,7 @@ def test_a_night_copied_at_once_gets_one_master_of_each_group_and_flats_wait_for
     assert File.query.filter_by(data_type=1).count() == 0
     waiting = {row.file_name: row.state_reason for row in File.query.filter_by(data_type=0)}
     assert waiting[bias[0].name] == "3 bias frames so far; combined once the night's new files are catalogued"
-    assert waiting[flats[0].name] == "waiting for the master bias its flats are corrected with"
+    assert waiting[flats[0].name] == "4 flat frames so far; combined once the night's new files are catalogued"
 
     for path in paths:
         if path not in flats + bias[:3]:
@@ -551,7 +551,52 @@ def test_a_night_copied_at_once_gets_one_master_of_each_group_and_flats_wait_for
     assert [sorted(row.calibrations["inputs"]) for row in master_bias] == [sorted(path.name for path in bias)]
     assert len(master_flats) == 2  # the master flat and its normalized copy, once
     assert all(row.calibrations["bias"]["id"] == master_bias[0].id for row in master_flats)
-    assert all(job.state == "done" for job in Job.query.filter_by(kind="calibrations"))
+    # parked until the night was catalogued, not woken by each frame; the flats once more for their bias
+    assert sorted((job.file.obstype, job.state, job.attempts) for job in Job.query.filter_by(kind="calibrations")) \
+        == [("BIAS", "done", 2), ("FLAT", "done", 3)]
+
+
+@pytest.mark.both_databases
+def test_a_frame_waiting_for_two_masters_runs_again_when_the_second_comes(app, people, calibration_night):
+    """A frame parked for its master bias and its master flat is not run again when only the bias comes
+    (in a burst every frame ran between the bias and the flats); and two masters arriving at once (two
+    workers) each strike theirs off its list without writing back the other's (it would wait forever)."""
+    import sqlalchemy as sa
+
+    from db import db
+    from db.models import Job
+    from live import tasks
+    from live.catalogue import ingest
+    from pipeline.chain import MASTER_BIAS, MASTER_FLAT
+
+    folder, names = calibration_night
+    use_settings(people["proposal"], min_bias=3)
+    arc = next(name for name in names if fits.getval(folder / name, "OBSTYPE") == "COMP")
+    ingest(copy_to_raw(app, folder, [arc])[0])
+    run_queued()
+    job = Job.query.filter_by(kind="reduce").one()
+    assert (job.state, job.waiting_for, job.file.state_reason) == (
+        "waiting", f"{MASTER_BIAS}, {MASTER_FLAT}", f"waiting for {MASTER_BIAS} and {MASTER_FLAT}")
+
+    for name in [name for name in names if "BIAS" in fits.getval(folder / name, "OBSTYPE")][:3]:
+        ingest(copy_to_raw(app, folder, [name])[0])
+    run_queued()  # the master bias is built; the arc still lacks its flat
+    db.session.expire_all()
+    assert Job.query.filter_by(kind="calibrations", state="done").count() == 1
+    assert (job.state, job.attempts, job.waiting_for, job.file.state_reason) == (
+        "waiting", 1, MASTER_FLAT, f"waiting for {MASTER_FLAT}")
+
+    with db.engine.begin() as other_worker:  # as it was: bias and flat awaited
+        other_worker.execute(sa.update(Job).where(Job.id == job.id).values(
+            waiting_for=f"{MASTER_BIAS}, {MASTER_FLAT}"))
+    stale = db.session.get(Job, job.id)
+    db.session.refresh(stale)
+    with db.engine.begin() as other_worker:  # meanwhile another worker's master flat strikes the flat
+        other_worker.execute(sa.update(Job).where(Job.id == job.id).values(waiting_for=MASTER_BIAS))
+    tasks._strike(stale, MASTER_BIAS)  # read "bias, flat": must find only the bias left, and queue the job
+    db.session.commit()
+    db.session.expire_all()
+    assert (job.state, job.waiting_for) == ("queued", "")
 
 
 def test_a_quiet_block_ends_by_time(app, people, calibration_night):
