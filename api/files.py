@@ -15,10 +15,9 @@ from api import ApiError, blueprint
 from auth import queries
 from auth.permissions import can_add_files, can_change_file, get_visible_file
 from auth.queries import QueryError, change_stamp, count_visible, list_files, parse_integer
-from db import db
 from db.events import log_event
 from db.serialize import file_to_dict
-from live import catalogue, tasks
+from live import catalogue, queue, tasks
 from pipeline import fitsfiles, headers, standards
 from pipeline.chain import DataType
 
@@ -164,7 +163,7 @@ def files_reclassify():
               user=current_user, proposal_id=file.proposal_id, file_id=file.id,
               details={"old": list(before), "new": list(after)}, commit=False)
     tasks.on_ingested(file)
-    db.session.commit()
+    queue.commit()
     return jsonify(file_to_dict(file))
 
 

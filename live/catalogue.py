@@ -18,7 +18,7 @@ from auth.permissions import can_change_file
 from db import db
 from db.events import log_event
 from db.models import File, Proposal
-from live import tasks
+from live import queue, tasks
 from live.folders import data_root, processed_root, raw_root
 from live.states import set_file_state
 from pipeline import headers
@@ -136,7 +136,7 @@ def ingest(path: str | Path, *, user=None) -> tuple[File, bool]:
     else:
         log_event("ingest_failed", f"Could not ingest {file.file_name}: {problem}", level="ERROR", user=user,
                   file_id=file.id, commit=False)
-    db.session.commit()
+    queue.commit()
     return file, True
 
 

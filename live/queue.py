@@ -115,11 +115,13 @@ def queue_health() -> dict:
 # --- the outbox ------------------------------------------------------------------------------------
 
 def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | None = None,
-            serial_key: str | None = None) -> Job:
+            serial_key: str | None = None, waiting: Waiting | None = None) -> Job:
     """Add a job to the current transaction; it is sent once the caller commits.
 
     With a ``serial_key``, a job of that key and the same parameters not yet running is returned instead
-    (queued, it will see whatever the caller added; waiting, the caller decides whether to wake it)."""
+    (queued, it will see whatever the caller added; waiting, the caller decides whether to wake it).
+    A job ``waiting`` from the start is parked without a run (a frame that came before its masters,
+    in a burst, would be claimed only to park); ``waiting.ready`` is asked once more after :func:`commit`."""
     if kind not in TASKS:
         raise JobRefused(f"Unknown job kind '{kind}'.")
     if serial_key is not None:
@@ -130,11 +132,27 @@ def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | 
             return pending
     job = Job(kind=kind, file_id=file_id, user_id=getattr(user, "id", None), params=params or {},
               serial_key=serial_key, state="queued", attempts=0, lost_runs=0)
+    if waiting is not None:
+        job.state, job.reason, job.waiting_for = "waiting", waiting.reason, ", ".join(waiting.needs)
     db.session.add(job)
     db.session.flush()
-    _add_to_outbox(job)
+    if waiting is None:
+        _add_to_outbox(job)
+    else:
+        again_after_commit(lambda: waiting.ready() and requeue_if_waiting(job.id))
     settle_file_state(job.file)
     return job
+
+
+def commit() -> None:
+    """Commit the current transaction, then run what it asked to run after it (:func:`again_after_commit`)
+    and commit that too. For requests and the watcher; a job's end is committed by the job layer."""
+    again = db.session.info.pop(_AGAIN, [])
+    db.session.commit()
+    for function in again:
+        function()
+    if again:
+        db.session.commit()
 
 
 def requeue(job: Job, reason: str = "") -> None:
@@ -142,6 +160,19 @@ def requeue(job: Job, reason: str = "") -> None:
     job.state, job.reason, job.waiting_for = "queued", reason, ""
     _add_to_outbox(job)
     settle_file_state(job.file)
+
+
+def requeue_if_waiting(job_id: int, reason: str = "") -> None:
+    """Queue a job again only if it is still waiting (compare-and-set: a wake-up may have queued it, and a
+    worker claimed it, since it was read)."""
+    woken = db.session.execute(sa.update(Job).where(Job.id == job_id, Job.state == "waiting")
+                               .values(state="queued", reason=reason, waiting_for="")
+                               .execution_options(synchronize_session=False))
+    if woken.rowcount == 1:
+        job = db.session.get(Job, job_id)
+        db.session.refresh(job)
+        _add_to_outbox(job)
+        settle_file_state(job.file)
 
 
 def _add_to_outbox(job: Job) -> None:
@@ -317,7 +348,7 @@ def _run_one(job_id: int) -> tuple[dict, int | None]:
     if isinstance(outcome, Waiting):
         if _finish(job_id, attempt, state="waiting", reason=outcome.reason, waiting_for=", ".join(outcome.needs),
                    result=outcome.result) and outcome.ready():
-            requeue(db.session.get(Job, job_id))
+            requeue_if_waiting(job_id)
             db.session.commit()
         return outcome.result, None
     kept, again = _keep_follow_up(), db.session.info.pop(_AGAIN, [])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -120,7 +121,9 @@ def on_ingested(file: File) -> None:
         set_file_state(file, "waiting", f"OBSTYPE {file.obstype} is not reduced automatically; "
                                         "reclassify it (e.g. as COMP) to reduce it.")
         return
-    job = enqueue(step.name, file_id=file.id, serial_key=serial_key_of(step.name, file))
+    masters = _masters_for(file, settings_for(file)) if step.name == "reduce" else None
+    job = enqueue(step.name, file_id=file.id, serial_key=serial_key_of(step.name, file),
+                  waiting=masters.waiting() if masters and masters.missing else None)
     if job.file_id == file.id:
         return
     # the group's pending job takes this frame too; a new frame is news only to a job that counts frames
@@ -384,25 +387,47 @@ def _build_master(frame: File, kind: str, group: list[File], settings: Reduction
 
 # --- Reduce ----------------------------------------------------------------------------------------
 
+@dataclass
+class _FrameMasters:
+    """The master bias and flat a raw frame is reduced with, why each, and the names of those it lacks."""
+
+    raw: File
+    bias: File | None
+    bias_why: str
+    flat: File | None
+    flat_why: str
+    missing: list[str]
+
+    def waiting(self) -> Waiting:
+        return Waiting(self.missing, f"waiting for {' and '.join(self.missing)}", ready=lambda: any(
+            choose_master(self.raw, name.split()[-1])[0] is not None for name in self.missing))
+
+
+def _masters_for(raw: File, settings: ReductionSettings) -> _FrameMasters:
+    ignored = (None, "ignored by the settings")
+    bias, bias_why = ignored if settings.ignore_bias else choose_master(raw, "bias")
+    flat, flat_why = ignored if settings.ignore_flats else choose_master(raw, "flat")
+    missing = [name for name, row, wanted in ((chain.MASTER_BIAS, bias, not settings.ignore_bias),
+                                              (chain.MASTER_FLAT, flat, not settings.ignore_flats))
+               if row is None and wanted]
+    return _FrameMasters(raw, bias, bias_why, flat, flat_why, missing)
+
+
 @task("reduce")
 def reduce_task(job) -> dict | Waiting:
     """Reduce a raw frame with the best masters; without them, wait (unless asked by hand)."""
     raw, step = input_of(job, "reduce")
     settings = settings_for(raw)
-    force = bool((job.params or {}).get("force"))
-    needs_flat = not settings.ignore_flats
-    bias, bias_why = (None, "ignored by the settings") if settings.ignore_bias else choose_master(raw, "bias")
-    flat, flat_why = choose_master(raw, "flat") if needs_flat else (None, "ignored by the settings")
-    missing = [name for name, row, wanted in ((chain.MASTER_BIAS, bias, not settings.ignore_bias),
-                                              (chain.MASTER_FLAT, flat, needs_flat)) if row is None and wanted]
-    if missing and not force:
-        return Waiting(missing, f"waiting for {' and '.join(missing)}",
-                       ready=lambda: any(choose_master(raw, name.split()[-1])[0] is not None for name in missing))
+    masters = _masters_for(raw, settings)
+    missing = masters.missing
+    if missing and not (job.params or {}).get("force"):
+        return masters.waiting()
+    bias, flat = masters.bias, masters.flat
     product = steps.reduce_raw(Path(raw.full_path), settings, out_dir_for(raw), technique=raw.technique,
                                bias_path=Path(bias.full_path) if bias else None,
                                flat_path=Path(flat.full_path) if flat else None, taken=catalogued)
     reduced = add_product(product, parent=raw, original=raw, template=raw, proposal=raw.proposal,
-                          calibrations={"bias": _used(bias, bias_why), "flat": _used(flat, flat_why),
+                          calibrations={"bias": _used(bias, masters.bias_why), "flat": _used(flat, masters.flat_why),
                                         "missing": missing})
     raw.reduced_at = _now()
     log_event("reduced", f"Reduced {raw.file_name} -> {reduced.file_name}.", proposal_id=raw.proposal_id,

@@ -195,8 +195,11 @@ def test_redis_down_at_ingest_loses_nothing(app, people, client, own_redis, proc
     for path in copy_to_raw(app, folder, names):
         response = client.post("/api/files/", json={"full_path": str(path)}, headers=headers)
         assert response.status_code == 201, response.json
-        assert response.json["state"] == "queued"
-    assert set(jobs_by_state()) == {"queued"}
+        if fits.getval(path, "OBSTYPE") == "BIAS":
+            assert response.json["state"] == "queued"
+        else:  # an arc before its master bias is parked as it comes
+            assert (response.json["state"], response.json["state_reason"]) == ("waiting", "waiting for master bias")
+    assert {state: len(jobs) for state, jobs in jobs_by_state().items()} == {"queued": 1, "waiting": 2}
     status = client.get("/api/", headers=headers).json["queue"]
     assert status["ok"] is False and status["backend"] == "redis"
     from db.models import File, LogEntry
@@ -558,9 +561,10 @@ def test_a_night_copied_at_once_gets_one_master_of_each_group_and_flats_wait_for
 
 @pytest.mark.both_databases
 def test_a_frame_waiting_for_two_masters_runs_again_when_the_second_comes(app, people, calibration_night):
-    """A frame parked for its master bias and its master flat is not run again when only the bias comes
-    (in a burst every frame ran between the bias and the flats); and two masters arriving at once (two
-    workers) each strike theirs off its list without writing back the other's (it would wait forever)."""
+    """A frame that comes before its masters waits without a run (in a burst, every frame was claimed only
+    to park), and is not run when only the bias comes (every frame ran between the bias and the flats);
+    two masters arriving at once (two workers) each strike theirs off its list without writing back the
+    other's (it would wait forever)."""
     import sqlalchemy as sa
 
     from db import db
@@ -575,8 +579,8 @@ def test_a_frame_waiting_for_two_masters_runs_again_when_the_second_comes(app, p
     ingest(copy_to_raw(app, folder, [arc])[0])
     run_queued()
     job = Job.query.filter_by(kind="reduce").one()
-    assert (job.state, job.waiting_for, job.file.state_reason) == (
-        "waiting", f"{MASTER_BIAS}, {MASTER_FLAT}", f"waiting for {MASTER_BIAS} and {MASTER_FLAT}")
+    assert (job.state, job.attempts, job.waiting_for, job.file.state, job.file.state_reason) == (
+        "waiting", 0, f"{MASTER_BIAS}, {MASTER_FLAT}", "waiting", f"waiting for {MASTER_BIAS} and {MASTER_FLAT}")
 
     for name in [name for name in names if "BIAS" in fits.getval(folder / name, "OBSTYPE")][:3]:
         ingest(copy_to_raw(app, folder, [name])[0])
@@ -584,7 +588,7 @@ def test_a_frame_waiting_for_two_masters_runs_again_when_the_second_comes(app, p
     db.session.expire_all()
     assert Job.query.filter_by(kind="calibrations", state="done").count() == 1
     assert (job.state, job.attempts, job.waiting_for, job.file.state_reason) == (
-        "waiting", 1, MASTER_FLAT, f"waiting for {MASTER_FLAT}")
+        "waiting", 0, MASTER_FLAT, f"waiting for {MASTER_FLAT}")
 
     with db.engine.begin() as other_worker:  # as it was: bias and flat awaited
         other_worker.execute(sa.update(Job).where(Job.id == job.id).values(
@@ -597,6 +601,39 @@ def test_a_frame_waiting_for_two_masters_runs_again_when_the_second_comes(app, p
     db.session.commit()
     db.session.expire_all()
     assert (job.state, job.waiting_for) == ("queued", "")
+
+
+@pytest.mark.both_databases
+def test_a_job_parked_as_it_is_created_goes_if_its_need_came_before_the_commit(app, people, calibration_night):
+    """A frame is parked at its ingest when its masters are missing; a master committed between that look
+    and the ingest's commit wakes nothing (its wake-up cannot see the uncommitted job), so the ingest asks
+    once more after its commit."""
+    from db import db
+    from db.models import File, Job
+    from live import queue
+    from live.catalogue import ingest
+    from pipeline.chain import MASTER_BIAS
+
+    folder, names = calibration_night
+    arc = next(name for name in names if fits.getval(folder / name, "OBSTYPE") == "COMP")
+    frame = ingest(copy_to_raw(app, folder, [arc])[0])[0]
+    reduce_job = Job.query.filter_by(kind="reduce").one()
+    db.session.delete(reduce_job)  # parked again below, as the watcher would park it
+    db.session.commit()
+
+    came = []
+    parked = queue.enqueue("reduce", file_id=frame.id, waiting=queue.Waiting(
+        [MASTER_BIAS], f"waiting for {MASTER_BIAS}", ready=lambda: bool(came)))
+    assert (parked.state, db.session.get(File, frame.id).state) == ("waiting", "waiting")
+    came.append(MASTER_BIAS)  # committed by a worker meanwhile
+    queue.commit()
+    db.session.expire_all()
+    assert (parked.state, parked.reason, parked.waiting_for, parked.attempts) == ("queued", "", "", 0)
+    assert db.session.get(File, frame.id).state == "queued"
+
+    queue.requeue_if_waiting(parked.id)  # a second wake-up finds it queued already: nothing changes
+    queue.commit()
+    assert Job.query.filter_by(kind="reduce", state="queued").count() == 1
 
 
 def test_a_quiet_block_ends_by_time(app, people, calibration_night):
