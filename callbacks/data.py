@@ -643,10 +643,11 @@ def register(app):
         return scale != "minmax", scale != "minmax", scale != "percentiles", scale != "percentiles"
 
     @app.callback(Output(ids.DATA_COMPARE, "options"), Output(ids.DATA_COMPARE, "value"),
-                  Input(ids.DATA_SELECTED, "data"))
-    def compare_choices(selected):
+                  Input(ids.DATA_SELECTED, "data"), State(ids.DATA_COMPARE, "value"))
+    def compare_choices(selected, compared):
         file = _file(_user(), selected)
-        return (compare_options(_user(), file) if file is not None else []), []
+        # an unchanged empty value is left alone: writing it would draw the viewer again (and hide it meanwhile)
+        return (compare_options(_user(), file) if file is not None else []), ([] if compared else no_update)
 
     # drawn first by the page's layout (first_paint), so only a change redraws it
     @app.callback(output=Output(ids.DATA_VIEWER, "children"),
