@@ -156,21 +156,21 @@ def commit() -> None:
 
 
 def requeue(job: Job, reason: str = "") -> None:
-    """Queue a waiting (or lost) job again; sent when the caller commits."""
+    """Queue a lost job again; sent when the caller commits (a waiting one: :func:`requeue_if_waiting`)."""
     job.state, job.reason, job.waiting_for = "queued", reason, ""
     _add_to_outbox(job)
     settle_file_state(job.file)
 
 
 def requeue_if_waiting(job_id: int, reason: str = "") -> None:
-    """Queue a job again only if it is still waiting (compare-and-set: a wake-up may have queued it, and a
-    worker claimed it, since it was read)."""
+    """Queue a job again only if it is still waiting (compare-and-set: another wake-up may have queued it,
+    and a worker claimed it, since it was read); sent when the caller commits. The row is read afresh."""
     woken = db.session.execute(sa.update(Job).where(Job.id == job_id, Job.state == "waiting")
                                .values(state="queued", reason=reason, waiting_for="")
                                .execution_options(synchronize_session=False))
+    job = db.session.get(Job, job_id)
+    db.session.refresh(job)
     if woken.rowcount == 1:
-        job = db.session.get(Job, job_id)
-        db.session.refresh(job)
         _add_to_outbox(job)
         settle_file_state(job.file)
 

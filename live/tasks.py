@@ -22,7 +22,7 @@ from db.events import log_event
 from db.models import File, Job, Proposal
 from db.queries import as_utc, kind_of
 from live.folders import processed_root
-from live.queue import JobRefused, Waiting, again_after_commit, enqueue, periodic, requeue, task
+from live.queue import JobRefused, Waiting, again_after_commit, enqueue, periodic, requeue_if_waiting, task
 from live.states import set_file_state, settle_file_state
 from pipeline import chain, fitsfiles, flexure, matching, standards, steps
 from pipeline.chain import ARC_OBSTYPES, DataType
@@ -129,7 +129,7 @@ def on_ingested(file: File) -> None:
     # the group's pending job takes this frame too; a new frame is news only to a job that counts frames
     # or waits for its block to end (not to one waiting for the whole night or for its master bias)
     if job.state == "waiting" and job.waiting_for in (_more_frames(kind_of(file)), BLOCK_END):
-        requeue(job, f"{file.file_name} arrived")
+        requeue_if_waiting(job.id, f"{file.file_name} arrived")
     if job.state == "waiting":
         set_file_state(file, "waiting", job.reason)
     else:
@@ -186,7 +186,7 @@ def _strike(job: Job, provided: str) -> None:
         if len(awaited) == len(job.waiting_for.split(", ")):
             return  # not waiting for it (any more)
         if not awaited:
-            requeue(job, f"{provided} arrived")
+            requeue_if_waiting(job.id, f"{provided} arrived")
             return
         struck = db.session.execute(
             sa.update(Job).where(Job.id == job.id, Job.state == "waiting", Job.waiting_for == job.waiting_for)
@@ -257,11 +257,11 @@ def wake_parked_masters() -> None:
         if job.waiting_for == BLOCK_END:
             newest = db.session.get(File, (job.result or {}).get("newest_frame_id") or -1)
             if newest is None or _block_ended(newest):
-                requeue(job, "the block of frames ended")
+                requeue_if_waiting(job.id, "the block of frames ended")
         else:
             frame = db.session.get(File, job.file_id)
             if frame is None or not _files_arriving(frame):
-                requeue(job, "the night's files are catalogued")
+                requeue_if_waiting(job.id, "the night's files are catalogued")
 
 
 def _files_arriving(frame: File) -> bool:
