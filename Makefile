@@ -19,7 +19,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	scripts/debian-packages redis-server postgresql chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/catalogue.py

@@ -31,11 +31,11 @@ def create_app(config: dict | None = None) -> Dash:
 def register_extensions(server: Flask) -> None:
     import auth
     import db
-    import live
+    from live import queue, tasks  # noqa: F401  (importing the tasks registers them with the queue)
 
     db.init_app(server)
     auth.init_app(server)
-    live.init_app(server)
+    queue.init_app(server)
 
 
 def register_blueprints(server: Flask) -> None:

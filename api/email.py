@@ -10,6 +10,7 @@ from api import ApiError, blueprint
 from auth.accounts import AccountError, normalize_email
 from auth.mail import send_mail
 from auth.permissions import can_manage_users
+from db import db
 from db.events import log_event
 
 MAX_RECIPIENTS = 100
@@ -56,6 +57,7 @@ def email_send():
                        f"({error.__class__.__name__}).", 502) from None
     log_event("email_sent", f"{current_user.username} sent '{subject.strip()}' to {', '.join(to)}.",
               user=current_user, subject=subject.strip()[:254], details={"to": to, "subject": subject.strip()})
+    db.session.commit()
     return jsonify({"sent": True, "to": to, "subject": subject.strip()})
 
 

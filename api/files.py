@@ -15,6 +15,7 @@ from api import ApiError, blueprint
 from auth import queries
 from auth.permissions import can_add_files, can_change_file, get_visible_file
 from auth.queries import QueryError, change_stamp, count_visible, list_files, parse_integer
+from db import db
 from db.events import log_event
 from db.serialize import file_to_dict
 from live import catalogue, queue, tasks
@@ -88,6 +89,7 @@ def files_create():
         file, created = catalogue.ingest(path, user=current_user)
     except catalogue.IngestError as error:
         log_event("ingest_failed", f"Refused to ingest: {error}", level="WARNING", user=current_user)
+        db.session.commit()
         raise ApiError(str(error), 400) from None
     if file.state == "failed":
         raise ApiError(f"Could not ingest {file.file_name}: {file.state_reason}", 422, file=file_to_dict(file))
@@ -161,7 +163,7 @@ def files_reclassify():
     after = (file.obstype, file.technique, queries.kind_of(file))
     log_event("reclassified", f"{file.file_name}: {'/'.join(before)} -> {'/'.join(after)}.",
               user=current_user, proposal_id=file.proposal_id, file_id=file.id,
-              details={"old": list(before), "new": list(after)}, commit=False)
+              details={"old": list(before), "new": list(after)})
     tasks.on_ingested(file)
     queue.commit()
     return jsonify(file_to_dict(file))
@@ -227,7 +229,8 @@ def files_zip():
                 Path(f.full_path)) for f in files]
     name = f"gsp-{params['date']}.zip" if params.get("date") else "gsp-files.zip"
     log_event("download_zip", f"Zip of {len(entries)} files ({urlencode(params) or 'no filter'}).",
-              user=current_user, commit=True)
+              user=current_user)
+    db.session.commit()
     return Response(zip_stream(entries), mimetype="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

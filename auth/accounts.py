@@ -249,7 +249,7 @@ def _audit_changes(event: str, proposal: Proposal, changes: list[dict], actor, n
         log_event(event,
                   f"{_actor_name(actor)} changed {(names or {}).get(change['field'], change['field'])} of "
                   f"{proposal.soar_id} from {change['old']!r} to {change['new']!r}.",
-                  user=actor, proposal_id=proposal.id, subject=proposal.soar_id, details=change, commit=False)
+                  user=actor, proposal_id=proposal.id, subject=proposal.soar_id, details=change)
 
 
 # --- collaborators ------------------------------------------------------------------------------
@@ -282,7 +282,7 @@ def add_collaborator_by_email(proposal: Proposal, email, actor) -> tuple[User, b
         log_event("collaborator_added",
                   f"{_actor_name(actor)} added {user.username} <{user.email}> to {proposal.soar_id}"
                   + (" (new account)." if created else "."),
-                  user=actor, proposal_id=proposal.id, subject=user.email, commit=False,
+                  user=actor, proposal_id=proposal.id, subject=user.email,
                   details={"field": "collaborators", "old": None, "new": user.email,
                            "username": user.username, "created_user": created})
         db.session.flush()
@@ -309,7 +309,7 @@ def remove_collaborator_by_email(proposal: Proposal, email, actor) -> User:
         remove_collaborator(proposal, user)
         log_event("collaborator_removed",
                   f"{_actor_name(actor)} removed {user.username} <{user.email}> from {proposal.soar_id}.",
-                  user=actor, proposal_id=proposal.id, subject=user.email, commit=False,
+                  user=actor, proposal_id=proposal.id, subject=user.email,
                   details={"field": "collaborators", "old": user.email, "new": None, "username": user.username})
         db.session.commit()
     except AccountError:
@@ -331,7 +331,7 @@ def invite_user(actor, *, email, username: str = "", first_name: str = "", last_
                            first_name=first_name or "", last_name=last_name or "", partner=partner)
         db.session.flush()
         log_event("user_created", f"{_actor_name(actor)} created the account {user.username} <{user.email}>.",
-                  user=actor, subject=user.username, commit=False,
+                  user=actor, subject=user.username,
                   details={"field": "user", "old": None, "new": user.username})
         mail_set_password(user, subject="GSP Live: your new account",
                           reason="An account was created for you in GSP Live, the Goodman Spectroscopic "
@@ -365,7 +365,7 @@ def update_profile(user: User, *, first_name, last_name, email, partner) -> list
         for change in applied:
             setattr(user, change["field"], change["new"])
             log_event("profile_changed", f"{user.username} changed their {change['field']} from {change['old']!r} "
-                      f"to {change['new']!r}.", user=user, subject=user.username, details=change, commit=False)
+                      f"to {change['new']!r}.", user=user, subject=user.username, details=change)
         db.session.commit()
     except AccountError:
         db.session.rollback()
@@ -379,6 +379,7 @@ def send_password_reset(actor, user: User) -> None:
                              "password for your GSP Live account.")
     log_event("password_reset_sent", f"{_actor_name(actor)} sent a set-password link to {user.username}.",
               user=actor, subject=user.username)
+    db.session.commit()
 
 
 def set_user_active(actor, user: User, active: bool) -> None:
@@ -392,7 +393,7 @@ def set_user_active(actor, user: User, active: bool) -> None:
     user.is_active_account = bool(active)
     log_event("user_activated" if active else "user_deactivated",
               f"{_actor_name(actor)} {'activated' if active else 'deactivated'} {user.username}.",
-              user=actor, subject=user.username, commit=False,
+              user=actor, subject=user.username,
               details={"field": "is_active", "old": not active, "new": bool(active)})
     db.session.commit()
 
@@ -411,7 +412,7 @@ def set_user_staff(actor, user: User, staff: bool) -> None:
     log_event("staff_granted" if staff else "staff_revoked",
               f"{_actor_name(actor)} {'made' if staff else 'removed'} {user.username} "
               f"{'staff' if staff else 'from staff'}.",
-              user=actor, subject=user.username, commit=False,
+              user=actor, subject=user.username,
               details={"field": "is_staff", "old": not staff, "new": bool(staff)})
     db.session.commit()
 
@@ -498,7 +499,7 @@ def create_proposal_for(actor, *, soar_id, pi_id, semester, title: str = "", abs
                                    abstract=abstract or "")
         db.session.flush()
         log_event("proposal_created", f"{_actor_name(actor)} created {soar_id} with PI {pi.username}.",
-                  user=actor, proposal_id=proposal.id, subject=soar_id, commit=False,
+                  user=actor, proposal_id=proposal.id, subject=soar_id,
                   details={"field": "proposal", "old": None, "new": soar_id})
         db.session.commit()
     except AccountError:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 
 import sqlalchemy as sa
 
 from auth.permissions import visible_files
 from db import db
 from db.models import File, Proposal
-from db.queries import config_fields, job_counts, kind_of, sensitivity_functions
+from db.queries import RAW_CALIBRATION_TYPES, config_fields, job_counts, kind_of, sensitivity_functions
 from pipeline import chain, matching
 from pipeline.chain import DataType
 from pipeline.headers import NO_FILTER
@@ -201,21 +202,27 @@ class _NightFrames:
 
     def __init__(self, raw: list[File], date: str):
         usable = [frame for frame in raw if frame.state != "failed"]
-        self.bias = Counter(_key(matching.bias_group_key, f) for f in usable if kind_of(f) == "bias")
-        self.flats = Counter(_key(matching.flat_group_key, f) for f in usable if kind_of(f) == "flat")
+        self.groups = {kind: Counter(_key(partial(matching.group_key, kind), f) for f in usable if kind_of(f) == kind)
+                       for kind in ("bias", "flat")}
         self.arcs = Counter(_key(matching.science_config_key, f) for f in usable if kind_of(f) == "arc")
         self.standards = Counter(_key(matching.science_config_key, f) for f in usable
                                  if kind_of(f) == chain.STANDARD)
         # Masters are everyone's (auth.permissions): the night's master bias and normalized flats.
         masters = db.session.scalars(sa.select(File).where(File.data_type == DataType.MASTER, File.date == date,
-                                                           File.obstype.in_(("BIAS", "FLAT", "LAMPFLAT")))
+                                                           File.obstype.in_(RAW_CALIBRATION_TYPES))
                                      .order_by(File.id.desc()))
-        self.master_bias, self.master_flats = {}, {}
+        self.masters = {"bias": {}, "flat": {}}
         for master in masters:
-            if kind_of(master) == "bias":
-                self.master_bias.setdefault(_key(matching.bias_group_key, master), master.file_name)
-            elif master.normalized:
-                self.master_flats.setdefault(_key(matching.flat_group_key, master), master.file_name)
+            kind = kind_of(master)
+            if kind == "bias" or master.normalized:
+                self.masters[kind].setdefault(_key(partial(matching.group_key, kind), master), master.file_name)
+
+    def _master(self, kind: str, need: str, needed: list[str], example: File, settings, label: str) -> Readiness:
+        key = _key(partial(matching.group_key, kind), example)
+        have, minimum = self.groups[kind][key], matching.minimum_frames(kind, settings)
+        noun = "bias frame" if kind == "bias" else "flat"
+        return Readiness(need in needed, have, minimum, self.masters[kind].get(key),
+                         f"{_more(minimum - have, noun)} needed for {label}")
 
     def readiness(self, configuration: Configuration) -> dict[str, Readiness]:
         example = configuration.example
@@ -224,18 +231,11 @@ class _NightFrames:
         science = "science" if example.technique == chain.SPECTROSCOPY else "imaging"
         needed = chain.needs_of(science, example.technique, settings)
         label = configuration.label
-        bias_key = _key(matching.bias_group_key, example)
-        flat_key = _key(matching.flat_group_key, example)
         config_key = _key(matching.science_config_key, example)
-        have_bias, have_flats = self.bias[bias_key], self.flats[flat_key]
         standard = next(iter(sensitivity_functions(example)), None)
         return {
-            chain.MASTER_BIAS: Readiness(
-                chain.MASTER_BIAS in needed, have_bias, settings.min_bias, self.master_bias.get(bias_key),
-                f"{_more(settings.min_bias - have_bias, 'bias frame')} needed for {label}"),
-            chain.MASTER_FLAT: Readiness(
-                chain.MASTER_FLAT in needed, have_flats, settings.min_flats, self.master_flats.get(flat_key),
-                f"{_more(settings.min_flats - have_flats, 'flat')} needed for {label}"),
+            chain.MASTER_BIAS: self._master("bias", chain.MASTER_BIAS, needed, example, settings, label),
+            chain.MASTER_FLAT: self._master("flat", chain.MASTER_FLAT, needed, example, settings, label),
             chain.ARC: Readiness(chain.ARC in needed, self.arcs[config_key], 1, None, f"no arc yet for {label}"),
             chain.SENSITIVITY: Readiness(
                 chain.SENSITIVITY in needed, self.standards[config_key], 1,

@@ -86,6 +86,7 @@ def login():
                 session.pop("csrf", None)
                 return redirect(next_url)
             log_event("login_failed", f"Failed login for '{username}'.", level="WARNING", subject=username)
+            db.session.commit()
             error, status = "Please enter a correct username and password.", 401
     return render_template("auth/login.html", title="Sign in", error=error, username=username, next=next_url), status
 
@@ -112,8 +113,8 @@ def set_password(token):
         problems = _new_password_problems(user)
         if not problems:
             store_password(user, request.form["new_password1"])
-            db.session.commit()
             log_event("password_set", f"{user.username} set a password from a mailed link.", user=user)
+            db.session.commit()
             return render_template("auth/message.html", title="Password set",
                                    message="Your password has been set. You may log in now.",
                                    link=url_for("auth.login")), 200

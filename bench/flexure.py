@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import code_version, write_results  # noqa: E402
-from bench.night import accuracy  # noqa: E402
+from pipeline.truth import accuracy  # noqa: E402
 from pipeline import extract, flexure, reduce, wavelength  # noqa: E402
 from pipeline.night import reduce_night  # noqa: E402
 from pipeline.settings import ReductionSettings  # noqa: E402

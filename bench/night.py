@@ -40,12 +40,12 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import code_version, write_results  # noqa: E402
+from pipeline.truth import accuracy  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
@@ -72,94 +72,6 @@ def timed(command: list[str], *, cwd: Path, env: dict, log: Path) -> dict:
     return {"command": " ".join(command), "returncode": process.returncode, "wall_seconds": round(wall, 2),
             "cpu_seconds": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2),
             "log": str(log)}
-
-
-# --- reading calibrated spectra -----------------------------------------------------------------------
-
-def read_calibrated(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(wavelength, flux) of a calibrated 1D product: goodman's BinTable or our linear-WCS primary."""
-    from astropy.io import fits
-
-    with fits.open(path) as hdus:
-        if "SPECTRUM" in hdus and "WAVELENGTH" in hdus["SPECTRUM"].columns.names:
-            table = hdus["SPECTRUM"].data
-            return np.asarray(table["WAVELENGTH"], float), np.asarray(table["INTENSITY"], float)
-        header, flux = hdus[0].header, np.asarray(hdus[0].data, float)
-    wave = header["CRVAL1"] + (np.arange(flux.size) + 1 - header.get("CRPIX1", 1.0)) * header["CDELT1"]
-    return wave, flux
-
-
-def gaussian_centre(wave: np.ndarray, flux: np.ndarray) -> float | None:
-    from scipy.optimize import curve_fit
-
-    def model(x, amplitude, centre, sigma, level):
-        return amplitude * np.exp(-0.5 * ((x - centre) / sigma) ** 2) + level
-
-    step = float(np.median(np.abs(np.diff(wave))))
-    start = (np.ptp(flux), wave[np.argmax(flux)], 1.5 * step, np.min(flux))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a poorly constrained fit is judged by its centre below
-            parameters = curve_fit(model, wave, flux, p0=start, maxfev=5000)[0]
-    except (RuntimeError, ValueError):
-        return None
-    centre = float(parameters[1])
-    return centre if wave.min() < centre < wave.max() and parameters[0] > 0 else None
-
-
-def line_offsets(wave, flux, target_truth: dict, dispersion) -> list[dict]:
-    """Fitted minus true position of each emission line, in binned pixels (None when the fit fails)."""
-    order = np.argsort(wave)
-    wave, flux = wave[order], flux[order]
-    slope = dispersion.deriv()
-    found = []
-    for line in target_truth["emission_lines"]:
-        per_pixel = abs(float(slope(line["x"])))  # Angstrom per binned pixel at the line
-        if not wave[10] < line["wavelength"] < wave[-10]:
-            continue
-        window = np.abs(wave - line["wavelength"]) < 5 * per_pixel
-        if window.sum() < 5:
-            continue
-        centre = gaussian_centre(wave[window], flux[window])
-        found.append({"wavelength": line["wavelength"],
-                      "offset_px": None if centre is None else (centre - line["wavelength"]) / per_pixel})
-    return found
-
-
-def best_target(wave, flux, truth_file: dict) -> tuple[int, list[dict]]:
-    """Target numbers differ between pipelines and truth: take the truth target the spectrum matches best."""
-    from numpy.polynomial import Polynomial
-
-    dispersion = Polynomial(truth_file["dispersion"]["coefficients"])
-    candidates = []
-    for index, target in enumerate(truth_file["targets"]):
-        offsets = line_offsets(wave, flux, target, dispersion)
-        good = [abs(o["offset_px"]) for o in offsets if o["offset_px"] is not None]
-        candidates.append((np.median(good) if good else np.inf, -len(good), index, offsets))
-    score, _, index, offsets = min(candidates, key=lambda c: (c[0], c[1]))
-    return index, offsets
-
-
-def accuracy(products: list[tuple[Path, str]], truth: dict) -> dict:
-    """Line offsets of every (calibrated science product, raw file name) pair."""
-    per_product, offsets, failed = [], [], 0
-    for path, raw_name in products:
-        wave, flux = read_calibrated(path)
-        index, lines = best_target(wave, flux, truth["files"][raw_name])
-        good = [o["offset_px"] for o in lines if o["offset_px"] is not None]
-        failed += sum(o["offset_px"] is None for o in lines)
-        offsets += [abs(o) for o in good]
-        per_product.append({"file": path.name, "raw": raw_name, "truth_target": index + 1,
-                            "lines_measured": len(good),
-                            "median_abs_offset_px": round(float(np.median(np.abs(good))), 3) if good else None,
-                            "max_abs_offset_px": round(float(np.max(np.abs(good))), 3) if good else None,
-                            "offsets_px": [round(o, 3) for o in good]})
-    summary = {"spectra": len(products), "lines_measured": len(offsets), "lines_not_fitted": failed}
-    if offsets:
-        summary.update(median_abs_offset_px=round(float(np.median(offsets)), 3),
-                       p90_abs_offset_px=round(float(np.percentile(offsets, 90)), 3),
-                       max_abs_offset_px=round(float(np.max(offsets)), 3))
-    return {"summary": summary, "per_product": per_product}
 
 
 def ours_products(out_dir: Path) -> list[tuple[Path, str]]:
@@ -215,7 +127,7 @@ def stage_profile(raw: Path, out_dir: Path, settings_file: Path) -> dict:
         wrap("pipeline.steps", "extract_arc_along", "extract arc along trace"),
         wrap("pipeline.steps", "calibrate_wavelength", "wavelength calibration (whole block)"),
         wrap("pipeline.wavelength", "find_lines", "  wavelength: find_lines (per-peak fits)"),
-        wrap("pipeline.masters", "_median_combine", "  calibrations: clipped median combine"),
+        wrap("pipeline.masters", "median_combine", "  calibrations: clipped median combine"),
     ]
     order = ["calibrations: master bias", "calibrations: master flat + normalization",
              "  calibrations: clipped median combine", "reduce (whole block)", "  reduce: cosmic rays (LACosmic)", "extract science (whole block)",

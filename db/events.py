@@ -1,4 +1,7 @@
-"""The one way to record an important event (shown on the Logs page)."""
+"""The one way to record an important event (shown on the Logs page).
+
+A log line joins the caller's transaction: it is committed with the change it tells of (or rolled
+back with it), never on its own, so logging is never a transaction boundary."""
 from __future__ import annotations
 
 from flask import has_request_context, request
@@ -8,7 +11,7 @@ from db.models import LogEntry
 
 
 def log_event(event: str, message: str, *, level: str = "INFO", user=None, proposal_id=None,
-              file_id=None, subject: str = "", details: dict | None = None, commit: bool = True) -> LogEntry:
+              file_id=None, subject: str = "", details: dict | None = None) -> LogEntry:
     entry = LogEntry(
         event=event,
         message=message,
@@ -21,6 +24,4 @@ def log_event(event: str, message: str, *, level: str = "INFO", user=None, propo
         details=details,
     )
     db.session.add(entry)
-    if commit:
-        db.session.commit()
     return entry

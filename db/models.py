@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from db import db
+from db.extension import db
 from pipeline.settings import ReductionSettings
 
 

@@ -38,7 +38,7 @@ FILTER_NAMES = (*EXACT_FILTERS, *INTEGER_FILTERS, "proposal_id", "date_from", "d
                 "hide_raw_calibrations")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-RAW_CALIBRATION_TYPES = ("BIAS", "FLAT", "LAMPFLAT")
+RAW_CALIBRATION_TYPES = headers.obstypes_of("bias") + headers.obstypes_of("flat")
 
 
 class QueryError(ValueError):
@@ -152,6 +152,7 @@ def config_fields(file: File) -> dict:
             except ValueError:
                 fields[name] = None
     fields.setdefault("date_obs", file.date_obs)
+    fields.setdefault("date", file.date)
     fields.update(id=file.id, file_name=file.file_name)
     return fields
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 from flask import Flask
 
 import db
-import live
 from config import load_config
+from live import queue, tasks  # noqa: F401  (importing the tasks registers them with the queue)
+from live.cli import watch_command
 
 
 def create_worker_app(config: dict | None = None) -> Flask:
     server = Flask("gsp-worker")
     server.config.update(load_config(config))
     db.init_app(server)
-    live.init_app(server)
-    from live.cli import watch_command
-
+    queue.init_app(server)
     server.cli.add_command(watch_command)
     return server

@@ -70,7 +70,7 @@ def proposal_for(soar_id: str | None) -> Proposal | None:
                                    placeholder=True)
         db.session.flush()
         log_event("proposal_placeholder", f"Proposal {soar_id} first seen in a FITS header; "
-                  "created as a placeholder.", proposal_id=proposal.id, commit=False)
+                  "created as a placeholder.", proposal_id=proposal.id)
     return proposal
 
 
@@ -131,11 +131,11 @@ def ingest(path: str | Path, *, user=None) -> tuple[File, bool]:
         return db.session.scalar(sa.select(File).where(File.full_path == str(real))), False
     if problem is None:
         log_event("ingest", f"Ingested {file.file_name} ({file.obstype}, {file.technique}).", user=user,
-                  proposal_id=file.proposal_id, file_id=file.id, commit=False)
+                  proposal_id=file.proposal_id, file_id=file.id)
         tasks.on_ingested(file)  # the row and its first job are committed together
     else:
         log_event("ingest_failed", f"Could not ingest {file.file_name}: {problem}", level="ERROR", user=user,
-                  file_id=file.id, commit=False)
+                  file_id=file.id)
     queue.commit()
     return file, True
 
@@ -176,21 +176,22 @@ class DeleteRefused(ValueError):
 def delete_products(user, files: list[File]) -> list[int]:
     """Delete processed files (rows and their files under the processed tree), all or none.
 
-    Raw files are never deleted; only members of the file's proposal and staff may delete."""
+    Raw files are never deleted; only members of the file's proposal and staff may delete.  The files
+    go only once the rows' removal is committed: a failed commit leaves rows and files as they were."""
     for file in files:
         if file.data_type == DataType.RAW:
             raise DeleteRefused(f"{file.file_name} is a raw file; raw files are never deleted.", 400)
         if not can_change_file(user, file):
             raise DeleteRefused(f"You may not delete {file.file_name}.", 403)
     root = processed_root()
-    deleted = []
+    paths = [Path(file.full_path) for file in files]
+    deleted = [file.id for file in files]
     for file in files:
-        path = Path(file.full_path)
-        if root in path.resolve().parents and path.exists():
-            path.unlink()
-        deleted.append(file.id)
         log_event("file_deleted", f"{user.username} deleted {file.file_name}.", user=user,
-                  proposal_id=file.proposal_id, commit=False)
+                  proposal_id=file.proposal_id)
         db.session.delete(file)
     db.session.commit()
+    for path in paths:
+        if root in path.resolve().parents:
+            path.unlink(missing_ok=True)
     return deleted

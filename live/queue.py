@@ -2,7 +2,7 @@
 
 - :func:`enqueue` adds a Job row to the caller's transaction, like an outbox: the row exists
   exactly when the change that caused it is committed.  After the commit its id is sent to RQ
-  (``rq worker`` runs :func:`run_job`) or, with no Redis, to a thread of this process.
+  (``rq worker`` runs ``live.worker.run_job``) or, with no Redis, to a thread of this process.
 - :func:`dispatch` (every second, in the watcher process) re-sends queued rows whose RQ job is
   missing (Redis was down or restarted empty), gives a run whose worker stopped beating its
   one retry (the only retry policy: RQ's own ``Retry`` is not used), and runs the periodic
@@ -75,8 +75,8 @@ def periodic(function):
 
 
 def init_app(server) -> None:
-    from live import tasks  # noqa: F401  (the reduction tasks register themselves)
-
+    """The app's transport (RQ on ``REDIS_URL``, or a thread of this process).  The tasks register
+    themselves when ``live.tasks`` is imported, which the app factories do."""
     server.extensions["gsp_queue"] = _make_queue(server.config["REDIS_URL"])
     if not sa.event.contains(Session, "after_commit", _send_outbox):
         sa.event.listen(Session, "after_commit", _send_outbox)
@@ -175,6 +175,27 @@ def requeue_if_waiting(job_id: int, reason: str = "") -> None:
         settle_file_state(job.file)
 
 
+def strike_need(job: Job, provided: str) -> None:
+    """Strike ``provided`` off what a parked job waits for, and queue it when nothing is left.
+    Compare-and-set: two masters arriving at once must not each write back the other's struck need."""
+    while job.state == "waiting":
+        awaited = [need for need in job.waiting_for.split(", ") if need and need != provided]
+        if len(awaited) == len(job.waiting_for.split(", ")):
+            return  # not waiting for it (any more)
+        if not awaited:
+            requeue_if_waiting(job.id, f"{provided} arrived")
+            return
+        struck = db.session.execute(
+            sa.update(Job).where(Job.id == job.id, Job.state == "waiting", Job.waiting_for == job.waiting_for)
+            .values(waiting_for=", ".join(awaited), reason=f"waiting for {' and '.join(awaited)}")
+            .execution_options(synchronize_session=False))
+        if struck.rowcount == 1:
+            db.session.expire(job, ["waiting_for", "reason"])
+            settle_file_state(job.file)
+            return
+        db.session.refresh(job)
+
+
 def _add_to_outbox(job: Job) -> None:
     db.session.info.setdefault(_OUTBOX, []).append((job.id, job.attempts))
 
@@ -210,7 +231,7 @@ def _send(job_id: int, attempts: int) -> bool:
         _inline_pool.submit(_run_inline, current_app._get_current_object(), job_id, attempts)
         return True
     try:
-        queue.enqueue("live.queue.run_job", job_id, job_id=f"gsp-{job_id}-{attempts}", result_ttl=3600,
+        queue.enqueue("live.worker.run_job", job_id, job_id=f"gsp-{job_id}-{attempts}", result_ttl=3600,
                       failure_ttl=7 * 86400)
         return True
     except Exception as error:  # Redis unreachable: the dispatcher re-sends the row
@@ -253,13 +274,13 @@ def recover_lost_runs() -> list[int]:
             job.lost_runs += 1
             requeue(job)
             log_event("job_retried", f"{job.kind} job {job.id}: {stopped}; queued again", level="WARNING",
-                      file_id=job.file_id, commit=False)
+                      file_id=job.file_id)
         else:
             job.state, job.finished_at = "failed", _now()
             job.reason = f"{stopped}, {job.lost_runs + 1} times"
             settle_file_state(job.file)
             log_event("job_failed", f"{job.kind} job {job.id} failed: {job.reason}", level="ERROR",
-                      file_id=job.file_id, commit=False)
+                      file_id=job.file_id)
         db.session.commit()
     return [job.id for job in lost]
 
@@ -286,35 +307,18 @@ def send_queued(limit: int = 1000) -> list[int]:
             _redis_down = True
             log_event("queue_unreachable", f"Redis is unreachable ({error}); {len(rows)} queued job(s) wait "
                       "in the database and are sent when it is back.", level="WARNING")
+            db.session.commit()
         return []
     if _redis_down:
         _redis_down = False
         log_event("queue_reachable", "Redis is reachable again; queued jobs are being sent.")
+        db.session.commit()
     live = ("queued", "started", "deferred", "scheduled")
     return [job_id for (job_id, attempts), status in zip(rows, statuses)
             if status not in live and _send(job_id, attempts)]
 
 
 # --- running a job ---------------------------------------------------------------------------------
-
-_worker_app = None
-
-
-def worker_app():
-    """The small app a worker runs jobs in (Flask + database, no pages), built once per process."""
-    global _worker_app
-    if _worker_app is None:
-        from live.app import create_worker_app
-
-        _worker_app = create_worker_app()
-    return _worker_app
-
-
-def run_job(job_id: int):
-    """Entry point for ``rq worker`` (by dotted name)."""
-    with worker_app().app_context():
-        return execute(job_id)
-
 
 def execute(job_id: int):
     """Run one job if this delivery may claim it, then, in this process, the follow-up job it kept (its
@@ -344,6 +348,7 @@ def _run_one(job_id: int) -> tuple[dict, int | None]:
             if _finish(job_id, attempt, state="failed", reason=reason):
                 log_event("job_failed", f"{job.kind} job {job_id} failed: {reason}", level="ERROR",
                           file_id=job.file_id, details={"traceback": traceback.format_exc(limit=5)})
+                db.session.commit()
             return {"failed": reason}, None
     if isinstance(outcome, Waiting):
         if _finish(job_id, attempt, state="waiting", reason=outcome.reason, waiting_for=", ".join(outcome.needs),

@@ -4,6 +4,7 @@ What runs after what is ``pipeline.chain``: a newly ingested raw frame starts it
 step, a task's products go on to the chain's next step, and a step that provides something
 (a master, a reduced arc) wakes the jobs parked waiting for it.  A task never commits: the
 job layer commits its products, its follow-up jobs and its end state together (live/queue.py).
+Every task's result names what it made (or settled on) under ``products``, main product first.
 """
 from __future__ import annotations
 
@@ -20,18 +21,16 @@ from flask import current_app
 from db import db, queries
 from db.events import log_event
 from db.models import File, Job, Proposal
-from db.queries import as_utc, kind_of
+from db.queries import kind_of
 from live.folders import processed_root
-from live.queue import JobRefused, Waiting, again_after_commit, enqueue, periodic, requeue_if_waiting, task
-from live.states import set_file_state, settle_file_state
-from pipeline import chain, fitsfiles, flexure, matching, standards, steps
+from live.queue import (JobRefused, Waiting, again_after_commit, enqueue, periodic, requeue_if_waiting,
+                        strike_need, task)
+from live.states import set_file_state
+from pipeline import chain, fitsfiles, flexure, headers, matching, standards, steps
 from pipeline.chain import ARC_OBSTYPES, DataType
-from pipeline.night import master_name
 from pipeline.settings import ReductionSettings
 from pipeline.wavelength import WavelengthOptions
 
-BLOCK_END = "the end of the block of frames"
-NEW_FILES = "the night's new files to be catalogued"
 # A FITS file this recent (written, copied or renamed) that the catalogue does not know yet is still on
 # its way in: the watcher catalogues a file within a second, or as failed after 60 s (give_up_seconds).
 ARRIVING_SECONDS = 90
@@ -128,7 +127,7 @@ def on_ingested(file: File) -> None:
         return
     # the group's pending job takes this frame too; a new frame is news only to a job that counts frames
     # or waits for its block to end (not to one waiting for the whole night or for its master bias)
-    if job.state == "waiting" and job.waiting_for in (_more_frames(kind_of(file)), BLOCK_END):
+    if job.state == "waiting" and job.waiting_for in (matching.more_frames(kind_of(file)), matching.BLOCK_END):
         requeue_if_waiting(job.id, f"{file.file_name} arrived")
     if job.state == "waiting":
         set_file_state(file, "waiting", job.reason)
@@ -136,16 +135,11 @@ def on_ingested(file: File) -> None:
         set_file_state(file, "queued", f"{step.name} of its group queued (job {job.id})")
 
 
-def _more_frames(kind: str) -> str:
-    """What a master waits for while its group has fewer frames than the settings' minimum."""
-    return f"{kind} frames"
-
-
 def serial_key_of(step_name: str, file: File) -> str | None:
     """Jobs that must not run at once: the masters of one group of frames of one night."""
     if step_name != "calibrations":
         return None
-    text = json.dumps([file.date, kind_of(file), _group_key(file)], default=str)
+    text = json.dumps([file.date, kind_of(file), matching.group_key(kind_of(file), fields_of(file))], default=str)
     return "calibrations:" + hashlib.sha1(text.encode()).hexdigest()[:40]
 
 
@@ -159,68 +153,45 @@ def follow(step: chain.Step, raw: File, products: list[File], params_of=lambda r
         for row in products:
             enqueue(following.name, file_id=row.id, params=params_of(row))
     provided = step.provides.get(kind_of(raw))
-    if provided:
-        wake(raw.date, provided)
+    if provided and products:
+        wake(kind_of(raw), products[-1], provided)
 
 
-def wake(date: str, provided: str) -> None:
-    """Strike ``provided`` (a master, an arc) off what the night's parked jobs wait for, and queue again
-    those that wait for nothing more: now, and once more after this job's products are committed (a job
+def wake(provider_kind: str, provider: File, provided: str) -> None:
+    """Strike ``provided`` (a master, an arc, a sensitivity function) off what the parked jobs it could serve
+    wait for (``matching.could_serve``: masters and arcs of their night, standards of any night), and queue
+    again those that wait for nothing more: now, and once more after this job's products are committed (a job
     may park in between).  A frame waiting for its master bias and its master flat runs once, when both
     are in, not once per master (in a burst, every frame ran again between the bias and the flats)."""
-    _requeue_parked(date, provided)
-    again_after_commit(lambda: _requeue_parked(date, provided))
+    offered = fields_of(provider)
 
+    def requeue_parked() -> None:
+        parked = db.session.scalars(sa.select(Job).join(File, Job.file_id == File.id).where(
+            Job.state == "waiting", Job.waiting_for.like(f"%{provided}%")))
+        for job in parked:
+            if matching.could_serve(provider_kind, offered, fields_of(job.file)):
+                strike_need(job, provided)
 
-def _requeue_parked(date: str, provided: str) -> None:
-    parked = db.session.scalars(sa.select(Job).join(File, Job.file_id == File.id).where(
-        Job.state == "waiting", File.date == date, Job.waiting_for.like(f"%{provided}%")))
-    for job in parked:
-        _strike(job, provided)
-
-
-def _strike(job: Job, provided: str) -> None:
-    """Compare-and-set: two masters arriving at once must not each write back the other's struck need."""
-    while job.state == "waiting":
-        awaited = [need for need in job.waiting_for.split(", ") if need and need != provided]
-        if len(awaited) == len(job.waiting_for.split(", ")):
-            return  # not waiting for it (any more)
-        if not awaited:
-            requeue_if_waiting(job.id, f"{provided} arrived")
-            return
-        struck = db.session.execute(
-            sa.update(Job).where(Job.id == job.id, Job.state == "waiting", Job.waiting_for == job.waiting_for)
-            .values(waiting_for=", ".join(awaited), reason=f"waiting for {' and '.join(awaited)}")
-            .execution_options(synchronize_session=False))
-        if struck.rowcount == 1:
-            db.session.expire(job, ["waiting_for", "reason"])
-            settle_file_state(job.file)
-            return
-        db.session.refresh(job)
+    requeue_parked()
+    again_after_commit(requeue_parked)
 
 
 # --- Calibrations ----------------------------------------------------------------------------------
 
-def _group_key(file: File) -> tuple:
-    key_of = matching.bias_group_key if kind_of(file) == "bias" else matching.flat_group_key
-    return key_of(fields_of(file))
-
-
 def _group_of(frame: File) -> list[File]:
     """The raw frames of the night that combine with ``frame`` (same kind and group key)."""
-    obstypes = ("BIAS",) if kind_of(frame) == "bias" else ("FLAT", "LAMPFLAT")
-    key = _group_key(frame)
+    kind = kind_of(frame)
+    key = matching.group_key(kind, fields_of(frame))
     same_night = db.session.scalars(sa.select(File).where(
-        File.data_type == DataType.RAW, File.date == frame.date, File.obstype.in_(obstypes),
+        File.data_type == DataType.RAW, File.date == frame.date, File.obstype.in_(headers.obstypes_of(kind)),
         File.state != "failed").order_by(File.id))
-    return [raw for raw in same_night if _group_key(raw) == key]
+    return [raw for raw in same_night if matching.group_key(kind, fields_of(raw)) == key]
 
 
 def _masters(kind: str, date: str) -> list[File]:
     """Master bias (kind 'bias') or normalized master flats ('flat') of a night."""
-    obstypes = ("BIAS",) if kind == "bias" else ("FLAT", "LAMPFLAT")
-    query = sa.select(File).where(File.data_type == DataType.MASTER, File.obstype.in_(obstypes), File.date == date,
-                                  File.normalized.is_(kind == "flat"))
+    query = sa.select(File).where(File.data_type == DataType.MASTER, File.obstype.in_(headers.obstypes_of(kind)),
+                                  File.date == date, File.normalized.is_(kind == "flat"))
     return list(db.session.scalars(query.order_by(File.id)))
 
 
@@ -252,9 +223,9 @@ def wake_parked_masters() -> None:
     """Masters waiting for their block of frames to end, or for their night's files to be catalogued,
     go once it has, or they are."""
     parked = db.session.scalars(sa.select(Job).where(Job.kind == "calibrations", Job.state == "waiting",
-                                                     Job.waiting_for.in_((BLOCK_END, NEW_FILES))))
+                                                     Job.waiting_for.in_((matching.BLOCK_END, matching.NEW_FILES))))
     for job in parked:
-        if job.waiting_for == BLOCK_END:
+        if job.waiting_for == matching.BLOCK_END:
             newest = db.session.get(File, (job.result or {}).get("newest_frame_id") or -1)
             if newest is None or _block_ended(newest):
                 requeue_if_waiting(job.id, "the block of frames ended")
@@ -297,52 +268,44 @@ def _park_group(group: list[File], needs: list[str], reason: str, **waiting) -> 
 
 @task("calibrations")
 def calibrations(job) -> dict | Waiting:
-    """Build the master of a raw BIAS/FLAT frame's group: once the minimum exists, at most once more
-    when the block is complete, never again from the same frames with the same settings."""
+    """Build the master of a raw BIAS/FLAT frame's group when ``matching.plan_master`` says so; park the
+    group, or keep the master it has, when it says that."""
     frame = db.session.get(File, job.file_id)
     kind = kind_of(frame)
     if kind not in ("bias", "flat"):
         raise JobRefused(f"{frame.file_name} is {frame.obstype}, not a bias or flat frame.")
     settings = settings_for(frame)
-    force = bool((job.params or {}).get("force"))
     group = _group_of(frame)
-    names = sorted(raw.file_name for raw in group)
-    used_settings = _master_settings(settings, kind)
     key = serial_key_of("calibrations", frame)
-    own = [m for m in _masters(kind, frame.date) if (m.calibrations or {}).get("group") == key]
-    automatic = [m for m in own if (m.calibrations or {}).get("automatic")]
-    if not automatic and not force and _files_arriving(frame):  # looked at first: it is what a burst waits for
-        return _park_group(group, [NEW_FILES],
-                           f"{len(group)} {kind} frames so far; combined once the night's new files are catalogued")
-    minimum = settings.min_bias if kind == "bias" else settings.min_flats
-    if len(group) < minimum and not force:
-        return _park_group(group, [_more_frames(kind)], f"{len(group)} of the {minimum} {kind} frames needed for "
-                           "a master", result={"have": len(group), "need": minimum})
-    if not force and kind == "flat" and not settings.ignore_bias and choose_master(frame, "bias")[0] is None:
-        return _park_group(group, [chain.MASTER_BIAS],
-                           f"waiting for the {chain.MASTER_BIAS} its flats are corrected with",
+    own = {master.file_name: master for master in _masters(kind, frame.date)
+           if (master.calibrations or {}).get("group") == key}
+    newest = max(group, key=lambda raw: raw.id)
+    force = bool((job.params or {}).get("force"))
+    plan = matching.plan_master(
+        kind, [raw.file_name for raw in group], settings,
+        [{**(master.calibrations or {}), "name": name} for name, master in own.items()],
+        _master_settings(settings, kind), force=force,
+        files_arriving=lambda: _files_arriving(frame), block_ended=lambda: _block_ended(newest),
+        bias_missing=lambda: choose_master(frame, "bias")[0] is None)
+    if plan.action == "build":
+        return _build_master(frame, kind, group, settings, {
+            "inputs": sorted(raw.file_name for raw in group), "group": key, "automatic": not force,
+            "settings": _master_settings(settings, kind), "why": f"{plan.reason} on {frame.date}"})
+    master = own.get(plan.master)
+    if plan.action == "keep":
+        _settle_group(group, master, plan.reason)
+        note = f"{plan.reason} (a master of exactly these frames)" if plan.exact else plan.reason
+        return {"built": False, "master": master.id, "products": [master.id], "note": note}
+    if plan.needs == (matching.BLOCK_END,):
+        _settle_group(group, master, plan.reason, others="waiting")
+        return Waiting(list(plan.needs), plan.reason, result={"newest_frame_id": newest.id, "master": master.id})
+    if plan.needs == (chain.MASTER_BIAS,):
+        return _park_group(group, list(plan.needs), plan.reason,
                            ready=lambda: choose_master(frame, "bias")[0] is not None)
-    for master in own:
-        made = master.calibrations or {}
-        if sorted(made.get("inputs", [])) == names and made.get("settings") == used_settings:
-            note = f"combined into {master.file_name}"
-            _settle_group(group, master, note)
-            return {"built": False, "master": master.id, "note": f"{note} (a master of exactly these frames)"}
-    if automatic and not force:
-        latest = automatic[-1]
-        if len(automatic) >= 2:
-            note = f"{latest.file_name} was already rebuilt once; Build by hand to combine newer frames"
-            _settle_group(group, latest, note)
-            return {"built": False, "master": latest.id, "note": note}
-        newest = max(group, key=lambda raw: raw.id)
-        if not _block_ended(newest):
-            reason = (f"{latest.file_name} holds {len((latest.calibrations or {}).get('inputs', []))} frames; "
-                      f"rebuilt from all {len(group)} when the block of {kind} frames ends")
-            _settle_group(group, latest, reason, others="waiting")
-            return Waiting([BLOCK_END], reason, result={"newest_frame_id": newest.id, "master": latest.id})
-    return _build_master(frame, kind, group, settings, {
-        "inputs": names, "group": key, "automatic": not force, "settings": used_settings,
-        "why": f"{len(group)} {kind} frames of one configuration on {frame.date}"})
+    if plan.needs == (matching.more_frames(kind),):
+        return _park_group(group, list(plan.needs), plan.reason,
+                           result={"have": len(group), "need": matching.minimum_frames(kind, settings)})
+    return _park_group(group, list(plan.needs), plan.reason)
 
 
 def _master_settings(settings: ReductionSettings, kind: str) -> dict:
@@ -361,7 +324,7 @@ def _settle_group(group: list[File], master: File, note: str, others: str = "don
 
 
 def _build_master(frame: File, kind: str, group: list[File], settings: ReductionSettings, made: dict) -> dict:
-    name = master_name(fields_of(frame), kind)
+    name = steps.master_name(fields_of(frame), kind)
     out_dir = out_dir_for(frame)
     paths = [Path(raw.full_path) for raw in group]
     if kind == "bias":
@@ -380,9 +343,10 @@ def _build_master(frame: File, kind: str, group: list[File], settings: Reduction
     note = f"combined into {rows[-1].file_name}"
     _settle_group(group, rows[-1], note)
     log_event("calibration_built", f"Built {', '.join(r.file_name for r in rows)} from {len(group)} frames.",
-              proposal_id=frame.proposal_id, file_id=rows[-1].id, commit=False)
+              proposal_id=frame.proposal_id, file_id=rows[-1].id)
     follow(chain.STEPS["calibrations"], frame, rows)
-    return {"built": True, "masters": [row.id for row in rows], "note": note}
+    return {"built": True, "masters": [row.id for row in rows], "products": [row.id for row in reversed(rows)],
+            "note": note}
 
 
 # --- Reduce ----------------------------------------------------------------------------------------
@@ -431,9 +395,10 @@ def reduce_task(job) -> dict | Waiting:
                                         "missing": missing})
     raw.reduced_at = _now()
     log_event("reduced", f"Reduced {raw.file_name} -> {reduced.file_name}.", proposal_id=raw.proposal_id,
-              file_id=reduced.id, commit=False)
+              file_id=reduced.id)
     follow(step, raw, [reduced])
-    return {"reduced": reduced.id, "note": f"reduced without {' and '.join(missing)}" if missing else ""}
+    return {"reduced": reduced.id, "products": [reduced.id],
+            "note": f"reduced without {' and '.join(missing)}" if missing else ""}
 
 
 # --- Extract ---------------------------------------------------------------------------------------
@@ -467,9 +432,9 @@ def extract_task(job) -> dict:
             for p in products]
     raw.extracted_at = _now()
     log_event("extracted", f"Extracted {len(rows)} target(s) from {reduced.file_name}.",
-              proposal_id=raw.proposal_id, file_id=reduced.id, commit=False)
+              proposal_id=raw.proposal_id, file_id=reduced.id)
     follow(step, raw, rows, params_of=lambda row: {"arc_id": arc.id, "arc_reason": arc_why} if arc else None)
-    return {"extracted": [row.id for row in rows]}
+    return {"extracted": [row.id for row in rows], "products": [row.id for row in rows]}
 
 
 # --- Wavelength calibration ------------------------------------------------------------------------
@@ -508,9 +473,9 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
     raw.calibrated_at = _now()
     log_event("wavelength_calibrated", f"{row.file_name}: {science_w.record['lines_used']} lines, "
               f"RMS {science_w.record['rms_angstrom']:.3f} A; {flexure.summary(science_w.record['flexure'])}.",
-              proposal_id=raw.proposal_id, file_id=row.id, commit=False)
+              proposal_id=raw.proposal_id, file_id=row.id)
     follow(step, raw, [row])
-    return {"calibrated": row.id, "rms_angstrom": science_w.record["rms_angstrom"],
+    return {"calibrated": row.id, "products": [row.id], "rms_angstrom": science_w.record["rms_angstrom"],
             "lines_used": science_w.record["lines_used"], "note": quality_note(used)}
 
 
@@ -533,10 +498,9 @@ def sensitivity_task(job) -> dict:
     row = add_product(product, parent=calibrated, original=raw, template=calibrated, proposal=calibrated.proposal,
                       calibrations={"standard": {"star": star.name, "table": f"{star.catalogue}/{star.path.name}"}})
     log_event("sensitivity_built", f"{row.file_name}: {star.name}, {product.record['points_used']} bands, "
-              f"RMS {product.record['rms_mag']:.3f} mag.", proposal_id=raw.proposal_id, file_id=row.id,
-              commit=False)
+              f"RMS {product.record['rms_mag']:.3f} mag.", proposal_id=raw.proposal_id, file_id=row.id)
     follow(step, raw, [row])
-    return {"sensitivity": row.id, "star": star.name}
+    return {"sensitivity": row.id, "products": [row.id], "star": star.name}
 
 
 def choose_sensitivity(calibrated: File, standard_id=None) -> tuple[File | None, str]:
@@ -552,16 +516,12 @@ def choose_sensitivity(calibrated: File, standard_id=None) -> tuple[File | None,
             raise JobRefused(f"File {standard_id} is not a standard star with a sensitivity function.")
         return chosen, "chosen by hand"
     candidates = queries.sensitivity_functions(calibrated)
-    if not candidates:
+    chosen, why = matching.choose_standard(fields_of(calibrated), [fields_of(row) for row in candidates])
+    if chosen is None:
         config = " / ".join(part for part in (calibrated.wavmode, calibrated.filter_2, calibrated.slit,
                                                calibrated.roi) if part)
         return None, f"wavelength calibrated; waiting for a standard star of {config} (flux calibration)"
-    moment = as_utc(calibrated.date_obs) if calibrated.date_obs else None
-    chosen = min(candidates, key=lambda row: abs((as_utc(row.date_obs) - moment).total_seconds())
-                 if moment and row.date_obs else float("inf"))
-    minutes = abs((as_utc(chosen.date_obs) - moment).total_seconds()) / 60 if moment and chosen.date_obs else None
-    when = f", {minutes:.0f} min apart" if minutes is not None else ""
-    return chosen, f"same configuration, standard closest in time ({len(candidates)} available{when})"
+    return db.session.get(File, chosen["id"]), why
 
 
 @task("calibrate_flux")
@@ -580,9 +540,10 @@ def calibrate_flux_task(job) -> dict | Waiting:
     row = add_product(product, parent=calibrated, original=raw, template=calibrated, proposal=calibrated.proposal,
                       calibrations={**wavelength_used, "standard": standard})
     log_event("flux_calibrated", f"{row.file_name} with {sensitivity.file_name} ({why}).",
-              proposal_id=raw.proposal_id, file_id=row.id, commit=False)
+              proposal_id=raw.proposal_id, file_id=row.id)
     follow(step, raw, [row])
-    return {"flux_calibrated": row.id, "standard": sensitivity.id, "note": quality_note(wavelength_used)}
+    return {"flux_calibrated": row.id, "products": [row.id], "standard": sensitivity.id,
+            "note": quality_note(wavelength_used)}
 
 
 # --- Re-run ----------------------------------------------------------------------------------------

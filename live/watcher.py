@@ -64,7 +64,6 @@ class Watcher:
         self._lock = threading.Lock()
         self._seen: dict[Path, _Seen] = {}
         self.stop_event = threading.Event()
-        self._dispatch_now = False
 
     def notice(self, path: str) -> None:
         if fitsfiles.is_fits_name(path):
@@ -89,33 +88,37 @@ class Watcher:
         observer.start()
         log.info("watching %s", self.folder)
         next_rescan = next_dispatch = 0.0
+        caught_up = False
         try:
             while not self.stop_event.is_set():
                 if time.monotonic() >= next_rescan:
                     self._guard(self.rescan)
                     next_rescan = time.monotonic() + self.rescan_seconds
-                if self._dispatch_now or time.monotonic() >= next_dispatch:
-                    self._dispatch_now = False
+                if caught_up or time.monotonic() >= next_dispatch:
                     self._guard(queue.dispatch)
                     next_dispatch = time.monotonic() + self.dispatch_seconds
-                self._guard(self.ingest_ready)
+                caught_up = bool(self._guard(self.ingest_ready))
                 self.stop_event.wait(self.poll_seconds)
         finally:
             observer.stop()
             observer.join(5)
 
-    def _guard(self, step) -> None:
+    def _guard(self, step):
         try:
-            step()
+            return step()
         except Exception as error:  # the watcher must outlive any one bad file or database hiccup
             db.session.rollback()
             log.exception("watcher step failed")
             try:
                 log_event("watcher_error", f"Watcher error: {error}", level="ERROR")
+                db.session.commit()
             except Exception:
                 db.session.rollback()
 
-    def ingest_ready(self) -> None:
+    def ingest_ready(self) -> bool:
+        """Catalogue the files that stopped changing, oldest first.  True when this caught up with what
+        had landed (something catalogued, nothing left): masters waiting for the night's files go now,
+        not at the next dispatch tick."""
         with self._lock:
             candidates = sorted(self._candidates)  # oldest first: Goodman numbers its files in order
         ingested = False
@@ -126,9 +129,7 @@ class Watcher:
                 self._seen.pop(path, None)
                 self._ingest(path)
                 ingested = True
-        if ingested and not self._candidates:
-            # caught up: masters waiting for the night's files go now, not at the next tick
-            self._dispatch_now = True
+        return ingested and not self._candidates
 
     def _ready(self, path: Path) -> bool:
         """True once the file has stopped changing and is complete (or gave up waiting)."""
@@ -158,3 +159,4 @@ class Watcher:
             db.session.rollback()
             log.exception("could not ingest %s", path)
             log_event("ingest_failed", f"Could not ingest {path.name}: {error}", level="ERROR")
+            db.session.commit()

@@ -20,16 +20,32 @@ from rq.cli import main as rq  # noqa: E402
 from sqlalchemy.orm import configure_mappers  # noqa: E402
 
 from live import queue  # noqa: E402
+from live.app import create_worker_app  # noqa: E402  (with the tasks: numpy, astropy, ccdproc, astroscrappy)
+from pipeline import lamps  # noqa: E402
+
+_worker_app = None
+
+
+def worker_app():
+    """The small app a worker runs jobs in (Flask + database, no pages), built once per process."""
+    global _worker_app
+    if _worker_app is None:
+        _worker_app = create_worker_app()
+    return _worker_app
+
+
+def run_job(job_id: int):
+    """What RQ runs (by dotted name) for each job id the queue carries."""
+    with worker_app().app_context():
+        return queue.execute(job_id)
 
 
 class GspWorker(SimpleWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_connection_wait_time = 2  # RQ backs off up to 60 s while Redis is away: come back at once
-        queue.worker_app()
-        from pipeline import lamps, steps  # noqa: F401  (numpy, astropy, ccdproc, astroscrappy, scipy)
-
-        lamps.preload()
+        worker_app()
+        lamps.preload()  # the lamp library and the NIST line lists, read once
         configure_mappers()  # at start, not in the first job (~50 ms)
 
     def heartbeat(self, timeout=None, pipeline=None):

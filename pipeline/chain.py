@@ -13,7 +13,7 @@ from pipeline import headers, standards
 from pipeline.datatypes import DataType
 
 SPECTROSCOPY = "Spectroscopy"
-ARC_OBSTYPES = ("COMP", "ARC")
+ARC_OBSTYPES = headers.obstypes_of("arc")
 STANDARD = "standard"  # the frame kind of a spectrophotometric standard star's spectrum
 
 

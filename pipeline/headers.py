@@ -145,6 +145,11 @@ def kind(obstype: str, technique: str | None = None) -> str:
     return _KINDS.get(name, "other")
 
 
+def obstypes_of(frame_kind: str) -> tuple[str, ...]:
+    """The OBSTYPEs of a frame kind (after normalization): ``obstypes_of("arc") == ("COMP", "ARC")``."""
+    return tuple(name for name, of_kind in _KINDS.items() if of_kind == frame_kind)
+
+
 def is_calibration(obstype: str) -> bool:
     """True for the frames combined into masters (BIAS, FLAT, LAMPFLAT).
 

@@ -67,7 +67,7 @@ def build_master_bias(frames: Iterable[Frame], settings: ReductionSettings
     trimmed = [reduce.image_trim(ccd, settings.technique)[0]
                for ccd in _one_configuration(frames, bias_group_key, "bias")]
     _require_count("bias", len(trimmed), settings.min_bias)
-    master = _median_combine(trimmed)
+    master = median_combine(trimmed)
     record = {"block": "master_bias", "group_key": list(bias_group_key(master.header)),
               "inputs": _names(trimmed), "combined": len(trimmed),
               "image_trim_section": master.header[reduce.IMAGE_TRIM_KEY],
@@ -104,7 +104,7 @@ def build_master_flat(frames: Iterable[Frame], settings: ReductionSettings,
     _require_count("flat", len(usable), settings.min_flats,
                    f"; {len(record['rejected_saturated'])} rejected as saturated")
 
-    master = _median_combine(usable, scale=_common_level_scales(usable))
+    master = median_combine(usable, scale=_common_level_scales(usable))
     master.header.add_history(f"GSP Live: master flat, {_COMBINE_DESCRIPTION} of {len(usable)}")
     record.update(group_key=list(flat_group_key(master.header)), combined=len(usable),
                   combine=_COMBINE_DESCRIPTION, image_trim_section=master.header[reduce.IMAGE_TRIM_KEY],
@@ -186,7 +186,7 @@ def _names(ccds: list[CCDData]) -> list:
 _COMBINE_DESCRIPTION = f"median, {CLIP_SIGMA:g}-sigma clipped (median/MAD)"
 
 
-def _median_combine(ccds: list[CCDData], scale: np.ndarray | None = None) -> CCDData:
+def median_combine(ccds: list[CCDData], scale: np.ndarray | None = None) -> CCDData:
     """Each pixel: the median of its frames' values (times ``scale``) after one CLIP_SIGMA clip about
     their median, sigma from the MAD: ccdproc.combine's median with median/mad_std clipping, except
     that flats are clipped at a common level (ccdproc clips before scaling, so a lamp drift of a few

@@ -9,8 +9,11 @@ configuration only; scoping by proposal or night is the caller's business.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from pipeline.chain import MASTER_BIAS
 from pipeline.headers import NO_GRATING, kind, parse_sexagesimal
 
 # Fields of each key, in key order.  Bias frames share a readout; flats must
@@ -174,3 +177,125 @@ def choose_master(frame: dict, masters: list[dict]) -> tuple[dict | None, str]:
                       f"{_describe(names, key)}")
     best = _closest_in_time(frame, candidates)
     return best, f"{_name(best)}: same {master_kind} group, {_when(best, frame, 'frame')}"
+
+
+# --- which frames make a master ---------------------------------------------------------------------
+
+# What a master's job waits for, besides the masters and arcs of the chain (``pipeline.chain``).
+BLOCK_END = "the end of the block of frames"
+NEW_FILES = "the night's new files to be catalogued"
+
+
+def more_frames(kind: str) -> str:
+    """What a master waits for while its group has fewer frames than the settings' minimum."""
+    return f"{kind} frames"
+
+
+def group_key(kind: str, fields: dict) -> tuple:
+    """The group a raw bias or flat frame combines in (scoped to one night by the caller)."""
+    return bias_group_key(fields) if kind == "bias" else flat_group_key(fields)
+
+
+def minimum_frames(kind: str, settings) -> int:
+    """The fewest frames of a group a master is made of (``ReductionSettings.min_bias`` / ``min_flats``)."""
+    return settings.min_bias if kind == "bias" else settings.min_flats
+
+
+def calibration_groups(frames: list, kind: str, fields_of: Callable[[object], dict] = dict) -> list[list]:
+    """``frames`` (all of one ``kind``; ``fields_of`` gives each one's fields) in their groups, each in the
+    order given, groups in order of their first frame."""
+    groups: dict[tuple, list] = {}
+    for frame in frames:
+        groups.setdefault(group_key(kind, fields_of(frame)), []).append(frame)
+    return list(groups.values())
+
+
+def master_needs(kind: str, settings) -> tuple[str, ...]:
+    """What a master waits for besides its frames: a flat, the master bias it is corrected with."""
+    return (MASTER_BIAS,) if kind == "flat" and not settings.ignore_bias else ()
+
+
+@dataclass(frozen=True)
+class MasterPlan:
+    """What to do with a group of calibration frames: ``wait`` for ``needs``, ``keep`` the existing master
+    ``master`` (its ``name``; ``exact`` when it is made of exactly these frames), or ``build`` a new one;
+    ``reason`` says why, in words."""
+
+    action: str
+    reason: str
+    needs: tuple[str, ...] = ()
+    master: str | None = None
+    exact: bool = False
+
+
+def plan_master(kind: str, names: list[str], settings, masters: list[dict], settings_used: dict, *,
+                force: bool, files_arriving: Callable[[], bool], bias_missing: Callable[[], bool],
+                block_ended: Callable[[], bool]) -> MasterPlan:
+    """The master decision for one group of ``names`` (its raw frames) of a night.
+
+    ``masters`` are the group's existing masters, oldest first, as ``{"name", "inputs", "settings",
+    "automatic"}``.  A master is built once the minimum exists (and the night's files are in, and a flat's
+    master bias), rebuilt at most once more when the block of frames has ended, and never again from the
+    same frames with the same settings; ``force`` (by hand) builds whatever there is.  The callables are
+    asked only when the decision needs them (they look at the disk or the catalogue)."""
+    count, automatic = len(names), [master for master in masters if master.get("automatic")]
+    minimum = minimum_frames(kind, settings)
+    if not force:
+        if not automatic and files_arriving():  # asked first: it is what a burst waits for
+            return MasterPlan("wait", f"{count} {kind} frames so far; combined once the night's new files are "
+                                      "catalogued", (NEW_FILES,))
+        if count < minimum:
+            return MasterPlan("wait", f"{count} of the {minimum} {kind} frames needed for a master",
+                              (more_frames(kind),))
+        if MASTER_BIAS in master_needs(kind, settings) and bias_missing():
+            return MasterPlan("wait", f"waiting for the {MASTER_BIAS} its flats are corrected with", (MASTER_BIAS,))
+    for master in masters:
+        if sorted(master.get("inputs", [])) == sorted(names) and master.get("settings") == settings_used:
+            return MasterPlan("keep", f"combined into {master['name']}", master=master["name"], exact=True)
+    if automatic and not force:
+        latest = automatic[-1]
+        if len(automatic) >= 2:
+            return MasterPlan("keep", f"{latest['name']} was already rebuilt once; Build by hand to combine "
+                                      "newer frames", master=latest["name"])
+        if not block_ended():
+            return MasterPlan("wait", f"{latest['name']} holds {len(latest.get('inputs', []))} frames; rebuilt "
+                                      f"from all {count} when the block of {kind} frames ends", (BLOCK_END,),
+                              master=latest["name"])
+    return MasterPlan("build", f"{count} {kind} frames of one configuration")
+
+
+# --- which standard ---------------------------------------------------------------------------------
+
+def choose_standard(science: dict, standards: list[dict]) -> tuple[dict | None, str]:
+    """The sensitivity function to flux-calibrate ``science`` with, and why: among ``standards`` (their
+    standard stars' fields, from any night), those of the science configuration, the one observed
+    closest in time."""
+    key = science_config_key(science)
+    candidates = [standard for standard in standards if science_config_key(standard) == key]
+    if not candidates:
+        return None, f"no standard star among {len(standards)} for {_describe(SCIENCE_CONFIG_FIELDS, key)}"
+    try:
+        chosen = _closest_in_time(science, candidates)
+        minutes = f", {abs((_moment(chosen) - _moment(science)).total_seconds()) / 60:.0f} min apart"
+    except ValueError:  # a frame without DATE-OBS: any of them
+        chosen, minutes = candidates[0], ""
+    return chosen, f"same configuration, standard closest in time ({len(candidates)} available{minutes})"
+
+
+# --- who may serve a waiting frame ------------------------------------------------------------------
+
+def could_serve(provider_kind: str, provider: dict, frame: dict) -> bool:
+    """True when a new master (``provider_kind`` bias or flat), reduced arc ("arc") or standard star's
+    sensitivity function ("standard") is one the rules above could choose for ``frame``: masters and arcs
+    of its night and group or configuration, standards of its configuration from any night.  A frame
+    waiting for one is woken by exactly these."""
+    try:
+        if provider_kind in ("bias", "flat"):
+            return provider.get("date") == frame.get("date") and \
+                group_key(provider_kind, provider) == group_key(provider_kind, frame)
+        if provider_kind == "arc":
+            return provider.get("date") == frame.get("date") and science_config_key(provider) == \
+                science_config_key(frame)
+        return science_config_key(provider) == science_config_key(frame)
+    except (ValueError, TypeError):
+        return False

@@ -1,21 +1,22 @@
 """The offline twin: ``python -m pipeline reduce-night RAW_DIR OUT_DIR [--settings FILE.json]``.
 
-Runs the same blocks as the live system over a folder, without web, database
-or Redis: masters per configuration, reduce, extract (each target, with the
-closest compatible arc extracted along its trace), wavelength calibration.
-Writes the products and ``OUT_DIR/manifest.json``.
+Runs the chain (``pipeline.chain``) over a folder, without web, database or Redis, with the same
+science (``pipeline.steps``) and the same rules (``pipeline.matching``) as the live job layer: each raw
+frame starts its kind's first step, each product goes on to the step that takes it, and a task that
+needs a master, an arc or a standard star starts once every frame that could provide one has been
+processed, then picks among them as live does.  Writes the products, ``OUT_DIR/manifest.json`` and
+``OUT_DIR/skipped.json`` (every file skipped, with the reason).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-from collections import defaultdict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from statistics import median_low
 
@@ -42,9 +43,6 @@ class Raw:
 class NightResult:
     manifest: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
-    # what later tasks of the same frame need (not merged): its calibrated spectra, a standard's functions
-    calibrated: list[steps.Product] = field(default_factory=list)
-    sensitivities: list[steps.Product] = field(default_factory=list)
 
     def add(self, product: steps.Product, out_dir: Path, *, raw: Raw | None, parent: str | None,
             arc: str | None = None, standard: str | None = None) -> None:
@@ -85,13 +83,6 @@ def read_raw_folder(raw_dir: Path, result: NightResult) -> list[Raw]:
     return frames
 
 
-def _master_fields(group: list[Raw], path: Path) -> dict:
-    """A master's fields: its group's configuration, the median time of its inputs."""
-    moments = sorted(raw.fields["date_obs"] for raw in group)
-    return {**group[0].fields, "file_name": path.name, "path": path,
-            "date_obs": median_low(moments) if isinstance(moments[0], datetime) else moments[0]}
-
-
 def _one_thread_each() -> None:
     """The processes are the parallelism: OpenMP (astroscrappy) and BLAS threads in each of
     them would only compete for the same cores (measured: 11 % slower over a night)."""
@@ -99,45 +90,32 @@ def _one_thread_each() -> None:
 
 
 class TaskGraph:
-    """Tasks on ``workers`` processes, each started once the tasks it needs have ended.
-
-    A night has no stage barriers: one configuration's frames are reduced as soon as its
-    master flat exists, and a science frame is extracted as soon as it and the arcs that
-    could calibrate it are reduced, while other frames are still being worked on.  With
-    one worker everything runs in this process, in submission order.
-    """
+    """Functions on ``workers`` processes; with one worker everything runs in this process, in
+    submission order.  ``run`` hands each ended task's result (or exception) to its caller."""
 
     def __init__(self, workers: int):
         self._pool = ProcessPoolExecutor(workers, initializer=_one_thread_each) if workers > 1 else None
         self._running: dict[Future, Hashable] = {}
         self._ended_here: deque[tuple[Hashable, object]] = deque()
-        self._waiting: list[tuple[set, Callable[[], None]]] = []
-        self._ended: set = set()
 
-    def submit(self, key: Hashable, function: Callable, *args, **kwargs) -> None:
+    def submit(self, key: Hashable, function: Callable, *args) -> None:
         if self._pool is not None:
-            self._running[self._pool.submit(function, *args, **kwargs)] = key
+            self._running[self._pool.submit(function, *args)] = key
             return
         try:
-            outcome = function(*args, **kwargs)
+            outcome = function(*args)
         except Exception as error:  # reported per frame by the caller
             outcome = error
         self._ended_here.append((key, outcome))
 
-    def when(self, needs: set, start: Callable[[], None]) -> None:
-        """Call ``start`` (which submits) once every task in ``needs`` has ended."""
-        self._waiting.append((set(needs), start))
-
-    def run(self, on_end: Callable[[Hashable, object], None]) -> None:
-        """Until nothing is left: start what is ready, hand each ended task's result or
-        exception to ``on_end``."""
+    def run(self, start_ready: Callable[[], None], on_end: Callable[[Hashable, object], None]) -> None:
+        """Until nothing runs: ``start_ready`` submits what may start, each end goes to ``on_end``."""
         try:
-            self._start_ready()
+            start_ready()
             while self._running or self._ended_here:
                 for key, outcome in self._next_ended():
-                    self._ended.add(key)
                     on_end(key, outcome)
-                self._start_ready()
+                start_ready()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
@@ -148,196 +126,270 @@ class TaskGraph:
         done, _ = wait(self._running, return_when=FIRST_COMPLETED)
         return [(self._running.pop(future), future.exception() or future.result()) for future in done]
 
-    def _start_ready(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        for needs, start in waiting:
-            if needs <= self._ended:
-                start()
-            else:
-                self._waiting.append((needs, start))
+
+# --- what a task works on --------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Unit:
+    """A raw frame, or a group of calibration frames combined into one master: what a chain runs for.
+    ``fields`` are its matching fields (a group's: its configuration and the median time of its frames)."""
+
+    order: int
+    kind: str
+    frames: list[Raw]
+    fields: dict
+
+    @property
+    def raw(self) -> Raw:
+        return self.frames[0]
+
+
+@dataclass(eq=False)
+class Task:
+    """One step of the chain on one input (``path``: a raw frame or a product; ``target``: its target)."""
+
+    step: chain.Step
+    unit: Unit
+    path: Path | None = None
+    target: int | None = None
+
+    @property
+    def key(self) -> tuple:
+        return list(chain.STEPS).index(self.step.name), self.unit.order, self.target or 0, id(self)
+
+
+@dataclass
+class Made:
+    """What a task made: its products for the manifest (product, parent name, extra manifest fields) and
+    those that go on along the chain."""
+
+    products: list[tuple[steps.Product, str | None, dict]] = field(default_factory=list)
+    onward: list[steps.Product] = field(default_factory=list)
+    provided: dict | None = None  # what the unit provides the others (a master, an arc, a sensitivity)
+
+
+def _master_fields(group: list[Raw]) -> dict:
+    moments = sorted(raw.fields["date_obs"] for raw in group)
+    return {**group[0].fields, "date_obs": median_low(moments) if isinstance(moments[0], datetime) else moments[0]}
 
 
 class NightRun:
-    """The tasks of one night and what their results mean: masters per group, reduce per
-    frame, extraction and wavelength calibration per science frame."""
+    """The chain over one folder: which task may start, and what each ended task means."""
 
     def __init__(self, frames: list[Raw], settings: ReductionSettings, out_dir: Path, result: NightResult):
-        self.frames, self.settings, self.out_dir, self.result = frames, settings, out_dir, result
-        self.by_name = {raw.path.name: raw for raw in frames}
-        self.bias_groups = [] if settings.ignore_bias else _calibration_groups(frames, "bias", settings, result)
-        self.flat_groups = [] if settings.ignore_flats else _calibration_groups(frames, "flat", settings, result)
-        self.bias_masters: list[dict] = []
-        self.flat_masters: list[dict] = []
-        self.reduced: dict[str, tuple[Raw, steps.Product]] = {}
-        self.calibrated: dict[str, list[steps.Product]] = {}  # wavelength-calibrated science, per raw name
-        self.sensitivities: list[dict] = []  # {key, path, date_obs, star}
-        self.outcomes: dict[tuple, NightResult] = {}  # per task, merged in a fixed order at the end
+        self.settings, self.out_dir, self.result = settings, out_dir, result
+        self.units: list[Unit] = []
+        self.waiting: list[Task] = []
+        self.outstanding: Counter = Counter()  # per unit: its tasks not ended yet
+        self.provided: dict[str, list[dict]] = {}  # need -> what provides it, with the fields the rules read
+        self.outcomes: list[tuple[tuple, NightResult]] = []
+        self._providers: dict[tuple[int, str], list[Unit]] = {}  # (unit, need) -> units that could provide it
+        self._plan(frames)
 
-    def plan(self, graph: TaskGraph) -> None:
-        bias_task = {matching.bias_group_key(group[0].fields): ("bias", index)
-                     for index, group in enumerate(self.bias_groups)}
-        flat_task = {matching.flat_group_key(group[0].fields): ("flat", index)
-                     for index, group in enumerate(self.flat_groups)}
-        for index, group in enumerate(self.bias_groups):
-            graph.submit(("bias", index), steps.master_bias, [raw.path for raw in group], self.settings,
-                         self.out_dir, master_name(group[0].fields, "bias"))
-        for index, group in enumerate(self.flat_groups):
-            graph.when(_existing({bias_task.get(matching.bias_group_key(group[0].fields))}),
-                       partial(self._start_flat, graph, index))
-        arcs_by_config = defaultdict(set)
-        for raw in self.frames:
-            if raw.kind == "arc":
-                arcs_by_config[matching.science_config_key(raw.fields)].add(("reduce", raw.path.name))
-        reduce = chain.STEPS["reduce"]
-        for raw in self.frames:
+    def _plan(self, frames: list[Raw]) -> None:
+        for kind in ("bias", "flat"):
+            if (chain.MASTER_BIAS if kind == "bias" else chain.MASTER_FLAT) in self._ignored():
+                continue
+            of_kind = [raw for raw in frames if raw.kind == kind]
+            minimum = matching.minimum_frames(kind, self.settings)
+            for group in matching.calibration_groups(of_kind, kind, fields_of=lambda raw: raw.fields):
+                if len(group) >= minimum:
+                    self._add(Task(chain.STEPS["calibrations"], self._unit(kind, group, _master_fields(group))))
+                    continue
+                for raw in group:
+                    self.result.skip(raw.path.name, f"only {len(group)} {kind} frame(s) of this configuration; "
+                                                    f"the settings ask for at least {minimum}")
+        for raw in frames:
             first = chain.first_step(raw.kind, raw.fields["technique"])
             if first is None:
                 self.result.skip(raw.path.name, f"OBSTYPE {raw.fields['obstype']} is not reduced")
-            elif first is reduce:
-                needs = {bias_task.get(matching.bias_group_key(raw.fields)),
-                         flat_task.get(matching.flat_group_key(raw.fields))}
-                graph.when(_existing(needs), partial(self._start_reduce, graph, raw))
-            if first is reduce and chain.next_step(reduce, raw.kind, raw.fields["technique"]) is not None:
-                needs = {("reduce", raw.path.name)} | arcs_by_config[matching.science_config_key(raw.fields)]
-                graph.when(needs, partial(self._start_extract, graph, raw))
-        self._plan_flux(graph)
+            elif first.name != "calibrations":
+                self._add(Task(first, self._unit(raw.kind, [raw], raw.fields), raw.path))
 
-    def _plan_flux(self, graph: TaskGraph) -> None:
-        """Flux calibration of each science frame, once it and the standards of its configuration are
-        calibrated (as live: only with the setting on; without a standard, the reason is listed)."""
-        flux = chain.STEPS["calibrate_flux"]
-        standards_by_config = defaultdict(set)
-        for raw in self.frames:
-            if raw.kind == chain.STANDARD:
-                standards_by_config[matching.science_config_key(raw.fields)].add(("extract", raw.path.name))
-        for raw in self.frames:
-            if not flux.accepts(flux.takes, raw.kind, raw.fields["technique"]):
-                continue
-            if not getattr(self.settings, flux.setting):
-                continue
-            standards = standards_by_config[matching.science_config_key(raw.fields)]
-            if not standards:
-                self.result.skip(raw.path.name, "not flux calibrated: no standard star of its configuration "
-                                                "in this night")
-                continue
-            graph.when({("extract", raw.path.name)} | standards, partial(self._start_flux, graph, raw))
+    def _unit(self, kind: str, frames: list[Raw], fields: dict) -> Unit:
+        unit = Unit(len(self.units), kind, frames, fields)
+        self.units.append(unit)
+        return unit
 
-    def _start_flux(self, graph: TaskGraph, raw: Raw) -> None:
-        calibrated = self.calibrated.get(raw.path.name, [])
-        key = matching.science_config_key(raw.fields)
-        sensitivities = [sensitivity for sensitivity in self.sensitivities if sensitivity["key"] == key]
-        if calibrated and sensitivities:
-            graph.submit(("flux", raw.path.name), flux_calibrate, raw, calibrated, sensitivities, self.out_dir)
+    def _ignored(self) -> set[str]:
+        return {need for need, setting in chain.IGNORED_BY.items() if getattr(self.settings, setting)}
 
-    def _start_flat(self, graph: TaskGraph, index: int) -> None:
-        group = self.flat_groups[index]
-        bias, _ = matching.choose_master(group[0].fields, self.bias_masters) if self.bias_masters else (None, "")
-        graph.submit(("flat", index), steps.master_flat, [raw.path for raw in group], self.settings, self.out_dir,
-                     master_name(group[0].fields, "flat"), bias["path"] if bias else None,
-                     group[0].fields["technique"])
+    def _add(self, task: Task) -> None:
+        self.outstanding[task.unit.order] += 1
+        self.waiting.append(task)
 
-    def _start_reduce(self, graph: TaskGraph, raw: Raw) -> None:
-        bias, _ = matching.choose_master(raw.fields, self.bias_masters) if self.bias_masters else (None, "")
-        flat, _ = matching.choose_master(raw.fields, self.flat_masters) if self.flat_masters else (None, "")
-        graph.submit(("reduce", raw.path.name), steps.reduce_raw, raw.path, self.settings, self.out_dir,
-                     technique=raw.fields["technique"], bias_path=bias and bias["path"],
-                     flat_path=flat and flat["path"])
+    # --- when a task may start: every frame that could provide what it needs is done --------------
 
-    def _start_extract(self, graph: TaskGraph, raw: Raw) -> None:
-        if raw.path.name not in self.reduced:
-            return  # its reduction failed, with the reason already listed
-        arcs = [{**arc.fields, "file_name": name, "reduced": product.path, "raw": arc}
-                for name, (arc, product) in self.reduced.items() if arc.kind == "arc"]
-        graph.submit(("extract", raw.path.name), extract_and_calibrate, raw, self.reduced[raw.path.name][1],
-                     arcs, self.settings, self.out_dir)
+    def needs(self, task: Task) -> list[str]:
+        needs = matching.master_needs(task.unit.kind, self.settings) if task.step.name == "calibrations" \
+            else task.step.needs
+        return [need for need in needs if need not in self._ignored()]
 
-    def ended(self, key: tuple, outcome) -> None:
-        kind, which = key
-        result = self.outcomes[key] = NightResult()
-        if kind == "bias":
-            group = self.bias_groups[which]
-            if not _failed(outcome, group, "master bias", result):
-                self.bias_masters.append(_master_fields(group, outcome.path))
-                result.add(outcome, self.out_dir, raw=None, parent=None)
-        elif kind == "flat":
-            group = self.flat_groups[which]
-            if not _failed(outcome, group, "master flat", result):
-                master, normalized = outcome
-                self.flat_masters.append(_master_fields(group, normalized.path))
-                result.add(master, self.out_dir, raw=None, parent=None)
-                result.add(normalized, self.out_dir, raw=None, parent=master.path.name)
-        elif kind == "reduce":
-            raw = self.by_name[which]
-            if not _failed(outcome, [raw], "reduce", result):
-                self.reduced[which] = (raw, outcome)
-                result.add(outcome, self.out_dir, raw=raw, parent=which)
-        elif kind == "extract":
-            raw = self.by_name[which]
-            if not _failed(outcome, [raw], "extraction", result):
-                result.merge(outcome)
-                self.calibrated[which] = outcome.calibrated
-                self.sensitivities += [{"key": matching.science_config_key(raw.fields), "path": product.path,
-                                        "date_obs": raw.fields["date_obs"], "star": product.record.get("star")}
-                                       for product in outcome.sensitivities]
+    def _provides(self, unit: Unit) -> set[str]:
+        """What a unit's chain provides the others, step by step (live: ``chain.Step.provides``)."""
+        provided, step = set(), chain.first_step(unit.kind, unit.fields["technique"])
+        while step is not None:
+            provided |= {step.provides[unit.kind]} if unit.kind in step.provides else set()
+            step = chain.next_step(step, unit.kind, unit.fields["technique"])
+        return provided
+
+    def _settled(self, task: Task, need: str) -> bool:
+        key = (task.unit.order, need)
+        if key not in self._providers:
+            self._providers[key] = [unit for unit in self.units if unit is not task.unit
+                                    and need in self._provides(unit)
+                                    and matching.could_serve(unit.kind, unit.fields, task.unit.fields)]
+        return not any(self.outstanding[unit.order] for unit in self._providers[key])
+
+    def candidates(self, task: Task, need: str) -> list[dict]:
+        """What was provided of ``need`` that the rules could choose for this task's frame."""
+        return [provider for provider in self.provided.get(need, [])
+                if matching.could_serve(provider["kind"], provider, task.unit.fields)]
+
+    def start_ready(self, graph: TaskGraph) -> None:
+        waiting, self.waiting = self.waiting, []
+        for task in waiting:
+            if all(self._settled(task, need) for need in self.needs(task)):
+                RUNNERS[task.step.name].start(self, graph, task)
+            else:
+                self.waiting.append(task)
+
+    # --- what an ended task means ------------------------------------------------------------------
+
+    def ended(self, task: Task, outcome) -> None:
+        result = NightResult()
+        if isinstance(outcome, Exception):
+            for raw in task.unit.frames:
+                target = f" of target {task.target}" if task.target else ""
+                result.skip(raw.path.name, f"{task.step.title}{target} failed: {outcome}")
+        elif isinstance(outcome, str):  # the task did not run, and says why
+            result.skip(task.unit.raw.path.name, outcome)
         else:
-            raw = self.by_name[which]
-            if not _failed(outcome, [raw], "flux calibration", result):
-                result.merge(outcome)
+            self._record(task, outcome, result)
+        self.outcomes.append((task.key, result))
+        self.outstanding[task.unit.order] -= 1
+
+    def _record(self, task: Task, made: Made, result: NightResult) -> None:
+        raw = None if task.step.name == "calibrations" else task.unit.raw
+        for product, parent, extra in made.products:
+            result.add(product, self.out_dir, raw=extra.pop("raw", raw), parent=parent, **extra)
+        if made.provided is not None:
+            need = task.step.provides[task.unit.kind]
+            self.provided.setdefault(need, []).append({**task.unit.fields, "kind": task.unit.kind, **made.provided})
+        following = chain.next_step(task.step, task.unit.kind, task.unit.fields["technique"])
+        if following is not None and following.setting and not getattr(self.settings, following.setting):
+            following = None
+        for product in made.onward if following is not None else []:
+            self._add(Task(following, task.unit, product.path, product.target))
 
     def ordered_result(self) -> NightResult:
-        """Masters, then reduced frames, then extracted and calibrated ones, each in file order."""
-        order = ([("bias", index) for index in range(len(self.bias_groups))]
-                 + [("flat", index) for index in range(len(self.flat_groups))]
-                 + [("reduce", raw.path.name) for raw in self.frames]
-                 + [("extract", raw.path.name) for raw in self.frames]
-                 + [("flux", raw.path.name) for raw in self.frames])
-        for key in order:
-            if key in self.outcomes:
-                self.result.merge(self.outcomes[key])
+        """Masters, reduced frames, extracted, calibrated and flux-calibrated spectra, each in file order."""
+        for _, outcome in sorted(self.outcomes, key=lambda item: item[0]):
+            self.result.merge(outcome)
         return self.result
 
 
-def _existing(keys: set) -> set:
-    """Drop the tasks that do not exist (no group of that configuration)."""
-    return {key for key in keys if key is not None}
+# --- each step offline: which inputs the rules choose, then its science (``pipeline.steps``) ----------
+
+@dataclass(frozen=True)
+class Runner:
+    """How the twin runs one chain step: ``choose`` picks its calibrations in this process (returning the
+    arguments of ``run``, or a string saying why it cannot run), ``run`` does the work in a pool process."""
+
+    run: Callable[..., Made]
+    choose: Callable[[NightRun, Task], tuple | str]
+
+    def start(self, night: NightRun, graph: TaskGraph, task: Task) -> None:
+        chosen = self.choose(night, task)
+        if isinstance(chosen, str):
+            night.ended(task, chosen)
+        else:
+            graph.submit(task, self.run, *chosen)
 
 
-def _calibration_groups(frames: list[Raw], kind: str, settings: ReductionSettings,
-                        result: NightResult) -> list[list[Raw]]:
-    """The groups of one kind that hold enough frames (the others are listed as skipped)."""
-    key_of = matching.bias_group_key if kind == "bias" else matching.flat_group_key
-    minimum = settings.min_bias if kind == "bias" else settings.min_flats
-    groups: dict[tuple, list[Raw]] = defaultdict(list)
-    for raw in frames:
-        if raw.kind == kind:
-            groups[key_of(raw.fields)].append(raw)
-    usable = []
-    for group in groups.values():
-        if len(group) >= minimum:
-            usable.append(group)
-            continue
-        for raw in group:
-            result.skip(raw.path.name, f"only {len(group)} {kind} frame(s) of this configuration; "
-                                       f"the settings ask for at least {minimum}")
-    return usable
+def _chosen_path(night: NightRun, task: Task, need: str) -> Path | None:
+    chosen, _ = matching.choose_master(task.unit.fields, night.candidates(task, need)) \
+        if night.candidates(task, need) else (None, "")
+    return chosen["path"] if chosen else None
 
 
-def _failed(outcome, frames: list[Raw], what: str, result: NightResult) -> bool:
-    if isinstance(outcome, Exception):
-        for raw in frames:
-            result.skip(raw.path.name, f"{what} failed: {outcome}")
-        return True
-    return False
+def _choose_master_inputs(night: NightRun, task: Task) -> tuple:
+    bias = _chosen_path(night, task, chain.MASTER_BIAS) if task.unit.kind == "flat" else None
+    return (task.unit.kind, [raw.path for raw in task.unit.frames], night.settings, night.out_dir,
+            steps.master_name(task.unit.fields, task.unit.kind), bias, task.unit.fields["technique"])
 
 
-def master_name(fields: dict, kind: str) -> str:
-    """e.g. ``Red_2x2_400_M2_GG455_27-11-2026`` (flats) or ``Red_2x2_27-11-2026`` (bias)."""
-    night = "-".join(reversed(str(fields["date"]).split("-")))
-    parts = [fields["instconf"], fields["binning"]]
-    if kind == "flat":
-        parts += [fields["wavmode"], fields["filter"], fields["filter_2"], fields["slit"]]
-    parts.append(night)
-    return "_".join(str(part).replace(" ", "-").replace("/", "-") for part in parts if part)
+def run_calibrations(kind: str, paths: list[Path], settings, out_dir: Path, name: str, bias: Path | None,
+                     technique: str | None) -> Made:
+    if kind == "bias":
+        master = steps.master_bias(paths, settings, out_dir, name)
+        return Made([(master, None, {})], provided={"path": master.path, "file_name": master.path.name})
+    master, normalized = steps.master_flat(paths, settings, out_dir, name, bias, technique)
+    return Made([(master, None, {}), (normalized, master.path.name, {})],
+                provided={"path": normalized.path, "file_name": normalized.path.name})
+
+
+def _choose_reduce_inputs(night: NightRun, task: Task) -> tuple:
+    return (task.unit.raw, night.settings, night.out_dir, _chosen_path(night, task, chain.MASTER_BIAS),
+            _chosen_path(night, task, chain.MASTER_FLAT))
+
+
+def run_reduce(raw: Raw, settings, out_dir: Path, bias: Path | None, flat: Path | None) -> Made:
+    reduced = steps.reduce_raw(raw.path, settings, out_dir, technique=raw.fields["technique"], bias_path=bias,
+                               flat_path=flat)
+    provided = {"file_name": raw.path.name, "reduced": reduced.path, "raw": raw} if raw.kind == "arc" else None
+    return Made([(reduced, raw.path.name, {})], [reduced], provided)
+
+
+def run_extract(raw: Raw, reduced: Path, settings, out_dir: Path) -> Made:
+    targets = steps.extract_reduced(reduced, settings, out_dir, original=raw.path)
+    return Made([(target, reduced.name, {}) for target in targets], targets)
+
+
+def _choose_arc(night: NightRun, task: Task) -> tuple | str:
+    arc, why = matching.choose_arc(task.unit.fields, night.candidates(task, chain.ARC))
+    if arc is None:
+        return f"target {task.target} not wavelength calibrated: {why}"
+    return task.unit.raw, task.path, task.target, arc, night.settings, night.out_dir
+
+
+def run_calibrate_wavelength(raw: Raw, extracted: Path, target: int, arc: dict, settings, out_dir: Path) -> Made:
+    arc_1d = steps.extract_arc_along(arc["reduced"], extracted, out_dir, target=target, original=arc["raw"].path,
+                                     science_label=raw.path.name.split("_")[0])
+    science_w, arc_w = steps.calibrate_wavelength(extracted, arc_1d.path, out_dir, original=raw.path, target=target,
+                                                  correct_flexure=settings.flexure_correction)
+    return Made([(science_w, extracted.name, {"arc": arc["file_name"]}),
+                 (arc_1d, arc["reduced"].name, {"raw": arc["raw"]}),
+                 (arc_w, arc_1d.path.name, {"raw": arc["raw"]})], [science_w])
+
+
+def run_sensitivity(raw: Raw, calibrated: Path, out_dir: Path) -> Made:
+    function = steps.sensitivity(calibrated, standards.find_standard(raw.fields["object"]), out_dir,
+                                 original=raw.path)
+    return Made([(function, calibrated.name, {})], provided={"path": function.path})
+
+
+def _choose_standard(night: NightRun, task: Task) -> tuple | str:
+    standard, why = matching.choose_standard(task.unit.fields, night.candidates(task, chain.SENSITIVITY))
+    if standard is None:
+        return f"target {task.target} not flux calibrated: {why}"
+    return task.unit.raw, task.path, task.target, standard["path"], why, night.out_dir
+
+
+def run_calibrate_flux(raw: Raw, calibrated: Path, target: int, sensitivity: Path, why: str, out_dir: Path) -> Made:
+    fluxed = steps.calibrate_flux(calibrated, sensitivity, out_dir, original=raw.path, target=target, why=why)
+    return Made([(fluxed, calibrated.name, {"standard": sensitivity.name})])
+
+
+RUNNERS: dict[str, Runner] = {
+    "calibrations": Runner(run_calibrations, _choose_master_inputs),
+    "reduce": Runner(run_reduce, _choose_reduce_inputs),
+    "extract": Runner(run_extract, lambda night, task: (task.unit.raw, task.path, night.settings, night.out_dir)),
+    "calibrate_wavelength": Runner(run_calibrate_wavelength, _choose_arc),
+    "sensitivity": Runner(run_sensitivity, lambda night, task: (task.unit.raw, task.path, night.out_dir)),
+    "calibrate_flux": Runner(run_calibrate_flux, _choose_standard),
+}
+assert set(RUNNERS) == set(chain.STEPS), "every step of the chain runs offline too"
 
 
 def reduce_night(raw_dir: Path, out_dir: Path, settings: ReductionSettings | None = None,
@@ -349,72 +401,10 @@ def reduce_night(raw_dir: Path, out_dir: Path, settings: ReductionSettings | Non
     result = NightResult()
     run = NightRun(read_raw_folder(raw_dir, result), settings, out_dir, result)
     graph = TaskGraph(workers)
-    run.plan(graph)
-    graph.run(run.ended)
+    graph.run(lambda: run.start_ready(graph), run.ended)
+    for task in run.waiting:  # a bug, not a night: say so rather than lose the frame quietly
+        result.skip(task.unit.raw.path.name, f"{task.step.title} never started: waiting for {run.needs(task)}")
     return run.ordered_result()
-
-
-def extract_and_calibrate(raw: Raw, reduced: steps.Product, arcs: list[dict], settings: ReductionSettings,
-                          out_dir: Path) -> NightResult:
-    """Extract every target of one science frame and calibrate each with the best arc (one process)."""
-    result = NightResult()
-    targets = steps.extract_reduced(reduced.path, settings, out_dir, original=raw.path)
-    arc, reason = matching.choose_arc(raw.fields, arcs)
-    for target in targets:
-        result.add(target, out_dir, raw=raw, parent=reduced.path.name, arc=arc and arc["file_name"])
-    if arc is None:
-        result.skip(raw.path.name, f"not wavelength calibrated: {reason}")
-        return result
-    label = raw.path.name.split("_")[0]
-    for target in targets:
-        try:
-            arc_1d = steps.extract_arc_along(arc["reduced"], target.path, out_dir, target=target.target,
-                                             original=arc["raw"].path, science_label=label)
-            science_w, arc_w = steps.calibrate_wavelength(target.path, arc_1d.path, out_dir, original=raw.path,
-                                                          target=target.target,
-                                                          correct_flexure=settings.flexure_correction)
-        except Exception as error:
-            result.skip(raw.path.name, f"wavelength calibration of target {target.target} failed: {error}")
-            continue
-        result.add(science_w, out_dir, raw=raw, parent=target.path.name, arc=arc["file_name"])
-        result.calibrated.append(science_w)
-        if raw.kind == chain.STANDARD:
-            try:
-                sensitivity = steps.sensitivity(science_w.path, standards.find_standard(raw.fields["object"]),
-                                                out_dir, original=raw.path)
-            except ValueError as error:
-                result.skip(raw.path.name, f"no sensitivity function from target {target.target}: {error}")
-            else:
-                result.add(sensitivity, out_dir, raw=raw, parent=science_w.path.name)
-                result.sensitivities.append(sensitivity)
-        result.add(arc_1d, out_dir, raw=arc["raw"], parent=arc["reduced"].name)
-        result.add(arc_w, out_dir, raw=arc["raw"], parent=arc_1d.path.name)
-    return result
-
-
-def flux_calibrate(raw: Raw, calibrated: list[steps.Product], sensitivities: list[dict], out_dir: Path
-                   ) -> NightResult:
-    """Flux-calibrate every calibrated target of one science frame with the sensitivity function
-    whose standard was observed closest in time (one process)."""
-    result = NightResult()
-    def minutes_apart(sensitivity: dict) -> float:
-        moments = (sensitivity["date_obs"], raw.fields["date_obs"])
-        if not all(isinstance(moment, datetime) for moment in moments):
-            return float("inf")
-        return abs((moments[0] - moments[1]).total_seconds()) / 60
-
-    chosen = min(sensitivities, key=minutes_apart)
-    why = (f"same configuration, standard closest in time ({len(sensitivities)} available, "
-           f"{minutes_apart(chosen):.0f} min apart)")
-    for spectrum in calibrated:
-        try:
-            product = steps.calibrate_flux(spectrum.path, chosen["path"], out_dir, original=raw.path,
-                                           target=spectrum.target, why=why)
-        except ValueError as error:
-            result.skip(raw.path.name, f"flux calibration of target {spectrum.target} failed: {error}")
-            continue
-        result.add(product, out_dir, raw=raw, parent=spectrum.path.name, standard=chosen["path"].name)
-    return result
 
 
 def main(raw_dir: str, out_dir: str, settings_file: str | None) -> int:

@@ -112,7 +112,7 @@ def is_spectroscopy(settings: ReductionSettings) -> bool:
 
 
 def is_comparison_lamp(header: Header) -> bool:
-    return str(header.get("OBSTYPE", "")).strip().upper() in ("COMP", "ARC")
+    return headers.kind(str(header.get("OBSTYPE", ""))) == "arc"
 
 
 # --- input -------------------------------------------------------------------

@@ -98,6 +98,16 @@ def _technique(settings: ReductionSettings, technique: str | None) -> ReductionS
 
 # --- Calibrations ---------------------------------------------------------------------------------
 
+def master_name(fields: dict, kind: str) -> str:
+    """e.g. ``Red_2x2_400_M2_GG455_27-11-2026`` (flats) or ``Red_2x2_27-11-2026`` (bias)."""
+    night = "-".join(reversed(str(fields["date"]).split("-")))
+    parts = [fields["instconf"], fields["binning"]]
+    if kind == "flat":
+        parts += [fields["wavmode"], fields["filter"], fields["filter_2"], fields["slit"]]
+    parts.append(night)
+    return "_".join(str(part).replace(" ", "-").replace("/", "-") for part in parts if part)
+
+
 def master_bias(raw_paths: list[Path], settings: ReductionSettings, out_dir: Path, name: str,
                 taken: Taken = Path.exists) -> Product:
     master, record = masters.build_master_bias([str(p) for p in raw_paths], settings)

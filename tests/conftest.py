@@ -19,7 +19,7 @@ import pytest
 from flask.testing import FlaskClient
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = (ROOT.parent / "shared" / "data" / "real").resolve()
+REAL_DATA = ROOT / "tests" / "data" / "real"  # real Goodman files, with their origin and licence
 SECRET = "test-secret-key"
 
 
@@ -86,13 +86,17 @@ def redis_db(redis_url):
 # --- PostgreSQL --------------------------------------------------------------------------------
 
 def _pg_bin(name: str) -> str:
-    for directory in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (directory / name).exists():
-            return str(directory / name)
+    """A PostgreSQL server program: on PATH, else in the folder ``pg_config --bindir`` names (Debian
+    keeps initdb and postgres out of PATH, and its ``pg_config`` says where they are)."""
     found = shutil.which(name)
-    if not found:
-        pytest.fail(f"PostgreSQL's {name} is not installed (make test installs postgresql)")
-    return found
+    if found:
+        return found
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
+        if bindir and (Path(bindir) / name).exists():
+            return str(Path(bindir) / name)
+    pytest.fail(f"PostgreSQL's {name} is neither on PATH nor in pg_config's bindir (make test installs postgresql)")
 
 
 def _pg_owner() -> tuple[str, int, int]:
@@ -293,7 +297,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 def browser():
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not on PATH (make test installs Debian's chromium)")
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         yield instance

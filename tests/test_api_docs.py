@@ -86,9 +86,11 @@ def test_documented_limits_and_types_match_the_server(client, people):
     assert logs["page_size"]["schema"]["maximum"] == LOG_PAGE_SIZE
     assert client.get(f"/api/logs/?page_size={LOG_PAGE_SIZE}", headers=headers).status_code == 200
     assert client.get(f"/api/logs/?page_size={LOG_PAGE_SIZE + 1}", headers=headers).status_code == 400
+    from db import db
     from db.events import log_event
 
     log_event("settings_changed", "An event to read back.", proposal_id=people["proposal"].id)
+    db.session.commit()
     created = client.get("/api/logs/", headers=headers).json["results"][0]["created"]
     assert created.endswith("+00:00")
     joined = client.get(f"/api/proposals/{people['proposal'].id}/", headers=headers).json["user"]["date_joined"]

@@ -379,6 +379,33 @@ def test_delete_processed_only(client, night, people):
     assert File.query.count() == 8 and Path(raw.full_path).exists()
 
 
+
+@pytest.mark.both_databases
+def test_a_delete_whose_commit_fails_keeps_the_products_file(app, night, people):
+    """The file of a deleted product goes only after the commit that removes its row: a commit that fails
+    leaves both the row and the file."""
+    import sqlalchemy as sa
+
+    from db import db
+    from db.models import File
+    from live.catalogue import delete_products
+
+    product = night["product"]
+    path = Path(product.full_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REAL_DATA / "goodman_red_spec.fits", path)
+
+    def refuse(session):
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("database is locked"))
+
+    sa.event.listen(db.session(), "before_commit", refuse, once=True)
+    with pytest.raises(sa.exc.OperationalError):
+        delete_products(people["users"]["pi"], [product])
+    db.session.rollback()
+    assert path.exists() and db.session.get(File, product.id) is not None
+    assert delete_products(people["users"]["pi"], [db.session.get(File, product.id)]) == [product.id]
+    assert not path.exists() and db.session.get(File, product.id) is None
+
 # --- the permission matrix ---------------------------------------------------------------------
 
 MATRIX = {  # who -> (sees SOAR2026B-001 files, may delete its products)
@@ -440,11 +467,10 @@ def test_a_backlog_is_catalogued_oldest_first(app, people):
     names = [f"{number:04d}_backlog.fits" for number in (7, 2, 10, 1, 5)]
     for name in names:
         watcher.notice(str(write_frame(raw_dir(app), name)))
-    watcher.ingest_ready()  # first look: sizes noted
-    watcher.ingest_ready()  # unchanged since: catalogued
+    assert watcher.ingest_ready() is False  # first look: sizes noted
+    assert watcher.ingest_ready() is True  # unchanged since: catalogued, caught up (the wake-ups run now)
     catalogued = [row.file_name for row in File.query.order_by(File.id)]
     assert catalogued == sorted(names)
-    assert watcher._dispatch_now  # caught up: the wake-ups run now, not at the next tick
 
 
 def test_watcher_ingests_new_files_within_a_second(dash_app, app, people):

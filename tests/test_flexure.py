@@ -14,10 +14,10 @@ import pytest
 from astropy.io import fits
 from astropy.modeling import models
 
-from bench.night import accuracy
 from pipeline import flexure, simulate, wavelength
 from pipeline.night import reduce_night
 from pipeline.settings import ReductionSettings
+from pipeline.truth import accuracy
 from pipeline.wavelength import WavelengthSolution
 from tests.conftest import REAL_DATA
 

@@ -315,7 +315,7 @@ def test_a_duplicated_delivery_runs_the_job_once(app, own_redis, tmp_path):
     own_redis.start()
     job = enqueue("ping", params={"seconds": 0.5})
     db.session.commit()
-    Queue("gsp", connection=app.extensions["gsp_queue"].connection).enqueue("live.queue.run_job", job.id,
+    Queue("gsp", connection=app.extensions["gsp_queue"].connection).enqueue("live.worker.run_job", job.id,
                                                                             job_id="duplicate")
     burst = subprocess.run([str(BIN / "rq"), "worker", "-w", "live.worker.GspWorker", "--burst", "--url",
                             own_redis.url, "gsp"], cwd=ROOT, env=worker_env(app, own_redis.url), capture_output=True,
@@ -569,7 +569,7 @@ def test_a_frame_waiting_for_two_masters_runs_again_when_the_second_comes(app, p
 
     from db import db
     from db.models import Job
-    from live import tasks
+    from live import queue
     from live.catalogue import ingest
     from pipeline.chain import MASTER_BIAS, MASTER_FLAT
 
@@ -597,7 +597,7 @@ def test_a_frame_waiting_for_two_masters_runs_again_when_the_second_comes(app, p
     db.session.refresh(stale)
     with db.engine.begin() as other_worker:  # meanwhile another worker's master flat strikes the flat
         other_worker.execute(sa.update(Job).where(Job.id == job.id).values(waiting_for=MASTER_BIAS))
-    tasks._strike(stale, MASTER_BIAS)  # read "bias, flat": must find only the bias left, and queue the job
+    queue.strike_need(stale, MASTER_BIAS)  # read "bias, flat": must find only the bias left, and queue the job
     db.session.commit()
     db.session.expire_all()
     assert (job.state, job.waiting_for) == ("queued", "")

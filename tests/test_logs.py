@@ -44,7 +44,7 @@ def log(people):
     ]
     entries = {}
     for minute, (key, kwargs) in enumerate(specs):
-        entry = log_event(commit=False, **kwargs)
+        entry = log_event(**kwargs)
         entry.created = T0 + timedelta(minutes=minute)
         entries[key] = entry
     db.session.commit()
@@ -149,7 +149,7 @@ def test_logs_page(client, dash_app, people, log):
     from db.events import log_event
 
     for number in range(54):
-        log_event("tick", f"tick {number:02d}", commit=False).created = T0 + timedelta(hours=1, minutes=number)
+        log_event("tick", f"tick {number:02d}").created = T0 + timedelta(hours=1, minutes=number)
     db.session.commit()
     first = _show(client, dash_app)
     assert (first["logs-count"]["children"], first["logs-page"]["max_value"], first["logs-page"]["active_page"]) == (

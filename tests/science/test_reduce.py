@@ -16,7 +16,7 @@ from pipeline import cosmics, masters, reduce, simulate
 from pipeline.settings import ReductionSettings
 
 CALIBRATIONS = ReductionSettings(min_bias=5, min_flats=5)
-REAL_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+from tests.conftest import REAL_DATA
 REAL_ARC = REAL_DATA / "sp_400m2.fits"
 
 
