@@ -2,19 +2,32 @@
 
 The selected file travels in the URL (``/?id=<file id>``) so views can be linked and
 bookmarked; everything the page shows goes through auth.permissions (a file the
-user may not see is "not found").  Callbacks: callbacks/data.py.
+user may not see is "not found").  Callbacks: callbacks/data/; what both draw: components/data_view.py.
 """
 import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 from flask_login import current_user
 
+from auth.queries import newest_visible_id, page_containing
 from components import ids
-from components.file_index import index_card, pager
+from components.data_view import (
+    CALIBRATIONS,
+    OBSERVED,
+    first_paint,
+    visible_file,
+    visual_defaults,
+)
+from components.file_index import (
+    CALIBRATIONS_PAGE_SIZE,
+    OBSERVED_PAGE_SIZE,
+    index_card,
+    pager,
+)
 from components.night_panel import night_card
 from components.spectrum_overlays import OVERLAYS, REDSHIFT_RANGE
 from components.viewers import COLORMAPS
-from pipeline.chain import DataType
+from pipeline.datatypes import DataType
 
 dash.register_page(__name__, path="/", name="Data", title="Data · GSP Live")
 
@@ -32,41 +45,22 @@ def requested_id(value):
 
 
 def initial_selection(user, value):
-    from auth.queries import newest_visible_id
-
     chosen = requested_id(value)
     if chosen is None and user is not None and user.is_authenticated:
-        chosen = newest_visible_id(user, {"data_type": DataType.RAW.value})
+        chosen = newest_visible_id(user, OBSERVED)
     return chosen
 
 
 def index_pages(user, selected) -> tuple[int, int]:
     """(Observed page, Calibrations page) that show the file opened (its raw frame, or the master itself), so
     a file opened by its link is highlighted in the index from the first paint."""
-    from auth.permissions import get_visible_file
-    from auth.queries import page_containing
-    from components.file_index import CALIBRATIONS_PAGE_SIZE, OBSERVED_PAGE_SIZE
-
-    file = get_visible_file(user, selected) if user is not None and isinstance(selected, int) else None
+    file = visible_file(user, selected) if user is not None and isinstance(selected, int) else None
     if file is None:
         return 1, 1
     if file.data_type == DataType.MASTER:
-        return 1, page_containing(user, {"data_type": DataType.MASTER.value}, file.id, CALIBRATIONS_PAGE_SIZE)
+        return 1, page_containing(user, CALIBRATIONS, file.id, CALIBRATIONS_PAGE_SIZE)
     root = file.original_file_id or file.id
-    return page_containing(user, {"data_type": DataType.RAW.value}, root, OBSERVED_PAGE_SIZE), 1
-
-
-def visual_defaults(user) -> dict:
-    """Where the Advanced Visualization controls start (and "Reset to my defaults" returns): the user's
-    colormap, plot format and saturation choice from their account, ZScale, the title on, no overlays."""
-    return {
-        "colormap": getattr(user, "colormap", "gray") if getattr(user, "colormap", None) in COLORMAPS else "gray",
-        "format": getattr(user, "plot_format", "interactive") if getattr(user, "plot_format", "") in
-        ("static", "interactive") else "interactive",
-        "show_saturated": ["on"] if getattr(user, "show_saturated", False) else [],
-        "scale": "zscale", "zmin": None, "zmax": None, "plow": 1, "phigh": 99.5,
-        "show_title": ["on"], "overlays": [], "redshift": 0,
-    }
+    return page_containing(user, OBSERVED, root, OBSERVED_PAGE_SIZE), 1
 
 
 LOADING = (html.Div("Loading\u2026", className="gsp-empty small"), "0", "Page 1 of 1")
@@ -231,8 +225,6 @@ def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
     defaults = visual_defaults(user)
     first = {"observed": LOADING, "calibrations": LOADING}
     if user is not None:
-        from callbacks.data import first_paint
-
         first = first_paint(user, selected, observed_page, calibrations_page, defaults)
     return html.Div([
         dcc.Interval(id=ids.DATA_POLL, interval=POLL_MS),
