@@ -87,10 +87,10 @@ def _calibrations_card(listing, count, text):
                       card_id="calibrations-card", count=count)
 
 
-def _advanced_panel(defaults: dict):
+def _image_controls(defaults: dict):
     colormaps = [{"label": label, "value": key} for key, label in COLORMAPS.items()]
     number = {"type": "number", "debounce": True, "size": "sm"}
-    images = dbc.Col([
+    return dbc.Col([
         html.H6([html.I(className="bi bi-image me-1"), "Images"], className="mb-2"),
         dbc.Row([
             dbc.Col(dbc.InputGroup([dbc.InputGroupText(html.I(className="bi bi-palette")),
@@ -120,7 +120,10 @@ def _advanced_panel(defaults: dict):
                       options=[{"label": "Show saturated pixels", "value": "on"}],
                       value=defaults["show_saturated"]),
     ], lg=7)
-    spectra = dbc.Col([
+
+
+def _spectrum_controls(defaults: dict):
+    return dbc.Col([
         html.H6([html.I(className="bi bi-graph-up me-1"), "Spectra"], className="mb-2"),
         dbc.Checklist(id=ids.DATA_ADV_OVERLAYS, className="small", value=defaults["overlays"],
                       options=[{"label": label, "value": key} for key, (label, _c) in OVERLAYS.items()]),
@@ -133,6 +136,9 @@ def _advanced_panel(defaults: dict):
         dcc.Dropdown(id=ids.DATA_COMPARE, multi=True, options=[], value=[], className="mt-2 small gsp-compare",
                      placeholder="Compare with other spectra of this target…"),
     ], lg=5)
+
+
+def _advanced_panel(defaults: dict):
     common = html.Div([
         dbc.RadioItems(id=ids.DATA_ADV_FORMAT, inline=True, className="small me-3",
                        options=[{"label": "Static (fastest)", "value": "static"},
@@ -143,8 +149,8 @@ def _advanced_panel(defaults: dict):
         dbc.Button([html.I(className="bi bi-arrow-counterclockwise me-1"), "Reset to my defaults"],
                    id=ids.DATA_ADV_RESET, n_clicks=0, size="sm", color="info", outline=True),
     ], className="d-flex align-items-center flex-wrap mt-2 pt-2 border-top gsp-adv-common")
-    return dbc.Collapse(dbc.Card(dbc.CardBody([dbc.Row([images, spectra], className="g-3"), common]),
-                                 className="gsp-advanced mb-2"),
+    controls = dbc.Row([_image_controls(defaults), _spectrum_controls(defaults)], className="g-3")
+    return dbc.Collapse(dbc.Card(dbc.CardBody([controls, common]), className="gsp-advanced mb-2"),
                         id=ids.DATA_ADV_COLLAPSE, is_open=False)
 
 

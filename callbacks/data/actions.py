@@ -2,6 +2,9 @@
 their choices, the job each queues, its progress, and the product it made."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
@@ -22,7 +25,6 @@ from pipeline.datatypes import DataType
 RERUN = "rerun"  # an action, not a step: it queues the step that makes the product (pipeline.chain)
 JOB_LABELS = {**{name: step.title for name, step in chain.STEPS.items()}, RERUN: "Re-run"}
 AUTO = "auto"
-FILE_CHOICES = ("arc_id", "standard_id")  # the choices whose values are file ids
 FINISHED = ("done", "failed", "waiting")
 
 
@@ -67,7 +69,15 @@ def _lamp_input(_user, file: File) -> dict:
     return {"param": "lamp", "label": "Lamp", "options": options}
 
 
-INPUTS = {"arc_id": _arc_input, "lamp": _lamp_input, "standard_id": _standard_input}  # by chain.Step.choices
+class Choice(NamedTuple):
+    """How the Data page offers one of the choices a step takes (chain.Step.choices)."""
+
+    offer: Callable[..., dict]  # (user, file) -> {param, label, options}
+    parse: Callable[[str], object]  # the chosen option's value (the selects hold text) as the job's parameter
+
+
+CHOICES = {"arc_id": Choice(_arc_input, int), "lamp": Choice(_lamp_input, str),
+           "standard_id": Choice(_standard_input, int)}
 
 
 def available_actions(user, file: File) -> list[dict]:
@@ -80,7 +90,7 @@ def available_actions(user, file: File) -> list[dict]:
     step = chain.step_for(file.data_type, queries.kind_of(file), file.technique)
     if step is not None:
         actions.append({"kind": step.name, "label": step.label, "icon": step.icon, "params": step.manual_params,
-                        "inputs": [INPUTS[choice](user, file) for choice in step.choices]})
+                        "inputs": [CHOICES[choice].offer(user, file) for choice in step.choices]})
     if chain.rerun_step(file.data_type, queries.kind_of(file)) is not None:
         actions.append({"kind": RERUN, "label": "Re-run With Current Settings", "icon": "arrow-repeat"})
     return actions
@@ -117,7 +127,7 @@ def _chosen_params(action: dict, choices: dict) -> dict:
         value = AUTO if value in (None, "") else str(value)
         if value not in {o["value"] for o in spec["options"]}:
             raise ValueError(f"Choose the {spec['label'].lower()} from the list.")
-        params[spec["param"]] = None if value == AUTO else int(value) if spec["param"] in FILE_CHOICES else value
+        params[spec["param"]] = None if value == AUTO else CHOICES[spec["param"]].parse(value)
     return params
 
 
