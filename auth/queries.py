@@ -36,6 +36,7 @@ from db.queries import (  # noqa: F401  (the plain ones the pages use with these
     sensitivity_functions,
 )
 from pipeline.chain import ARC_OBSTYPES  # noqa: F401  (the pages' name for arcs)
+from pipeline.datatypes import DataType
 
 
 def list_files(user, params: dict) -> FilePage:
@@ -156,7 +157,7 @@ def proposal_choices(user) -> list[str]:
     return sorted(set(db.session.scalars(query)))
 
 
-def compatible_arcs(user, file: File, data_types=(2,), limit: int = 25) -> list[File]:
+def compatible_arcs(user, file: File, data_types=(DataType.REDUCED,), limit: int = 25) -> list[File]:
     """Arcs (COMP/ARC) of the given data types that share ``file``'s configuration, closest in time first."""
     query = visible_files(user).where(
         File.obstype.in_(ARC_OBSTYPES), File.data_type.in_(tuple(data_types)), File.id != file.id,

@@ -2,19 +2,32 @@
 
 The selected file travels in the URL (``/?id=<file id>``) so views can be linked and
 bookmarked; everything the page shows goes through auth.permissions (a file the
-user may not see is "not found").  Callbacks: callbacks/data.py.
+user may not see is "not found").  Callbacks: callbacks/data/; what both draw: components/data_view.py.
 """
 import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 from flask_login import current_user
 
+from auth.queries import newest_visible_id, page_containing
 from components import ids
-from components.file_index import index_card, pager
+from components.data_view import (
+    CALIBRATIONS,
+    OBSERVED,
+    first_paint,
+    visible_file,
+    visual_defaults,
+)
+from components.file_index import (
+    CALIBRATIONS_PAGE_SIZE,
+    OBSERVED_PAGE_SIZE,
+    index_card,
+    pager,
+)
 from components.night_panel import night_card
 from components.spectrum_overlays import OVERLAYS, REDSHIFT_RANGE
 from components.viewers import COLORMAPS
-from pipeline.chain import DataType
+from pipeline.datatypes import DataType
 
 dash.register_page(__name__, path="/", name="Data", title="Data · GSP Live")
 
@@ -32,41 +45,22 @@ def requested_id(value):
 
 
 def initial_selection(user, value):
-    from auth.queries import newest_visible_id
-
     chosen = requested_id(value)
     if chosen is None and user is not None and user.is_authenticated:
-        chosen = newest_visible_id(user, {"data_type": DataType.RAW.value})
+        chosen = newest_visible_id(user, OBSERVED)
     return chosen
 
 
 def index_pages(user, selected) -> tuple[int, int]:
     """(Observed page, Calibrations page) that show the file opened (its raw frame, or the master itself), so
     a file opened by its link is highlighted in the index from the first paint."""
-    from auth.permissions import get_visible_file
-    from auth.queries import page_containing
-    from components.file_index import CALIBRATIONS_PAGE_SIZE, OBSERVED_PAGE_SIZE
-
-    file = get_visible_file(user, selected) if user is not None and isinstance(selected, int) else None
+    file = visible_file(user, selected) if user is not None and isinstance(selected, int) else None
     if file is None:
         return 1, 1
     if file.data_type == DataType.MASTER:
-        return 1, page_containing(user, {"data_type": DataType.MASTER.value}, file.id, CALIBRATIONS_PAGE_SIZE)
+        return 1, page_containing(user, CALIBRATIONS, file.id, CALIBRATIONS_PAGE_SIZE)
     root = file.original_file_id or file.id
-    return page_containing(user, {"data_type": DataType.RAW.value}, root, OBSERVED_PAGE_SIZE), 1
-
-
-def visual_defaults(user) -> dict:
-    """Where the Advanced Visualization controls start (and "Reset to my defaults" returns): the user's
-    colormap, plot format and saturation choice from their account, ZScale, the title on, no overlays."""
-    return {
-        "colormap": getattr(user, "colormap", "gray") if getattr(user, "colormap", None) in COLORMAPS else "gray",
-        "format": getattr(user, "plot_format", "interactive") if getattr(user, "plot_format", "") in
-        ("static", "interactive") else "interactive",
-        "show_saturated": ["on"] if getattr(user, "show_saturated", False) else [],
-        "scale": "zscale", "zmin": None, "zmax": None, "plow": 1, "phigh": 99.5,
-        "show_title": ["on"], "overlays": [], "redshift": 0,
-    }
+    return page_containing(user, OBSERVED, root, OBSERVED_PAGE_SIZE), 1
 
 
 LOADING = (html.Div("Loading\u2026", className="gsp-empty small"), "0", "Page 1 of 1")
@@ -93,10 +87,10 @@ def _calibrations_card(listing, count, text):
                       card_id="calibrations-card", count=count)
 
 
-def _advanced_panel(defaults: dict):
+def _image_controls(defaults: dict):
     colormaps = [{"label": label, "value": key} for key, label in COLORMAPS.items()]
     number = {"type": "number", "debounce": True, "size": "sm"}
-    images = dbc.Col([
+    return dbc.Col([
         html.H6([html.I(className="bi bi-image me-1"), "Images"], className="mb-2"),
         dbc.Row([
             dbc.Col(dbc.InputGroup([dbc.InputGroupText(html.I(className="bi bi-palette")),
@@ -126,7 +120,10 @@ def _advanced_panel(defaults: dict):
                       options=[{"label": "Show saturated pixels", "value": "on"}],
                       value=defaults["show_saturated"]),
     ], lg=7)
-    spectra = dbc.Col([
+
+
+def _spectrum_controls(defaults: dict):
+    return dbc.Col([
         html.H6([html.I(className="bi bi-graph-up me-1"), "Spectra"], className="mb-2"),
         dbc.Checklist(id=ids.DATA_ADV_OVERLAYS, className="small", value=defaults["overlays"],
                       options=[{"label": label, "value": key} for key, (label, _c) in OVERLAYS.items()]),
@@ -139,6 +136,9 @@ def _advanced_panel(defaults: dict):
         dcc.Dropdown(id=ids.DATA_COMPARE, multi=True, options=[], value=[], className="mt-2 small gsp-compare",
                      placeholder="Compare with other spectra of this target…"),
     ], lg=5)
+
+
+def _advanced_panel(defaults: dict):
     common = html.Div([
         dbc.RadioItems(id=ids.DATA_ADV_FORMAT, inline=True, className="small me-3",
                        options=[{"label": "Static (fastest)", "value": "static"},
@@ -149,8 +149,8 @@ def _advanced_panel(defaults: dict):
         dbc.Button([html.I(className="bi bi-arrow-counterclockwise me-1"), "Reset to my defaults"],
                    id=ids.DATA_ADV_RESET, n_clicks=0, size="sm", color="info", outline=True),
     ], className="d-flex align-items-center flex-wrap mt-2 pt-2 border-top gsp-adv-common")
-    return dbc.Collapse(dbc.Card(dbc.CardBody([dbc.Row([images, spectra], className="g-3"), common]),
-                                 className="gsp-advanced mb-2"),
+    controls = dbc.Row([_image_controls(defaults), _spectrum_controls(defaults)], className="g-3")
+    return dbc.Collapse(dbc.Card(dbc.CardBody([controls, common]), className="gsp-advanced mb-2"),
                         id=ids.DATA_ADV_COLLAPSE, is_open=False)
 
 
@@ -231,8 +231,6 @@ def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
     defaults = visual_defaults(user)
     first = {"observed": LOADING, "calibrations": LOADING}
     if user is not None:
-        from callbacks.data import first_paint
-
         first = first_paint(user, selected, observed_page, calibrations_page, defaults)
     return html.Div([
         dcc.Interval(id=ids.DATA_POLL, interval=POLL_MS),

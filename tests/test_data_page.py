@@ -239,8 +239,8 @@ def ids_of(component, kind: str) -> list:
 
 
 def test_observed_index_pages_twenty_newest_first_with_count(app, people, tmp_path):
-    from callbacks.data import observed_view
     from components import ids
+    from components.data_view import observed_view
     from components.file_index import move_page
 
     rows = add_raw_rows(people["proposal"], 45, tmp_path)
@@ -262,7 +262,7 @@ def test_observed_index_pages_twenty_newest_first_with_count(app, people, tmp_pa
 
 
 def test_state_text_and_badges_say_what_happened(app, people, tmp_path):
-    from callbacks.data import observed_view
+    from components.data_view import observed_view
     from components.file_index import state_badge, state_text
     from db import db
 
@@ -281,8 +281,8 @@ def test_state_text_and_badges_say_what_happened(app, people, tmp_path):
 
 def test_lineage_tabs_walk_from_raw_to_calibrated(app, people, night, login):
     from auth.queries import lineage
-    from callbacks.data import calibrations_view
     from components import ids
+    from components.data_view import calibrations_view
     from components.file_index import lineage_tabs
 
     pi = login(people["users"]["pi"])
@@ -303,7 +303,8 @@ def test_lineage_tabs_walk_from_raw_to_calibrated(app, people, night, login):
 
 
 def test_actions_fit_the_file_and_permissions(app, people, night, login):
-    from callbacks.data import action_buttons, available_actions, can_delete
+    from callbacks.data.actions import action_buttons, available_actions
+    from callbacks.data.delete import can_delete
     from components import ids
 
     pi = people["users"]["pi"]
@@ -336,13 +337,13 @@ def test_actions_fit_the_file_and_permissions(app, people, night, login):
 
 
 def test_enqueue_action_checks_permission_and_records_job(app, people, night, login):
-    from callbacks.data import enqueue_action
+    from callbacks.data.actions import enqueue_action
     from db.models import Job
     from live import queue as jobs
 
     pi = login(people["users"]["pi"])
     calls = []
-    from callbacks.data import available_actions
+    from callbacks.data.actions import available_actions
     original = jobs.TASKS.copy()
     for kind in ("reduce", "extract", "calibrate_wavelength", "calibrations"):
         jobs.TASKS[kind] = lambda job, kind=kind: calls.append((kind, job.file_id, job.params)) or {"ok": True}
@@ -361,7 +362,7 @@ def test_enqueue_action_checks_permission_and_records_job(app, people, night, lo
         assert job.params == {"arc_id": None, "lamp": lamp}
         job = enqueue_action(pi, night["raw_science"], "reduce")
         assert job.params == {"force": True}
-        from callbacks.data import job_message
+        from callbacks.data.actions import job_message
 
         job.state, job.reason = "failed", "ValueError: no master bias"
         message = job_message(job, "0014.fits")
@@ -374,7 +375,7 @@ def test_enqueue_action_checks_permission_and_records_job(app, people, night, lo
 
 
 def test_delete_product_removes_row_and_file_never_raw(app, people, night, login):
-    from callbacks.data import delete_product
+    from callbacks.data.delete import delete_product
     from db import db
     from db.models import File
 
@@ -408,21 +409,21 @@ def test_comments_list_and_add(app, people, night, login):
 
 def test_stranger_sees_nothing_and_invisible_id_is_not_found(app, people, night, login):
     from auth import queries
-    from callbacks.data import _file, observed_view
+    from components.data_view import observed_view, visible_file
     from pages.data import initial_selection
 
     stranger = people["users"]["stranger"]
-    assert _file(stranger, night["raw_science"].id) is None
-    assert _file(stranger, night["calibrated_science"].id) is None
-    assert _file(stranger, night["secret"].id) is not None  # their own file
+    assert visible_file(stranger, night["raw_science"].id) is None
+    assert visible_file(stranger, night["calibrated_science"].id) is None
+    assert visible_file(stranger, night["secret"].id) is not None  # their own file
     _listing, count, _ = observed_view(stranger, 1, None)
     assert count == "1"
     assert initial_selection(stranger, None) == night["secret"].id
     assert initial_selection(stranger, str(night["raw_science"].id)) == night["raw_science"].id  # asked for...
-    assert _file(stranger, initial_selection(stranger, str(night["raw_science"].id))) is None  # ...not found
-    assert initial_selection(stranger, "abc") == "abc" and _file(stranger, "abc") is None
+    assert visible_file(stranger, initial_selection(stranger, str(night["raw_science"].id))) is None  # ...not found
+    assert initial_selection(stranger, "abc") == "abc" and visible_file(stranger, "abc") is None
     # the pi does not see the stranger's file either
-    assert _file(people["users"]["pi"], night["secret"].id) is None
+    assert visible_file(people["users"]["pi"], night["secret"].id) is None
     assert queries.distinct_values(stranger, ("obstype",))["obstype"] == ["BIAS", "SPECTRUM"]  # + the master
     assert queries.proposal_choices(stranger) == ["SOAR2026B-002"]
 
@@ -505,7 +506,7 @@ def test_poll_is_cheap_until_something_the_user_sees_changes(app, people, tmp_pa
     from dash import no_update
     from dash.exceptions import PreventUpdate
 
-    from callbacks.data import poll_stamps
+    from callbacks.data.index import poll_stamps
 
     pi = people["users"]["pi"]
     add_raw_rows(people["proposal"], 2, tmp_path)
@@ -555,7 +556,7 @@ def test_search_table_filters_paging_and_url_state(app, people, night, tmp_path)
 
 def test_the_plot_toolbar_offers_no_external_service(app, night):
     """The app runs offline behind the VPN: Plotly's "Edit in Chart Studio" / share button is gone."""
-    from callbacks.data import render_viewer
+    from components.data_view import render_viewer
 
     graph = render_viewer(night["calibrated_science"], "interactive", "gray", {})
     assert graph.config["showSendToCloud"] is False and graph.config["showEditInChartStudio"] is False

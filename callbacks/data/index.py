@@ -1,0 +1,76 @@
+"""The file indexes (Observed, Calibrations): the change poll, their lists and their pagers."""
+from __future__ import annotations
+
+from dash import ALL, Input, Output, State, ctx, no_update
+from dash.exceptions import PreventUpdate
+
+from auth import queries
+from callbacks.data.common import signed_in_user
+from components import ids
+from components.data_view import (
+    CALIBRATIONS,
+    OBSERVED,
+    calibrations_view,
+    observed_view,
+)
+from components.file_index import CALIBRATIONS_PAGE_SIZE, OBSERVED_PAGE_SIZE, move_page
+
+
+def poll_stamps(user, previous, previous_global):
+    """(user stamp, global stamp) for the poll: the catalogue-wide stamp costs two index
+    lookups; only when it moved is the user's own (heavier) stamp computed."""
+    current_global = queries.global_change_stamp()
+    if current_global == previous_global and previous is not None:
+        raise PreventUpdate
+    stamp = queries.change_stamp(user)
+    return (no_update if stamp == previous else stamp), current_global
+
+
+def _moved_page(params: dict, page_size: int, page, target) -> int:
+    """The index page a pager click (or the "go to" box, ``target``) moves to from ``page``."""
+    trigger = ctx.triggered_id
+    if not ctx.triggered or not ctx.triggered[0]["value"]:
+        raise PreventUpdate
+    move = trigger["go"] if isinstance(trigger, dict) else "go"
+    pages = queries.last_page(queries.count_visible(signed_in_user(), params), page_size)
+    new = move_page(move, page or 1, pages, target)
+    if new == page:
+        raise PreventUpdate
+    return new
+
+
+def _register_listing(app, index_id, count_id, page_text_id, page_id, view) -> None:
+    """An index's list, count and page text, drawn by ``view`` (user, page, selected id)."""
+    # the first pages come with the layout (first_paint): only a change or a page move asks again
+    @app.callback(Output(index_id, "children"), Output(count_id, "children"), Output(page_text_id, "children"),
+                  Input(ids.DATA_STAMP, "data"), Input(page_id, "data"), State(ids.DATA_SELECTED, "data"),
+                  prevent_initial_call=True)
+    def listing(_stamp, page, selected):
+        return view(signed_in_user(), page, selected)
+
+
+def register(app) -> None:
+    @app.callback(Output(ids.DATA_STAMP, "data"), Output(ids.DATA_GLOBAL_STAMP, "data"),
+                  Input(ids.DATA_POLL, "n_intervals"), State(ids.DATA_STAMP, "data"),
+                  State(ids.DATA_GLOBAL_STAMP, "data"))
+    def poll(_n, previous, previous_global):
+        return poll_stamps(signed_in_user(), previous, previous_global)
+
+    _register_listing(app, ids.DATA_OBSERVED_INDEX, ids.DATA_OBSERVED_COUNT, ids.DATA_OBSERVED_PAGE_TEXT,
+                      ids.DATA_OBSERVED_PAGE, observed_view)
+    _register_listing(app, ids.DATA_CALIB_INDEX, ids.DATA_CALIB_COUNT, ids.DATA_CALIB_PAGE_TEXT,
+                      ids.DATA_CALIB_PAGE, calibrations_view)
+
+    @app.callback(Output(ids.DATA_OBSERVED_PAGE, "data"),
+                  Input({"type": ids.DATA_OBSERVED_PAGER, "go": ALL}, "n_clicks"),
+                  Input(ids.DATA_OBSERVED_PAGE_GO, "n_clicks"), Input(ids.DATA_OBSERVED_PAGE_INPUT, "n_submit"),
+                  State(ids.DATA_OBSERVED_PAGE, "data"), State(ids.DATA_OBSERVED_PAGE_INPUT, "value"),
+                  prevent_initial_call=True)
+    def observed_page(_moves, _go, _submit, page, target):
+        return _moved_page(OBSERVED, OBSERVED_PAGE_SIZE, page, target)
+
+    @app.callback(Output(ids.DATA_CALIB_PAGE, "data"),
+                  Input({"type": ids.DATA_CALIB_PAGER, "go": ALL}, "n_clicks"),
+                  State(ids.DATA_CALIB_PAGE, "data"), prevent_initial_call=True)
+    def calibrations_page(_moves, page):
+        return _moved_page(CALIBRATIONS, CALIBRATIONS_PAGE_SIZE, page, None)

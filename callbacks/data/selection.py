@@ -1,0 +1,81 @@
+"""Which file is shown: picked in an index or a tab (answered in the browser), highlighted there,
+followed to the newest one as the instrument writes it, and kept in the URL (``/?id=``)."""
+from __future__ import annotations
+
+from dash import ALL, Input, Output, State, no_update
+from dash.exceptions import PreventUpdate
+
+from auth import queries
+from callbacks.data.common import signed_in_user
+from components import ids
+from components.data_view import OBSERVED
+
+# Picking a file is answered in the browser: no round trip before the panels ask for it.
+PICK_JS = """
+function(clicks, selected) {
+    const context = window.dash_clientside.callback_context;
+    const trigger = context.triggered_id;
+    const value = context.triggered.length ? context.triggered[0].value : null;
+    if (!trigger || typeof trigger !== 'object' || !value || trigger.index === selected) {
+        return window.dash_clientside.no_update;
+    }
+    return trigger.index;
+}
+"""
+
+# Highlight the selected file (and its raw parent) without asking the server again.
+HIGHLIGHT_JS = """
+function(root, selected, _observed, _calibrations) {
+    document.querySelectorAll('.gsp-index-item').forEach(function(item) {
+        const inner = item.querySelector('[data-file-id]');
+        if (!inner) { return; }
+        const id = inner.getAttribute('data-file-id');
+        const on = id === String(root) || id === String(selected);
+        item.classList.toggle('active', on);
+        item.setAttribute('aria-current', on ? 'true' : 'false');
+    });
+    return window.dash_clientside.no_update;
+}
+"""
+
+URL_SYNC_JS = """
+function(selected, newest, following) {
+    const noUpdate = window.dash_clientside.no_update;
+    if (selected === null || selected === undefined) { return noUpdate; }
+    const url = new URL(window.location.href);
+    if (url.pathname !== '/') { return noUpdate; }
+    if (url.searchParams.get('id') === String(selected)) { return noUpdate; }
+    // A file picked by hand is a step "Back" returns to; one shown by Follow is not.
+    const followed = following && String(selected) === String(newest);
+    const had = url.searchParams.has('id');
+    url.searchParams.set('id', String(selected));
+    if (had && !followed) { window.history.pushState({}, '', url); }
+    else { window.history.replaceState({}, '', url); }
+    return String(selected);
+}
+"""
+
+
+def register(app) -> None:
+    app.clientside_callback(PICK_JS, Output(ids.DATA_SELECTED, "data"),
+                            Input({"type": ids.DATA_PICK, "src": ALL, "index": ALL}, "n_clicks"),
+                            State(ids.DATA_SELECTED, "data"), prevent_initial_call=True)
+
+    app.clientside_callback(HIGHLIGHT_JS, Output(ids.DATA_HIGHLIGHT, "children"),
+                            Input(ids.DATA_ROOT, "data"), Input(ids.DATA_SELECTED, "data"),
+                            Input(ids.DATA_OBSERVED_INDEX, "children"), Input(ids.DATA_CALIB_INDEX, "children"))
+
+    @app.callback(Output(ids.DATA_SELECTED, "data", allow_duplicate=True), Output(ids.DATA_NEWEST, "data"),
+                  Output(ids.DATA_OBSERVED_PAGE, "data", allow_duplicate=True),
+                  Input(ids.DATA_STAMP, "data"), State(ids.DATA_FOLLOW, "value"), State(ids.DATA_NEWEST, "data"),
+                  State(ids.DATA_SELECTED, "data"), State(ids.DATA_OBSERVED_PAGE, "data"), prevent_initial_call=True)
+    def follow(_stamp, following, newest_seen, selected, page):
+        newest = queries.newest_visible_id(signed_in_user(), OBSERVED)
+        if newest is None or newest == newest_seen:
+            raise PreventUpdate
+        if newest_seen is None or not following or newest == selected:
+            return no_update, newest, no_update
+        return newest, newest, (1 if page != 1 else no_update)
+
+    app.clientside_callback(URL_SYNC_JS, Output(ids.DATA_URL_SYNC, "children"), Input(ids.DATA_SELECTED, "data"),
+                            State(ids.DATA_NEWEST, "data"), State(ids.DATA_FOLLOW, "value"))

@@ -1,0 +1,35 @@
+"""The viewer and its Advanced Visualization controls."""
+from __future__ import annotations
+
+from dash import Input, Output, State
+
+from callbacks.data.common import signed_in_user
+from components import ids
+from components.data_view import VIEWER_CONTROLS, viewer_view, visual_defaults
+
+
+def register(app) -> None:
+    @app.callback(Output(ids.DATA_ADV_COLLAPSE, "is_open"), Input(ids.DATA_ADV_BUTTON, "n_clicks"),
+                  State(ids.DATA_ADV_COLLAPSE, "is_open"), prevent_initial_call=True)
+    def toggle_advanced(_n, is_open):
+        return not is_open
+
+    @app.callback(output={name: Output(control, "value") for name, control in VIEWER_CONTROLS.items()},
+                  inputs=Input(ids.DATA_ADV_RESET, "n_clicks"), prevent_initial_call=True)
+    def reset_advanced(_n):
+        defaults = visual_defaults(signed_in_user())
+        return {name: defaults[name] for name in VIEWER_CONTROLS}
+
+    @app.callback(Output(ids.DATA_ADV_ZMIN, "disabled"), Output(ids.DATA_ADV_ZMAX, "disabled"),
+                  Output(ids.DATA_ADV_PLOW, "disabled"), Output(ids.DATA_ADV_PHIGH, "disabled"),
+                  Input(ids.DATA_ADV_SCALE, "value"))
+    def scale_inputs(scale):
+        return scale != "minmax", scale != "minmax", scale != "percentiles", scale != "percentiles"
+
+    # drawn first by the page's layout (first_paint), so only a change redraws it
+    @app.callback(output=Output(ids.DATA_VIEWER, "children"),
+                  inputs={"selected": Input(ids.DATA_SELECTED, "data"),
+                          "controls": {name: Input(control, "value") for name, control in VIEWER_CONTROLS.items()},
+                          "compare": Input(ids.DATA_COMPARE, "value")}, prevent_initial_call=True)
+    def viewer(selected, controls, compare):
+        return viewer_view(signed_in_user(), selected, controls, compare)

@@ -1,0 +1,151 @@
+"""What the Data page draws both in its layout (pages/data.py, the first paint) and again from its
+callbacks (callbacks/data/): the two file indexes, the viewer, and the controls it is drawn with.
+
+Everything is read through auth.permissions: a file the user may not see is "not found" (None).
+"""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from auth import queries
+from auth.permissions import get_visible_file
+from components import ids, viewers
+from components.file_index import (
+    CALIBRATIONS_PAGE_SIZE,
+    OBSERVED_PAGE_SIZE,
+    index_list,
+    page_text,
+)
+from db.models import File
+from db.queries import is_number
+from pipeline.datatypes import DataType
+
+OBSERVED = {"data_type": DataType.RAW.value}
+CALIBRATIONS = {"data_type": DataType.MASTER.value}
+SPECTRA = (DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED)
+STATIC_WIDTH = 1100
+
+# the Advanced Visualization controls the viewer is drawn with, by their visual_defaults names
+VIEWER_CONTROLS = {
+    "format": ids.DATA_ADV_FORMAT, "colormap": ids.DATA_ADV_COLORMAP, "scale": ids.DATA_ADV_SCALE,
+    "zmin": ids.DATA_ADV_ZMIN, "zmax": ids.DATA_ADV_ZMAX, "plow": ids.DATA_ADV_PLOW, "phigh": ids.DATA_ADV_PHIGH,
+    "show_saturated": ids.DATA_ADV_SATURATED, "show_title": ids.DATA_ADV_TITLE, "overlays": ids.DATA_ADV_OVERLAYS,
+    "redshift": ids.DATA_ADV_REDSHIFT,
+}
+
+
+def visible_file(user, file_id) -> File | None:
+    """The file of this id (an int or its text, as URLs and stores hold it) if the user may see it."""
+    if file_id is None or isinstance(file_id, str) and not is_number(file_id):
+        return None
+    try:
+        return get_visible_file(user, int(file_id))
+    except (TypeError, ValueError):
+        return None
+
+
+def observed_view(user, page, selected_id, page_size: int = OBSERVED_PAGE_SIZE):
+    """(list component, count text, page text) of the Observed index."""
+    result = queries.page_of_files(user, OBSERVED, page, page_size)
+    selected = visible_file(user, selected_id)
+    highlight = selected_id if selected is None else selected.original_file_id or selected.id  # its raw frame
+    pages = queries.last_page(result.count, page_size)
+    return (index_list(result.files, "index", highlight, ids.DATA_PICK, "No files yet. They appear here as the "
+                       "instrument writes them."),
+            f"{result.count:,}", page_text(result.page, pages))
+
+
+def calibrations_view(user, page, selected_id, page_size: int = CALIBRATIONS_PAGE_SIZE):
+    """(list component, count text, page text) of the Calibrations index (a master's versions folded)."""
+    result = queries.page_of_files(user, CALIBRATIONS, page, page_size)
+    pages = queries.last_page(result.count, page_size)
+    return (index_list(result.files, "calib", selected_id, ids.DATA_PICK, "No master calibrations yet.",
+                       fold_versions=True),
+            f"{result.count:,}", page_text(result.page, pages))
+
+
+def visual_defaults(user) -> dict:
+    """Where the Advanced Visualization controls start (and "Reset to my defaults" returns): the user's
+    colormap, plot format and saturation choice from their account, ZScale, the title on, no overlays."""
+    return {
+        "colormap": getattr(user, "colormap", "gray") if getattr(user, "colormap", None) in viewers.COLORMAPS
+        else "gray",
+        "format": getattr(user, "plot_format", "interactive") if getattr(user, "plot_format", "") in
+        ("static", "interactive") else "interactive",
+        "show_saturated": ["on"] if getattr(user, "show_saturated", False) else [],
+        "scale": "zscale", "zmin": None, "zmax": None, "plow": 1, "phigh": 99.5,
+        "show_title": ["on"], "overlays": [], "redshift": 0,
+    }
+
+
+def viewer_options(controls: dict) -> dict:
+    """The viewers' drawing options from the controls ({VIEWER_CONTROLS name: value})."""
+    options = {"show_saturated": bool(controls["show_saturated"]), "show_title": bool(controls["show_title"]),
+               "overlays": tuple(controls["overlays"] or ()), "redshift": float(controls["redshift"] or 0.0)}
+    if controls["scale"] == "minmax":
+        options["zmin"], options["zmax"] = _number(controls["zmin"]), _number(controls["zmax"])
+    elif controls["scale"] == "percentiles":
+        low, high = _number(controls["plow"]), _number(controls["phigh"])
+        if low is not None and high is not None:
+            options["percentiles"] = (low, high)
+    return options
+
+
+def _number(value):
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def compared(user, file: File, chosen) -> tuple:
+    """(label, path) of the chosen spectra the user may see, of the same kind as the one shown."""
+    others = (visible_file(user, value) for value in chosen or ())
+    return tuple((other.file_name, other.full_path) for other in others
+                 if other is not None and other.data_type == file.data_type and other.id != file.id)
+
+
+def viewer_view(user, selected, controls: dict, compare=()):
+    """The selected file drawn as the controls ({VIEWER_CONTROLS name: value}) say; None for no file."""
+    file = visible_file(user, selected)
+    if file is None:
+        return None
+    options = {**viewer_options(controls), "compare": compared(user, file, compare)}
+    return render_viewer(file, controls["format"] or "interactive", controls["colormap"] or "gray", options,
+                         theme=getattr(user, "theme", "dark") or "dark")
+
+
+def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str = "dark"):
+    """The file as a static PNG or an interactive graph; a warning when it cannot be drawn."""
+    common = dict(colormap=colormap, saturation=file.saturation_value, theme=theme, **options)
+    try:
+        if fmt == "static":
+            png = viewers.png_for_file(file.full_path, width=STATIC_WIDTH, data_type=file.data_type, **common)
+            source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+            return html.Img(src=source, id=ids.DATA_IMAGE, className="gsp-static-plot", alt=file.file_name)
+        figure = viewers.figure_for_file(file.full_path, data_type=file.data_type, height=520, **common)
+    except viewers.ViewerError as error:
+        return dbc.Alert([html.I(className="bi bi-exclamation-triangle me-2"), str(error)], color="warning",
+                         className="my-3", id="data-viewer-error")
+    return dcc.Graph(id=ids.DATA_GRAPH, figure=figure, className="gsp-graph",
+                     config={"displaylogo": False, "scrollZoom": True, "responsive": True,
+                             # offline behind the VPN: no "share" or "edit in Chart Studio" (an external service)
+                             "showSendToCloud": False, "showEditInChartStudio": False,
+                             "modeBarButtonsToRemove": ["lasso2d", "select2d", "sendDataToCloud"],
+                             "toImageButtonOptions": {"filename": Path(file.file_name).stem}})
+
+
+def first_paint(user, selected, observed_page: int, calibrations_page: int, controls: dict) -> dict:
+    """What the Data page's layout draws at once: both index pages, the selected file's viewer, and the
+    stamps and newest file they were read at (so the first poll finds nothing new and Follow knows
+    what is already shown). A login sees its data in the page's first answer, not after rounds of callbacks."""
+    global_stamp = queries.global_change_stamp()  # read first: a change after this is the next poll's
+    return {"stamp": queries.change_stamp(user), "global_stamp": global_stamp,
+            "newest": queries.newest_visible_id(user, OBSERVED),
+            "observed": observed_view(user, observed_page, selected),
+            "calibrations": calibrations_view(user, calibrations_page, selected),
+            "viewer": viewer_view(user, selected, controls)}
