@@ -161,7 +161,7 @@ def test_versions_fold_and_an_action_opens_its_product(live_server, page, calibr
     assert "v1 (older)" in page.inner_text("#data-tabs .gsp-older-toggle")
     screenshot(page, "viewer-versions")
 
-    monkeypatch.setitem(jobs.TASKS, "calibrate_wavelength", lambda job: {"calibrated": v3.id})
+    monkeypatch.setitem(jobs.TASKS, "calibrate_wavelength", lambda job: {"products": [v3.id]})
     page.click("#data-actions >> text=Re-run With Current Settings")
     wait_title(page, v3.file_name)  # the new product is shown when the action is done
     assert "v3 (current)" in page.inner_text("#data-tabs .nav-link.active")

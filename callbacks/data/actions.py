@@ -150,18 +150,8 @@ def enqueue_action(user, file: File, kind: str, choices: dict | None = None):
 
 
 def job_products(job) -> list[int]:
-    """Ids of the files a finished job made (or settled on), the one to show first first.
-
-    Stand-in until the job layer's results name them under one key ("products", live/tasks.py):
-    today each task names its product its own way."""
-    result = job.result or {}
-    if "masters" in result:  # a master flat, then its normalized flat: the normalized one is shown
-        return result["masters"][::-1]
-    for key in ("calibrated", "flux_calibrated", "reduced", "sensitivity", "extracted", "master"):
-        made = result.get(key)
-        if made:
-            return made if isinstance(made, list) else [made]
-    return []
+    """Ids of the files a finished job made (or settled on), the one to show first first."""
+    return list((job.result or {}).get("products", []))
 
 
 def new_product(user, job) -> File | None:
