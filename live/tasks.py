@@ -564,11 +564,12 @@ def rerun_params(product: File) -> tuple[chain.Step, File, dict]:
         return step, first_input, {"force": True}
     if product.parent_file_id is None:
         raise JobRefused(f"The file {product.file_name} was made from has been deleted.")
-    arc = (used.get("arc") or {}).get("id")
-    params = {"reduce": {"force": True}, "extract": {"arc_id": arc}, "sensitivity": {},
-              "calibrate_wavelength": {"arc_id": arc, "lamp": used.get("lamp")},
-              "calibrate_flux": {"standard_id": (used.get("standard") or {}).get("id")}}[step.name]
-    return step, product.parent, params
+    return step, product.parent, {**step.manual_params, **{choice: USED_AS[choice](used) for choice in step.choices}}
+
+
+# What a product's calibrations say was used, as the choice a step takes by hand (chain.Step.choices).
+USED_AS = {"arc_id": lambda used: (used.get("arc") or {}).get("id"), "lamp": lambda used: used.get("lamp"),
+           "standard_id": lambda used: (used.get("standard") or {}).get("id")}
 
 
 def enqueue_step(step_name: str, file: File, *, user=None, params: dict | None = None) -> Job:

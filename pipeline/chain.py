@@ -54,6 +54,7 @@ class Step:
     setting: str | None = None
     choices: tuple[str, ...] = ()  # what a user may choose when triggering it by hand
     manual_params: dict = field(default_factory=dict)  # what a trigger by hand adds
+    route: str = ""  # the API's trigger, ``POST /api/files/<route>`` with ``{"id": …, <choices>}``
 
     def accepts(self, data_type: int, kind: str, technique: str | None) -> bool:
         """True when a file of this data type, frame kind and technique is this step's input."""
@@ -69,29 +70,32 @@ STEPS: dict[str, Step] = {step.name: step for step in (
     Step("calibrations", expects="a raw BIAS or FLAT frame",
          title="Build master calibrations", label="Build Master Calibrations", icon="layers",
          takes=DataType.RAW, kinds=frozenset({"bias", "flat"}), makes=DataType.MASTER,
-         provides={"bias": MASTER_BIAS, "flat": MASTER_FLAT}, manual_params={"force": True}),
+         provides={"bias": MASTER_BIAS, "flat": MASTER_FLAT}, manual_params={"force": True}, route="calibrations/"),
     Step("reduce", expects="a raw science, arc or imaging frame",
          title="Reduce", label="Reduce Raw File", icon="gear",
          takes=DataType.RAW, kinds=frozenset({"arc", "imaging"}) | SPECTRA, makes=DataType.REDUCED,
-         needs=(MASTER_BIAS, MASTER_FLAT), provides={"arc": ARC}, then=("extract",), manual_params={"force": True}),
+         needs=(MASTER_BIAS, MASTER_FLAT), provides={"arc": ARC}, then=("extract",), manual_params={"force": True},
+         route="reduce/"),
     Step("extract", expects="a reduced science spectrum (reduce it first)",
          title="Extract target", label="Extract Target", icon="bullseye",
          takes=DataType.REDUCED, kinds=SPECTRA, makes=DataType.EXTRACTED, spectroscopy_only=True,
-         then=("calibrate_wavelength",), choices=("arc_id",)),
+         then=("calibrate_wavelength",), choices=("arc_id",), route="spectrum/extract/"),
     Step("calibrate_wavelength", expects="an extracted science spectrum (extract it first)",
          title="Calibrate wavelength", label="Calibrate Wavelength", icon="rulers",
          takes=DataType.EXTRACTED, kinds=SPECTRA, makes=DataType.WAVELENGTH_CALIBRATED, spectroscopy_only=True,
-         needs=(ARC,), then=("sensitivity", "calibrate_flux"), choices=("arc_id", "lamp")),
+         needs=(ARC,), then=("sensitivity", "calibrate_flux"), choices=("arc_id", "lamp"),
+         route="spectrum/calibrate/wavelength/"),
     # A standard star's calibrated spectrum becomes the sensitivity function of its configuration
     # (a calibration product, like the masters); science spectra are flux calibrated with it.
     Step("sensitivity", expects="a wavelength-calibrated standard star",
          title="Sensitivity function", label="Build Sensitivity Function", icon="graph-up",
          takes=DataType.WAVELENGTH_CALIBRATED, kinds=frozenset({STANDARD}), makes=DataType.MASTER,
-         spectroscopy_only=True, provides={STANDARD: SENSITIVITY}),
+         spectroscopy_only=True, provides={STANDARD: SENSITIVITY}, route="spectrum/sensitivity/"),
     Step("calibrate_flux", expects="a wavelength-calibrated science spectrum (calibrate its wavelengths first)",
          title="Calibrate flux", label="Calibrate Flux", icon="brightness-high",
          takes=DataType.WAVELENGTH_CALIBRATED, kinds=frozenset({"science"}), makes=DataType.FLUX_CALIBRATED,
-         spectroscopy_only=True, needs=(SENSITIVITY,), choices=("standard_id",), setting="flux_calibration"),
+         spectroscopy_only=True, needs=(SENSITIVITY,), choices=("standard_id",), setting="flux_calibration",
+         route="spectrum/calibrate/flux/"),
 )}
 
 
