@@ -17,6 +17,7 @@ from pipeline.products import Product
 def image_figure(product: Product, *, colormap="gray", zmin=None, zmax=None, percentiles=None,
                  show_saturated=False, saturation=None, title="", max_pixels=DEFAULT_MAX_PIXELS,
                  theme="dark", show_title=True, height=None):
+    """``percentiles``: (low, high) instead of ZScale; zmin and zmax override either."""
     data = product.data
     small, factor = downsample(data, max_pixels)
     low, high = display_limits(small, zmin=zmin, zmax=zmax, percentiles=percentiles)

@@ -19,6 +19,7 @@ ARC_COLOUR = line_overlays.OVERLAYS["arc"][1]
 
 def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark", overlays=(), redshift=0.0,
                     show_title=True, height=None, show_residuals=None, compare=()):
+    """``show_residuals``: None for "when it is an arc with a wavelength solution"."""
     axes = spectrum_axes(product, data_type)
     if show_residuals is None:
         show_residuals = shows_residuals(product, axes)
