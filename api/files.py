@@ -171,15 +171,18 @@ def files_reclassify():
 
 @blueprint.get("/files/visualize/")
 def files_visualize():
-    from components import viewers
+    from figures.interactive import figure_for_file
+    from figures.png import png_for_file
+    from figures.style import COLORMAPS
+    from pipeline.products import ProductError
 
     file = visible_file_or_404(request.args.get("id"))
     fmt = request.args.get("format", "png")
     if fmt not in ("png", "json"):
         raise ApiError("'format' must be png or json.", 400)
     colormap = request.args.get("colormap", current_user.colormap)
-    if colormap not in viewers.COLORMAPS:
-        raise ApiError(f"'colormap' must be one of {', '.join(viewers.COLORMAPS)}.", 400)
+    if colormap not in COLORMAPS:
+        raise ApiError(f"'colormap' must be one of {', '.join(COLORMAPS)}.", 400)
     options = {"colormap": colormap, "zmin": _float_arg("zmin"), "zmax": _float_arg("zmax"),
                "title": f"{file.obstype} {file.object} {file.proposal.soar_id if file.proposal else ''}".strip(),
                "show_saturated": request.args.get("show_saturated", "").lower() in ("1", "true"),
@@ -189,9 +192,9 @@ def files_visualize():
             width = int(_float_arg("width") or 1000)
             if not 100 <= width <= 4000:
                 raise ApiError("'width' must be between 100 and 4000 pixels.", 400)
-            return Response(viewers.png_for_file(file.full_path, width=width, **options), mimetype="image/png")
-        figure = viewers.figure_for_file(file.full_path, data_type=file.data_type, **options)
-    except viewers.ViewerError as error:
+            return Response(png_for_file(file.full_path, width=width, **options), mimetype="image/png")
+        figure = figure_for_file(file.full_path, data_type=file.data_type, **options)
+    except ProductError as error:
         raise ApiError(str(error), 422) from None
     return Response(figure.to_json(), mimetype="application/json")
 
@@ -199,13 +202,13 @@ def files_visualize():
 @blueprint.get("/files/<file_id>/spectrum.csv", defaults={"fmt": "csv"})
 @blueprint.get("/files/<file_id>/spectrum.ecsv", defaults={"fmt": "ecsv"})
 def files_spectrum_table(file_id, fmt):
-    from components.spectrum_export import FORMATS, spectrum_table, write_table
-    from components.viewers import ViewerError
+    from pipeline.export import FORMATS, spectrum_table, write_table
+    from pipeline.products import ProductError
 
     file = visible_file_or_404(file_id)
     try:
         text = write_table(spectrum_table(file.full_path, file.data_type, name=file.file_name), fmt)
-    except ViewerError as error:
+    except ProductError as error:
         raise ApiError(str(error), 422) from None
     name = f"{Path(file.file_name).stem}.{fmt}"
     return Response(text, mimetype=FORMATS[fmt][1], headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -4,16 +4,16 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import html
 
+from pipeline.products import read_product
+
 MAX_ROWS = 2000
 
 
 def header_cards(path) -> list[dict]:
     """The cards of the header that describes the frame (COMMENT/HISTORY included), as dicts.
 
-    Raises components.viewers.ViewerError when the file cannot be read.
+    Raises pipeline.products.ProductError (components.viewers.ViewerError) when the file cannot be read.
     """
-    from components.viewers import read_product
-
     header = read_product(path).header
     cards = []
     for card in header.cards:

@@ -273,14 +273,15 @@ def test_live_chain_records_the_shift_and_follows_the_setting(app, people, flexe
      "flexure not corrected: only 1 sky line(s) usable, at least 2 needed (short exposure, blue setup or bright sky)"),
 ])
 def test_the_data_page_shows_the_flexure_beside_the_rms(tmp_path, record, shown):
-    from components import viewers
+    from figures.spectrum import spectrum_figure
+    from pipeline.products import read_product
     from pipeline.wavelength import LinearSpectrum, write_product
 
     spectrum = LinearSpectrum(flux=np.ones(100), uncertainty=None, crval1=5000.0, cdelt1=2.0, solution=SOLUTION)
     path = write_product(tmp_path / "w.fits", spectrum, record={"flexure": record})
     header = fits.getheader(path)
     assert header["GSP_FLXN"] == len(record["lines"]) and header["GSP_FLXR"] == (record["reason"] or "applied")
-    figure = viewers.spectrum_figure(viewers.read_product(path), data_type=4, title="NGC 5128", show_residuals=False)
+    figure = spectrum_figure(read_product(path), data_type=4, title="NGC 5128", show_residuals=False)
     assert "solution RMS" in figure.layout.title.text and shown in figure.layout.title.text
 
 

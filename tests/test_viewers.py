@@ -1,8 +1,8 @@
-"""components/viewers.py: figures of synthetic and real Goodman files.
+"""figures/ and pipeline/products.py: figures of synthetic and real Goodman files.
 
 2D frames: axis labels, downsampling, limits, saturated pixels; 1D products: the wavelength
 axis from the WCS, the uncertainty band, arc lines with their residuals and RMS; PNGs that
-decode at the asked width; ViewerError for files that cannot be shown.
+decode at the asked width; ProductError for files that cannot be shown.
 """
 from __future__ import annotations
 
@@ -15,15 +15,21 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from components import spectrum_overlays, viewers
+import components.viewers
+from figures import overlays as spectrum_overlays
+from figures.interactive import figure_for_file
+from figures.pixels import FigureError, compact, display_limits, saturation_level
+from figures.png import png_for_file
+from figures.style import COLORMAPS, colormap_key
+from pipeline.products import ProductError, clear_cache, read_product, wavelength_axis
 from tests.conftest import REAL_DATA
 
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    viewers.clear_cache()
+    clear_cache()
     yield
-    viewers.clear_cache()
+    clear_cache()
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +77,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_raw_frame_figure_axes_downsampling_and_zscale(science_frame):
-    fig = viewers.figure_for_file(science_frame, data_type=0)
+    fig = figure_for_file(science_frame, data_type=0)
     heatmap = fig.data[0]
     assert heatmap.type == "heatmap"
     assert fig.layout.xaxis.title.text == "Dispersion Axis (Pixels)"
@@ -84,28 +90,28 @@ def test_raw_frame_figure_axes_downsampling_and_zscale(science_frame):
     assert list(fig.layout.xaxis.range) == [-0.5, 2070.5] and list(fig.layout.yaxis.range) == [-0.5, 947.5]
     # ZScale: limits hug the sky and bias, far below the bright lines and saturated patch
     assert 380 < heatmap.zmin < heatmap.zmax < 2000
-    small = viewers.figure_for_file(science_frame, max_pixels=100_000).data[0]
+    small = figure_for_file(science_frame, max_pixels=100_000).data[0]
     factor = math.ceil(math.sqrt(948 * 2071 / 100_000))
     assert np.asarray(small.z).shape == (948 // factor, 2071 // factor) and np.asarray(small.z).size <= 100_000
 
 
 def test_limits_percentiles_and_colormaps(science_frame):
-    fig = viewers.figure_for_file(science_frame, zmin=400, zmax=450, colormap="viridis")
+    fig = figure_for_file(science_frame, zmin=400, zmax=450, colormap="viridis")
     assert (fig.data[0].zmin, fig.data[0].zmax) == (400, 450)
     assert fig.data[0].colorscale[0][1].lower() in ("#440154", "rgb(68,1,84)", "rgb(68, 1, 84)")
-    low, high = viewers.display_limits(np.arange(1001.0), percentiles=(10, 90))
+    low, high = display_limits(np.arange(1001.0), percentiles=(10, 90))
     assert (low, high) == (100.0, 900.0)
-    assert viewers.display_limits(np.arange(1001.0), percentiles=(10, 90), zmax=950) == (100.0, 950.0)
-    with pytest.raises(viewers.ViewerError):
-        viewers.display_limits(np.arange(10.0), percentiles=(90, 10))
-    assert {"gray", "viridis", "inferno", "magma", "plasma", "cividis", "hot"} <= set(viewers.COLORMAPS)
-    assert viewers.colormap_key("Viridis") == "viridis" and viewers.colormap_key("nonsense") == "gray"
+    assert display_limits(np.arange(1001.0), percentiles=(10, 90), zmax=950) == (100.0, 950.0)
+    with pytest.raises(FigureError):
+        display_limits(np.arange(10.0), percentiles=(90, 10))
+    assert {"gray", "viridis", "inferno", "magma", "plasma", "cividis", "hot"} <= set(COLORMAPS)
+    assert colormap_key("Viridis") == "viridis" and colormap_key("nonsense") == "gray"
 
 
 def test_saturated_pixels_highlighted_on_demand(science_frame):
-    plain = viewers.figure_for_file(science_frame)
+    plain = figure_for_file(science_frame)
     assert [t.name for t in plain.data] == ["image"]
-    fig = viewers.figure_for_file(science_frame, show_saturated=True, saturation=69257)  # capped at 65535
+    fig = figure_for_file(science_frame, show_saturated=True, saturation=69257)  # capped at 65535
     marks = [t for t in fig.data if (t.name or "").startswith("saturated")]
     assert len(marks) == 1 and marks[0].name == "saturated (40 px)"
     xs, ys = np.asarray(marks[0].x), np.asarray(marks[0].y)
@@ -118,37 +124,37 @@ def test_saturated_pixels_highlighted_on_demand(science_frame):
         r, g, b = rgb[top:, :, 0], rgb[top:, :, 1], rgb[top:, :, 2]
         return int(((r > 200) & (g < 90) & (b < 90)).sum())
 
-    with_saturated = viewers.png_for_file(science_frame, width=800, show_saturated=True)
-    without = viewers.png_for_file(science_frame, width=800)
+    with_saturated = png_for_file(science_frame, width=800, show_saturated=True)
+    without = png_for_file(science_frame, width=800)
     assert red(with_saturated) > 0 and red(without) == 0
 
 
 def test_png_decodes_at_the_asked_width(science_frame, tmp_path):
     for width in (640, 1000):
-        data = viewers.png_for_file(science_frame, width=width, colormap="inferno")
+        data = png_for_file(science_frame, width=width, colormap="inferno")
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert png_size(data)[0] == width
     spectrum = spectrum_file(tmp_path / "wec_arc.fits")
-    assert png_size(viewers.png_for_file(spectrum, width=700))[0] == 700
-    gray = viewers.png_for_file(science_frame, width=400)
-    hot = viewers.png_for_file(science_frame, width=400, colormap="hot")
+    assert png_size(png_for_file(spectrum, width=700))[0] == 700
+    gray = png_for_file(science_frame, width=400)
+    hot = png_for_file(science_frame, width=400, colormap="hot")
     assert gray != hot
-    with pytest.raises(viewers.ViewerError):
-        viewers.png_for_file(science_frame, width=20)
+    with pytest.raises(FigureError):
+        png_for_file(science_frame, width=20)
 
 
 def test_imaging_frame_axes(tmp_path):
     header = fits.Header({"OBSTYPE": "OBJECT", "OBJECT": "M83", "WAVMODE": "IMAGING", "GRATING": "NO_GRATING"})
     path = tmp_path / "img.fits"
     fits.PrimaryHDU(np.random.default_rng(1).normal(1000, 10, (300, 300)).astype(np.float32), header).writeto(path)
-    fig = viewers.figure_for_file(path)
+    fig = figure_for_file(path)
     assert (fig.layout.xaxis.title.text, fig.layout.yaxis.title.text) == ("X (Pixels)", "Y (Pixels)")
     assert fig.layout.yaxis.scaleanchor == "x"
 
 
 def test_calibrated_arc_wavelength_axis_band_lines_and_residuals(tmp_path):
     path = spectrum_file(tmp_path / "wecfzst_0015_HgArNe.fits", n=1000, crval=5000.0, cdelt=2.0)
-    fig = viewers.figure_for_file(path, data_type=4)
+    fig = figure_for_file(path, data_type=4)
     flux = next(t for t in fig.data if t.name == "flux")
     x = np.asarray(flux.x)
     assert x[0] == pytest.approx(5000.0) and x[-1] == pytest.approx(5000.0 + 2.0 * 999)
@@ -167,11 +173,11 @@ def test_calibrated_arc_wavelength_axis_band_lines_and_residuals(tmp_path):
 
 def test_wcs_variants_and_pixel_fallback(tmp_path):
     nm = spectrum_file(tmp_path / "nm.fits", crval=500.0, cdelt=0.2, crpix=11.0, cunit="nm", lines=False)
-    x = np.asarray(next(t for t in viewers.figure_for_file(nm).data if t.name == "flux").x)
+    x = np.asarray(next(t for t in figure_for_file(nm).data if t.name == "flux").x)
     assert x[10] == pytest.approx(5000.0) and x[11] - x[10] == pytest.approx(2.0)
     bare = spectrum_file(tmp_path / "extracted.fits", ctype=None, lines=False, uncertainty="image",
                          obstype="SPECTRUM")
-    fig = viewers.figure_for_file(bare, data_type=3)
+    fig = figure_for_file(bare, data_type=3)
     flux = next(t for t in fig.data if t.name == "flux")
     assert fig.layout.xaxis.title.text == "Dispersion Axis (Pixels)"
     assert list(np.asarray(flux.x)[:3]) == [0, 1, 2]
@@ -179,12 +185,37 @@ def test_wcs_variants_and_pixel_fallback(tmp_path):
     assert np.asarray(band[1].y)[0] == pytest.approx(np.asarray(flux.y)[0] + 5.0)  # sqrt of the variance
     # a science product keeps its LINES but shows no residual panel; overlays mark lines
     science = spectrum_file(tmp_path / "wsci.fits", obstype="SPECTRUM")
-    fig = viewers.figure_for_file(science, overlays=("sky", "galaxy"), redshift=0.01)
+    fig = figure_for_file(science, overlays=("sky", "galaxy"), redshift=0.01)
     names = [t.name for t in fig.data]
     assert "residuals" not in names and "Sky lines" in names and "Galaxy / stellar lines (z = 0.01)" in names
     galaxy = next(t for t in fig.data if t.name.startswith("Galaxy"))
     halpha = [v for v in np.asarray(galaxy.x, dtype=object) if v is not None and abs(v - 6562.80 * 1.01) < 1e-6]
     assert halpha
+
+
+def test_wavelength_axis_reads_iraf_headers_too():
+    """The FITS standard's WAVE/AWAV through astropy's WCS, and what IRAF and older reductions write:
+    LINEAR with a CD matrix, no or an unofficial unit, no CRPIX1, log-linear DC-FLAG."""
+    def header(**cards):
+        return fits.Header({"NAXIS": 1, "NAXIS1": 5, **cards})
+
+    assert list(wavelength_axis(header(CTYPE1="AWAV", CUNIT1="nm", CRVAL1=500.0, CDELT1=0.2, CRPIX1=1.0), 2)) \
+        == [5000.0, 5002.0]
+    linear = header(CTYPE1="LINEAR", CRVAL1=5000.0, CD1_1=2.0)  # CRPIX1 missing: 1, as IRAF reads it
+    assert list(wavelength_axis(linear, 2)) == [5000.0, 5002.0]
+    assert list(wavelength_axis(header(**linear, CUNIT1="Angstroms"), 2)) == [5000.0, 5002.0]
+    log = header(CTYPE1="LINEAR", CRVAL1=3.7, CDELT1=0.001, CRPIX1=1.0, **{"DC-FLAG": 1})
+    assert wavelength_axis(log, 2) == pytest.approx([10 ** 3.7, 10 ** 3.701])
+    bare = header(CRVAL1=5000.0, CDELT1=2.0)  # no CTYPE1: wavelengths only once calibrated
+    assert wavelength_axis(bare, 2, data_type=3) is None and wavelength_axis(bare, 2, data_type=4) is not None
+    assert wavelength_axis(header(CTYPE1="FREQ", CUNIT1="Hz", CRVAL1=6e14, CDELT1=1e10), 2) is None
+    assert wavelength_axis(header(CTYPE1="WAVE", CRVAL1=5000.0, CDELT1=0.0), 2) is None
+
+
+def test_the_data_page_names_stay_where_it_imports_them():
+    assert components.viewers.figure_for_file is figure_for_file and components.viewers.COLORMAPS is COLORMAPS
+    assert components.viewers.png_for_file is png_for_file
+    assert issubclass(FigureError, components.viewers.ViewerError) and components.viewers.ViewerError is ProductError
 
 
 def test_overlay_lists():
@@ -202,44 +233,44 @@ def test_overlay_lists():
 def test_real_goodman_arc_and_compact_transfer():
     path = REAL_DATA / "sp_400m2.fits"
     assert path.exists(), f"the real test data is missing: {path}"
-    fig = viewers.figure_for_file(path)
+    fig = figure_for_file(path)
     z = np.asarray(fig.data[0].z)
     assert z.size <= 600_000 and z.dtype in (np.uint16, np.int16, np.float32)
     assert fig.layout.xaxis.title.text == "Dispersion Axis (Pixels)"
-    assert png_size(viewers.png_for_file(path, width=900))[0] == 900
+    assert png_size(png_for_file(path, width=900))[0] == 900
     noisy = np.random.default_rng(0).normal(400, 5, (50, 50))
-    assert viewers.compact(noisy).dtype == np.int16
+    assert compact(noisy).dtype == np.int16
     flat = np.random.default_rng(0).normal(1.0, 0.01, (50, 50))
-    assert viewers.compact(flat).dtype == np.float32
+    assert compact(flat).dtype == np.float32
 
 
 def test_cache_follows_the_file_on_disk(tmp_path):
     path = tmp_path / "frame.fits"
     fits.PrimaryHDU(np.zeros((20, 30), dtype=np.float32)).writeto(path)
-    assert viewers.read_product(path).data.max() == 0
+    assert read_product(path).data.max() == 0
     fits.PrimaryHDU(np.ones((20, 31), dtype=np.float32)).writeto(path, overwrite=True)
-    assert viewers.read_product(path).data.shape == (20, 31)
+    assert read_product(path).data.shape == (20, 31)
 
 
 def test_bad_files_raise_viewer_error(tmp_path):
-    with pytest.raises(viewers.ViewerError, match="Cannot read missing.fits"):
-        viewers.figure_for_file(tmp_path / "missing.fits")
+    with pytest.raises(ProductError, match="Cannot read missing.fits"):
+        figure_for_file(tmp_path / "missing.fits")
     text = tmp_path / "notes.fits"
     text.write_text("this is not FITS")
-    with pytest.raises(viewers.ViewerError):
-        viewers.figure_for_file(text)
-    with pytest.raises(viewers.ViewerError):
-        viewers.png_for_file(text)
+    with pytest.raises(ProductError):
+        figure_for_file(text)
+    with pytest.raises(ProductError):
+        png_for_file(text)
     table_only = tmp_path / "table.fits"
     fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
         [fits.Column(name="a", format="E", array=np.ones(3))])]).writeto(table_only)
-    with pytest.raises(viewers.ViewerError, match="no image or spectrum"):
-        viewers.figure_for_file(table_only)
+    with pytest.raises(ProductError, match="no image or spectrum"):
+        figure_for_file(table_only)
     truncated = tmp_path / "truncated.fits"
     fits.PrimaryHDU(np.ones((200, 200), dtype=np.float32)).writeto(truncated)
     truncated.write_bytes(truncated.read_bytes()[:5000])
-    with pytest.raises(viewers.ViewerError):
-        viewers.figure_for_file(truncated)
+    with pytest.raises(ProductError):
+        figure_for_file(truncated)
 
 
 def test_the_viewer_and_the_catalogue_agree_on_saturation():
@@ -250,7 +281,7 @@ def test_the_viewer_and_the_catalogue_agree_on_saturation():
     header = simulate.make_science(seed=1, cosmic_rays=False).header
     catalogued = headers.classify(header, "0014_NGC5128_400_M2_27-11-2026.fits")["saturation_value"]
     assert headers.saturation_value("Red", 1.48, 3.89) == 69257
-    assert catalogued == viewers.saturation_level(header) == 65535
+    assert catalogued == saturation_level(header) == 65535
 
 
 def test_overlay_labels_never_write_over_one_another():

@@ -8,16 +8,16 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from components.viewers import ViewerError, read_product, wavelength_axis
+from pipeline.products import ProductError, read_product, wavelength_axis
 
 FORMATS = {"csv": ("ascii.csv", "text/csv"), "ecsv": ("ascii.ecsv", "text/plain")}  # ECSV has no registered type
 
 
 def spectrum_table(path, data_type=None, *, name: str = "") -> Table:
-    """The spectrum in ``path`` as a Table; ViewerError when it is not a 1D spectrum."""
+    """The spectrum in ``path`` as a Table; ProductError when it is not a 1D spectrum."""
     product = read_product(path)
     if product.kind != "spectrum":
-        raise ViewerError(f"{name or product.name} is a 2D image, not a 1D spectrum: only spectra export as tables.")
+        raise ProductError(f"{name or product.name} is a 2D image, not a 1D spectrum: only spectra export as tables.")
     flux = np.asarray(product.data, dtype=float)
     unit = u.Unit(str(product.header.get("BUNIT", "adu")).strip() or "adu", parse_strict="silent")
     wavelength = wavelength_axis(product.header, flux.size, data_type)
