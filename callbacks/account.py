@@ -5,7 +5,7 @@ from flask_login import current_user
 
 from auth.accounts import AccountError, regenerate_token, update_profile
 from components import ids
-from components.viewers import COLORMAPS
+from figures.style import COLORMAPS
 from db import db
 
 THEMES = ("dark", "light")

@@ -13,7 +13,11 @@ from dash import dcc, html
 
 from auth import queries
 from auth.permissions import get_visible_file
-from components import ids, viewers
+from components import ids
+from figures.interactive import figure_for_file
+from figures.png import png_for_file
+from figures.style import COLORMAPS
+from pipeline.products import ProductError
 from components.file_index import (
     CALIBRATIONS_PAGE_SIZE,
     OBSERVED_PAGE_SIZE,
@@ -72,7 +76,7 @@ def visual_defaults(user) -> dict:
     """Where the Advanced Visualization controls start (and "Reset to my defaults" returns): the user's
     colormap, plot format and saturation choice from their account, ZScale, the title on, no overlays."""
     return {
-        "colormap": getattr(user, "colormap", "gray") if getattr(user, "colormap", None) in viewers.COLORMAPS
+        "colormap": getattr(user, "colormap", "gray") if getattr(user, "colormap", None) in COLORMAPS
         else "gray",
         "format": getattr(user, "plot_format", "interactive") if getattr(user, "plot_format", "") in
         ("static", "interactive") else "interactive",
@@ -124,11 +128,11 @@ def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str
     common = dict(colormap=colormap, saturation=file.saturation_value, theme=theme, **options)
     try:
         if fmt == "static":
-            png = viewers.png_for_file(file.full_path, width=STATIC_WIDTH, data_type=file.data_type, **common)
+            png = png_for_file(file.full_path, width=STATIC_WIDTH, data_type=file.data_type, **common)
             source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
             return html.Img(src=source, id=ids.DATA_IMAGE, className="gsp-static-plot", alt=file.file_name)
-        figure = viewers.figure_for_file(file.full_path, data_type=file.data_type, height=520, **common)
-    except viewers.ViewerError as error:
+        figure = figure_for_file(file.full_path, data_type=file.data_type, height=520, **common)
+    except ProductError as error:
         return dbc.Alert([html.I(className="bi bi-exclamation-triangle me-2"), str(error)], color="warning",
                          className="my-3", id="data-viewer-error")
     return dcc.Graph(id=ids.DATA_GRAPH, figure=figure, className="gsp-graph",

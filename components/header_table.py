@@ -12,7 +12,7 @@ MAX_ROWS = 2000
 def header_cards(path) -> list[dict]:
     """The cards of the header that describes the frame (COMMENT/HISTORY included), as dicts.
 
-    Raises pipeline.products.ProductError (components.viewers.ViewerError) when the file cannot be read.
+    Raises pipeline.products.ProductError when the file cannot be read.
     """
     header = read_product(path).header
     cards = []

@@ -6,7 +6,7 @@ from flask_login import current_user
 
 from auth.accounts import MAX_NAME_LENGTH, PARTNERS
 from components import ids
-from components.viewers import COLORMAPS
+from figures.style import COLORMAPS
 
 dash.register_page(__name__, path="/account", name="Account", title="Account · GSP Live")
 

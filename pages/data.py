@@ -25,8 +25,8 @@ from components.file_index import (
     pager,
 )
 from components.night_panel import night_card
-from components.spectrum_overlays import OVERLAYS, REDSHIFT_RANGE
-from components.viewers import COLORMAPS
+from figures.overlays import OVERLAYS, REDSHIFT_RANGE
+from figures.style import COLORMAPS
 from pipeline.datatypes import DataType
 
 dash.register_page(__name__, path="/", name="Data", title="Data · GSP Live")

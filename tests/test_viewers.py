@@ -15,7 +15,6 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-import components.viewers
 from figures import overlays as spectrum_overlays
 from figures.interactive import figure_for_file
 from figures.pixels import FigureError, compact, display_limits, saturation_level
@@ -210,12 +209,6 @@ def test_wavelength_axis_reads_iraf_headers_too():
     assert wavelength_axis(bare, 2, data_type=3) is None and wavelength_axis(bare, 2, data_type=4) is not None
     assert wavelength_axis(header(CTYPE1="FREQ", CUNIT1="Hz", CRVAL1=6e14, CDELT1=1e10), 2) is None
     assert wavelength_axis(header(CTYPE1="WAVE", CRVAL1=5000.0, CDELT1=0.0), 2) is None
-
-
-def test_the_data_page_names_stay_where_it_imports_them():
-    assert components.viewers.figure_for_file is figure_for_file and components.viewers.COLORMAPS is COLORMAPS
-    assert components.viewers.png_for_file is png_for_file
-    assert issubclass(FigureError, components.viewers.ViewerError) and components.viewers.ViewerError is ProductError
 
 
 def test_overlay_lists():

@@ -8,7 +8,7 @@ from callbacks.data.common import signed_in_user
 from components import ids
 from components.data_view import visible_file
 from components.header_table import filter_cards, header_cards, header_table
-from components.viewers import ViewerError
+from pipeline.products import ProductError
 
 
 def register(app) -> None:
@@ -28,6 +28,6 @@ def register(app) -> None:
             return None
         try:
             cards = header_cards(file.full_path)
-        except ViewerError as error:
+        except ProductError as error:
             return dbc.Alert(str(error), color="warning", className="small")
         return header_table(filter_cards(cards, text), total=len(cards))
