@@ -4,6 +4,7 @@ source seen through a known throughput and the CTIO extinction at another airmas
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,38 @@ def test_the_offline_twin_flux_calibrates_too(flux_night, tmp_path):
     assert science_row["standard"] == sensitivity[0]["file"]
     accuracy = flux_accuracy(tmp_path / science_row["file"], truth["files"][SCIENCE]["source"])
     assert abs(accuracy["median"] - 1) < 0.03 and accuracy["p90"] <= 0.02 and accuracy["worst"] <= 0.04, accuracy
+
+
+def test_a_standard_of_another_night_wakes_the_science_waiting_for_one(app, people, flux_night, redis_db, tmp_path):
+    """The closest standard may come from any night (a standard observed the next night serves tonight's
+    science): its sensitivity function wakes the science spectra parked for one, whatever their night."""
+    from db import db
+    from db.models import File, Job
+
+    folder, truth = flux_night
+    people["proposal"].settings.ignore_bias = people["proposal"].settings.ignore_flats = True
+    db.session.commit()
+    arcs = [name for name in sorted(truth["files"]) if truth["files"][name]["obstype"] == "COMP"]
+    ingest_in_order(app, folder, [*arcs, SCIENCE])
+    assert run_worker(app, redis_db).returncode == 0
+    db.session.expire_all()
+    assert Job.query.filter_by(kind="calibrate_flux", state="waiting").count() == 1
+
+    next_night = tmp_path / "next-night"
+    next_night.mkdir()
+    for name in [arcs[0], *standard_names(folder, truth)]:  # the standard and an arc, a day later
+        with fits.open(folder / name) as hdus:
+            moment = datetime.fromisoformat(hdus[0].header["DATE-OBS"]) + timedelta(days=1)
+            hdus[0].header["DATE-OBS"] = moment.isoformat(timespec="milliseconds")
+            hdus.writeto(next_night / f"next_{name}")
+    ingest_in_order(app, next_night, sorted(path.name for path in next_night.iterdir()))
+    assert run_worker(app, redis_db).returncode == 0
+    db.session.expire_all()
+
+    science = File.query.filter_by(file_name=SCIENCE).one()
+    sensitivity = File.query.filter(File.data_type == 1, File.file_name.startswith("sens_")).one()
+    assert (sensitivity.date, science.date) == ("2026-11-28", "2026-11-27")
+    assert science.state == "done", science.state_reason
+    fluxed = File.query.filter_by(original_file_id=science.id, data_type=5).one()
+    assert fluxed.calibrations["standard"]["id"] == sensitivity.id
+    assert all(job.state == "done" for job in Job.query.all())

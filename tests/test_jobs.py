@@ -211,7 +211,9 @@ def test_redis_down_at_ingest_loses_nothing(app, people, client, own_redis, proc
     own_redis.start()
     back = time.monotonic()
     wait_for(lambda: set(jobs_by_state()) == {"done"}, 30, "every job to be done")
-    assert time.monotonic() - back < 10, "every frame processed within 10 s of Redis returning"
+    # Not a speed goal (bench/ has those): the rows are sent when Redis is back, not at some later sweep.
+    # Alone this takes ~5 s; beside another test process on the 2-core machine up to ~12 s.
+    assert time.monotonic() - back < 20, "every frame processed within 20 s of Redis returning"
     assert_each_frame_once(app)
     assert File.query.filter_by(data_type=1).count() == 1  # one master bias of the five frames
     assert LogEntry.query.filter_by(event="queue_unreachable").count() == 1

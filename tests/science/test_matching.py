@@ -6,13 +6,21 @@ from astropy.io import fits
 
 from pipeline.headers import classify
 from pipeline.matching import (
+    BLOCK_END,
+    NEW_FILES,
+    MasterPlan,
     bias_group_key,
+    calibration_groups,
     choose_arc,
     choose_master,
+    choose_standard,
+    could_serve,
     flat_group_key,
+    plan_master,
     science_config_key,
     separation_arcsec,
 )
+from pipeline.settings import ReductionSettings
 from tests.conftest import REAL_DATA
 
 REAL = REAL_DATA
@@ -184,3 +192,77 @@ def test_choose_master_rejects_mixed_or_non_master_kinds():
         choose_master(science, [frame("b", "BIAS"), frame("f", "FLAT")])
     with pytest.raises(ValueError, match="all bias or all flat"):
         choose_master(science, [frame("a", "COMP")])
+
+
+# ------------------------------------------------------- which frames make a master
+
+def test_calibration_groups_keep_the_order_and_split_on_the_readout():
+    frames = [frame("b1", "BIAS"), frame("b2", "BIAS", rdnoise=7.05), frame("b3", "BIAS")]
+    assert [[f["file_name"] for f in group] for group in calibration_groups(frames, "bias")] == [["b1", "b3"], ["b2"]]
+
+
+def plan(names, masters=(), *, force=False, arriving=False, bias_missing=False, ended=False, **settings):
+    asked = []
+
+    def ask(what, answer):
+        return lambda: asked.append(what) or answer
+
+    decision = plan_master("flat", names, ReductionSettings(**{"min_flats": 3, **settings}), list(masters),
+                           {"ignore_bias": False}, force=force, files_arriving=ask("arriving", arriving),
+                           bias_missing=ask("bias", bias_missing), block_ended=ask("ended", ended))
+    return decision, asked
+
+
+def test_a_master_waits_for_the_night_its_minimum_and_its_bias_in_that_order():
+    assert plan(["f1", "f2", "f3"], arriving=True) == (
+        MasterPlan("wait", "3 flat frames so far; combined once the night's new files are catalogued", (NEW_FILES,)),
+        ["arriving"])
+    decision, _ = plan(["f1", "f2"])
+    assert (decision.action, decision.needs, decision.reason) == ("wait", ("flat frames",),
+                                                                  "2 of the 3 flat frames needed for a master")
+    decision, _ = plan(["f1", "f2", "f3"], bias_missing=True)
+    assert (decision.action, decision.needs) == ("wait", ("master bias",))
+    decision, asked = plan(["f1", "f2", "f3"], bias_missing=True, ignore_bias=True)
+    assert decision.action == "build" and "bias" not in asked  # not asked: the settings ignore the bias
+    assert plan(["f1"], force=True, arriving=True, bias_missing=True)[0].action == "build"  # by hand: what there is
+
+
+def test_a_master_is_rebuilt_once_when_its_block_ends_and_never_from_the_same_frames():
+    first = {"name": "master_flat_a.fits", "inputs": ["f1", "f2", "f3"], "settings": {"ignore_bias": False},
+             "automatic": True}
+    decision, asked = plan(["f1", "f2", "f3"], [first], arriving=True)
+    assert (decision.action, decision.master, decision.exact) == ("keep", "master_flat_a.fits", True)
+    assert "arriving" not in asked  # a master exists: the night's files are not waited for again
+    decision, _ = plan(["f1", "f2", "f3", "f4"], [first])
+    assert (decision.action, decision.needs, decision.master) == ("wait", (BLOCK_END,), "master_flat_a.fits")
+    assert decision.reason == "master_flat_a.fits holds 3 frames; rebuilt from all 4 when the block of flat frames ends"
+    assert plan(["f1", "f2", "f3", "f4"], [first], ended=True)[0].action == "build"
+    second = {**first, "name": "master_flat_a_v2.fits", "inputs": ["f1", "f2", "f3", "f4"]}
+    decision, _ = plan(["f1", "f2", "f3", "f4", "f5"], [first, second], ended=True)
+    assert (decision.action, decision.master, decision.exact) == ("keep", "master_flat_a_v2.fits", False)
+    assert plan(["f1", "f2", "f3", "f4", "f5"], [first, second], force=True)[0].action == "build"
+
+
+# ------------------------------------------------------------- which standard
+
+def test_choose_standard_same_configuration_closest_in_time_any_night():
+    science = frame("sci.fits", minutes=0)
+    standards = [frame("sens_other_slit.fits", minutes=5, slit="0.45_LONG_SLIT"),
+                 frame("sens_last_week.fits", minutes=-7 * 24 * 60, date="2026-11-21"),
+                 frame("sens_tonight.fits", minutes=-50)]
+    assert choose_standard(science, standards) == (
+        standards[2], "same configuration, standard closest in time (2 available, 50 min apart)")
+    assert choose_standard(science, standards[1:2])[0] is standards[1]  # another night's, when it is the only one
+    chosen, why = choose_standard(science, standards[:1])
+    assert chosen is None and why.startswith("no standard star among 1 for instconf=Red")
+
+
+def test_who_may_serve_a_waiting_frame():
+    science = frame("sci.fits", date="2026-11-27")
+    assert could_serve("bias", frame("mb", "BIAS", date="2026-11-27", grating="930_SYZY"), science)
+    assert not could_serve("bias", frame("mb", "BIAS", date="2026-11-26"), science)  # masters: of its night
+    assert not could_serve("flat", frame("mf", "FLAT", date="2026-11-27", slit="0.45_LONG_SLIT"), science)
+    assert could_serve("arc", frame("arc", "COMP", date="2026-11-27"), science)
+    assert not could_serve("arc", frame("arc", "COMP", date="2026-11-28"), science)
+    assert could_serve("standard", frame("std", date="2026-10-01"), science)  # standards: any night
+    assert not could_serve("standard", frame("std", date="2026-11-27", wavmode="400_M1"), science)
