@@ -190,21 +190,23 @@ def test_a_standard_of_another_night_wakes_the_science_waiting_for_one(app, peop
     from db.models import File, Job
 
     folder, truth = flux_night
-    people["proposal"].settings.ignore_bias = people["proposal"].settings.ignore_flats = True
+    for key, value in NIGHT_SETTINGS.items():
+        setattr(people["proposal"].settings, key, value)
     db.session.commit()
-    arcs = [name for name in sorted(truth["files"]) if truth["files"][name]["obstype"] == "COMP"]
-    ingest_in_order(app, folder, [*arcs, SCIENCE])
+    standards = standard_names(folder, truth)
+    ingest_in_order(app, folder, [name for name in sorted(truth["files"]) if name not in standards])
     assert run_worker(app, redis_db).returncode == 0
     db.session.expire_all()
-    assert Job.query.filter_by(kind="calibrate_flux", state="waiting").count() == 1
+    assert Job.query.filter_by(kind="calibrate_flux", state="waiting").count() == 2  # the QSO's and NGC 5128's
 
-    next_night = tmp_path / "next-night"
+    next_night = tmp_path / "next-night"  # the standard with the next night's calibrations
     next_night.mkdir()
-    for name in [arcs[0], *standard_names(folder, truth)]:  # the standard and an arc, a day later
-        with fits.open(folder / name) as hdus:
-            moment = datetime.fromisoformat(hdus[0].header["DATE-OBS"]) + timedelta(days=1)
-            hdus[0].header["DATE-OBS"] = moment.isoformat(timespec="milliseconds")
-            hdus.writeto(next_night / f"next_{name}")
+    for name in sorted(truth["files"]):
+        if truth["files"][name]["obstype"] in ("BIAS", "FLAT", "COMP") or name in standards:
+            with fits.open(folder / name) as hdus:
+                moment = datetime.fromisoformat(hdus[0].header["DATE-OBS"]) + timedelta(days=1)
+                hdus[0].header["DATE-OBS"] = moment.isoformat(timespec="milliseconds")
+                hdus.writeto(next_night / f"next_{name}")
     ingest_in_order(app, next_night, sorted(path.name for path in next_night.iterdir()))
     assert run_worker(app, redis_db).returncode == 0
     db.session.expire_all()
