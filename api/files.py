@@ -18,9 +18,14 @@ from auth.queries import QueryError, change_stamp, count_visible, list_files, pa
 from db import db
 from db.events import log_event
 from db.serialize import file_to_dict
+from figures.interactive import figure_for_file
+from figures.png import png_for_file
+from figures.style import COLORMAPS
 from live import catalogue, queue, tasks
 from pipeline import fitsfiles, headers, standards
 from pipeline.chain import DataType
+from pipeline.export import FORMATS, spectrum_table, write_table
+from pipeline.products import ProductError
 
 
 def parse_id(value, name: str = "id") -> int:
@@ -171,11 +176,6 @@ def files_reclassify():
 
 @blueprint.get("/files/visualize/")
 def files_visualize():
-    from figures.interactive import figure_for_file
-    from figures.png import png_for_file
-    from figures.style import COLORMAPS
-    from pipeline.products import ProductError
-
     file = visible_file_or_404(request.args.get("id"))
     fmt = request.args.get("format", "png")
     if fmt not in ("png", "json"):
@@ -202,9 +202,6 @@ def files_visualize():
 @blueprint.get("/files/<file_id>/spectrum.csv", defaults={"fmt": "csv"})
 @blueprint.get("/files/<file_id>/spectrum.ecsv", defaults={"fmt": "ecsv"})
 def files_spectrum_table(file_id, fmt):
-    from pipeline.export import FORMATS, spectrum_table, write_table
-    from pipeline.products import ProductError
-
     file = visible_file_or_404(file_id)
     try:
         text = write_table(spectrum_table(file.full_path, file.data_type, name=file.file_name), fmt)

@@ -197,6 +197,20 @@ def _label(configurations: list[Configuration]) -> None:
             configuration.label = " / ".join([label, *(part for part in parts if part)])
 
 
+def _night_masters(date: str) -> dict[str, dict[tuple, str]]:
+    """The night's newest master bias and normalized flat of each group, by kind (masters are everyone's:
+    auth.permissions)."""
+    masters = db.session.scalars(sa.select(File).where(File.data_type == DataType.MASTER, File.date == date,
+                                                       File.obstype.in_(RAW_CALIBRATION_TYPES))
+                                 .order_by(File.id.desc()))
+    found = {"bias": {}, "flat": {}}
+    for master in masters:
+        kind = kind_of(master)
+        if kind == "bias" or master.normalized:
+            found[kind].setdefault(_key(partial(matching.group_key, kind), master), master.file_name)
+    return found
+
+
 class _NightFrames:
     """The night's raw calibration frames and masters, grouped once for every configuration's readiness."""
 
@@ -207,15 +221,7 @@ class _NightFrames:
         self.arcs = Counter(_key(matching.science_config_key, f) for f in usable if kind_of(f) == "arc")
         self.standards = Counter(_key(matching.science_config_key, f) for f in usable
                                  if kind_of(f) == chain.STANDARD)
-        # Masters are everyone's (auth.permissions): the night's master bias and normalized flats.
-        masters = db.session.scalars(sa.select(File).where(File.data_type == DataType.MASTER, File.date == date,
-                                                           File.obstype.in_(RAW_CALIBRATION_TYPES))
-                                     .order_by(File.id.desc()))
-        self.masters = {"bias": {}, "flat": {}}
-        for master in masters:
-            kind = kind_of(master)
-            if kind == "bias" or master.normalized:
-                self.masters[kind].setdefault(_key(partial(matching.group_key, kind), master), master.file_name)
+        self.masters = _night_masters(date)
 
     def _master(self, kind: str, need: str, needed: list[str], example: File, settings, label: str) -> Readiness:
         key = _key(partial(matching.group_key, kind), example)

@@ -146,15 +146,20 @@ def config_fields(file: File) -> dict:
         fields["binning"] = headers.roi_binning(file.roi or "") or ""
     for name in ("cam_targ", "grt_targ"):
         if name not in fields:
-            text = str(getattr(file, name) or "").strip()
-            try:
-                fields[name] = float(text) if text else None
-            except ValueError:
-                fields[name] = None
+            fields[name] = _angle(getattr(file, name))
     fields.setdefault("date_obs", file.date_obs)
     fields.setdefault("date", file.date)
     fields.update(id=file.id, file_name=file.file_name)
     return fields
+
+
+def _angle(value) -> float | None:
+    """A camera or grating angle column (text) as a number; None when empty or unreadable."""
+    text = str(value or "").strip()
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def kind_of(file: File) -> str:

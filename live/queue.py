@@ -24,6 +24,9 @@ from typing import Callable
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
+from redis import Redis
+from rq import Queue, Worker
+from rq.job import Job as RqJob
 from sqlalchemy.orm import Session
 
 from db import db
@@ -86,9 +89,6 @@ def init_app(server) -> None:
 def _make_queue(redis_url: str):
     if not redis_url:
         return None
-    from redis import Redis
-    from rq import Queue
-
     # Short timeouts: with Redis unreachable a request or the dispatcher must not hang.
     connection = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=10)
     return Queue(QUEUE_NAME, connection=connection, default_timeout=JOB_TIMEOUT)
@@ -103,8 +103,6 @@ def queue_health() -> dict:
     queue = get_queue()
     if queue is None:
         return {"backend": "in-process", "ok": True, "queued": None, "workers": 0}
-    from rq import Worker
-
     try:
         return {"backend": "redis", "ok": True, "queued": queue.count,
                 "workers": len(Worker.all(queue=queue))}
@@ -124,12 +122,9 @@ def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | 
     in a burst, would be claimed only to park); ``waiting.ready`` is asked once more after :func:`commit`."""
     if kind not in TASKS:
         raise JobRefused(f"Unknown job kind '{kind}'.")
-    if serial_key is not None:
-        pending = next((job for job in db.session.scalars(sa.select(Job).where(
-            Job.serial_key == serial_key, Job.state.in_(("queued", "waiting"))).order_by(Job.id))
-            if (job.params or {}) == (params or {})), None)
-        if pending is not None:
-            return pending
+    pending = _pending(serial_key, params) if serial_key is not None else None
+    if pending is not None:
+        return pending
     job = Job(kind=kind, file_id=file_id, user_id=getattr(user, "id", None), params=params or {},
               serial_key=serial_key, state="queued", attempts=0, lost_runs=0)
     if waiting is not None:
@@ -142,6 +137,13 @@ def enqueue(kind: str, *, file_id: int | None = None, user=None, params: dict | 
         again_after_commit(lambda: waiting.ready() and requeue_if_waiting(job.id))
     settle_file_state(job.file)
     return job
+
+
+def _pending(serial_key: str, params: dict | None) -> Job | None:
+    """The job of ``serial_key`` with these parameters that has not started yet, if any."""
+    waiting = db.session.scalars(sa.select(Job).where(Job.serial_key == serial_key,
+                                                      Job.state.in_(("queued", "waiting"))).order_by(Job.id))
+    return next((job for job in waiting if (job.params or {}) == (params or {})), None)
 
 
 def commit() -> None:
@@ -288,7 +290,6 @@ def recover_lost_runs() -> list[int]:
 def send_queued(limit: int = 1000) -> list[int]:
     """Send every queued row the transport does not hold (never sent, lost with Redis, or finished
     without running because a job of its serial key was running)."""
-    global _redis_down
     rows = db.session.execute(sa.select(Job.id, Job.attempts).where(Job.state == "queued")
                               .order_by(Job.id).limit(limit)).all()
     queue = get_queue()
@@ -296,8 +297,18 @@ def send_queued(limit: int = 1000) -> list[int]:
         return []
     if queue is None:
         return [job_id for job_id, attempts in rows if _send(job_id, attempts)]
-    from rq.job import Job as RqJob
+    statuses = _carried(queue, rows)
+    if statuses is None:
+        return []
+    live = ("queued", "started", "deferred", "scheduled")
+    return [job_id for (job_id, attempts), status in zip(rows, statuses)
+            if status not in live and _send(job_id, attempts)]
 
+
+def _carried(queue, rows) -> list[str | None] | None:
+    """What RQ holds of each (job id, attempt): its status, or None; None for all when Redis is unreachable
+    (logged once, and once more when it is back)."""
+    global _redis_down
     try:
         carried = RqJob.fetch_many([f"gsp-{job_id}-{attempts}" for job_id, attempts in rows],
                                    connection=queue.connection)
@@ -308,14 +319,12 @@ def send_queued(limit: int = 1000) -> list[int]:
             log_event("queue_unreachable", f"Redis is unreachable ({error}); {len(rows)} queued job(s) wait "
                       "in the database and are sent when it is back.", level="WARNING")
             db.session.commit()
-        return []
+        return None
     if _redis_down:
         _redis_down = False
         log_event("queue_reachable", "Redis is reachable again; queued jobs are being sent.")
         db.session.commit()
-    live = ("queued", "started", "deferred", "scheduled")
-    return [job_id for (job_id, attempts), status in zip(rows, statuses)
-            if status not in live and _send(job_id, attempts)]
+    return statuses
 
 
 # --- running a job ---------------------------------------------------------------------------------

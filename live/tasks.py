@@ -188,11 +188,13 @@ def _group_of(frame: File) -> list[File]:
     return [raw for raw in same_night if matching.group_key(kind, fields_of(raw)) == key]
 
 
-def _masters(kind: str, date: str) -> list[File]:
-    """Master bias (kind 'bias') or normalized master flats ('flat') of a night."""
+def _masters(kind: str, date: str, group: str | None = None) -> list[File]:
+    """Master bias (kind 'bias') or normalized master flats ('flat') of a night, oldest first; with ``group``,
+    those made of that group of frames (its serial key)."""
     query = sa.select(File).where(File.data_type == DataType.MASTER, File.obstype.in_(headers.obstypes_of(kind)),
                                   File.date == date, File.normalized.is_(kind == "flat"))
-    return list(db.session.scalars(query.order_by(File.id)))
+    masters = db.session.scalars(query.order_by(File.id))
+    return [master for master in masters if group is None or (master.calibrations or {}).get("group") == group]
 
 
 def choose_master(frame: File, kind: str) -> tuple[File | None, str]:
@@ -277,8 +279,7 @@ def calibrations(job) -> dict | Waiting:
     settings = settings_for(frame)
     group = _group_of(frame)
     key = serial_key_of("calibrations", frame)
-    own = {master.file_name: master for master in _masters(kind, frame.date)
-           if (master.calibrations or {}).get("group") == key}
+    own = {master.file_name: master for master in _masters(kind, frame.date, group=key)}
     newest = max(group, key=lambda raw: raw.id)
     force = bool((job.params or {}).get("force"))
     plan = matching.plan_master(
@@ -291,7 +292,13 @@ def calibrations(job) -> dict | Waiting:
         return _build_master(frame, kind, group, settings, {
             "inputs": sorted(raw.file_name for raw in group), "group": key, "automatic": not force,
             "settings": _master_settings(settings, kind), "why": f"{plan.reason} on {frame.date}"})
-    master = own.get(plan.master)
+    return _follow_plan(plan, frame, group, own.get(plan.master), newest, settings)
+
+
+def _follow_plan(plan: matching.MasterPlan, frame: File, group: list[File], master: File | None, newest: File,
+                 settings: ReductionSettings) -> dict | Waiting:
+    """Keep ``master`` for the group, or park the group for what the plan waits for."""
+    kind = kind_of(frame)
     if plan.action == "keep":
         _settle_group(group, master, plan.reason)
         note = f"{plan.reason} (a master of exactly these frames)" if plan.exact else plan.reason
@@ -505,16 +512,9 @@ def sensitivity_task(job) -> dict:
 
 def choose_sensitivity(calibrated: File, standard_id=None) -> tuple[File | None, str]:
     """The sensitivity function to calibrate with: the one of the standard asked for, or the one
-    of the same configuration whose standard was observed closest in time."""
+    the rule chooses (``matching.choose_standard``: same configuration, closest in time, any night)."""
     if standard_id is not None:
-        chosen = db.session.get(File, int(standard_id))
-        if chosen is not None and chosen.data_type != DataType.MASTER:  # a standard's frame: its newest function
-            chosen = db.session.scalar(sa.select(File).where(
-                File.original_file_id == (chosen.original_file_id or chosen.id), File.data_type == DataType.MASTER)
-                .order_by(File.id.desc()))
-        if chosen is None or kind_of(chosen) != chain.STANDARD:
-            raise JobRefused(f"File {standard_id} is not a standard star with a sensitivity function.")
-        return chosen, "chosen by hand"
+        return _sensitivity_asked(standard_id), "chosen by hand"
     candidates = queries.sensitivity_functions(calibrated)
     chosen, why = matching.choose_standard(fields_of(calibrated), [fields_of(row) for row in candidates])
     if chosen is None:
@@ -522,6 +522,18 @@ def choose_sensitivity(calibrated: File, standard_id=None) -> tuple[File | None,
                                                calibrated.roi) if part)
         return None, f"wavelength calibrated; waiting for a standard star of {config} (flux calibration)"
     return db.session.get(File, chosen["id"]), why
+
+
+def _sensitivity_asked(standard_id) -> File:
+    """The sensitivity function a user named: itself, or the newest of the standard star's frame named."""
+    chosen = db.session.get(File, int(standard_id))
+    if chosen is not None and chosen.data_type != DataType.MASTER:
+        chosen = db.session.scalar(sa.select(File).where(
+            File.original_file_id == (chosen.original_file_id or chosen.id), File.data_type == DataType.MASTER)
+            .order_by(File.id.desc()))
+    if chosen is None or kind_of(chosen) != chain.STANDARD:
+        raise JobRefused(f"File {standard_id} is not a standard star with a sensitivity function.")
+    return chosen
 
 
 @task("calibrate_flux")

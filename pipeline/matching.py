@@ -238,29 +238,47 @@ def plan_master(kind: str, names: list[str], settings, masters: list[dict], sett
     master bias), rebuilt at most once more when the block of frames has ended, and never again from the
     same frames with the same settings; ``force`` (by hand) builds whatever there is.  The callables are
     asked only when the decision needs them (they look at the disk or the catalogue)."""
-    count, automatic = len(names), [master for master in masters if master.get("automatic")]
-    minimum = minimum_frames(kind, settings)
-    if not force:
-        if not automatic and files_arriving():  # asked first: it is what a burst waits for
-            return MasterPlan("wait", f"{count} {kind} frames so far; combined once the night's new files are "
-                                      "catalogued", (NEW_FILES,))
-        if count < minimum:
-            return MasterPlan("wait", f"{count} of the {minimum} {kind} frames needed for a master",
-                              (more_frames(kind),))
-        if MASTER_BIAS in master_needs(kind, settings) and bias_missing():
-            return MasterPlan("wait", f"waiting for the {MASTER_BIAS} its flats are corrected with", (MASTER_BIAS,))
-    for master in masters:
-        if sorted(master.get("inputs", [])) == sorted(names) and master.get("settings") == settings_used:
-            return MasterPlan("keep", f"combined into {master['name']}", master=master["name"], exact=True)
+    automatic = [master for master in masters if master.get("automatic")]
+    waiting = None if force else _what_to_wait_for(kind, len(names), settings, bool(automatic), files_arriving,
+                                                  bias_missing)
+    if waiting is not None:
+        return waiting
+    same = _of_these_frames(masters, names, settings_used)
+    if same is not None:
+        return MasterPlan("keep", f"combined into {same['name']}", master=same["name"], exact=True)
     if automatic and not force:
-        latest = automatic[-1]
-        if len(automatic) >= 2:
-            return MasterPlan("keep", f"{latest['name']} was already rebuilt once; Build by hand to combine "
-                                      "newer frames", master=latest["name"])
-        if not block_ended():
-            return MasterPlan("wait", f"{latest['name']} holds {len(latest.get('inputs', []))} frames; rebuilt "
-                                      f"from all {count} when the block of {kind} frames ends", (BLOCK_END,),
-                              master=latest["name"])
+        return _rebuild_once(kind, len(names), automatic[-1], len(automatic), block_ended)
+    return MasterPlan("build", f"{len(names)} {kind} frames of one configuration")
+
+
+def _of_these_frames(masters: list[dict], names: list[str], settings_used: dict) -> dict | None:
+    """The master made of exactly these frames with these settings, if there is one."""
+    return next((master for master in masters if sorted(master.get("inputs", [])) == sorted(names)
+                 and master.get("settings") == settings_used), None)
+
+
+def _what_to_wait_for(kind: str, count: int, settings, built: bool, files_arriving: Callable[[], bool],
+                      bias_missing: Callable[[], bool]) -> MasterPlan | None:
+    """A group's first master waits for its night's files; every master for its minimum and a flat's bias."""
+    if not built and files_arriving():  # asked first: it is what a burst waits for
+        return MasterPlan("wait", f"{count} {kind} frames so far; combined once the night's new files are "
+                                  "catalogued", (NEW_FILES,))
+    minimum = minimum_frames(kind, settings)
+    if count < minimum:
+        return MasterPlan("wait", f"{count} of the {minimum} {kind} frames needed for a master", (more_frames(kind),))
+    if MASTER_BIAS in master_needs(kind, settings) and bias_missing():
+        return MasterPlan("wait", f"waiting for the {MASTER_BIAS} its flats are corrected with", (MASTER_BIAS,))
+    return None
+
+
+def _rebuild_once(kind: str, count: int, latest: dict, built: int, block_ended: Callable[[], bool]) -> MasterPlan:
+    """An automatic master is rebuilt from all the block's frames once, when the block has ended."""
+    if built >= 2:
+        return MasterPlan("keep", f"{latest['name']} was already rebuilt once; Build by hand to combine newer "
+                                  "frames", master=latest["name"])
+    if not block_ended():
+        return MasterPlan("wait", f"{latest['name']} holds {len(latest.get('inputs', []))} frames; rebuilt from all "
+                                  f"{count} when the block of {kind} frames ends", (BLOCK_END,), master=latest["name"])
     return MasterPlan("build", f"{count} {kind} frames of one configuration")
 
 

@@ -187,24 +187,26 @@ class NightRun:
         self._plan(frames)
 
     def _plan(self, frames: list[Raw]) -> None:
-        for kind in ("bias", "flat"):
-            if (chain.MASTER_BIAS if kind == "bias" else chain.MASTER_FLAT) in self._ignored():
-                continue
-            of_kind = [raw for raw in frames if raw.kind == kind]
-            minimum = matching.minimum_frames(kind, self.settings)
-            for group in matching.calibration_groups(of_kind, kind, fields_of=lambda raw: raw.fields):
-                if len(group) >= minimum:
-                    self._add(Task(chain.STEPS["calibrations"], self._unit(kind, group, _master_fields(group))))
-                    continue
-                for raw in group:
-                    self.result.skip(raw.path.name, f"only {len(group)} {kind} frame(s) of this configuration; "
-                                                    f"the settings ask for at least {minimum}")
+        """Each group of calibration frames (bias first) and each other frame starts its chain."""
+        for kind, need in (("bias", chain.MASTER_BIAS), ("flat", chain.MASTER_FLAT)):
+            if need not in self._ignored():
+                self._plan_masters(kind, [raw for raw in frames if raw.kind == kind])
         for raw in frames:
             first = chain.first_step(raw.kind, raw.fields["technique"])
             if first is None:
                 self.result.skip(raw.path.name, f"OBSTYPE {raw.fields['obstype']} is not reduced")
             elif first.name != "calibrations":
                 self._add(Task(first, self._unit(raw.kind, [raw], raw.fields), raw.path))
+
+    def _plan_masters(self, kind: str, frames: list[Raw]) -> None:
+        minimum = matching.minimum_frames(kind, self.settings)
+        for group in matching.calibration_groups(frames, kind, fields_of=lambda raw: raw.fields):
+            if len(group) >= minimum:
+                self._add(Task(chain.STEPS["calibrations"], self._unit(kind, group, _master_fields(group))))
+                continue
+            for raw in group:
+                self.result.skip(raw.path.name, f"only {len(group)} {kind} frame(s) of this configuration; "
+                                                f"the settings ask for at least {minimum}")
 
     def _unit(self, kind: str, frames: list[Raw], fields: dict) -> Unit:
         unit = Unit(len(self.units), kind, frames, fields)
