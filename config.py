@@ -47,6 +47,12 @@ def load_config(overrides: dict | None = None) -> dict:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         # A running job whose heartbeat is older than this is taken as lost (its worker died).
         "JOB_STALE_SECONDS": float(os.environ.get("GSP_JOB_STALE_SECONDS", "30")),
+        # A job that met an error of its environment (a folder briefly unwritable, a full disk) runs again after
+        # each of these delays, then fails for good.
+        "JOB_RETRY_DELAYS": tuple(float(delay) for delay in
+                                  os.environ.get("GSP_JOB_RETRY_DELAYS", "5,15,45").split(",") if delay.strip()),
+        # An idle worker beats every half of this; one silent for longer is not counted (GET /api/).
+        "WORKER_TTL_SECONDS": int(os.environ.get("GSP_WORKER_TTL_SECONDS", "30")),
         # A block of bias/flat frames has ended when none came for this long (its master is rebuilt once).
         "CALIBRATION_BLOCK_SECONDS": float(os.environ.get("GSP_CALIBRATION_BLOCK_SECONDS", "120")),
         "MAX_CONTENT_LENGTH": int(os.environ.get("GSP_MAX_UPLOAD_BYTES", str(1024 ** 3))),

@@ -1,7 +1,8 @@
 """Who may see and do what: the one permission layer for pages and the API.
 
 Staff see everything.  Other users see the files of proposals they are PI or
-collaborator of, plus master calibrations (data_type 1), which everyone sees.
+collaborator of, plus master calibrations (data_type 1), which everyone sees, and may read
+what those files were made from (a product's provenance).
 Anything a user may not see is reported as missing (404), never as forbidden.
 """
 from __future__ import annotations
@@ -65,8 +66,17 @@ def visible_log_entries(user, query: sa.Select | None = None) -> sa.Select:
 
 
 def get_visible_file(user, file_id) -> File | None:
-    """The file, or None when it does not exist *or* the user may not see it."""
-    return db.session.scalar(visible_files(user).where(File.id == file_id))
+    """The file, or None when it does not exist *or* the user may not see it.
+
+    Besides the rule of :func:`visible_files`, whoever may see a file may read what it was made from (its
+    parent and original, which its provenance names): another proposal's arc that calibrated this
+    proposal's science, say.  Indexes and searches list only the files of the rule."""
+    found = db.session.scalar(visible_files(user).where(File.id == file_id))
+    if found is not None or user.is_staff:
+        return found
+    made_from_it = visible_files(user, sa.select(File.id)).where(
+        sa.or_(File.parent_file_id == file_id, File.original_file_id == file_id)).limit(1)
+    return db.session.get(File, file_id) if db.session.scalar(made_from_it) is not None else None
 
 
 def get_visible_job(user, job_id) -> Job | None:

@@ -245,6 +245,7 @@ class Job(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    not_before: Mapped[datetime | None] = mapped_column(Timestamp)  # a retry after an error of the environment
 
     file: Mapped[File | None] = relationship()
 

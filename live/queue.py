@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import traceback
@@ -37,10 +38,15 @@ from live.states import settle_file_state
 log = logging.getLogger(__name__)
 
 TASKS: dict[str, Callable] = {}
+ON_FAILURE: dict[str, Callable] = {}  # per task: what a job's failure for good means to the frames
 PERIODIC: list[Callable[[], None]] = []
 QUEUE_NAME = "gsp"
 JOB_TIMEOUT = 900
 RETRY_LOST_RUNS = 1  # a run whose worker died is run once more, then the job fails with the reason
+# An error of the environment, not of the data (a folder briefly unwritable, a full disk, an NFS hiccup):
+# the job runs again after each of the delays JOB_RETRY_DELAYS (config.py), then fails for good.
+ENVIRONMENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ESTALE,
+                                errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.EROFS, errno.ENFILE, errno.EMFILE})
 _OUTBOX = "gsp_outbox"
 _AGAIN = "gsp_again_after_commit"
 _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gsp-job")
@@ -64,11 +70,20 @@ class Waiting:
     result: dict = field(default_factory=dict)
 
 
-def task(name: str):
+def task(name: str, on_failure: Callable | None = None):
+    """Register a task; ``on_failure(job, reason)`` runs in the transaction that records its failure for good."""
     def register(function):
         TASKS[name] = function
+        if on_failure is not None:
+            ON_FAILURE[name] = on_failure
         return function
     return register
+
+
+def is_environment_error(error: BaseException) -> bool:
+    """True for an OSError of the machine (permissions, space, I/O, NFS), which may pass; an unreadable FITS
+    file is an OSError without an errno (astropy), an error of the data."""
+    return isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS
 
 
 def periodic(function):
@@ -105,9 +120,23 @@ def queue_health() -> dict:
         return {"backend": "in-process", "ok": True, "queued": None, "workers": 0}
     try:
         return {"backend": "redis", "ok": True, "queued": queue.count,
-                "workers": len(Worker.all(queue=queue))}
+                "workers": sum(_alive(worker) for worker in Worker.all(queue=queue))}
     except Exception as error:  # Redis down must not break the status page
         return {"backend": "redis", "ok": False, "error": str(error), "queued": None, "workers": 0}
+
+
+def _alive(worker: Worker) -> bool:
+    """A worker Redis still lists may have been killed: an idle one beats every WORKER_TTL_SECONDS / 2, a busy
+    one beats its job's heartbeat in the database (RQ keeps a killed worker's key for minutes)."""
+    if worker.get_state() != "busy":
+        beat, ttl = worker.last_heartbeat, timedelta(seconds=current_app.config["WORKER_TTL_SECONDS"])
+        return beat is not None and _now() - beat.replace(tzinfo=timezone.utc) < ttl
+    job_id = (worker.get_current_job_id() or "").split("-")
+    if len(job_id) != 3 or not job_id[1].isdigit():
+        return True
+    beat = db.session.scalar(sa.select(Job.heartbeat_at).where(Job.id == int(job_id[1]), Job.state == "running"))
+    stale = timedelta(seconds=float(current_app.config["JOB_STALE_SECONDS"]))
+    return beat is not None and _now() - beat.replace(tzinfo=timezone.utc) < stale
 
 
 # --- the outbox ------------------------------------------------------------------------------------
@@ -290,7 +319,8 @@ def recover_lost_runs() -> list[int]:
 def send_queued(limit: int = 1000) -> list[int]:
     """Send every queued row the transport does not hold (never sent, lost with Redis, or finished
     without running because a job of its serial key was running)."""
-    rows = db.session.execute(sa.select(Job.id, Job.attempts).where(Job.state == "queued")
+    due = sa.or_(Job.not_before.is_(None), Job.not_before <= _now())
+    rows = db.session.execute(sa.select(Job.id, Job.attempts).where(Job.state == "queued", due)
                               .order_by(Job.id).limit(limit)).all()
     queue = get_queue()
     if not rows:
@@ -353,12 +383,7 @@ def _run_one(job_id: int) -> tuple[dict, int | None]:
             outcome = TASKS[job.kind](job)
         except Exception as error:
             db.session.rollback()
-            reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
-            if _finish(job_id, attempt, state="failed", reason=reason):
-                log_event("job_failed", f"{job.kind} job {job_id} failed: {reason}", level="ERROR",
-                          file_id=job.file_id, details={"traceback": traceback.format_exc(limit=5)})
-                db.session.commit()
-            return {"failed": reason}, None
+            return _failed(job_id, attempt, error), None
     if isinstance(outcome, Waiting):
         if _finish(job_id, attempt, state="waiting", reason=outcome.reason, waiting_for=", ".join(outcome.needs),
                    result=outcome.result) and outcome.ready():
@@ -372,6 +397,44 @@ def _run_one(job_id: int) -> tuple[dict, int | None]:
         function()
     db.session.commit()
     return outcome, kept
+
+
+def _failed(job_id: int, attempt: int, error: Exception) -> dict:
+    """Record a task's error: an error of the environment queues the job again after a while (a few
+    times), any other fails it for good, and its task says what that means to the frames waiting."""
+    reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+    job = db.session.get(Job, job_id)
+    retries, delays = attempt - 1 - job.lost_runs, current_app.config["JOB_RETRY_DELAYS"]
+    if is_environment_error(error) and retries < len(delays):
+        delay = delays[retries]
+        if _finish(job_id, attempt, state="queued", reason=f"{reason}; trying again in {delay:.0f} s",
+                   not_before=_now() + timedelta(seconds=delay)):
+            log_event("job_retrying", f"{job.kind} job {job_id}: {reason}; trying again in {delay:.0f} s",
+                      level="WARNING", file_id=job.file_id)
+            db.session.commit()
+            _send_later(job_id, attempt, delay)
+        return {"retrying": reason}
+    if _finish(job_id, attempt, state="failed", reason=reason):
+        log_event("job_failed", f"{job.kind} job {job_id} failed: {reason}", level="ERROR",
+                  file_id=job.file_id, details={"traceback": traceback.format_exc(limit=5)})
+        if job.kind in ON_FAILURE:
+            ON_FAILURE[job.kind](db.session.get(Job, job_id), reason)
+        db.session.commit()
+    return {"failed": reason}
+
+
+def _send_later(job_id: int, attempts: int, delay: float) -> None:
+    """In-process, a retry is sent after its delay; with Redis the dispatcher sends it when it is due."""
+    if get_queue() is None:
+        app = current_app._get_current_object()
+
+        def send() -> None:
+            with app.app_context():
+                _send(job_id, attempts)
+
+        timer = threading.Timer(delay, send)
+        timer.daemon = True
+        timer.start()
 
 
 def _keep_follow_up() -> int | None:
@@ -409,12 +472,12 @@ def _claim(job_id: int) -> int | None:
 
 
 def _finish(job_id: int, attempt: int, *, state: str, reason: str = "", waiting_for: str = "",
-            result=None) -> bool:
+            result=None, not_before: datetime | None = None) -> bool:
     """Commit the task's work with the job's end state, if this attempt still owns the job
     (a run declared lost and retried elsewhere must not commit a second product)."""
     ended = db.session.execute(
         sa.update(Job).where(Job.id == job_id, Job.attempts == attempt, Job.state == "running")
-        .values(state=state, reason=reason, waiting_for=waiting_for, finished_at=_now(),
+        .values(state=state, reason=reason, waiting_for=waiting_for, finished_at=_now(), not_before=not_before,
                 result=result if isinstance(result, dict) else None)
         .execution_options(synchronize_session=False))
     if ended.rowcount != 1:

@@ -2,7 +2,9 @@
 
 The Data page lists raw files; each shows the state of the work on its lineage: running,
 queued, waiting (for what), failed (why) or done.  It is derived from the newest job of
-each step on the file and its products, so it always ends in done, waiting or failed.
+each step on the file and its products, so it always ends in done, waiting or failed.  A try
+by hand that fails (another lamp, another arc) leaves the frame as its products are: the
+failed job is shown where it was asked.
 """
 from __future__ import annotations
 
@@ -31,14 +33,25 @@ def settle_file_state(file: File | None) -> None:
     db.session.flush()
     lineage = sa.select(File.id).where(sa.or_(File.id == root.id, File.original_file_id == root.id))
     jobs = db.session.scalars(sa.select(Job).where(Job.file_id.in_(lineage)).order_by(Job.id)).all()
-    newest = {(job.kind, job.file_id): job for job in jobs}  # a re-run replaces the earlier outcome
+    newest: dict[tuple, Job] = {}
+    for job in jobs:  # a re-run replaces the earlier outcome, but a failed try by hand spoils no good product
+        earlier = newest.get((job.kind, job.file_id))
+        if not (job.state == "failed" and job.user_id is not None and earlier is not None and earlier.state == "done"):
+            newest[(job.kind, job.file_id)] = job
     if not newest:
         return
-    job = min(newest.values(), key=lambda j: (_PRIORITY.index(j.state), -j.id))
-    set_file_state(root, job.state, _reason(job))
+    job = min(newest.values(), key=lambda j: (_PRIORITY.index(_shown(j)), -j.id))
+    set_file_state(root, _shown(job), _reason(job))
+
+
+def _shown(job: Job) -> str:
+    """A job waiting for what failed for good (a master) shows as failed: waiting would never end."""
+    return "failed" if job.state == "waiting" and (job.result or {}).get("failure") else job.state
 
 
 def _reason(job: Job) -> str:
+    if _shown(job) == "failed" and (job.result or {}).get("failure"):
+        return job.result["failure"]  # what a failure for good means to the frame, in words (live/tasks.py)
     if job.state == "waiting":
         return job.reason
     if job.state == "failed":

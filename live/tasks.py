@@ -25,7 +25,7 @@ from db.queries import kind_of
 from live.folders import processed_root
 from live.queue import (JobRefused, Waiting, again_after_commit, enqueue, periodic, requeue_if_waiting,
                         strike_need, task)
-from live.states import set_file_state
+from live.states import set_file_state, settle_file_state
 from pipeline import chain, fitsfiles, flexure, headers, matching, standards, steps
 from pipeline.chain import ARC_OBSTYPES, DataType
 from pipeline.settings import ReductionSettings
@@ -179,12 +179,13 @@ def wake(provider_kind: str, provider: File, provided: str) -> None:
 # --- Calibrations ----------------------------------------------------------------------------------
 
 def _group_of(frame: File) -> list[File]:
-    """The raw frames of the night that combine with ``frame`` (same kind and group key)."""
+    """The raw frames of the night that combine with ``frame`` (same kind and group key); a frame failed at
+    ingest has no OBSTYPE, and one failed with its group's master is in the group when it is built again."""
     kind = kind_of(frame)
     key = matching.group_key(kind, fields_of(frame))
     same_night = db.session.scalars(sa.select(File).where(
-        File.data_type == DataType.RAW, File.date == frame.date, File.obstype.in_(headers.obstypes_of(kind)),
-        File.state != "failed").order_by(File.id))
+        File.data_type == DataType.RAW, File.date == frame.date, File.obstype.in_(headers.obstypes_of(kind)))
+        .order_by(File.id))
     return [raw for raw in same_night if matching.group_key(kind, fields_of(raw)) == key]
 
 
@@ -268,7 +269,28 @@ def _park_group(group: list[File], needs: list[str], reason: str, **waiting) -> 
     return Waiting(needs, reason, **waiting)
 
 
-@task("calibrations")
+def master_failed(job: Job, reason: str) -> None:
+    """A master that failed for good: its frames say so, and so do the frames waiting for it (they are
+    woken as usual if it is built later, by hand)."""
+    frame = db.session.get(File, job.file_id)
+    if frame is None:
+        return
+    kind = kind_of(frame)
+    need = chain.MASTER_BIAS if kind == "bias" else chain.MASTER_FLAT
+    failure = f"the {need} {steps.master_name(fields_of(frame), kind)} failed: {reason}; re-run it"
+    job.result = {**(job.result or {}), "failure": failure}
+    settle_file_state(frame)  # its own job says it now
+    for raw in _group_of(frame):  # the group's other frames
+        set_file_state(raw, "failed", failure)
+    offered = fields_of(frame)
+    parked = db.session.scalars(sa.select(Job).where(Job.state == "waiting", Job.waiting_for.like(f"%{need}%")))
+    for waiting in parked:
+        if waiting.file is not None and matching.could_serve(kind, offered, fields_of(waiting.file)):
+            waiting.result = {**(waiting.result or {}), "failure": failure}
+            settle_file_state(waiting.file)
+
+
+@task("calibrations", on_failure=master_failed)
 def calibrations(job) -> dict | Waiting:
     """Build the master of a raw BIAS/FLAT frame's group when ``matching.plan_master`` says so; park the
     group, or keep the master it has, when it says that."""
@@ -459,8 +481,9 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
     out_dir = out_dir_for(raw)
     arc_1d = steps.extract_arc_along(Path(arc.full_path), Path(extracted.full_path), out_dir,
                                      target=extracted.target or 1, original=Path(arc_raw.full_path),
-                                     science_label=raw.file_name.split("_")[0], taken=catalogued)
-    arc_1d_row = add_product(arc_1d, parent=arc, original=arc_raw, template=arc, proposal=arc.proposal)
+                                     science_label=steps.stem(raw.file_name), taken=catalogued)
+    # the arc extracted along this frame's traces is this frame's (its proposal's), whoever's arc it came from
+    arc_1d_row = add_product(arc_1d, parent=arc, original=arc_raw, template=arc, proposal=extracted.proposal)
     options = WavelengthOptions(library_lamp=params.get("lamp") or None)
     science_w, arc_w = steps.calibrate_wavelength(Path(extracted.full_path), arc_1d.path, out_dir,
                                                   original=Path(raw.full_path), target=extracted.target,
@@ -473,7 +496,7 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
             "for the first guess; lines identified against NIST"}
     row = add_product(science_w, parent=extracted, original=raw, template=extracted, proposal=extracted.proposal,
                       calibrations={**used, "flexure": science_w.record["flexure"]})
-    arc_row = add_product(arc_w, parent=arc_1d_row, original=arc_raw, template=arc, proposal=arc.proposal,
+    arc_row = add_product(arc_w, parent=arc_1d_row, original=arc_raw, template=arc, proposal=extracted.proposal,
                           calibrations=used)
     for product in (row, arc_row):  # "done", and says so when the solution is poor
         set_file_state(product, "done", quality_note(used))
@@ -585,6 +608,8 @@ USED_AS = {"arc_id": lambda used: (used.get("arc") or {}).get("id"), "lamp": lam
 
 
 def enqueue_step(step_name: str, file: File, *, user=None, params: dict | None = None) -> Job:
-    """A step asked for by hand (page or API), or a re-run; the caller commits."""
+    """A step asked for by hand (page or API), or a re-run; the caller commits.  Tries of one step on one
+    file never run at once (two at once would both take the same free product name): the same try asked
+    again before it runs is that job, and a different one waits for the one running."""
     return enqueue(step_name, file_id=file.id, user=user, params=params,
-                   serial_key=serial_key_of(step_name, file))
+                   serial_key=serial_key_of(step_name, file) or f"{step_name}:{file.id}")

@@ -44,7 +44,7 @@ class GspWorker(SimpleWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_connection_wait_time = 2  # RQ backs off up to 60 s while Redis is away: come back at once
-        worker_app()
+        self.worker_ttl = worker_app().config["WORKER_TTL_SECONDS"]
         lamps.preload()  # the lamp library and the NIST line lists, read once
         configure_mappers()  # at start, not in the first job (~50 ms)
 

@@ -357,7 +357,7 @@ def _choose_arc(night: NightRun, task: Task) -> tuple | str:
 
 def run_calibrate_wavelength(raw: Raw, extracted: Path, target: int, arc: dict, settings, out_dir: Path) -> Made:
     arc_1d = steps.extract_arc_along(arc["reduced"], extracted, out_dir, target=target, original=arc["raw"].path,
-                                     science_label=raw.path.name.split("_")[0])
+                                     science_label=steps.stem(raw.path))
     science_w, arc_w = steps.calibrate_wavelength(extracted, arc_1d.path, out_dir, original=raw.path, target=target,
                                                   correct_flexure=settings.flexure_correction)
     return Made([(science_w, extracted.name, {"arc": arc["file_name"]}),

@@ -68,6 +68,12 @@ def stem(path: Path | str) -> str:
     return name
 
 
+def base_stem(path: Path | str) -> str:
+    """A product's stem without the version ``free_path`` gave it: what is made of ``x_v2.fits`` is named
+    from ``x`` and versioned on its own (``fx_v2.fits``, ``fx_v3.fits``), never ``fx_v2_v2.fits``."""
+    return re.sub(r"_v\d+$", "", stem(path))
+
+
 def _write_ccd(ccd: CCDData, path: Path, lineage: dict, extra_hdus: tuple[fits.ImageHDU, ...] = ()) -> Path:
     with warnings.catch_warnings():
         # Long file names are written whole, over CONTINUE cards (the FITS long-string convention):
@@ -158,7 +164,7 @@ def extract_reduced(reduced_path: Path, settings: ReductionSettings, out_dir: Pa
     spectra, record = extract_block.extract(science, settings)
     products = []
     for spectrum in spectra:
-        name = f"e{stem(reduced_path)}_target_{spectrum.number}.fits"
+        name = f"e{base_stem(reduced_path)}_target_{spectrum.number}.fits"
         sky = () if spectrum.sky is None else (fits.ImageHDU(spectrum.sky.astype(np.float32), name=SKY_EXTENSION),)
         path = _write_ccd(extract_block.spectrum_ccd(spectrum, science.header), free_path(out_dir, name, taken),
                           _lineage(reduced_path, original), sky)
@@ -179,12 +185,12 @@ def extract_arc_along(arc_reduced_path: Path, science_extracted_path: Path, out_
                       target: int, original: Path | None, science_label: str, taken: Taken = Path.exists
                       ) -> Product:
     """Extract a reduced arc through the aperture of an extracted science target
-    (``science_label``, e.g. the science frame's number, keeps the names apart)."""
+    (``science_label``, the science frame's raw stem, names it as that frame's: one per frame and target)."""
     arc = _read_ccd(arc_reduced_path)
     empty = np.zeros(arc.shape[1])
     science = extract_block.ExtractedSpectrum(target, empty, empty, empty, stored_trace(science_extracted_path))
     arc_spectrum, record = extract_block.extract_arc(arc, science)
-    name = f"e{stem(arc_reduced_path)}_for_{science_label}_target_{target}.fits"
+    name = f"e{base_stem(arc_reduced_path)}_for_{science_label}_target_{target}.fits"
     path = _write_ccd(extract_block.spectrum_ccd(arc_spectrum, arc.header), free_path(out_dir, name, taken),
                       _lineage(arc_reduced_path, original))
     return Product(path, DataType.EXTRACTED, record, target=target)
@@ -233,13 +239,13 @@ def calibrate_wavelength(science_path: Path, arc_path: Path, out_dir: Path, *, o
     lineage = _lineage(science_path, original, arc=arc_path)
     header = science_header.copy()
     header.update({key: value for key, value in lineage.items() if value[0] is not None})
-    science_out = wavelength.write_product(free_path(out_dir, f"w{science_path.name}", taken), spectrum, header,
+    science_out = wavelength.write_product(free_path(out_dir, f"w{base_stem(science_path)}.fits", taken), spectrum, header,
                                            record=record)
     arc_spectrum, arc_resampled = wavelength.apply_solution(arc_flux, arc_solution)
     arc_record = {**arc_record, **arc_resampled}
     arc_header = arc_header.copy()
     arc_header.update({key: value for key, value in _lineage(arc_path, None).items() if value[0] is not None})
-    arc_out = wavelength.write_product(free_path(out_dir, f"w{arc_path.name}", taken), arc_spectrum, arc_header,
+    arc_out = wavelength.write_product(free_path(out_dir, f"w{base_stem(arc_path)}.fits", taken), arc_spectrum, arc_header,
                                        record=arc_record)
     return (Product(science_out, DataType.WAVELENGTH_CALIBRATED, record, target=target),
             Product(arc_out, DataType.WAVELENGTH_CALIBRATED, arc_record, target=target))
@@ -269,7 +275,7 @@ def sensitivity(calibrated_path: Path, star: standards.StandardStar, out_dir: Pa
     cards.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)  # long file names push comments out of their cards
-        path = flux.write_sensitivity(free_path(out_dir, f"sens_{stem(calibrated_path)}.fits", taken), function,
+        path = flux.write_sensitivity(free_path(out_dir, f"sens_{base_stem(calibrated_path)}.fits", taken), function,
                                       cards)
     record = {"star": star.name, "table": f"{star.catalogue}/{star.path.name}", "points_used": function.n_used,
               "points_rejected": function.n_rejected, "rms_mag": function.rms, "airmass": airmass,
@@ -290,7 +296,7 @@ def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path,
     header["GSP_SWHY"] = (why, "why that standard")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)  # long values push comments out of their cards: fine
-        path = flux.write_flux_product(free_path(out_dir, f"f{Path(calibrated_path).name}", taken), header, values,
+        path = flux.write_flux_product(free_path(out_dir, f"f{base_stem(calibrated_path)}.fits", taken), header, values,
                                        errors, header)
     covered = np.isfinite(values)
     record = {"star": function.star, "sensitivity": Path(sensitivity_path).name, "why": why, "airmass": airmass,
