@@ -175,6 +175,7 @@ def make_app(tmp_path: Path, database_url: str, **overrides):
         "REDIS_URL": "",
         "SECRET_KEY": SECRET,
         "TESTING": True,
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # checking still works; scrypt cost ~0.5 s a test
     }
     config.update(overrides)
     (tmp_path / "data" / "raw").mkdir(parents=True, exist_ok=True)
@@ -188,18 +189,51 @@ def migrate(app) -> None:
         upgrade()
 
 
-_template_counter = iter(range(1, 10**6))
+_database_counter = iter(range(1, 10**6))
+
+
+def _migrated(folder: Path, database_url: str) -> None:
+    """Migrate an empty database, and let go of it (a template must have no connection left)."""
+    from db import db
+
+    app = make_app(folder, database_url, REDIS_URL="")
+    migrate(app)
+    with app.server.app_context():
+        if database_url.startswith("sqlite"):
+            with db.engine.connect() as connection:  # the copies must not miss what sits in the WAL
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """One migrated SQLite database per test process, copied for each test (migrating each one was most
+    of a test's setup)."""
+    folder = tmp_path_factory.mktemp("sqlite-template")
+    _migrated(folder, f"sqlite:///{folder / 'gsp.sqlite3'}")
+    return folder / "gsp.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_url, tmp_path_factory) -> str:
+    """One migrated PostgreSQL database per test process, the template of each test's database."""
+    _pg_admin(postgres_url, "CREATE DATABASE gsp_template")
+    _migrated(tmp_path_factory.mktemp("postgres-template"), f"{postgres_url}/gsp_template")
+    return "gsp_template"
 
 
 @pytest.fixture
 def database_url(db_backend, tmp_path, request):
     """A fresh, migrated database for this test, on the backend the test is parametrized with."""
     if db_backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'gsp.sqlite3'}"
+        path = tmp_path / "gsp.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
-    server = request.getfixturevalue("postgres_url")
-    name = f"gsp_test_{next(_template_counter)}"
-    _pg_admin(server, f"CREATE DATABASE {name}")
+    server, template = request.getfixturevalue("postgres_url"), request.getfixturevalue("postgres_template")
+    name = f"gsp_test_{next(_database_counter)}"
+    _pg_admin(server, f"CREATE DATABASE {name} TEMPLATE {template}")
     yield f"{server}/{name}"
     _pg_admin(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -215,7 +249,6 @@ def dash_app(tmp_path, database_url, app_config, redis_db):
     # Jobs go to the session's real Redis and wait there: a test that wants them run starts an
     # `rq worker` (or sets REDIS_URL to "" for the in-process runner), so nothing runs behind its back.
     app = make_app(tmp_path, database_url, **{"REDIS_URL": redis_db, **app_config})
-    migrate(app)
     yield app
     with app.server.app_context():
         from db import db

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.test_proposals import dash_update, events, fast_password_hashing, login, texts  # noqa: F401
+from tests.test_proposals import dash_update, events, login, texts  # noqa: F401
 
 
 def save(client, dash_app, first="Ada", last="Lovelace", email="ada@example.org", partner="Chile"):

@@ -8,7 +8,6 @@ import pytest
 from tests.conftest import screenshot
 from tests.test_browser_proposals import sign_in
 from tests.test_nights import constructed_night, night_frame  # noqa: F401
-from tests.test_proposals import fast_password_hashing  # noqa: F401
 
 pytestmark = pytest.mark.browser
 

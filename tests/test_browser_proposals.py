@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSWORD, screenshot
-from tests.test_proposals import fast_password_hashing  # noqa: F401
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
 from tests.conftest import auth_header, free_port
-from tests.test_proposals import collaborator_emails, events, fast_password_hashing, login  # noqa: F401
+from tests.test_proposals import collaborator_emails, events, login  # noqa: F401
 
 PUBLIC_URL = "https://gsp.example.org/live"
 

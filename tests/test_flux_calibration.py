@@ -167,12 +167,19 @@ def test_manual_flux_trigger_and_marking_a_standard(app, people, flux_night, cli
     assert kind_of(db.session.get(File, rows[standard_name].id)) == "science"
 
 
-def test_the_offline_twin_flux_calibrates_too(flux_night, tmp_path):
+@pytest.fixture(scope="module")
+def offline_night(flux_night, tmp_path_factory):
     from pipeline.night import reduce_night
     from pipeline.settings import ReductionSettings
 
+    folder, _ = flux_night
+    out = tmp_path_factory.mktemp("offline")
+    return out, reduce_night(folder, out, ReductionSettings(**NIGHT_SETTINGS))
+
+
+def test_the_offline_twin_flux_calibrates_too(flux_night, offline_night):
     folder, truth = flux_night
-    result = reduce_night(folder, tmp_path, ReductionSettings(**NIGHT_SETTINGS))
+    tmp_path, result = offline_night
     calibrated = [row for row in result.manifest if row["data_type"] == 5]
     assert [row["original"] for row in calibrated if row["original"] == SCIENCE] == [SCIENCE]
     sensitivity = [row for row in result.manifest if row["data_type"] == 1 and row["file"].startswith("sens_")]
@@ -182,6 +189,26 @@ def test_the_offline_twin_flux_calibrates_too(flux_night, tmp_path):
     accuracy = flux_accuracy(tmp_path / science_row["file"], truth["files"][SCIENCE]["source"])
     assert abs(accuracy["median"] - 1) < 0.03 and accuracy["p90"] <= 0.02 and accuracy["worst"] <= 0.04, accuracy
 
+
+def test_a_product_of_a_second_version_is_named_and_numbered_once(offline_night, tmp_path):
+    """What is made of a v2 spectrum is named from the spectrum's name without its version and numbered on
+    its own: flux calibrating ``w…_v2.fits`` beside the v1 spectrum's ``fw….fits`` writes ``fw…_v2.fits``,
+    then ``fw…_v3.fits`` (it wrote ``fw…_v2.fits``, then ``fw…_v2_v2.fits``)."""
+    import shutil
+
+    from pipeline import steps
+
+    out, result = offline_night
+    fluxed = next(row for row in result.manifest if row["data_type"] == 5 and row["original"] == SCIENCE)
+    sensitivity = next(row for row in result.manifest if row["file"].startswith("sens_"))
+    first = out / fluxed["file"]
+    second = tmp_path / fluxed["parent"].replace(".fits", "_v2.fits")  # the spectrum calibrated again
+    shutil.copy(out / fluxed["parent"], second)
+    shutil.copy(first, tmp_path / first.name)
+    made = [steps.calibrate_flux(second, out / sensitivity["file"], tmp_path, original=None, target=1,
+                                 why="test").path.name for _ in range(2)]
+    assert made == [first.name.replace(".fits", "_v2.fits"), first.name.replace(".fits", "_v3.fits")]
+    assert [steps.version_of(name) for name in made] == [2, 3]
 
 def test_a_standard_of_another_night_wakes_the_science_waiting_for_one(app, people, flux_night, redis_db, tmp_path):
     """The closest standard may come from any night (a standard observed the next night serves tonight's

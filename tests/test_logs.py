@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.conftest import auth_header
-from tests.test_proposals import dash_update, fast_password_hashing, login, render, texts  # noqa: F401
+from tests.test_proposals import dash_update, login, render, texts  # noqa: F401
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
 

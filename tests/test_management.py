@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
-from tests.test_proposals import dash_update, events, fast_password_hashing, login, outbox, render, superuser, texts  # noqa: F401
+from tests.test_proposals import dash_update, events, login, outbox, render, superuser, texts  # noqa: F401
 
 ROUTES = ("/management", "/management/users/new", "/management/users", "/management/proposals/new",
           "/management/proposals")

@@ -10,7 +10,6 @@ import pytest
 from pipeline import chain
 from pipeline.settings import ReductionSettings
 from tests.conftest import auth_header
-from tests.test_proposals import fast_password_hashing  # noqa: F401
 
 NIGHT = "2026-11-27"
 CONFIGS = {

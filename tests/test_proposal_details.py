@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import auth_header
-from tests.test_proposals import events, fast_password_hashing, superuser  # noqa: F401
+from tests.test_proposals import events, superuser  # noqa: F401
 
 both = pytest.mark.both_databases
 

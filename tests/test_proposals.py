@@ -18,19 +18,6 @@ DEFAULTS = ReductionSettings().to_dict()
 ROLES = ("pi", "collab", "stranger", "staff", "superuser")
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch):
-    """Cheap hashes for the fixtures' accounts (scrypt costs ~0.2 s a user); checking still works."""
-    from functools import partial
-
-    from werkzeug.security import generate_password_hash
-
-    import auth.passwords
-
-    monkeypatch.setattr(auth.passwords, "generate_password_hash",
-                        partial(generate_password_hash, method="pbkdf2:sha256:1000"))
-
-
 # --- helpers shared by the page tests (also imported by test_management / test_logs) --------------
 
 def login(client, username, password=PASSWORD):

@@ -1,5 +1,5 @@
 """Products belong to the frame they were made for; a failure recovers or says so; a try by hand never
-spoils a good frame; versions are named once; a killed worker is not counted (issue 22)."""
+spoils a good frame; a killed worker is not counted (issue 22; versions: tests/test_flux_calibration.py)."""
 from __future__ import annotations
 
 import os
@@ -77,37 +77,6 @@ def test_an_arc_of_another_proposal_makes_products_of_the_science_frames_proposa
     listed = client.get("/api/files/", query_string={"data_type": 2}, headers=pi).json["results"]
     reduced = File.query.filter_by(original_file_id=science.id, data_type=2).one()
     assert [row["file_name"] for row in listed] == [reduced.file_name]  # A's arc is readable, not listed
-
-
-# --- versions ----------------------------------------------------------------------------------------
-
-def test_a_product_of_a_second_version_is_named_and_numbered_once(app, client, people, flux_night, redis_db):  # noqa: F811
-    """The flux-calibrated spectra of a v2 wavelength-calibrated spectrum are ``f…_v2``, ``f…_v3``… (not
-    ``…_v2_v2``), each with its own version number."""
-    from db.models import File
-
-    folder, truth = flux_night
-    use_settings(people["proposal"])
-    ingest_in_order(app, folder, sorted(truth["files"]))
-    assert run_worker(app, redis_db).returncode == 0
-    headers = auth_header(people["tokens"]["pi"])
-    raw = File.query.filter_by(file_name=SCIENCE).one()
-    extracted = File.query.filter_by(original_file_id=raw.id, data_type=3, target=1).one()
-    assert client.post("/api/files/spectrum/calibrate/wavelength/", json={"id": extracted.id},
-                       headers=headers).status_code == 202
-    assert run_worker(app, redis_db).returncode == 0
-    second = File.query.filter_by(original_file_id=raw.id, data_type=4, target=1).order_by(File.id.desc()).first()
-    assert second.file_name.endswith("_target_1_v2.fits") and second.version == 2
-    for _ in range(2):
-        assert client.post("/api/files/spectrum/calibrate/flux/", json={"id": second.id},
-                           headers=headers).status_code == 202
-        assert run_worker(app, redis_db).returncode == 0
-    fluxed = File.query.filter_by(parent_file_id=second.id, data_type=5).order_by(File.id).all()
-    base = "f" + second.file_name[: -len("_v2.fits")]  # the v1 spectrum's was f<base>.fits, automatically
-    assert File.query.filter_by(file_name=f"{base}.fits").count() == 1
-    assert [(row.file_name, row.version) for row in fluxed] == [(f"{base}_v{n}.fits", n) for n in (2, 3, 4)]
-    versions = [client.get(f"/api/files/{row.id}/", headers=headers).json["version"] for row in fluxed]
-    assert versions == [2, 3, 4]  # the v2 spectrum's own, automatically, then the two by hand
 
 
 # --- a try by hand ------------------------------------------------------------------------------------
