@@ -434,7 +434,7 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     import re
 
     from components import ids
-    from tests.conftest import PASSWORD
+    from tests.conftest import PASSWORD, log_out
 
     def log_in(username):
         page = client.get("/login")
@@ -491,7 +491,7 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     assert graph["type"] == "Graph"
     assert graph["props"]["figure"]["layout"]["xaxis"]["title"]["text"] == "Wavelength (\u00c5)"
     # the stranger, logged in, gets "not found" for the same id
-    client.post("/logout")
+    log_out(client)
     log_in("stranger")
     out = call(main_outputs,
                [{"id": ids.DATA_SELECTED, "property": "data", "value": selected},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import auth_header
+from tests.conftest import auth_header, log_out
 from tests.test_proposals import events, fast_password_hashing, superuser  # noqa: F401
 
 both = pytest.mark.both_databases
@@ -139,7 +139,7 @@ def test_the_proposal_page_form_for_staff_and_crafted_requests(client, dash_app,
     assert '"id": "proposal-edit-save"' not in render(client, dash_app, f"/proposals/{proposal.id}")
     refused = save(str(users["pi"].id), "2027A", "Mine")
     assert "Only staff can change the PI, semester or title of SOAR2026B-001." in texts(json.dumps(refused["proposal-edit-message"]))
-    client.get("/logout")
+    log_out(client)
 
     login(client, "staff")
     page = render(client, dash_app, f"/proposals/{proposal.id}")
