@@ -82,7 +82,7 @@ def save_settings(n_clicks, proposal_id):
 
 def save_details(n_clicks, proposal_id, pi, semester, title):
     """Staff set the PI, semester and title; the overview, the header and the history follow."""
-    unchanged = (no_update,) * 4
+    unchanged = (no_update,) * 5
     if not n_clicks:
         return (no_update, *unchanged)
     proposal = get_visible_proposal(current_user, proposal_id) if isinstance(proposal_id, int) else None
@@ -103,7 +103,8 @@ def save_details(n_clicks, proposal_id, pi, semester, title):
     words = [PROPOSAL_DETAILS[change["field"]] for change in changed]
     names = " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
     return (_alert(f"Saved: changed {names}.", "success", "proposal-edit-alert"), proposal_overview(proposal),
-            pi_name(proposal), proposal.title or "Untitled", history_table(proposal_history(proposal.id)))
+            pi_name(proposal), proposal.title or "Untitled", proposal.title,
+            history_table(proposal_history(proposal.id)))
 
 
 def ask_removal(remove_clicks, proposal_id):
@@ -180,9 +181,11 @@ def register(app):
                  Input({"type": ids.COLLABORATOR_REMOVE, "user": ALL}, "n_clicks"), State(ids.PROPOSAL_ID, "data"),
                  prevent_initial_call=True)(ask_removal)
 
-    # The header and the overview show the PI and title: they follow a save.
+    # The header and the overview show the PI and title: they follow a save, and so does the title field (a
+    # placeholder's label goes when it gets its PI).
     app.callback(Output(ids.PROPOSAL_EDIT_MESSAGE, "children"), Output(ids.PROPOSAL_OVERVIEW, "children"),
                  Output("proposal-header-pi", "children"), Output("proposal-header-title", "children"),
+                 Output(ids.PROPOSAL_EDIT_TITLE, "value"),
                  Output(ids.PROPOSAL_HISTORY, "children", allow_duplicate=True),
                  Input(ids.PROPOSAL_EDIT_SAVE, "n_clicks"),
                  State(ids.PROPOSAL_ID, "data"), State(ids.PROPOSAL_EDIT_PI, "value"),

@@ -2,7 +2,10 @@
 URL = "url"
 NAVBAR = "navbar"
 ACCOUNT_TOKEN = "account-token"
-ACCOUNT_TOKEN_BUTTON = "account-token-button"
+ACCOUNT_TOKEN_BUTTON = "account-token-button"  # opens ACCOUNT_TOKEN_MODAL: the old token dies, so ask first
+ACCOUNT_TOKEN_MODAL = "account-token-modal"
+ACCOUNT_TOKEN_CONFIRM = "account-token-confirm"
+ACCOUNT_TOKEN_CANCEL = "account-token-cancel"
 ACCOUNT_FIRST_NAME = "account-edit-first-name"    # the user's own details, editable on the user panel
 ACCOUNT_LAST_NAME = "account-edit-last-name"
 ACCOUNT_EMAIL = "account-edit-email"

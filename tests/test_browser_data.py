@@ -312,6 +312,7 @@ def test_account_visual_options_apply_to_the_data_page(live_server, page, people
     page.click("label[for='_dbcprivate_radioitems_account-theme_input_light']")
     page.wait_for_selector("#account-visual-saved >> text=reload now")
     page.click("#account-token-button")
+    page.click("#account-token-confirm")
     page.wait_for_function("() => document.querySelector('#account-token').textContent.length >= 32")
     screenshot(page, "data-account")
     user = db.session.get(User, people["users"]["collab"].id)

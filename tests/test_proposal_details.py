@@ -100,8 +100,29 @@ def test_a_placeholder_gets_its_pi_who_stops_being_a_collaborator(client, people
     db.session.commit()
     response = patch(client, people, "staff", placeholder.id, {"pi": people["users"]["collab"].id})
     assert response.status_code == 200 and response.json["collaborators"] == []
-    assert details(placeholder.id) == ("collab", "", "(created from a FITS header)", [], False)
-    assert events("proposal_changed")[0].details == {"field": "pi", "old": None, "new": "collab"}
+    # the label "created from a FITS header" goes with the placeholder: no PI is what it said
+    assert response.json["title"] == ""
+    assert details(placeholder.id) == ("collab", "", "", [], False)
+    assert [event.details for event in events("proposal_changed")] == [
+        {"field": "pi", "old": None, "new": "collab"},
+        {"field": "title", "old": "(created from a FITS header)", "new": ""}]
+
+
+@both
+def test_a_title_given_with_the_pi_replaces_the_placeholders_label(client, people):
+    from auth.accounts import create_proposal
+    from db import db
+
+    placeholder = create_proposal(soar_id="SOAR2026B-778", pi=None, title="(created from a FITS header)",
+                                  placeholder=True)
+    db.session.commit()
+    response = patch(client, people, "staff", placeholder.id, {"pi": people["users"]["pi"].id, "title": "Novae"})
+    assert response.status_code == 200
+    assert details(placeholder.id) == ("pi", "", "Novae", [], False)
+    # a proper proposal may be titled like the label: only a placeholder's label goes
+    assert patch(client, people, "staff", placeholder.id,
+                 {"pi": people["users"]["collab"].id, "title": "(created from a FITS header)"}).status_code == 200
+    assert details(placeholder.id)[2] == "(created from a FITS header)"
 
 
 def test_the_command_line_sets_details(app, people):
