@@ -103,6 +103,15 @@ def lineage(user, file: File) -> list[File]:
     return list(db.session.scalars(query.order_by(File.data_type, File.target, File.id)))
 
 
+def most_calibrated_id(user, frame_id: int) -> int | None:
+    """Id of the most calibrated file of the raw frame ``frame_id`` the user may see: flux > wavelength >
+    extracted > reduced > raw (a standard's sensitivity function is a calibration, not the frame's spectrum);
+    of several, the first target's newest version."""
+    query = visible_files(user, sa.select(File.id)).where(
+        sa.or_(File.id == frame_id, File.original_file_id == frame_id), File.data_type != DataType.MASTER)
+    return db.session.scalar(query.order_by(File.data_type.desc(), File.target, File.id.desc()).limit(1))
+
+
 def page_of_files(user, params: dict, page, page_size: int) -> FilePage:
     """list_files, with ``page`` clamped to 1..last page (so "last" and a too-big page number work)."""
     try:
