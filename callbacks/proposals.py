@@ -69,8 +69,11 @@ def save_settings(n_clicks, proposal_id):
         db.session.rollback()
         feedback = [error.problems.get(name, "") and f"{LABELS.get(name, name)} {error.problems[name]}."
                     for name in feedback_ids]
-        return (_alert("Nothing was saved: please correct the fields marked below.", "danger", "settings-alert"),
-                feedback, no_update)
+        # said at the Save button too, since the fields may be far up the page (the first is scrolled to)
+        said = html.Ul([html.Li(text) for text in feedback if text], className="mb-0 mt-1")
+        message = html.Div(["Nothing was saved: please correct the fields marked in red.", said],
+                           className="d-inline-block align-top")
+        return _alert(message, "danger", "settings-alert"), feedback, no_update
     if not changed:
         message = _alert("No changes to save.", "info", "settings-alert")
     else:
@@ -151,7 +154,27 @@ def change_collaborators(add_clicks, n_submit, confirmed, email, pending, propos
             history_table(proposal_history(proposal.id)))
 
 
+# The first field a save refused is brought into view and focused: the Save button is at the form's end.
+FOCUS_FIRST_WRONG_JS = """
+function(_feedback) {
+    const wrong = window.dash_clientside.callback_context.inputs_list[0].find(item => item.value);
+    if (!wrong) { return window.dash_clientside.no_update; }
+    const field = document.getElementById('setting-' + wrong.id.field);
+    if (field) {
+        field.scrollIntoView({block: 'center'});
+        const control = field.querySelector('input, select');
+        if (control) { control.focus({preventScroll: true}); }
+    }
+    return wrong.id.field;
+}
+"""
+
+
 def register(app):
+    app.clientside_callback(FOCUS_FIRST_WRONG_JS, Output(ids.SETTINGS_FOCUS, "children"),
+                            Input({"type": ids.SETTINGS_FEEDBACK, "field": ALL}, "children"),
+                            prevent_initial_call=True)
+
     app.callback(
         Output(ids.SETTINGS_MESSAGE, "children"),
         Output({"type": ids.SETTINGS_FEEDBACK, "field": ALL}, "children"),

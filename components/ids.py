@@ -22,6 +22,7 @@ SETTINGS_FIELD = "settings-field"            # pattern: {"type": SETTINGS_FIELD,
 SETTINGS_FEEDBACK = "settings-feedback"      # pattern: {"type": SETTINGS_FEEDBACK, "field": <setting>}
 SETTINGS_SAVE = "settings-save"
 SETTINGS_MESSAGE = "settings-message"
+SETTINGS_FOCUS = "settings-focus"            # hidden output of the clientside "show the first wrong field"
 COLLABORATOR_EMAIL = "collaborator-email"
 COLLABORATOR_ADD = "collaborator-add"
 COLLABORATOR_REMOVE = "collaborator-remove"  # pattern: {"type": COLLABORATOR_REMOVE, "user": <user id>}

@@ -335,6 +335,45 @@ def test_follow_shows_the_newest_frames_most_calibrated_file(live_server, page, 
     wait_title(page, newer.file_name)
 
 
+def test_master_names_are_shown_whole_at_1440_px(live_server, page, people, night):
+    """A master's name says what it is at its end (filter, binning, night, version): the Calibrations
+    index of a 1440 px wide window shows every name whole."""
+    arrive(night, "master_bias", "master_bias_Red_400_M2_GG455_1.0_LONG_SLIT_2x2_27-11-2026_v2.fits", data_type=1,
+           version=2)
+    log_in(page, live_server, "pi")
+    page.wait_for_selector("#calibrations-index .gsp-file-name")
+    names = page.locator("#calibrations-index .gsp-file-name")
+    assert names.count() == 2
+    cut = names.evaluate_all("es => es.filter(e => e.scrollWidth > e.clientWidth || e.getBoundingClientRect()"
+                             ".right > e.closest('.card').getBoundingClientRect().right).map(e => e.textContent)")
+    assert cut == []
+    screenshot(page, "data-calibrations-index")
+
+
+def test_a_failed_action_keeps_the_choices_made(live_server, page, people, night, monkeypatch):
+    """Calibrating with a lamp that fails is tried again with another: the lamp chosen stays chosen."""
+    from live import queue as jobs
+
+    def failing_calibration(job):
+        raise ValueError("only 6 arc lines could be identified against NIST")
+
+    monkeypatch.setitem(jobs.TASKS, "calibrate_wavelength", failing_calibration)
+    extracted = night["extracted_science"]
+    log_in(page, live_server, "pi")
+    page.goto(f"{live_server}/?id={extracted.id}")
+    wait_plot(page, extracted.file_name, "scatter")
+    lamp = page.locator("#data-actions select[id*='\"param\":\"lamp\"']")
+    choices = lamp.locator("option:not([hidden])").evaluate_all("os => os.map(o => o.value)")
+    assert choices[0] == "auto" and len(choices) > 1, choices
+    lamp.select_option(choices[1])
+    page.locator("#data-actions button.gsp-action", has_text="Calibrate Wavelength").click()
+    page.wait_for_selector(".gsp-job[data-job-state='failed']", timeout=10_000)
+    assert "only 6 arc lines" in page.inner_text("#data-action-message")
+    page.wait_for_timeout(1500)  # the buttons are drawn again once the job has ended
+    assert lamp.input_value() == choices[1]
+    screenshot(page, "data-failed-action-keeps-lamp")
+
+
 def test_account_visual_options_apply_to_the_data_page(live_server, page, people, night, tmp_path):
     from db import db
     from db.models import User
