@@ -14,10 +14,9 @@ from flask_login import current_user
 from api import ApiError, blueprint
 from auth import queries
 from auth.permissions import can_add_files, can_change_file, get_visible_file
-from auth.queries import QueryError, change_stamp, count_visible, list_files, parse_integer
+from auth.queries import QueryError, change_stamp, count_visible, file_record, list_files, parse_integer
 from db import db
 from db.events import log_event
-from db.serialize import file_to_dict
 from figures.interactive import figure_for_file
 from figures.png import png_for_file
 from figures.style import COLORMAPS
@@ -65,7 +64,7 @@ def files_list():
         "count": result.count,
         "next": _page_url(result.page + 1) if result.has_next else None,
         "previous": _page_url(result.page - 1) if result.page > 1 else None,
-        "results": [file_to_dict(file) for file in result.files],
+        "results": [file_record(current_user, file) for file in result.files],
     })
 
 
@@ -97,8 +96,9 @@ def files_create():
         db.session.commit()
         raise ApiError(str(error), 400) from None
     if file.state == "failed":
-        raise ApiError(f"Could not ingest {file.file_name}: {file.state_reason}", 422, file=file_to_dict(file))
-    response = jsonify(file_to_dict(file))
+        raise ApiError(f"Could not ingest {file.file_name}: {file.state_reason}", 422,
+                       file=file_record(current_user, file))
+    response = jsonify(file_record(current_user, file))
     response.status_code = 201 if created else 200
     return response
 
@@ -118,7 +118,7 @@ def files_delete():
 
 @blueprint.get("/files/<file_id>/")
 def files_detail(file_id):
-    return jsonify(file_to_dict(visible_file_or_404(file_id)))
+    return jsonify(file_record(current_user, visible_file_or_404(file_id)))
 
 
 @blueprint.get("/files/<file_id>/download/")
@@ -171,7 +171,7 @@ def files_reclassify():
               details={"old": list(before), "new": list(after)})
     tasks.on_ingested(file)
     queue.commit()
-    return jsonify(file_to_dict(file))
+    return jsonify(file_record(current_user, file))
 
 
 @blueprint.get("/files/visualize/")

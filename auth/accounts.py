@@ -14,7 +14,7 @@ from auth.permissions import can_grant_staff
 from auth.tokens import make_set_password_token, new_api_token
 from db import db
 from db.events import log_event
-from db.models import Proposal, ProposalSettings, User
+from db.models import PLACEHOLDER_TITLE, Proposal, ProposalSettings, User
 from db.queries import MAX_INTEGER, is_number
 from pipeline.cosmics import dcr_available
 from pipeline.settings import ReductionSettings
@@ -456,7 +456,8 @@ def update_proposal_details(proposal: Proposal, changes, actor) -> list[dict]:
     """Staff set a proposal's PI (a user id), semester and title; commits, and a refusal changes nothing.
 
     A new PI who was a collaborator stops being one (the PI is a member already); a placeholder proposal
-    (first seen in a FITS header) that gets a PI is a proper one. Each change is audited like the settings.
+    (first seen in a FITS header) that gets a PI is a proper one, and its label title ("created from a FITS
+    header") goes unless a title is given. Each change is audited like the settings.
     Returns the {"field", "old", "new"} actually changed."""
     try:
         wanted = _details_wanted(changes)
@@ -466,6 +467,8 @@ def update_proposal_details(proposal: Proposal, changes, actor) -> list[dict]:
             applied.append({"field": "pi", "old": proposal.pi.username if proposal.pi else None, "new": pi.username})
             if pi in proposal.collaborators:
                 proposal.collaborators.remove(pi)
+            if proposal.placeholder and wanted.get("title", proposal.title) == PLACEHOLDER_TITLE:
+                wanted["title"] = ""  # the label said "no PI yet"; the title is now the staff's to give
             proposal.pi, proposal.placeholder = pi, False
         for name in ("semester", "title"):
             if name in wanted and wanted[name] != getattr(proposal, name):

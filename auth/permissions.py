@@ -112,6 +112,12 @@ def can_change_file(user, file: File) -> bool:
     return file.proposal is not None and is_member(user, file.proposal)
 
 
+def can_see_server_paths(user) -> bool:
+    """Where a file lives on the server (its ``full_path`` and ``directory_name``) shows the machine's layout
+    to whoever reads it: staff only. Everyone else downloads files through the API."""
+    return user.is_staff
+
+
 def can_add_files(user) -> bool:
     """Ingest or upload raw files: staff (and the instrument's service account, a staff user)."""
     return user.is_staff

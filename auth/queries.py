@@ -5,6 +5,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
 from auth.permissions import (
+    can_see_server_paths,
     get_visible_file,
     get_visible_proposal,
     member_proposal_ids,
@@ -35,6 +36,7 @@ from db.queries import (  # noqa: F401  (the plain ones the pages use with these
     same_configuration,
     sensitivity_functions,
 )
+from db.serialize import file_to_dict
 from pipeline.chain import ARC_OBSTYPES  # noqa: F401  (the pages' name for arcs)
 from pipeline.datatypes import DataType
 
@@ -63,6 +65,11 @@ def list_files(user, params: dict) -> FilePage:
     files = db.session.scalars(sa.select(File).options(*eager).where(File.id.in_(ids))
                                .order_by(File.id.desc())).unique().all() if ids else []
     return FilePage(files=list(files), count=count, page=page, page_size=page_size)
+
+
+def file_record(user, file: File) -> dict:
+    """``file`` as the API shows it to ``user`` (server paths to staff only)."""
+    return file_to_dict(file, server_paths=can_see_server_paths(user))
 
 
 def visible_matching(user, params: dict, query: sa.Select | None = None) -> sa.Select:
@@ -94,6 +101,15 @@ def lineage(user, file: File) -> list[File]:
     root_id = file.original_file_id or file.id
     query = visible_files(user).where(sa.or_(File.id == root_id, File.original_file_id == root_id))
     return list(db.session.scalars(query.order_by(File.data_type, File.target, File.id)))
+
+
+def most_calibrated_id(user, frame_id: int) -> int | None:
+    """Id of the most calibrated file of the raw frame ``frame_id`` the user may see: flux > wavelength >
+    extracted > reduced > raw (a standard's sensitivity function is a calibration, not the frame's spectrum);
+    of several, the first target's newest version."""
+    query = visible_files(user, sa.select(File.id)).where(
+        sa.or_(File.id == frame_id, File.original_file_id == frame_id), File.data_type != DataType.MASTER)
+    return db.session.scalar(query.order_by(File.data_type.desc(), File.target, File.id.desc()).limit(1))
 
 
 def page_of_files(user, params: dict, page, page_size: int) -> FilePage:

@@ -30,7 +30,11 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def csrf_token() -> str:
+def csrf_token() -> str | None:
+    """The session's form token, made on first use; None for a token call (it has no session to keep one
+    in, and must not open one: Dash draws its layout on an app's first request, whoever makes it)."""
+    if g.get("token_user") is not None:
+        return None
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(24)
     return session["csrf"]
@@ -93,7 +97,12 @@ def login():
 
 @blueprint.route("/logout", methods=["GET", "POST"])
 def logout():
-    if current_user.is_authenticated and not g.get("token_user"):
+    # Only a POST with the form's token signs out: a link (a GET) or a form on another site must not. A GET
+    # (an old bookmark) asks.
+    if request.method == "GET":
+        return render_template("auth/logout.html", title="Sign out")
+    if not g.get("token_user"):  # a token opens no session: nothing to end
+        check_csrf()
         end_sessions(current_user)  # a copy of this session cookie must not outlive the logout
         db.session.commit()
     logout_user()

@@ -170,7 +170,8 @@ def main(argv=None) -> None:
                     results.setdefault(f"login -> Data page drawn ({fmt})", []).append(
                         page.evaluate("window.__drawn") / 1000 - wall)
                     results.setdefault(f"login -> Data page seen by Playwright ({fmt})", []).append(seen)
-                    page.goto(f"{url}/logout")
+                    page.click("#nav-logout")  # Sign Out POSTs its form
+                    page.wait_for_url(f"{url}/login")
                 page.goto(f"{url}/login")
                 page.fill("#username", username)
                 page.fill("#password", PASSWORD)

@@ -1,5 +1,5 @@
 """User panel: regenerate the API token (shown once) and store the visual options."""
-from dash import Input, Output, State, html, no_update
+from dash import Input, Output, State, html
 from dash.exceptions import PreventUpdate
 from flask_login import current_user
 
@@ -34,14 +34,22 @@ def save_visual_options(user, *, theme, colormap, plot_format, show_saturated) -
 
 
 def register(app):
-    @app.callback(Output(ids.ACCOUNT_TOKEN, "children"), Input(ids.ACCOUNT_TOKEN_BUTTON, "n_clicks"),
-                  prevent_initial_call=True)
+    # "Generate new token" only asks (in the browser); the confirmation makes the token, Cancel closes.
+    app.clientside_callback(
+        "function(ask, cancel) { return window.dash_clientside.callback_context.triggered_id === '"
+        + ids.ACCOUNT_TOKEN_BUTTON + "'; }",
+        Output(ids.ACCOUNT_TOKEN_MODAL, "is_open"), Input(ids.ACCOUNT_TOKEN_BUTTON, "n_clicks"),
+        Input(ids.ACCOUNT_TOKEN_CANCEL, "n_clicks"), prevent_initial_call=True)
+
+    @app.callback(Output(ids.ACCOUNT_TOKEN, "children"), Output(ids.ACCOUNT_TOKEN_MODAL, "is_open",
+                                                                allow_duplicate=True),
+                  Input(ids.ACCOUNT_TOKEN_CONFIRM, "n_clicks"), prevent_initial_call=True)
     def new_token(n_clicks):
-        if not n_clicks:
-            return no_update
+        if not n_clicks or not current_user or not current_user.is_authenticated:
+            raise PreventUpdate
         key = regenerate_token(current_user)
         db.session.commit()
-        return key
+        return key, False
 
     @app.callback(Output(ids.ACCOUNT_MESSAGE, "children"), Input(ids.ACCOUNT_SAVE, "n_clicks"),
                   State(ids.ACCOUNT_FIRST_NAME, "value"), State(ids.ACCOUNT_LAST_NAME, "value"),

@@ -69,8 +69,11 @@ def save_settings(n_clicks, proposal_id):
         db.session.rollback()
         feedback = [error.problems.get(name, "") and f"{LABELS.get(name, name)} {error.problems[name]}."
                     for name in feedback_ids]
-        return (_alert("Nothing was saved: please correct the fields marked below.", "danger", "settings-alert"),
-                feedback, no_update)
+        # said at the Save button too, since the fields may be far up the page (the first is scrolled to)
+        said = html.Ul([html.Li(text) for text in feedback if text], className="mb-0 mt-1")
+        message = html.Div(["Nothing was saved: please correct the fields marked in red.", said],
+                           className="d-inline-block align-top")
+        return _alert(message, "danger", "settings-alert"), feedback, no_update
     if not changed:
         message = _alert("No changes to save.", "info", "settings-alert")
     else:
@@ -82,7 +85,7 @@ def save_settings(n_clicks, proposal_id):
 
 def save_details(n_clicks, proposal_id, pi, semester, title):
     """Staff set the PI, semester and title; the overview, the header and the history follow."""
-    unchanged = (no_update,) * 4
+    unchanged = (no_update,) * 5
     if not n_clicks:
         return (no_update, *unchanged)
     proposal = get_visible_proposal(current_user, proposal_id) if isinstance(proposal_id, int) else None
@@ -103,7 +106,8 @@ def save_details(n_clicks, proposal_id, pi, semester, title):
     words = [PROPOSAL_DETAILS[change["field"]] for change in changed]
     names = " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
     return (_alert(f"Saved: changed {names}.", "success", "proposal-edit-alert"), proposal_overview(proposal),
-            pi_name(proposal), proposal.title or "Untitled", history_table(proposal_history(proposal.id)))
+            pi_name(proposal), proposal.title or "Untitled", proposal.title,
+            history_table(proposal_history(proposal.id)))
 
 
 def ask_removal(remove_clicks, proposal_id):
@@ -150,7 +154,27 @@ def change_collaborators(add_clicks, n_submit, confirmed, email, pending, propos
             history_table(proposal_history(proposal.id)))
 
 
+# The first field a save refused is brought into view and focused: the Save button is at the form's end.
+FOCUS_FIRST_WRONG_JS = """
+function(_feedback) {
+    const wrong = window.dash_clientside.callback_context.inputs_list[0].find(item => item.value);
+    if (!wrong) { return window.dash_clientside.no_update; }
+    const field = document.getElementById('setting-' + wrong.id.field);
+    if (field) {
+        field.scrollIntoView({block: 'center'});
+        const control = field.querySelector('input, select');
+        if (control) { control.focus({preventScroll: true}); }
+    }
+    return wrong.id.field;
+}
+"""
+
+
 def register(app):
+    app.clientside_callback(FOCUS_FIRST_WRONG_JS, Output(ids.SETTINGS_FOCUS, "children"),
+                            Input({"type": ids.SETTINGS_FEEDBACK, "field": ALL}, "children"),
+                            prevent_initial_call=True)
+
     app.callback(
         Output(ids.SETTINGS_MESSAGE, "children"),
         Output({"type": ids.SETTINGS_FEEDBACK, "field": ALL}, "children"),
@@ -180,9 +204,11 @@ def register(app):
                  Input({"type": ids.COLLABORATOR_REMOVE, "user": ALL}, "n_clicks"), State(ids.PROPOSAL_ID, "data"),
                  prevent_initial_call=True)(ask_removal)
 
-    # The header and the overview show the PI and title: they follow a save.
+    # The header and the overview show the PI and title: they follow a save, and so does the title field (a
+    # placeholder's label goes when it gets its PI).
     app.callback(Output(ids.PROPOSAL_EDIT_MESSAGE, "children"), Output(ids.PROPOSAL_OVERVIEW, "children"),
                  Output("proposal-header-pi", "children"), Output("proposal-header-title", "children"),
+                 Output(ids.PROPOSAL_EDIT_TITLE, "value"),
                  Output(ids.PROPOSAL_HISTORY, "children", allow_duplicate=True),
                  Input(ids.PROPOSAL_EDIT_SAVE, "n_clicks"),
                  State(ids.PROPOSAL_ID, "data"), State(ids.PROPOSAL_EDIT_PI, "value"),

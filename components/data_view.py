@@ -52,6 +52,13 @@ def visible_file(user, file_id) -> File | None:
         return None
 
 
+def followed(user) -> dict | None:
+    """What Follow shows: the newest raw frame the user may see and its most calibrated file, as
+    {"frame": id, "file": id}; None before the first frame."""
+    frame = queries.newest_visible_id(user, OBSERVED)
+    return None if frame is None else {"frame": frame, "file": queries.most_calibrated_id(user, frame)}
+
+
 def observed_view(user, page, selected_id, page_size: int = OBSERVED_PAGE_SIZE):
     """(list component, count text, page text) of the Observed index."""
     result = queries.page_of_files(user, OBSERVED, page, page_size)
@@ -143,13 +150,13 @@ def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str
                              "toImageButtonOptions": {"filename": Path(file.file_name).stem}})
 
 
-def first_paint(user, selected, observed_page: int, calibrations_page: int, controls: dict) -> dict:
+def first_paint(user, selected, observed_page: int, calibrations_page: int, controls: dict, *, global_stamp: str,
+                following: dict | None) -> dict:
     """What the Data page's layout draws at once: both index pages, the selected file's viewer, and the
-    stamps and newest file they were read at (so the first poll finds nothing new and Follow knows
-    what is already shown). A login sees its data in the page's first answer, not after rounds of callbacks."""
-    global_stamp = queries.global_change_stamp()  # read first: a change after this is the next poll's
-    return {"stamp": queries.change_stamp(user), "global_stamp": global_stamp,
-            "newest": queries.newest_visible_id(user, OBSERVED),
+    stamps they were read at with what Follow shows (``following``, from :func:`followed`, read after
+    ``global_stamp``: a change after that is the next poll's), so the first poll finds nothing new. A login
+    sees its data in the page's first answer, not after rounds of callbacks."""
+    return {"stamp": queries.change_stamp(user), "global_stamp": global_stamp, "followed": following,
             "observed": observed_view(user, observed_page, selected),
             "calibrations": calibrations_view(user, calibrations_page, selected),
             "viewer": viewer_view(user, selected, controls)}

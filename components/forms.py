@@ -133,6 +133,7 @@ def settings_form(values: dict, *, editable: bool):
             dbc.Button([html.I(className="bi bi-save me-1"), "Save settings"], id=ids.SETTINGS_SAVE,
                        color="success", n_clicks=0),
             html.Div(id=ids.SETTINGS_MESSAGE, className="ms-3 flex-grow-1"),
+            html.Div(id=ids.SETTINGS_FOCUS, hidden=True),
         ], className="d-flex align-items-center"))
     else:
         footer.append(html.Div([html.I(className="bi bi-lock me-1"),

@@ -6,6 +6,7 @@ from dash import dcc, html
 from flask import has_request_context
 from flask_login import current_user
 
+from auth.views import csrf_token
 from components import ids
 from components.navbar import navbar
 
@@ -17,9 +18,10 @@ def signed_in_user():
 
 
 def shell():
+    user = signed_in_user()
     return html.Div([
         dcc.Location(id=ids.URL),
         dcc.Store(id=ids.NAV_THEME_SAVED),
-        navbar(signed_in_user()),
+        navbar(user, csrf_token() if user is not None else None),
         html.Main(dash.page_container, className="container-fluid gsp-main"),
     ])

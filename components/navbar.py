@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import dcc, html
 
 from components import ids
 
@@ -12,7 +12,9 @@ def _link(label: str, href: str, icon: str, **kwargs):
                                    active="exact", **kwargs))
 
 
-def navbar(user) -> dbc.Navbar:
+def navbar(user, csrf: str | None = None) -> dbc.Navbar:
+    """The links of the manual; for a signed-in user also the theme switch, the user panel and Sign Out (a
+    form that POSTs with the session's ``csrf`` token: a link on another site cannot sign anyone out)."""
     items = [
         _link("Data", "/", "image"),
         _link("Search", "/search", "search"),
@@ -37,9 +39,11 @@ def navbar(user) -> dbc.Navbar:
                                    title=f"Switch to the {'dark' if light else 'light'} theme")),
             dbc.NavItem(dbc.NavLink([html.I(className="bi bi-person-gear me-1"), user.full_name],
                                     href="/account", id="nav-user", className="text-info")),
-            dbc.NavItem(dbc.NavLink([html.I(className="bi bi-box-arrow-right me-1"), "Sign Out"],
-                                    href="/logout", external_link=True, id="nav-logout",
-                                    className="text-danger")),
+            dbc.NavItem(html.Form([
+                dcc.Input(type="hidden", name="csrf_token", value=csrf),
+                html.Button([html.I(className="bi bi-box-arrow-right me-1"), "Sign Out"], type="submit",
+                            id="nav-logout", className="nav-link btn btn-link text-danger"),
+            ], method="post", action="/logout", className="gsp-logout")),
         ]
     return dbc.Navbar(
         dbc.Container([

@@ -62,6 +62,10 @@ class User(UserMixin, db.Model):
         return f"{self.first_name} {self.last_name}".strip() or self.username
 
 
+# The title of a proposal first seen in a FITS header: a label saying so, until staff give it a PI.
+PLACEHOLDER_TITLE = "(created from a FITS header)"
+
+
 class Proposal(db.Model):
     __tablename__ = "proposals"
 

@@ -17,10 +17,15 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
-def file_to_dict(file: File) -> dict:
+SERVER_PATHS = ("directory_name", "full_path")  # where the file lives on the server
+
+
+def file_to_dict(file: File, *, server_paths: bool) -> dict:
+    """The file as the API shows it; its ``SERVER_PATHS`` only when ``server_paths`` (a permission the caller
+    decides: auth.permissions.can_see_server_paths)."""
     original = file.original or file
     parent = file.parent or file
-    return {
+    record = {
         "id": file.id,
         "created": iso_time(file.created),
         "last_modified": iso_time(file.last_modified),
@@ -71,6 +76,10 @@ def file_to_dict(file: File) -> dict:
         "extracted_at": iso_time(file.extracted_at),
         "calibrated_at": iso_time(file.calibrated_at),
     }
+    if not server_paths:
+        for name in SERVER_PATHS:
+            del record[name]
+    return record
 
 
 def user_to_dict(user: User) -> dict:

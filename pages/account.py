@@ -46,6 +46,21 @@ def _visual_options(user):
     ], className="mb-3")
 
 
+def _token_modal():
+    """A new token kills the old one at once (a script using it stops working): ask first."""
+    return dbc.Modal([
+        dbc.ModalHeader(dbc.ModalTitle("Generate a new API token?")),
+        dbc.ModalBody([html.P("Your current token stops working at once: every script or notebook that uses it "
+                              "gets \"401 Invalid token\" until you give it the new one."),
+                       html.P("The new token is shown once, here.", className="small mb-0")]),
+        dbc.ModalFooter([
+            dbc.Button("Cancel", id=ids.ACCOUNT_TOKEN_CANCEL, n_clicks=0, color="secondary"),
+            dbc.Button([html.I(className="bi bi-key me-1"), "Generate and replace"], id=ids.ACCOUNT_TOKEN_CONFIRM,
+                       n_clicks=0, color="warning"),
+        ]),
+    ], id=ids.ACCOUNT_TOKEN_MODAL, is_open=False, centered=True)
+
+
 def layout(**_query):
     user = current_user
     return html.Div([
@@ -76,6 +91,7 @@ def layout(**_query):
                     html.Code(id=ids.ACCOUNT_TOKEN, className="d-block mb-2 gsp-token"),
                     dbc.Button([html.I(className="bi bi-key me-1"), "Generate new token"],
                                id=ids.ACCOUNT_TOKEN_BUTTON, color="warning", size="sm"),
+                    _token_modal(),
                 ]), "account-api-token", "key"),
                 html.A([html.I(className="bi bi-key me-1"), "Change Password"], href="/account/password",
                        className="btn btn-danger mt-2", id="account-change-password"),

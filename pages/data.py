@@ -9,12 +9,13 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 from flask_login import current_user
 
-from auth.queries import newest_visible_id, page_containing
+from auth.queries import global_change_stamp, page_containing
 from components import ids
 from components.data_view import (
     CALIBRATIONS,
     OBSERVED,
     first_paint,
+    followed,
     visible_file,
     visual_defaults,
 )
@@ -44,10 +45,11 @@ def requested_id(value):
         return str(value)[:40]
 
 
-def initial_selection(user, value):
+def initial_selection(value, following: dict | None):
+    """The file the page opens: the one asked for (``?id=``), else what Follow shows (:func:`followed`)."""
     chosen = requested_id(value)
-    if chosen is None and user is not None and user.is_authenticated:
-        chosen = newest_visible_id(user, OBSERVED)
+    if chosen is None and following is not None:
+        chosen = following["file"]
     return chosen
 
 
@@ -226,18 +228,21 @@ def _delete_modal():
 
 def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
     user = current_user if current_user and current_user.is_authenticated else None
-    selected = initial_selection(user, id)
+    global_stamp = global_change_stamp() if user is not None else None  # read first: a later change is the poll's
+    following = followed(user) if user is not None else None
+    selected = initial_selection(id, following)
     observed_page, calibrations_page = index_pages(user, selected)
     defaults = visual_defaults(user)
     first = {"observed": LOADING, "calibrations": LOADING}
     if user is not None:
-        first = first_paint(user, selected, observed_page, calibrations_page, defaults)
+        first = first_paint(user, selected, observed_page, calibrations_page, defaults, global_stamp=global_stamp,
+                            following=following)
     return html.Div([
         dcc.Interval(id=ids.DATA_POLL, interval=POLL_MS),
         dcc.Store(id=ids.DATA_STAMP, data=first.get("stamp")),
         dcc.Store(id=ids.DATA_GLOBAL_STAMP, data=first.get("global_stamp")),
         dcc.Store(id=ids.DATA_SELECTED, data=selected),
-        dcc.Store(id=ids.DATA_NEWEST, data=first.get("newest")),
+        dcc.Store(id=ids.DATA_FOLLOWED, data=first.get("followed")),
         dcc.Store(id=ids.DATA_ROOT),
         html.Div(id=ids.DATA_HIGHLIGHT, hidden=True),
         dcc.Store(id=ids.DATA_OBSERVED_PAGE, data=observed_page),

@@ -308,6 +308,24 @@ def auth_header(token: str) -> dict:
     return {"Authorization": f"Token {token}"}
 
 
+def _prop_of(node, name: str):
+    """The ``value`` of the first component in a Dash layout (JSON) whose ``name`` is ``name``."""
+    if isinstance(node, list):
+        return next((found for found in (_prop_of(child, name) for child in node) if found is not None), None)
+    if not isinstance(node, dict):
+        return None
+    props = node.get("props", {})
+    if props.get("name") == name:
+        return props.get("value")
+    return _prop_of(props.get("children"), name)
+
+
+def log_out(client):
+    """Sign Out as the navbar does: POST /logout with the csrf token of the navbar's form."""
+    token = _prop_of(client.get("/_dash-layout").json, "csrf_token")
+    return client.post("/logout", data={"csrf_token": token})
+
+
 # --- a live server for browser tests ------------------------------------------------------------
 
 @pytest.fixture

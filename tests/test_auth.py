@@ -8,7 +8,7 @@ import time
 import pytest
 
 from auth.passwords import ENTIRELY_NUMERIC, TOO_COMMON, TOO_SHORT, TOO_SIMILAR, password_problems
-from tests.conftest import PASSWORD, auth_header
+from tests.conftest import PASSWORD, auth_header, log_out
 
 
 def csrf_of(response) -> str:
@@ -80,7 +80,22 @@ def test_login_and_logout(client, people):
     cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert client.get("/api/").json["user"] == "pi"
-    client.get("/logout")
+    log_out(client)
+    assert client.get("/api/").status_code == 401
+
+
+def test_only_the_navbars_form_signs_out(client, people):
+    """A link (GET) or a form on another site (no csrf token) cannot sign anyone out; Sign Out can."""
+    assert login(client, "pi", PASSWORD).status_code == 302
+    asked = client.get("/logout")  # a link only asks
+    assert asked.status_code == 200 and "Sign out of GSP Live in this browser?" in asked.text
+    assert client.get("/api/").json["user"] == "pi"
+    refused = client.post("/logout", data={"csrf_token": "guessed"}, headers={"Origin": "http://evil.example"})
+    assert refused.status_code == 400 and "The form expired" in refused.text
+    assert client.post("/logout").status_code == 400
+    assert client.get("/api/").json["user"] == "pi"  # still signed in
+    response = log_out(client)
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
     assert client.get("/api/").status_code == 401
 
 
@@ -166,6 +181,19 @@ def test_token_auth_and_regeneration(client, people):
     db.session.commit()
     assert client.get("/api/", headers=auth_header(token)).status_code == 401
     assert client.get("/api/", headers=auth_header(new_token)).status_code == 200
+
+
+def test_a_given_token_wins_over_the_browser_session(client, people):
+    """Swagger UI's "Authorize" in a signed-in browser: the request carries the staff's session cookie
+    and the pi's token; it is the pi's request (the pi's user, the pi's files, the pi's refusals)."""
+    assert login(client, "staff", PASSWORD).status_code == 302
+    assert client.get("/api/").json["user"] == "staff"
+    pi = auth_header(people["tokens"]["pi"])
+    assert client.get("/api/", headers=pi).json["user"] == "pi"
+    other = people["other_proposal"]
+    assert client.get(f"/api/proposals/{other.id}/").status_code == 200  # staff see every proposal
+    assert client.get(f"/api/proposals/{other.id}/", headers=pi).status_code == 404  # the pi does not
+    assert client.get("/api/").json["user"] == "staff"  # the session itself is untouched
 
 
 @pytest.mark.parametrize("header, message", [
@@ -258,7 +286,7 @@ def test_password_change_needs_old_password_and_rules(client, people):
     assert problems_in(client.post("/account/password", data=form)) == [TOO_SHORT]
     form.update(new_password1="Balmer-Series-77", new_password2="Balmer-Series-77")
     assert "Your password was changed." in client.post("/account/password", data=form).text
-    client.get("/logout")
+    log_out(client)
     assert login(client, "pi", "Balmer-Series-77").status_code == 302
 
 
@@ -321,7 +349,7 @@ def test_a_copied_session_ends_with_logout_and_password_changes(app, client, peo
     assert thief.get("/api/files/").status_code == 200  # the copy works, as long as the session lives
     new_password = "Another-Spectrum-77"
     if ending == "logout":
-        client.get("/logout")
+        log_out(client)
     elif ending == "password change":
         page = client.get("/account/password")
         response = client.post("/account/password", data={

@@ -287,6 +287,93 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     assert plotly_scripts == {f"{live_server}/assets/vendor/plotly/plotly-cartesian.min.js"}  # never the 4.8 MB one
 
 
+def arrive(night, key: str, name: str, **row):
+    """A copy of the night's ``key`` file catalogued as ``name`` (raw under raw/, products under processed/)."""
+    from db import db
+    from tests.test_data_page import add_file
+
+    source = Path(night[key].full_path)
+    path = source.with_name(name)
+    shutil.copyfile(source, path)
+    file = add_file(path, **row)
+    db.session.commit()
+    return file
+
+
+def test_follow_shows_the_newest_frames_most_calibrated_file(live_server, page, people, night):
+    """Follow opens a frame at its most calibrated spectrum, and moves on as the chain makes each better
+    product of it, unless the observer has picked another file since; a new frame is shown at once."""
+    proposal = people["proposal"]
+    log_in(page, live_server, "pi")
+    wait_title(page, night["calibrated_arc"].file_name)  # the newest frame (the arc) at its best
+    assert page.locator("#data-tabs .gsp-tab.active [data-label='Wavelength Calibrated \u00b7 target 1']").count() == 1
+
+    raw = arrive(night, "raw_science", "0016_NGC5128_400_M2_27-11-2026.fits", proposal=proposal, state="queued")
+    wait_title(page, raw.file_name)  # a new frame: shown at once, raw for now
+    reduced = arrive(night, "reduced_science", "zst_0016_NGC5128_400_M2_27-11-2026.fits", data_type=2, parent=raw,
+                     original=raw, proposal=proposal)
+    wait_title(page, reduced.file_name)
+    extracted = arrive(night, "extracted_science", "ezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
+                       data_type=3, parent=reduced, original=raw, proposal=proposal, target=1)
+    calibrated = arrive(night, "calibrated_science", "wezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
+                        data_type=4, parent=extracted, original=raw, proposal=proposal, target=1)
+    wait_plot(page, calibrated.file_name, "scatter")
+    assert axis_title(page) == "Wavelength (\u00c5)"
+    assert f"id={calibrated.id}" in page.url
+    screenshot(page, "data-follow-calibrated")
+
+    # the observer looks at the raw frame: a better product of it does not take the view away
+    click_tab(page, "Observed Raw")
+    wait_title(page, raw.file_name)
+    arrive(night, "calibrated_science", "wezst_0016_NGC5128_400_M2_27-11-2026_target_1_v2.fits", data_type=4,
+           parent=extracted, original=raw, proposal=proposal, target=1, version=2)
+    page.locator("#data-tabs [data-label='Wavelength Calibrated \u00b7 target 1 \u00b7 v2 (current)']").wait_for()
+    page.wait_for_timeout(1500)  # a few polls
+    assert title(page) == raw.file_name
+    # a new frame is shown at once again
+    newer = arrive(night, "raw_science", "0017_NGC5128_400_M2_27-11-2026.fits", proposal=proposal, state="queued")
+    wait_title(page, newer.file_name)
+
+
+def test_master_names_are_shown_whole_at_1440_px(live_server, page, people, night):
+    """A master's name says what it is at its end (filter, binning, night, version): the Calibrations
+    index of a 1440 px wide window shows every name whole."""
+    arrive(night, "master_bias", "master_bias_Red_400_M2_GG455_1.0_LONG_SLIT_2x2_27-11-2026_v2.fits", data_type=1,
+           version=2)
+    log_in(page, live_server, "pi")
+    page.wait_for_selector("#calibrations-index .gsp-file-name")
+    names = page.locator("#calibrations-index .gsp-file-name")
+    assert names.count() == 2
+    cut = names.evaluate_all("es => es.filter(e => e.scrollWidth > e.clientWidth || e.getBoundingClientRect()"
+                             ".right > e.closest('.card').getBoundingClientRect().right).map(e => e.textContent)")
+    assert cut == []
+    screenshot(page, "data-calibrations-index")
+
+
+def test_a_failed_action_keeps_the_choices_made(live_server, page, people, night, monkeypatch):
+    """Calibrating with a lamp that fails is tried again with another: the lamp chosen stays chosen."""
+    from live import queue as jobs
+
+    def failing_calibration(job):
+        raise ValueError("only 6 arc lines could be identified against NIST")
+
+    monkeypatch.setitem(jobs.TASKS, "calibrate_wavelength", failing_calibration)
+    extracted = night["extracted_science"]
+    log_in(page, live_server, "pi")
+    page.goto(f"{live_server}/?id={extracted.id}")
+    wait_plot(page, extracted.file_name, "scatter")
+    lamp = page.locator("#data-actions select[id*='\"param\":\"lamp\"']")
+    choices = lamp.locator("option:not([hidden])").evaluate_all("os => os.map(o => o.value)")
+    assert choices[0] == "auto" and len(choices) > 1, choices
+    lamp.select_option(choices[1])
+    page.locator("#data-actions button.gsp-action", has_text="Calibrate Wavelength").click()
+    page.wait_for_selector(".gsp-job[data-job-state='failed']", timeout=10_000)
+    assert "only 6 arc lines" in page.inner_text("#data-action-message")
+    page.wait_for_timeout(1500)  # the buttons are drawn again once the job has ended
+    assert lamp.input_value() == choices[1]
+    screenshot(page, "data-failed-action-keeps-lamp")
+
+
 def test_account_visual_options_apply_to_the_data_page(live_server, page, people, night, tmp_path):
     from db import db
     from db.models import User
@@ -312,6 +399,7 @@ def test_account_visual_options_apply_to_the_data_page(live_server, page, people
     page.click("label[for='_dbcprivate_radioitems_account-theme_input_light']")
     page.wait_for_selector("#account-visual-saved >> text=reload now")
     page.click("#account-token-button")
+    page.click("#account-token-confirm")
     page.wait_for_function("() => document.querySelector('#account-token').textContent.length >= 32")
     screenshot(page, "data-account")
     user = db.session.get(User, people["users"]["collab"].id)

@@ -1,6 +1,7 @@
 """In Debian's chromium: the Data page's night panel on a constructed night (readiness in words, updated live
-when frames arrive); staff set a placeholder proposal's PI, semester and title; removing a collaborator asks
-first (cancel keeps, confirm removes); a user edits their own details. Screenshots: tests/artifacts/night-*.png."""
+when frames arrive); staff set a placeholder proposal's PI, semester and title (its FITS-header label goes);
+removing a collaborator asks first (cancel keeps, confirm removes); a user edits their own details; a new API
+token is made only when confirmed. Screenshots: tests/artifacts/night-*.png."""
 from __future__ import annotations
 
 import pytest
@@ -84,6 +85,30 @@ def test_staff_give_a_placeholder_its_pi_and_collaborators_are_removed_only_when
     screenshot(page, "night-collaborator-removed")
 
 
+def test_the_fits_header_label_goes_when_a_placeholder_gets_its_pi(live_server, page, people):
+    from auth.accounts import create_proposal
+    from db import db
+
+    placeholder = create_proposal(soar_id="SOAR2026B-778", pi=None, title="(created from a FITS header)",
+                                  placeholder=True)
+    db.session.commit()
+    sign_in(page, live_server, "staff", "Spectral-Lines-42")
+    page.goto(f"{live_server}/proposals/{placeholder.id}")
+    page.locator("#proposal-edit-save").wait_for()
+    assert page.inner_text("#proposal-header-title") == "(created from a FITS header)"
+    page.select_option("#proposal-edit-pi", label="Pi Tester (pi)")  # the PI only; the title field untouched
+    page.fill("#proposal-edit-semester", "2026B")
+    page.click("#proposal-edit-save")
+    page.get_by_text("Saved: changed the PI, the semester and the title.").wait_for()
+    assert page.inner_text("#proposal-header-title") == "Untitled"
+    assert page.inner_text("#overview-title") == "Untitled"
+    assert page.input_value("#proposal-edit-title") == ""
+    screenshot(page, "night-placeholder-label-gone")
+    page.goto(f"{live_server}/proposals")
+    page.locator(f"#proposal-{placeholder.id}").wait_for()
+    assert "FITS header" not in page.inner_text("#proposals-list")
+
+
 def test_a_user_edits_their_own_details(live_server, page, people):
     from db import db
 
@@ -103,3 +128,31 @@ def test_a_user_edits_their_own_details(live_server, page, people):
     db.session.expire_all()
     user = people["users"]["collab"]
     assert (user.full_name, user.email, user.partner) == ("Carla Mendes", "carla.mendes@example.org", "Brazil")
+
+
+def test_a_new_api_token_is_made_only_when_confirmed(live_server, page, people):
+    """The old token dies when a new one is made: the user panel asks first; Cancel keeps the old one."""
+    from auth.tokens import hash_api_token
+    from db import db
+
+    collab, old = people["users"]["collab"], people["tokens"]["collab"]
+    sign_in(page, live_server, "collab", "Spectral-Lines-42")
+    page.goto(f"{live_server}/account")
+    page.click("#account-token-button")
+    page.locator("#account-token-modal").wait_for()
+    assert "Your current token stops working at once" in page.inner_text("#account-token-modal")
+    page.wait_for_timeout(300)  # the modal's fade, for the picture
+    screenshot(page, "night-account-token-confirm")
+    page.click("#account-token-cancel")
+    page.locator("#account-token-modal").wait_for(state="hidden")
+    assert page.inner_text("#account-token") == ""
+    db.session.expire_all()
+    assert collab.api_token_hash == hash_api_token(old)  # Cancel: the old token still works
+
+    page.click("#account-token-button")
+    page.click("#account-token-confirm")
+    page.wait_for_function("() => document.querySelector('#account-token').textContent.length === 40")
+    page.locator("#account-token-modal").wait_for(state="hidden")
+    new = page.inner_text("#account-token")
+    db.session.expire_all()
+    assert collab.api_token_hash == hash_api_token(new) != hash_api_token(old)

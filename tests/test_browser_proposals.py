@@ -1,5 +1,5 @@
 """Through the pages in Debian's chromium: the PI edits the reduction settings (a bad value is
-explained, a good one saved), adds a collaborator by e-mail; the newcomer sets a password from
+explained at its field and at Save, and the first one is brought into view; a good one saved), adds a collaborator by e-mail; the newcomer sets a password from
 the mailed link and logs in to find the proposal."""
 import re
 from email import message_from_bytes
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, screenshot
+from tests.conftest import ARTIFACTS, PASSWORD, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -45,6 +45,14 @@ def test_pi_edits_settings_and_adds_a_collaborator_who_then_logs_in(live_server,
     assert page.inner_text("#setting-min_bias").count("Minimum Number of Bias must be between 1 and 500.") == 1
     assert "Flat Normalization Order must be between 1 and 50." in page.inner_text(
         "#setting-flat_normalization_order")
+    # said at the Save button too, and the first wrong field is brought into view, ready to type in
+    assert page.locator("#settings-alert li").all_inner_texts() == [
+        "Minimum Number of Bias must be between 1 and 500.", "Flat Normalization Order must be between 1 and 50."]
+    page.wait_for_function("() => document.activeElement && document.activeElement.closest('#setting-min_bias')")
+    top, bottom = page.evaluate("() => { const r = document.querySelector('#setting-min_bias')"
+                                ".getBoundingClientRect(); return [r.top, r.bottom]; }")
+    assert 0 <= top and bottom <= page.viewport_size["height"]
+    page.screenshot(path=str(ARTIFACTS / "proposals-settings-invalid-viewport.png"))  # what the PI sees
     screenshot(page, "proposals-settings-invalid")
     db.session.expire_all()
     assert db.session.get(Proposal, proposal_id).settings.min_bias == 10

@@ -255,6 +255,13 @@ def test_compare_spectra_and_export(live_server, page, calibrated_night):
     page.click("#data-advanced-button")
     compare = page.locator("#data-compare")
     compare.click()
+    # the picker's list opens under it, as wide as it (long names wrap), not out to the window's edge
+    menu = page.locator(".dash-dropdown-content").first
+    menu.wait_for()
+    picker_box, menu_box = compare.bounding_box(), menu.bounding_box()
+    assert picker_box["x"] - 1 <= menu_box["x"] and menu_box["x"] + menu_box["width"] <= picker_box["x"] + \
+        picker_box["width"] + 1, (picker_box, menu_box)
+    screenshot(page, "viewer-compare-open")
     page.locator(".dash-dropdown-option, .Select-option", has_text=second.file_name).first.click()
     page.wait_for_function("(name) => document.querySelector('#data-graph .js-plotly-plot').data"
                            ".some(d => d.name === name)", arg=second.file_name)

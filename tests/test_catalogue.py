@@ -137,7 +137,7 @@ def test_list_newest_first_with_manual_fields(client, night, people):
                      "0004_NGC1275.fits", "0003_comp.fits", "0002_flat.fits", "0001_bias.fits"]
     first_raw = body["results"][-1]
     for key in ("id", "created", "last_modified", "original_file", "original_file_id", "parent_file",
-                "parent_file_id", "file_name", "directory_name", "full_path", "obstype", "object", "filter",
+                "parent_file_id", "file_name", "obstype", "object", "filter",
                 "filter_2", "grating", "slit", "cam_targ", "grt_targ", "obsra", "obsdec", "gain", "rdnoise", "roi",
                 "wavmode", "proposal_id", "observation_id", "configuration_id", "block_id", "image_id", "date",
                 "data_type", "normalized", "technique", "saturation_value"):
@@ -146,6 +146,22 @@ def test_list_newest_first_with_manual_fields(client, night, people):
     assert first_raw["original_file"] == first_raw["file_name"] == "0001_bias.fits"
     assert first_raw["gain"] == "1.48" and first_raw["saturation_value"] == 65535
     assert body["next"] is None and body["previous"] is None
+
+
+def test_server_paths_only_for_staff(client, night, people):
+    """Where a file lives on the server is the staff's business: members read the file, not the machine."""
+    raw = night["0004_NGC1275.fits"]
+    for who, shown in (("staff", True), ("pi", False), ("collab", False)):
+        headers = auth_header(people["tokens"][who])
+        listed = client.get("/api/files/?object=NGC1275&data_type=0", headers=headers).json["results"]
+        detail = client.get(f"/api/files/{raw.id}/", headers=headers).json
+        for record in (*listed, detail):
+            assert ("full_path" in record, "directory_name" in record) == (shown, shown), who
+        assert detail["file_name"] == "0004_NGC1275.fits" and detail["id"] == raw.id
+    staff = client.get(f"/api/files/{raw.id}/", headers=auth_header(people["tokens"]["staff"])).json
+    assert (staff["full_path"], staff["directory_name"]) == (raw.full_path, raw.directory_name)
+    master = client.get(f"/api/files/{night['master'].id}/", headers=auth_header(people["tokens"]["stranger"])).json
+    assert master["file_name"] == "master_flat.fits" and "full_path" not in master  # everyone's file, not its path
 
 
 @pytest.mark.parametrize("params, expected", [

@@ -302,6 +302,48 @@ def test_lineage_tabs_walk_from_raw_to_calibrated(app, people, night, login):
         assert count == "1" and night["master_bias"].file_name in texts(listing)
 
 
+def test_follow_shows_a_frames_most_calibrated_file(app, people, night):
+    """flux > wavelength > extracted > reduced > raw; a standard's sensitivity function (a calibration) is not
+    the frame's spectrum; of two versions the newest; nothing the user may not see."""
+    from auth.queries import most_calibrated_id
+    from components.data_view import followed
+    from db import db
+
+    pi, stranger = people["users"]["pi"], people["users"]["stranger"]
+    raw = night["raw_science"]
+    assert most_calibrated_id(pi, raw.id) == night["calibrated_science"].id
+    assert most_calibrated_id(pi, night["raw_bias"].id) == night["raw_bias"].id  # nothing made of it: itself
+    assert most_calibrated_id(stranger, raw.id) is None
+    common = {"parent": night["calibrated_science"], "original": raw, "proposal": people["proposal"], "target": 1}
+    path = Path(night["calibrated_science"].full_path)
+    add_file(path, data_type=1, full_path=str(path.with_name("sens_" + path.name)), **common)
+    db.session.commit()
+    assert most_calibrated_id(pi, raw.id) == night["calibrated_science"].id
+    newer = add_file(path, data_type=4, full_path=str(path.with_name("v2_" + path.name)), version=2, **common)
+    db.session.commit()
+    assert most_calibrated_id(pi, raw.id) == newer.id
+    fluxed = add_file(path, data_type=5, full_path=str(path.with_name("f" + path.name)), **common)
+    db.session.commit()
+    assert most_calibrated_id(pi, raw.id) == fluxed.id
+    assert followed(pi) == {"frame": night["raw_arc"].id, "file": night["calibrated_arc"].id}  # the newest frame
+
+
+def test_follow_moves_on_unless_the_user_picked_another_file():
+    from dash.exceptions import PreventUpdate
+
+    from callbacks.data.selection import follow_step
+
+    raw, reduced, spectrum = {"frame": 7, "file": 7}, {"frame": 7, "file": 8}, {"frame": 7, "file": 9}
+    other = {"frame": 10, "file": 10}
+    assert follow_step(reduced, raw, True, 7) == (8, reduced)  # still on what Follow showed: the better product
+    assert follow_step(spectrum, reduced, True, 7) == (None, spectrum)  # the user went back to the raw tab
+    assert follow_step(other, spectrum, True, 7) == (10, other)  # a new frame: shown at once
+    assert follow_step(other, spectrum, False, 9) == (None, other)  # Follow off
+    assert follow_step(reduced, None, True, None) == (None, reduced)  # nothing known yet
+    with pytest.raises(PreventUpdate):
+        follow_step(raw, raw, True, 7)
+
+
 def test_actions_fit_the_file_and_permissions(app, people, night, login):
     from callbacks.data.actions import action_buttons, available_actions
     from callbacks.data.delete import can_delete
@@ -409,7 +451,7 @@ def test_comments_list_and_add(app, people, night, login):
 
 def test_stranger_sees_nothing_and_invisible_id_is_not_found(app, people, night, login):
     from auth import queries
-    from components.data_view import observed_view, visible_file
+    from components.data_view import followed, observed_view, visible_file
     from pages.data import initial_selection
 
     stranger = people["users"]["stranger"]
@@ -418,10 +460,12 @@ def test_stranger_sees_nothing_and_invisible_id_is_not_found(app, people, night,
     assert visible_file(stranger, night["secret"].id) is not None  # their own file
     _listing, count, _ = observed_view(stranger, 1, None)
     assert count == "1"
-    assert initial_selection(stranger, None) == night["secret"].id
-    assert initial_selection(stranger, str(night["raw_science"].id)) == night["raw_science"].id  # asked for...
-    assert visible_file(stranger, initial_selection(stranger, str(night["raw_science"].id))) is None  # ...not found
-    assert initial_selection(stranger, "abc") == "abc" and visible_file(stranger, "abc") is None
+    following = followed(stranger)
+    assert following == {"frame": night["secret"].id, "file": night["secret"].id}
+    assert initial_selection(None, following) == night["secret"].id
+    asked = initial_selection(str(night["raw_science"].id), following)
+    assert asked == night["raw_science"].id and visible_file(stranger, asked) is None  # asked for, not found
+    assert initial_selection("abc", following) == "abc" and visible_file(stranger, "abc") is None
     # the pi does not see the stranger's file either
     assert visible_file(people["users"]["pi"], night["secret"].id) is None
     assert queries.distinct_values(stranger, ("obstype",))["obstype"] == ["BIAS", "SPECTRUM"]  # + the master
@@ -434,7 +478,7 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     import re
 
     from components import ids
-    from tests.conftest import PASSWORD
+    from tests.conftest import PASSWORD, log_out
 
     def log_in(username):
         page = client.get("/login")
@@ -491,7 +535,7 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     assert graph["type"] == "Graph"
     assert graph["props"]["figure"]["layout"]["xaxis"]["title"]["text"] == "Wavelength (\u00c5)"
     # the stranger, logged in, gets "not found" for the same id
-    client.post("/logout")
+    log_out(client)
     log_in("stranger")
     out = call(main_outputs,
                [{"id": ids.DATA_SELECTED, "property": "data", "value": selected},

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.conftest import auth_header
+from tests.conftest import auth_header, log_out
 from tests.test_proposals import dash_update, login, render, texts  # noqa: F401
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
@@ -137,7 +137,7 @@ def test_logs_page(client, dash_app, people, log):
     assert log["settings"] in table and log["master"] in table and log["mine_file"] in table
     assert "Failed login" not in table and "0002_other" not in table
     assert "min_bias: 10 → 5" in table
-    client.get("/logout")
+    log_out(client)
     login(client, "staff")
     result = _show(client, dash_app, level="WARNING")
     assert result["logs-count"]["children"] == "1"

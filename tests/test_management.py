@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import log_out
 from tests.test_proposals import dash_update, events, login, outbox, render, superuser, texts  # noqa: F401
 
 ROUTES = ("/management", "/management/users/new", "/management/users", "/management/proposals/new",
@@ -61,7 +62,7 @@ def test_routes_are_not_found_for_non_staff(client, dash_app, people):
             page = render(client, dash_app, route)
             assert "Not found" in texts(page), (who, route)
             assert "Add new user" not in texts(page) and "user-create" not in page, (who, route)
-        client.get("/logout")
+        log_out(client)
     login(client, "staff")
     assert "Add new user" in texts(render(client, dash_app, "/management/users/new"))
     assert "New Proposal" in texts(render(client, dash_app, "/management/proposals/new"))
@@ -222,7 +223,7 @@ def test_manage_users_search_and_actions(client, dash_app, people, superuser, ap
     result = user_action(client, dash_app, "reset", pi.id).json["response"]
     assert message(result, "users-message") == "A link to set a new password was sent to pi@example.org."
     assert [m["To"] for m in outbox(app)] == ["pi@example.org"]
-    client.get("/logout")
+    log_out(client)
     # the superuser may grant staff and deactivate staff
     login(client, "root")
     table = dash_update(client, dash_app, "users-table.children", {"users-search.value": ""}).json["response"]

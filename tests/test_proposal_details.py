@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import auth_header
+from tests.conftest import auth_header, log_out
 from tests.test_proposals import events, superuser  # noqa: F401
 
 both = pytest.mark.both_databases
@@ -100,8 +100,22 @@ def test_a_placeholder_gets_its_pi_who_stops_being_a_collaborator(client, people
     db.session.commit()
     response = patch(client, people, "staff", placeholder.id, {"pi": people["users"]["collab"].id})
     assert response.status_code == 200 and response.json["collaborators"] == []
-    assert details(placeholder.id) == ("collab", "", "(created from a FITS header)", [], False)
-    assert events("proposal_changed")[0].details == {"field": "pi", "old": None, "new": "collab"}
+    # the label "created from a FITS header" goes with the placeholder: no PI is what it said
+    assert response.json["title"] == ""
+    assert details(placeholder.id) == ("collab", "", "", [], False)
+    assert [event.details for event in events("proposal_changed")] == [
+        {"field": "pi", "old": None, "new": "collab"},
+        {"field": "title", "old": "(created from a FITS header)", "new": ""}]
+    # a proper proposal may be titled like the label: only a placeholder's label goes
+    assert patch(client, people, "staff", placeholder.id,
+                 {"pi": people["users"]["pi"].id, "title": "(created from a FITS header)"}).status_code == 200
+    assert details(placeholder.id)[:3] == ("pi", "", "(created from a FITS header)")
+    # a title given with the PI replaces the label
+    other = create_proposal(soar_id="SOAR2026B-778", pi=None, title="(created from a FITS header)", placeholder=True)
+    db.session.commit()
+    given = patch(client, people, "staff", other.id, {"pi": people["users"]["pi"].id, "title": "Novae"})
+    assert given.status_code == 200
+    assert details(other.id) == ("pi", "", "Novae", [], False)
 
 
 def test_the_command_line_sets_details(app, people):
@@ -139,7 +153,7 @@ def test_the_proposal_page_form_for_staff_and_crafted_requests(client, dash_app,
     assert '"id": "proposal-edit-save"' not in render(client, dash_app, f"/proposals/{proposal.id}")
     refused = save(str(users["pi"].id), "2027A", "Mine")
     assert "Only staff can change the PI, semester or title of SOAR2026B-001." in texts(json.dumps(refused["proposal-edit-message"]))
-    client.get("/logout")
+    log_out(client)
 
     login(client, "staff")
     page = render(client, dash_app, f"/proposals/{proposal.id}")

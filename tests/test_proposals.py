@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline.settings import ReductionSettings
-from tests.conftest import PASSWORD, auth_header
+from tests.conftest import PASSWORD, auth_header, log_out
 
 both = pytest.mark.both_databases
 DEFAULTS = ReductionSettings().to_dict()
@@ -474,7 +474,7 @@ def test_proposals_page_lists_memberships(client, dash_app, people):
     assert "SOAR2026B-002" not in text
     assert f'"href": "/proposals/{people["proposal"].id}?view=settings"' in page  # the cogs icon
     assert "bi bi-gear" in page and "bi bi-person-plus" in page
-    client.get("/logout")
+    log_out(client)
     login(client, "staff")
     text = texts(render(client, dash_app, "/proposals"))
     assert "All Proposals" in text and "SOAR2026B-001" in text and "SOAR2026B-002" in text
@@ -485,7 +485,7 @@ def test_detail_view_settings_form_and_collaborators(client, dash_app, people):
     for who, editable in (("pi", True), ("staff", True), ("collab", False)):
         login(client, who)
         _check_detail_view(client, dash_app, people, editable)
-        client.get("/logout")
+        log_out(client)
 
 
 def _check_detail_view(client, dash_app, people, editable):
@@ -579,7 +579,7 @@ def test_crafted_callback_requests_are_refused(client, dash_app, people):
                          ("stranger", "This proposal does not exist, or you do not have access to it.")):
         login(client, who)
         _check_refused(client, dash_app, people, message)
-        client.get("/logout")
+        log_out(client)
 
 
 def _check_refused(client, dash_app, people, message):

@@ -96,8 +96,10 @@ def available_actions(user, file: File) -> list[dict]:
     return actions
 
 
-def _action_part(action: dict):
-    """An action's button, with its choices' selects before it when it has any."""
+def _action_part(action: dict, file_id: int):
+    """An action's button, with its choices' selects before it when it has any. A choice made stays when the
+    buttons are drawn again for the same file (after its job ends: a failed try is tried again with another
+    choice, not from the start); another file starts from the defaults."""
     button = dbc.Button([html.I(className=f"bi bi-{action['icon']} me-1"), action["label"]],
                         id={"type": ids.DATA_ACTION, "kind": action["kind"]}, n_clicks=0, color="success",
                         size="sm", className="gsp-action")
@@ -106,12 +108,13 @@ def _action_part(action: dict):
         return button
     selects = [dbc.Select(id={"type": ids.DATA_ACTION_CHOICE, "kind": action["kind"], "param": i["param"]},
                           options=i["options"], value=i["options"][0]["value"], size="sm",
+                          persistence=file_id, persistence_type="memory",
                           className="gsp-action-choice") for i in inputs]
     return dbc.InputGroup([*selects, button], size="sm", className="gsp-action-group")
 
 
 def action_buttons(user, file: File):
-    parts = [_action_part(action) for action in available_actions(user, file)]
+    parts = [_action_part(action, file.id) for action in available_actions(user, file)]
     if can_delete(user, file):
         parts.append(dbc.Button([html.I(className="bi bi-trash me-1"), "Delete"],
                                 id={"type": ids.DATA_DELETE, "index": file.id}, n_clicks=0, color="danger",

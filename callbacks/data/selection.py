@@ -1,14 +1,14 @@
 """Which file is shown: picked in an index or a tab (answered in the browser), highlighted there,
-followed to the newest one as the instrument writes it, and kept in the URL (``/?id=``)."""
+followed to the newest frame's most calibrated file as the instrument writes it and the chain reduces it,
+and kept in the URL (``/?id=``)."""
 from __future__ import annotations
 
 from dash import ALL, Input, Output, State, no_update
 from dash.exceptions import PreventUpdate
 
-from auth import queries
 from callbacks.data.common import signed_in_user
 from components import ids
-from components.data_view import OBSERVED
+from components.data_view import followed
 
 # Picking a file is answered in the browser: no round trip before the panels ask for it.
 PICK_JS = """
@@ -39,14 +39,14 @@ function(root, selected, _observed, _calibrations) {
 """
 
 URL_SYNC_JS = """
-function(selected, newest, following) {
+function(selected, shown, following) {
     const noUpdate = window.dash_clientside.no_update;
     if (selected === null || selected === undefined) { return noUpdate; }
     const url = new URL(window.location.href);
     if (url.pathname !== '/') { return noUpdate; }
     if (url.searchParams.get('id') === String(selected)) { return noUpdate; }
     // A file picked by hand is a step "Back" returns to; one shown by Follow is not.
-    const followed = following && String(selected) === String(newest);
+    const followed = following && shown && String(selected) === String(shown.file);
     const had = url.searchParams.has('id');
     url.searchParams.set('id', String(selected));
     if (had && !followed) { window.history.pushState({}, '', url); }
@@ -54,6 +54,19 @@ function(selected, newest, following) {
     return String(selected);
 }
 """
+
+
+def follow_step(now: dict | None, shown: dict | None, following, selected):
+    """(file to show or None, what Follow shows now) when the catalogue changed. Follow shows the newest
+    frame's most calibrated file (``now``, from components.data_view.followed): a new frame at once, and
+    each better product of it as it is made, unless the user has picked another file since (``selected`` is
+    not what Follow showed last, ``shown``)."""
+    if now is None or now == shown:
+        raise PreventUpdate
+    if shown is None or not following or now["file"] == selected:
+        return None, now
+    new_frame = now["frame"] != shown["frame"]
+    return (now["file"] if new_frame or selected == shown["file"] else None), now
 
 
 def register(app) -> None:
@@ -65,17 +78,15 @@ def register(app) -> None:
                             Input(ids.DATA_ROOT, "data"), Input(ids.DATA_SELECTED, "data"),
                             Input(ids.DATA_OBSERVED_INDEX, "children"), Input(ids.DATA_CALIB_INDEX, "children"))
 
-    @app.callback(Output(ids.DATA_SELECTED, "data", allow_duplicate=True), Output(ids.DATA_NEWEST, "data"),
+    @app.callback(Output(ids.DATA_SELECTED, "data", allow_duplicate=True), Output(ids.DATA_FOLLOWED, "data"),
                   Output(ids.DATA_OBSERVED_PAGE, "data", allow_duplicate=True),
-                  Input(ids.DATA_STAMP, "data"), State(ids.DATA_FOLLOW, "value"), State(ids.DATA_NEWEST, "data"),
+                  Input(ids.DATA_STAMP, "data"), State(ids.DATA_FOLLOW, "value"), State(ids.DATA_FOLLOWED, "data"),
                   State(ids.DATA_SELECTED, "data"), State(ids.DATA_OBSERVED_PAGE, "data"), prevent_initial_call=True)
-    def follow(_stamp, following, newest_seen, selected, page):
-        newest = queries.newest_visible_id(signed_in_user(), OBSERVED)
-        if newest is None or newest == newest_seen:
-            raise PreventUpdate
-        if newest_seen is None or not following or newest == selected:
-            return no_update, newest, no_update
-        return newest, newest, (1 if page != 1 else no_update)
+    def follow(_stamp, following, shown, selected, page):
+        show, now = follow_step(followed(signed_in_user()), shown, following, selected)
+        if show is None:
+            return no_update, now, no_update
+        return show, now, (1 if page != 1 else no_update)  # the newest frame is on the first page
 
     app.clientside_callback(URL_SYNC_JS, Output(ids.DATA_URL_SYNC, "children"), Input(ids.DATA_SELECTED, "data"),
-                            State(ids.DATA_NEWEST, "data"), State(ids.DATA_FOLLOW, "value"))
+                            State(ids.DATA_FOLLOWED, "data"), State(ids.DATA_FOLLOW, "value"))
