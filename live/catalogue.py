@@ -17,7 +17,7 @@ from auth.accounts import create_proposal
 from auth.permissions import can_change_file
 from db import db
 from db.events import log_event
-from db.models import File, Proposal
+from db.models import PLACEHOLDER_TITLE, File, Proposal
 from live import queue, tasks
 from live.folders import data_root, processed_root, raw_root
 from live.states import set_file_state
@@ -66,7 +66,7 @@ def proposal_for(soar_id: str | None) -> Proposal | None:
         return None
     proposal = db.session.scalar(sa.select(Proposal).where(Proposal.soar_id == soar_id))
     if proposal is None:
-        proposal = create_proposal(soar_id=soar_id, pi=None, title="(created from a FITS header)",
+        proposal = create_proposal(soar_id=soar_id, pi=None, title=PLACEHOLDER_TITLE,
                                    placeholder=True)
         db.session.flush()
         log_event("proposal_placeholder", f"Proposal {soar_id} first seen in a FITS header; "
