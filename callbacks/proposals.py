@@ -161,7 +161,8 @@ function(_feedback) {
     if (!wrong) { return window.dash_clientside.no_update; }
     const field = document.getElementById('setting-' + wrong.id.field);
     if (field) {
-        field.scrollIntoView({block: 'center'});
+        // at once: Bootstrap's smooth scrolling would still be under way when the PI (or a test) looks
+        field.scrollIntoView({block: 'center', behavior: 'instant'});
         const control = field.querySelector('input, select');
         if (control) { control.focus({preventScroll: true}); }
     }

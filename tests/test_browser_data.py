@@ -363,6 +363,7 @@ def test_a_failed_action_keeps_the_choices_made(live_server, page, people, night
     page.goto(f"{live_server}/?id={extracted.id}")
     wait_plot(page, extracted.file_name, "scatter")
     lamp = page.locator("#data-actions select[id*='\"param\":\"lamp\"']")
+    lamp.locator("option[value='auto']").wait_for(state="attached")  # the actions are drawn after the plot
     choices = lamp.locator("option:not([hidden])").evaluate_all("os => os.map(o => o.value)")
     assert choices[0] == "auto" and len(choices) > 1, choices
     lamp.select_option(choices[1])

@@ -254,6 +254,7 @@ def test_compare_spectra_and_export(live_server, page, calibrated_night):
     wait_graph_of(page, first.file_name)
     page.click("#data-advanced-button")
     compare = page.locator("#data-compare")
+    compare.evaluate("picker => picker.scrollIntoView({block: 'center', behavior: 'instant'})")  # room for its list
     compare.click()
     # the picker's list opens under it, as wide as it (long names wrap), not out to the window's edge
     menu = page.locator(".dash-dropdown-content").first
