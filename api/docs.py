@@ -13,19 +13,23 @@ DOCS_URL = "/api/docs"
 SPEC_URL = "/api/openapi.json"
 
 
-# What every operation may answer besides its own statuses: the token is missing or wrong (auth/__init__.py).
-UNAUTHORIZED = error("No valid token or session.")
+# What every operation may answer besides its own statuses: the token is missing or wrong (auth/__init__.py), or
+# the request line is longer than the HTTP server in front of the app reads (gunicorn: 4094 bytes, the
+# development server: 64 KiB), which answers with its own HTML page before the app sees the request.
+COMMON_STATUSES = {"401": error("No valid token or session."),
+                   "414": {"description": "The URL is too long for the HTTP server (its own HTML page).",
+                           "content": {"text/html": {"schema": {"type": "string"}}}}}
 
 
-def _with_unauthorized(operation: dict) -> dict:
-    return {**operation, "responses": {**operation["responses"], "401": UNAUTHORIZED}}
+def _with_common_statuses(operation: dict) -> dict:
+    return {**operation, "responses": {**operation["responses"], **COMMON_STATUSES}}
 
 
 def openapi_document() -> dict:
     paths: dict = {}
     for name in API_MODULES:
         for path, item in getattr(import_module(f"api.{name}"), "OPENAPI_PATHS", {}).items():
-            paths.setdefault(path, {}).update({method: _with_unauthorized(operation)
+            paths.setdefault(path, {}).update({method: _with_common_statuses(operation)
                                                for method, operation in item.items()})
     return {
         "openapi": "3.0.3",

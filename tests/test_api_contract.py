@@ -37,3 +37,14 @@ def test_the_api_keeps_its_contract(live_server, people, caller, tmp_path):
          "--workers", "1", "--request-timeout", "30", "--no-color", *token],
         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-30000:] + run.stderr[-5000:]
+
+
+def test_a_url_too_long_for_the_http_server_is_its_documented_414(live_server, people):
+    import requests
+
+    response = requests.get(f"{live_server}/api/files/?search={'x' * 70_000}",
+                            headers={"Authorization": f"Token {people['tokens']['staff']}"}, timeout=30)
+    assert response.status_code == 414 and response.headers["Content-Type"].startswith("text/html")
+    for path, item in openapi_document()["paths"].items():
+        for method, operation in item.items():
+            assert list(operation["responses"]["414"]["content"]) == ["text/html"], (method, path)
