@@ -106,13 +106,12 @@ def test_a_raw_frame_with_invalid_cards_is_catalogued_failed_and_its_header_and_
     assert png.status_code == 200 and png.mimetype == "image/png"
 
 
-def test_a_spectrum_with_invalid_cards_is_drawn_and_its_header_shown_in_the_api_and_the_data_page(app, client, people):
+@pytest.fixture
+def broken_spectrum(app, people):
+    """A wavelength-calibrated spectrum of the PI's proposal whose EXPTIME and OBJECT cards are not valid FITS."""
     import numpy as np
     from astropy.io import fits
-    from dash import dcc, html
 
-    from components.data_view import render_viewer
-    from components.header_table import header_cards, header_table
     from db import db
     from db.models import File
     from pipeline.datatypes import DataType
@@ -123,9 +122,21 @@ def test_a_spectrum_with_invalid_cards_is_drawn_and_its_header_shown_in_the_api_
                           "CUNIT1": "Angstrom", "CRVAL1": 4000.0, "CDELT1": 2.0, "CRPIX1": 1.0})
     path = write_with_raw_cards(folder / "wecfzst_broken.fits", header, np.linspace(1.0, 2.0, 500), BROKEN_CARDS)
     spectrum = File(file_name=path.name, directory_name=str(folder), full_path=str(path), obstype="OBJECT",
-                    technique="Spectroscopy", data_type=DataType.WAVELENGTH_CALIBRATED, state="done")
+                    technique="Spectroscopy", data_type=DataType.WAVELENGTH_CALIBRATED, state="done",
+                    proposal=people["proposal"])
     db.session.add(spectrum)
     db.session.commit()
+    return spectrum
+
+
+def test_a_spectrum_with_invalid_cards_is_drawn_and_its_header_shown_in_the_api_and_the_data_page(
+        client, people, broken_spectrum):
+    from dash import dcc, html
+
+    from components.data_view import render_viewer
+    from components.header_table import header_cards, header_table
+
+    spectrum, path = broken_spectrum, Path(broken_spectrum.full_path)
     headers = auth_header(people["tokens"]["staff"])
     for fmt, mimetype in (("png", "image/png"), ("json", "application/json")):
         response = client.get(f"/api/files/visualize/?id={spectrum.id}&format={fmt}", headers=headers)
@@ -178,3 +189,21 @@ def test_a_product_under_the_processed_folder_is_not_added_as_a_raw_frame(app, c
         assert response.json == {"detail": f"'{given}' is under the processed folder: it is a product of the pipeline, "
                                            "not a raw frame (products are catalogued as they are made)."}
     assert File.query.count() == 0
+
+
+@pytest.mark.browser
+def test_the_data_page_draws_such_a_spectrum_and_flags_its_cards(live_server, page, broken_spectrum):
+    from tests.conftest import PASSWORD, screenshot
+
+    page.goto(f"{live_server}/login")
+    page.fill("#username", "pi")
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(f"{live_server}/")
+    page.goto(f"{live_server}/?id={broken_spectrum.id}")
+    page.wait_for_selector("#data-graph .js-plotly-plot")
+    page.click("#data-header-toggle")
+    page.fill("#data-header-search", "EXPTIME")
+    page.wait_for_function("() => document.querySelectorAll('#data-header-table tbody tr').length === 1")
+    assert page.locator("#data-header-table tbody tr td.gsp-val span").all_inner_texts() == ["NaN", NOT_VALID]
+    screenshot(page, "data-header-invalid-card")
