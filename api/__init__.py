@@ -27,9 +27,14 @@ def _api_error(error: ApiError):
     return error_response(error.message, error.status, **error.extra)
 
 
-@blueprint.errorhandler(HTTPException)
 def _http_error(error: HTTPException):
-    return error_response(error.description or error.name, error.code or 500)
+    """An HTTP error on an API path, in a view or before one (a URL no route takes, a body too large): JSON,
+    with the error's own headers (the Allow of a 405); elsewhere Flask's page."""
+    if not request.path.startswith("/api/"):
+        return error
+    response = error_response(error.description or error.name, error.code or 500)
+    response.headers.extend((name, value) for name, value in error.get_headers() if name != "Content-Type")
+    return response
 
 
 @blueprint.errorhandler(Exception)
@@ -51,6 +56,7 @@ def init_app(server):
     for name in API_MODULES:
         import_module(f"api.{name}")
     server.register_blueprint(blueprint)
+    server.register_error_handler(HTTPException, _http_error)
     server.register_blueprint(import_module("api.docs").swagger_blueprint())
 
     @server.route("/api/<path:unknown>", methods=list(API_METHODS))
@@ -63,6 +69,19 @@ def init_app(server):
             response.headers["Allow"] = ", ".join(allowed)
             return response
         return error_response(f"No API endpoint /api/{unknown}.", 404)
+
+    @server.before_request
+    def api_options():
+        """OPTIONS lists the methods of the route itself: Flask's own answer would add every method of the
+        catch-all above, which matches every API path."""
+        if request.method != "OPTIONS" or not request.path.startswith("/api/"):
+            return None
+        allowed = methods_for(server, request.path)
+        if not allowed:
+            return error_response(f"No API endpoint {request.path}.", 404)
+        response = server.response_class(status=204)
+        response.headers["Allow"] = ", ".join([*allowed, *(["HEAD"] if "GET" in allowed else []), "OPTIONS"])
+        return response
 
 
 API_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

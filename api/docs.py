@@ -7,32 +7,29 @@ from flask import jsonify
 from flask_swagger_ui import get_swaggerui_blueprint
 
 from api import API_MODULES, API_VERSION, blueprint
+from api.schemas import error
 
 DOCS_URL = "/api/docs"
 SPEC_URL = "/api/openapi.json"
 
 
-# What any operation may answer besides its own statuses: always {"detail": "..."} (api/__init__.py).
-ERROR_RESPONSES = {"400": "The request cannot be understood (the detail says which parameter and why).",
-                   "401": "No valid token or session.", "403": "Not allowed for this user.",
-                   "404": "Not found (or not visible to this user).", "405": "Method not allowed on this route.",
-                   "413": "The upload is too large.", "422": "The file cannot be read or shown."}
-_ERROR_SCHEMA = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+# What every operation may answer besides its own statuses: the token is missing or wrong (auth/__init__.py), or
+# the request line is longer than the HTTP server in front of the app reads (gunicorn: 4094 bytes, the
+# development server: 64 KiB), which answers with its own HTML page before the app sees the request.
+COMMON_STATUSES = {"401": error("No valid token or session."),
+                   "414": {"description": "The URL is too long for the HTTP server (its own HTML page).",
+                           "content": {"text/html": {"schema": {"type": "string"}}}}}
 
 
-def _with_errors(operation: dict) -> dict:
-    responses = operation.setdefault("responses", {})
-    for status, description in ERROR_RESPONSES.items():
-        responses.setdefault(status, {"description": description,
-                                      "content": {"application/json": {"schema": _ERROR_SCHEMA}}})
-    return operation
+def _with_common_statuses(operation: dict) -> dict:
+    return {**operation, "responses": {**operation["responses"], **COMMON_STATUSES}}
 
 
 def openapi_document() -> dict:
     paths: dict = {}
     for name in API_MODULES:
         for path, item in getattr(import_module(f"api.{name}"), "OPENAPI_PATHS", {}).items():
-            paths.setdefault(path, {}).update({method: _with_errors(dict(operation))
+            paths.setdefault(path, {}).update({method: _with_common_statuses(operation)
                                                for method, operation in item.items()})
     return {
         "openapi": "3.0.3",
@@ -50,13 +47,6 @@ def openapi_document() -> dict:
 @blueprint.get("/openapi.json")
 def openapi_json():
     return jsonify(openapi_document())
-
-
-OPENAPI_PATHS = {
-    "/api/": {"get": {"summary": "Get API status: version, database, queue and workers, jobs by state, counts.",
-                      "tags": ["api"],
-                      "responses": {"200": {"description": "status"}}}},
-}
 
 
 def swagger_blueprint():

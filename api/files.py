@@ -12,11 +12,28 @@ from flask import Response, jsonify, request, send_file, url_for
 from flask_login import current_user
 
 from api import ApiError, blueprint
+from api.schemas import (
+    BAD_ID,
+    DATE,
+    ERROR_SCHEMA,
+    GONE,
+    ID,
+    OPTIONAL_TIME,
+    TIME,
+    body_schema,
+    error,
+    json_content,
+    page_of,
+    paging_parameters,
+    path_id,
+    query,
+)
 from auth import queries
 from auth.permissions import can_add_files, can_change_file, get_visible_file
 from auth.queries import QueryError, change_stamp, count_visible, file_record, list_files, parse_integer
 from db import db
 from db.events import log_event
+from db.queries import MAX_INTEGER
 from figures.interactive import figure_for_file
 from figures.png import png_for_file
 from figures.style import COLORMAPS
@@ -42,10 +59,15 @@ def visible_file_or_404(value, name: str = "id"):
     return file
 
 
-def json_body() -> dict:
+def json_body(fields) -> dict:
+    """The request's JSON object, which may hold only ``fields`` (a misspelt field is refused, not ignored)."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise ApiError("The request body must be a JSON object.", 400)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ApiError(f"Unknown field(s): {', '.join(map(repr, unknown))}; the body takes "
+                       f"{', '.join(map(repr, fields))}.", 400)
     return data
 
 
@@ -86,7 +108,7 @@ def files_create():
             upload = request.files["file"]
             path = catalogue.store_upload(upload.stream, upload.filename)
         else:
-            full_path = json_body().get("full_path")
+            full_path = json_body(("full_path",)).get("full_path")
             if not isinstance(full_path, str) or not full_path.strip():
                 raise ApiError("Send JSON {\"full_path\": \"...\"} or a multipart upload in field 'file'.", 400)
             path = full_path
@@ -105,7 +127,7 @@ def files_create():
 
 @blueprint.delete("/files/")
 def files_delete():
-    ids = json_body().get("ids")
+    ids = json_body(("ids",)).get("ids")
     if not isinstance(ids, list) or not ids:
         raise ApiError("Send JSON {\"ids\": [...]} with at least one file id.", 400)
     files = [visible_file_or_404(value) for value in ids]
@@ -116,12 +138,12 @@ def files_delete():
     return jsonify({"deleted": deleted})
 
 
-@blueprint.get("/files/<file_id>/")
+@blueprint.get("/files/<int:file_id>/")
 def files_detail(file_id):
     return jsonify(file_record(current_user, visible_file_or_404(file_id)))
 
 
-@blueprint.get("/files/<file_id>/download/")
+@blueprint.get("/files/<int:file_id>/download/")
 def files_download(file_id):
     file = visible_file_or_404(file_id)
     path = Path(file.full_path)
@@ -135,18 +157,23 @@ def files_download(file_id):
 @blueprint.get("/files/header/")
 def files_header():
     file = visible_file_or_404(request.args.get("id"))
+    return jsonify({"id": file.id, "file_name": file.file_name, "cards": fitsfiles.header_cards(header_of(file))})
+
+
+def header_of(file):
+    """The header that describes the file (fitsfiles.science_header); 410 when it is gone or unreadable."""
     try:
-        header = fitsfiles.science_header(Path(file.full_path))
+        return fitsfiles.science_header(Path(file.full_path))
     except OSError as error:
         raise ApiError(f"Cannot read the header of {file.file_name}: {error}", 410) from None
-    cards = [{"keyword": card.keyword, "value": card.value if isinstance(card.value, (str, int, float, bool))
-              else str(card.value), "comment": card.comment} for card in header.cards]
-    return jsonify({"id": file.id, "file_name": file.file_name, "cards": cards})
+
+
+RECLASSIFY_FIELDS = ("id", "obstype", "standard")
 
 
 @blueprint.post("/files/reclassify/")
 def files_reclassify():
-    data = json_body()
+    data = json_body(RECLASSIFY_FIELDS)
     file = visible_file_or_404(data.get("id"))
     if not can_change_file(current_user, file):
         raise ApiError(f"You may not reclassify {file.file_name}.", 403)
@@ -174,24 +201,29 @@ def files_reclassify():
     return jsonify(file_record(current_user, file))
 
 
+DEFAULT_WIDTH, MIN_WIDTH, MAX_WIDTH = 1000, 100, 4000
+BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
 @blueprint.get("/files/visualize/")
 def files_visualize():
     file = visible_file_or_404(request.args.get("id"))
-    fmt = request.args.get("format", "png")
+    fmt = request.args.get("format") or "png"
     if fmt not in ("png", "json"):
         raise ApiError("'format' must be png or json.", 400)
-    colormap = request.args.get("colormap", current_user.colormap)
+    colormap = request.args.get("colormap") or current_user.colormap
     if colormap not in COLORMAPS:
         raise ApiError(f"'colormap' must be one of {', '.join(COLORMAPS)}.", 400)
     options = {"colormap": colormap, "zmin": _float_arg("zmin"), "zmax": _float_arg("zmax"),
                "title": f"{file.obstype} {file.object} {file.proposal.soar_id if file.proposal else ''}".strip(),
-               "show_saturated": request.args.get("show_saturated", "").lower() in ("1", "true"),
+               "show_saturated": _boolean_arg("show_saturated"),
                "saturation": file.saturation_value}
     try:
         if fmt == "png":
-            width = int(_float_arg("width") or 1000)
-            if not 100 <= width <= 4000:
-                raise ApiError("'width' must be between 100 and 4000 pixels.", 400)
+            width = _float_arg("width")
+            if width is not None and (not width.is_integer() or not MIN_WIDTH <= width <= MAX_WIDTH):
+                raise ApiError(f"'width' must be a whole number of pixels between {MIN_WIDTH} and {MAX_WIDTH}.", 400)
+            width = DEFAULT_WIDTH if width is None else int(width)
             return Response(png_for_file(file.full_path, width=width, **options), mimetype="image/png")
         figure = figure_for_file(file.full_path, data_type=file.data_type, **options)
     except ProductError as error:
@@ -199,8 +231,8 @@ def files_visualize():
     return Response(figure.to_json(), mimetype="application/json")
 
 
-@blueprint.get("/files/<file_id>/spectrum.csv", defaults={"fmt": "csv"})
-@blueprint.get("/files/<file_id>/spectrum.ecsv", defaults={"fmt": "ecsv"})
+@blueprint.get("/files/<int:file_id>/spectrum.csv", defaults={"fmt": "csv"})
+@blueprint.get("/files/<int:file_id>/spectrum.ecsv", defaults={"fmt": "ecsv"})
 def files_spectrum_table(file_id, fmt):
     file = visible_file_or_404(file_id)
     try:
@@ -276,6 +308,13 @@ def zip_stream(entries, block: int = 1 << 20):
     yield sink.take()
 
 
+def _boolean_arg(name: str) -> bool:
+    value = request.args.get(name) or "false"
+    if value.lower() not in BOOLEANS:
+        raise ApiError(f"'{name}' must be true or false, not '{value}'.", 400)
+    return BOOLEANS[value.lower()]
+
+
 def _float_arg(name: str) -> float | None:
     value = request.args.get(name)
     if value in (None, ""):
@@ -289,64 +328,133 @@ def _float_arg(name: str) -> float | None:
     return number
 
 
-_FILE_FILTERS = ["data_type", "obstype", "object", "filter", "filter_2", "grating", "wavmode", "slit", "roi",
-                 "technique", "proposal_id", "date", "date_from", "date_to", "parent_file_id",
-                 "original_file_id", "search", "state", "page", "page_size"]
-_ID = {"name": "id", "in": "query", "required": True, "schema": {"type": "integer"}}
-_FILE_ID = {"name": "file_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_STRING_FILTERS = ("obstype", "object", "filter", "filter_2", "grating", "wavmode", "slit", "roi", "technique", "state",
+                   "search")
+_FILE_FILTERS = [
+    query("data_type", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
+          "0 raw, 1 master, 2 reduced, 3 extracted, 4 wavelength calibrated, 5 flux calibrated."),
+    *(query(name, {"type": "string"}, "Text in the file name." if name == "search" else "Exactly this value.")
+      for name in _STRING_FILTERS),
+    query("proposal_id", {"type": "string"}, "The proposal's SOAR id."),
+    query("date", DATE, "The night (YYYY-MM-DD)."), query("date_from", DATE), query("date_to", DATE),
+    query("parent_file_id", ID), query("original_file_id", ID)]
+_FILE = {"type": "object", "required": [
+    "id", "created", "last_modified", "original_file", "original_file_id", "parent_file", "parent_file_id",
+    "file_name", "obstype", "object", "data_type", "state", "state_reason", "version"], "properties": {
+    "id": ID, "created": TIME, "last_modified": TIME,
+    "original_file": {"type": "string"}, "original_file_id": ID,
+    "parent_file": {"type": "string"}, "parent_file_id": ID,
+    "file_name": {"type": "string"},
+    "directory_name": {"type": "string", "description": "The server's folder (staff only)."},
+    "full_path": {"type": "string", "description": "The server's path (staff only)."},
+    **{name: {"type": "string"} for name in (
+        "obstype", "object", "filter", "filter_2", "grating", "slit", "cam_targ", "grt_targ", "obsra", "obsdec", "gain",
+        "rdnoise", "roi", "wavmode", "date", "technique", "state", "state_reason", "instconf")},
+    "proposal_id": {"type": "string", "nullable": True, "description": "The proposal's SOAR id."},
+    **{name: {"type": "integer", "nullable": True} for name in (
+        "observation_id", "configuration_id", "block_id", "image_id", "saturation_value", "target")},
+    "data_type": {"type": "string", "enum": [str(data_type.value) for data_type in DataType]},
+    "normalized": {"type": "boolean"}, "exptime": {"type": "number", "nullable": True},
+    "date_obs": OPTIONAL_TIME, "version": {"type": "integer", "minimum": 1},
+    "calibrations": {"type": "object", "description": "What was used, and why."},
+    "wavelength_quality": {"type": "object", "nullable": True},
+    **{name: OPTIONAL_TIME for name in ("ingested_at", "reduced_at", "extracted_at", "calibrated_at")}}}
+_FILE_ID = path_id("file_id", "The file's id.")
+_ID = query("id", ID, "The file's id.", required=True)
+_CARD = {"type": "object", "required": ["keyword", "value", "comment"], "properties": {
+    "keyword": {"type": "string"},
+    "value": {"nullable": True, "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
+              "description": "null: undefined. A card that is not valid FITS: its value as written."},
+    "comment": {"type": "string"},
+    "invalid": {"type": "string", "description": "Only on a card that is not valid FITS: what is wrong with it."}}}
+_NOT_FOUND = error("No such file, or not one the caller may see.")
 OPENAPI_PATHS = {
     "/api/files/": {
         "get": {"summary": "Get a list of files, newest first.", "tags": ["files"],
-                "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in _FILE_FILTERS],
-                "responses": {"200": {"description": "{count, next, previous, results}"}}},
-        "post": {"summary": "Adds a new file to the database (staff).", "tags": ["files"],
-                 "requestBody": {"content": {
-                     "application/json": {"schema": {"type": "object", "properties": {"full_path": {"type": "string"}}}},
-                     "multipart/form-data": {"schema": {"type": "object",
-                                                        "properties": {"file": {"type": "string", "format": "binary"}}}}}},
-                 "responses": {"201": {"description": "created"}, "200": {"description": "already known"},
-                               "400": {"description": "refused"}, "422": {"description": "broken FITS file"}}},
-        "delete": {"summary": "Deletes files; it can't be raw data.", "tags": ["files"],
-                   "requestBody": {"content": {"application/json": {"schema": {
-                       "type": "object", "properties": {"ids": {"type": "array", "items": {"type": "integer"}}}}}}},
-                   "responses": {"200": {"description": "deleted"}, "400": {"description": "raw file"}}},
+                "parameters": [*_FILE_FILTERS, *paging_parameters(queries.MAX_PAGE_SIZE)],
+                "responses": {"200": json_content(page_of(_FILE), "One page of files."),
+                              "400": error("A filter or page parameter that cannot be understood.")}},
+        "post": {"summary": "Adds a new file to the database (staff): a FITS file in the data folder (not a product "
+                            "under processed/), or an upload.", "tags": ["files"],
+                 "requestBody": {"required": True, "content": {
+                     "application/json": body_schema({"full_path": {"type": "string", "minLength": 1}},
+                                                     ("full_path",))["content"]["application/json"],
+                     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                         "file": {"type": "string", "format": "binary"}}}}}},
+                 "responses": {"201": json_content(_FILE, "Catalogued."),
+                               "200": json_content(_FILE, "Already catalogued."),
+                               "400": error("No usable FITS file: outside the data folder, under processed/, not a "
+                                            "file, not a FITS name."),
+                               "403": error("Not staff."), "413": error("The upload is too large."),
+                               "422": json_content({**ERROR_SCHEMA, "properties": {
+                                   **ERROR_SCHEMA["properties"], "file": _FILE}},
+                                   "Catalogued as failed: the file cannot be read or classified (the reason is in "
+                                   "the detail).")}},
+        "delete": {"summary": "Deletes products (never raw files), all or none.", "tags": ["files"],
+                   "requestBody": body_schema({"ids": {"type": "array", "minItems": 1, "items": ID}}, ("ids",)),
+                   "responses": {"200": json_content({"type": "object", "properties": {
+                       "deleted": {"type": "array", "items": ID}}}, "Deleted."),
+                                 "400": error("No ids, or a raw file among them."),
+                                 "403": error("A file the caller may not delete."), "404": _NOT_FOUND}},
     },
     "/api/files/{file_id}/": {"get": {"summary": "One file.", "tags": ["files"], "parameters": [_FILE_ID],
-                                      "responses": {"200": {"description": "the file"}, "404": {"description": "not found"}}}},
-    "/api/files/{file_id}/download/": {"get": {"summary": "The FITS file.", "tags": ["files"], "parameters": [_FILE_ID],
-                                               "responses": {"200": {"description": "FITS bytes"}}}},
-    "/api/files/header/": {"get": {"summary": "Obtains the header of a FITS file.", "tags": ["files"],
-                                   "parameters": [_ID], "responses": {"200": {"description": "ordered cards"}}}},
+                                      "responses": {"200": json_content(_FILE, "The file."), "400": BAD_ID,
+                                                    "404": _NOT_FOUND}}},
+    "/api/files/{file_id}/download/": {"get": {
+        "summary": "The FITS file.", "tags": ["files"], "parameters": [_FILE_ID],
+        "responses": {"200": {"description": "FITS bytes.", "content": {"application/fits": {
+            "schema": {"type": "string", "format": "binary"}}}}, "400": BAD_ID, "404": _NOT_FOUND, "410": GONE}}},
+    "/api/files/header/": {"get": {
+        "summary": "Obtains the header of a FITS file: every card in order; a card that is not valid FITS as "
+                   "written, flagged.", "tags": ["files"], "parameters": [_ID],
+        "responses": {"200": json_content({"type": "object", "required": ["id", "file_name", "cards"], "properties": {
+            "id": ID, "file_name": {"type": "string"}, "cards": {"type": "array", "items": _CARD}}}, "The cards."),
+            "400": BAD_ID, "404": _NOT_FOUND, "410": GONE}}},
     "/api/files/stamp/": {"get": {"summary": "Change stamp of the visible catalogue (for polling).", "tags": ["files"],
-                                  "responses": {"200": {"description": "{stamp}"}}}},
-    "/api/files/reclassify/": {"post": {"summary": "Re-identify OBSTYPE and technique; mark a standard star "
-                                                   "('standard': its name) or unmark one (false).",
-                                        "tags": ["files"],
-                                        "requestBody": {"content": {"application/json": {"schema": {
-                                            "type": "object", "properties": {
-                                                "id": {"type": "integer"}, "obstype": {"type": "string"},
-                                                "standard": {"oneOf": [{"type": "string"}, {"type": "boolean"}]}}}}}},
-                                        "responses": {"200": {"description": "the file"}}}},
+                                  "responses": {"200": json_content({"type": "object", "required": ["stamp"],
+                                                                     "properties": {"stamp": {"type": "string"}}},
+                                                                    "The stamp.")}}},
+    "/api/files/reclassify/": {"post": {
+        "summary": "Re-identify OBSTYPE and technique; mark a standard star ('standard': its name) or unmark one "
+                   "(false).", "tags": ["files"],
+        "requestBody": body_schema({"id": ID, "obstype": {"type": "string"},
+                                    "standard": {"nullable": True,
+                                                 "anyOf": [{"type": "string"}, {"type": "boolean", "enum": [False]}]}},
+                                   ("id",)),
+        "responses": {"200": json_content(_FILE, "The file, classified again."),
+                      "400": error("Not a raw file, an unknown OBSTYPE or standard, or a header that cannot be "
+                                   "classified."),
+                      "403": error("A file the caller may not change."), "404": _NOT_FOUND}}},
     "/api/files/{file_id}/spectrum.csv": {"get": {
         "summary": "A 1D spectrum as CSV: wavelength (or pixel), flux, uncertainty; units in the column names.",
         "tags": ["files"], "parameters": [_FILE_ID],
-        "responses": {"200": {"description": "CSV text", "content": {"text/csv": {"schema": {"type": "string"}}}}}}},
+        "responses": {"200": {"description": "CSV text", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                      "400": BAD_ID, "404": _NOT_FOUND, "422": error("Not a 1D spectrum, or unreadable.")}}},
     "/api/files/{file_id}/spectrum.ecsv": {"get": {
         "summary": "A 1D spectrum as ECSV (astropy): columns with units, the file's metadata.",
         "tags": ["files"], "parameters": [_FILE_ID],
-        "responses": {"200": {"description": "ECSV text",
-                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "responses": {"200": {"description": "ECSV text", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "400": BAD_ID, "404": _NOT_FOUND, "422": error("Not a 1D spectrum, or unreadable.")}}},
     "/api/files/zip/": {"get": {
         "summary": f"The files matching the filters of GET /api/files/ (a night: date=...; a search), as one zip "
                    f"streamed while it is made; at most {queries.MAX_ZIP_FILES} files (400 beyond).",
-        "tags": ["files"],
-        "parameters": [{"name": n, "in": "query", "schema": {"type": "string"}} for n in _FILE_FILTERS
-                       if n not in ("page", "page_size")],
+        "tags": ["files"], "parameters": _FILE_FILTERS,
         "responses": {"200": {"description": "zip bytes",
-                              "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}}}},
-    "/api/files/visualize/": {"get": {"summary": "Creates visualizations for FITS files.", "tags": ["files"],
-                                      "parameters": [_ID] + [{"name": n, "in": "query", "schema": {"type": "string"}}
-                                                             for n in ("format", "colormap", "width", "zmin", "zmax",
-                                                                       "show_saturated")],
-                                      "responses": {"200": {"description": "PNG or Plotly figure JSON"}}}},
+                              "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+                      "400": error(f"A filter that cannot be understood, or more than {queries.MAX_ZIP_FILES} files."),
+                      "404": error("No file the caller may see matches.")}}},
+    "/api/files/visualize/": {"get": {
+        "summary": "Creates visualizations for FITS files.", "tags": ["files"],
+        "parameters": [_ID, query("format", {"type": "string", "enum": ["png", "json"], "default": "png"}),
+                       query("colormap", {"type": "string", "enum": list(COLORMAPS)}, "Default: the user's."),
+                       query("width", {"type": "integer", "minimum": MIN_WIDTH, "maximum": MAX_WIDTH,
+                                       "default": DEFAULT_WIDTH}, "PNG width in pixels."),
+                       query("zmin", {"type": "number"}), query("zmax", {"type": "number"}),
+                       query("show_saturated", {"type": "boolean", "default": False})],
+        "responses": {"200": {"description": "A PNG, or a Plotly figure as JSON.", "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": {"type": "object", "properties": {"data": {"type": "array"},
+                                                                             "layout": {"type": "object"}}}}}},
+                      "400": error("A parameter out of its range."), "404": _NOT_FOUND,
+                      "422": error("The file cannot be drawn (unreadable, no image or spectrum in it).")}}},
 }

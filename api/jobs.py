@@ -7,7 +7,8 @@ from flask import jsonify, url_for
 from flask_login import current_user
 
 from api import ApiError, blueprint
-from api.files import json_body, parse_id, visible_file_or_404
+from api.files import header_of, json_body, parse_id, visible_file_or_404
+from api.schemas import BAD_ID, GONE, ID, OPTIONAL_TIME, TIME, body_schema, error, json_content, path_id
 from auth.permissions import can_change_file, get_visible_file, get_visible_job
 from auth.queries import compatible_arcs, kind_of
 from db import db
@@ -16,7 +17,7 @@ from db.serialize import iso_time
 from live import tasks
 from pipeline import chain, headers, lamps
 from pipeline.datatypes import DataType
-from pipeline.fitsfiles import science_header
+from pipeline.fitsfiles import readable_header
 
 
 def job_to_dict(job: Job) -> dict:
@@ -42,7 +43,7 @@ def _arc(data: dict, file) -> int | None:
 def _lamp(data: dict, file) -> str | None:
     lamp = data.get("lamp") or None
     if lamp is not None:
-        choices = lamps.library_lamps_for(science_header(file.full_path))
+        choices = lamps.library_lamps_for(readable_header(header_of(file)))
         if lamp not in choices:
             raise ApiError(f"'{lamp}' is not a library lamp of this configuration; choose one of: "
                            f"{', '.join(choices) or 'none'}.", 400)
@@ -68,13 +69,13 @@ CHOICES = {"arc_id": _arc, "lamp": _lamp, "standard_id": _standard}
 def trigger(step: chain.Step):
     """``POST /api/files/<step.route>``: queue ``step`` on the file ``id`` if the chain says that step takes it
     (202 + the job), with the choices it may take by hand."""
-    data = json_body()
+    data = json_body(("id", *step.choices))
     file = visible_file_or_404(data.get("id"))
-    params = {**step.manual_params, **{choice: CHOICES[choice](data, file) for choice in step.choices}}
     if not can_change_file(current_user, file):
         raise ApiError(f"You may not run reductions on {file.file_name}.", 403)
     if not step.accepts(file.data_type, kind_of(file), file.technique):
         raise ApiError(f"{file.file_name} ({file.obstype}) is not {step.expects}.", 400)
+    params = {**step.manual_params, **{choice: CHOICES[choice](data, file) for choice in step.choices}}
     job = tasks.enqueue_step(step.name, file, user=current_user, params=params)
     db.session.commit()
     response = jsonify(job_to_dict(job))
@@ -87,7 +88,7 @@ for _step in chain.STEPS.values():
                            view_func=partial(trigger, _step))
 
 
-@blueprint.get("/jobs/<job_id>/")
+@blueprint.get("/jobs/<int:job_id>/")
 def job_detail(job_id):
     job = get_visible_job(current_user, parse_id(job_id))
     if job is None:
@@ -95,34 +96,50 @@ def job_detail(job_id):
     return jsonify(job_to_dict(job))
 
 
-@blueprint.get("/files/<file_id>/choices/")
+@blueprint.get("/files/<int:file_id>/choices/")
 def file_choices(file_id):
     """What the manual actions may pick: compatible reduced arcs and library lamps."""
     file = visible_file_or_404(file_id)
     spectroscopy = file.technique == "Spectroscopy"
     arcs = compatible_arcs(current_user, file, data_types=(DataType.REDUCED,)) if spectroscopy else []
-    lamp_choices = lamps.library_lamps_for(science_header(file.full_path)) if spectroscopy else []
+    lamp_choices = lamps.library_lamps_for(readable_header(header_of(file))) if spectroscopy else []
     return jsonify({"arcs": [{"id": arc.id, "file_name": arc.file_name, "date": arc.date} for arc in arcs],
                     "lamps": lamp_choices, "kind": headers.kind(file.obstype, file.technique)})
 
 
-_BODY = {"content": {"application/json": {"schema": {"type": "object", "properties": {
-    "id": {"type": "integer"}, "arc_id": {"type": "integer"}, "lamp": {"type": "string"},
-    "standard_id": {"type": "integer"}}}}}}
-_ACCEPTED = {"202": {"description": "job queued: {id, kind, state, url}"}, "400": {"description": "refused"},
-             "404": {"description": "not found"}}
+# How each choice a step may take by hand is described (chain.Step.choices; read by CHOICES above).
+CHOICE_SCHEMAS = {"arc_id": {**ID, "description": "A raw or reduced arc to use instead of the closest one."},
+                  "lamp": {"type": "string", "description": "A library lamp of the configuration (see choices/)."},
+                  "standard_id": {**ID, "description": "A standard star to use instead of the closest in time."}}
+_JOB = {"type": "object", "required": ["id", "kind", "state", "url"], "properties": {
+    "id": ID, "kind": {"type": "string", "enum": list(chain.STEPS)}, "state": {"type": "string"},
+    "reason": {"type": "string"}, "waiting_for": {"type": "string"}, "file_id": {**ID, "nullable": True},
+    "params": {"type": "object"}, "result": {"type": "object", "nullable": True}, "attempts": {"type": "integer"},
+    "created": TIME, "started_at": OPTIONAL_TIME, "finished_at": OPTIONAL_TIME, "url": {"type": "string"}}}
+_NOT_FOUND = error("No such file (or arc, or standard), or not one the caller may see.")
 OPENAPI_PATHS = {
     **{f"/api/files/{step.route}": {"post": {
         "summary": f"{step.title}: takes {step.expects}" + (f" (optional {', '.join(step.choices)})"
                                                               if step.choices else "") + ".",
-        "tags": ["reduction"], "requestBody": _BODY, "responses": _ACCEPTED}} for step in chain.STEPS.values()},
+        "tags": ["reduction"],
+        "requestBody": body_schema({"id": {**ID, "description": "The file to run it on."},
+                                    **{choice: CHOICE_SCHEMAS[choice] for choice in step.choices}}, ("id",)),
+        "responses": {"202": json_content(_JOB, "Queued (or the same job already waiting): the job."),
+                      "400": error(f"The file is not {step.expects}, or a choice does not fit it."),
+                      "403": error("A file the caller may not reduce."), "404": _NOT_FOUND,
+                      **({"410": GONE} if "lamp" in step.choices else {})}}}
+       for step in chain.STEPS.values()},
     "/api/jobs/{job_id}/": {"get": {"summary": "State of a job.", "tags": ["reduction"],
-                                    "parameters": [{"name": "job_id", "in": "path", "required": True,
-                                                    "schema": {"type": "integer"}}],
-                                    "responses": {"200": {"description": "job"}}}},
-    "/api/files/{file_id}/choices/": {"get": {"summary": "Compatible arcs and library lamps for manual actions.",
-                                              "tags": ["reduction"],
-                                              "parameters": [{"name": "file_id", "in": "path", "required": True,
-                                                              "schema": {"type": "integer"}}],
-                                              "responses": {"200": {"description": "choices"}}}},
+                                    "parameters": [path_id("job_id", "The job's id.")],
+                                    "responses": {"200": json_content(_JOB, "The job."),
+                                                  "400": BAD_ID,
+                                                  "404": error("No such job, or not one the caller may see.")}}},
+    "/api/files/{file_id}/choices/": {"get": {
+        "summary": "Compatible arcs and library lamps for manual actions.", "tags": ["reduction"],
+        "parameters": [path_id("file_id", "The file's id.")],
+        "responses": {"200": json_content({"type": "object", "required": ["arcs", "lamps", "kind"], "properties": {
+            "arcs": {"type": "array", "items": {"type": "object", "properties": {
+                "id": ID, "file_name": {"type": "string"}, "date": {"type": "string"}}}},
+            "lamps": {"type": "array", "items": {"type": "string"}}, "kind": {"type": "string"}}}, "The choices."),
+            "400": BAD_ID, "404": error("No such file, or not one the caller may see."), "410": GONE}}},
 }

@@ -12,17 +12,8 @@ from flask import jsonify, url_for
 from flask_login import current_user
 
 from api import ApiError, blueprint
-from api.proposals import (
-    DEFAULT_PAGE_SIZE,
-    ERROR_SCHEMA,
-    MAX_PAGE_SIZE,
-    TOKEN_SECURITY,
-    json_content,
-    page_of,
-    paginated,
-    paging_parameters,
-    whole_parameter,
-)
+from api.proposals import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, paginated, whole_parameter
+from api.schemas import DATE, ERROR_SCHEMA, TOKEN_SECURITY, counts_of, json_content, page_of, paging_parameters
 from auth.nights import FILE_STATES, READINESS_KEYS, list_nights, night_summary
 from db.queries import JOB_STATES, QueryError, parse_date
 from live.queue import queue_health
@@ -51,11 +42,6 @@ def night_detail(date):
 
 # --- OpenAPI --------------------------------------------------------------------------------------
 
-def _counts(states) -> dict:
-    return {"type": "object", "properties": {state: {"type": "integer"} for state in states},
-            "required": list(states)}
-
-
 _READINESS = {"type": "object", "properties": {
     "needed": {"type": "boolean", "description": "False when the chain or the proposal's settings do not need it "
                                                  "(ignore bias/flats, flux calibration off)."},
@@ -76,11 +62,11 @@ _CONFIGURATION = {"type": "object", "properties": {
     "readiness": {"type": "object", "properties": {key: _READINESS for key in READINESS_KEYS.values()}},
     "missing": {"type": "array", "items": {"type": "string"}}}}
 _NIGHT = {"type": "object", "properties": {
-    "date": {"type": "string", "format": "date"}, "total": {"type": "integer"}, "files": _counts(FILE_STATES),
+    "date": {"type": "string", "format": "date"}, "total": {"type": "integer"}, "files": counts_of(FILE_STATES),
     "url": {"type": "string"}}}
 _NIGHT_DETAIL = {"type": "object", "properties": {
     "date": {"type": "string", "format": "date"}, "total": {"type": "integer"},
-    "files": _counts(FILE_STATES), "jobs": _counts(JOB_STATES),
+    "files": counts_of(FILE_STATES), "jobs": counts_of(JOB_STATES),
     "queue": {"type": "object", "properties": {
         "backend": {"type": "string"}, "ok": {"type": "boolean"}, "queued": {"type": "integer", "nullable": True},
         "workers": {"type": "integer"}, "error": {"type": "string"}}},
@@ -94,16 +80,14 @@ OPENAPI_PATHS: dict = {
         "summary": "The nights the caller has raw files of (staff: all), newest first, with raw files by state",
         "parameters": paging_parameters(MAX_PAGE_SIZE),
         "responses": {"200": json_content(page_of(_NIGHT), "One page of nights."),
-                      "400": json_content(ERROR_SCHEMA, "Bad page parameters."),
-                      "401": json_content(ERROR_SCHEMA, "Not authenticated.")}}},
+                      "400": json_content(ERROR_SCHEMA, "Bad page parameters.")}}},
     "/api/nights/{date}/": {"get": {
         "tags": ["nights"], "operationId": "api_nights_read", "security": TOKEN_SECURITY,
         "summary": "One night at a glance: raw files and jobs by state, queue and workers, and per configuration "
                    "whether bias, flats, arcs and a standard star are there, with what is missing in words",
         "parameters": [{"name": "date", "in": "path", "required": True, "description": "The night, YYYY-MM-DD.",
-                        "schema": {"type": "string", "format": "date", "example": "2026-11-27"}}],
+                        "schema": DATE}],
         "responses": {"200": json_content(_NIGHT_DETAIL, "The night."),
                       "400": json_content(ERROR_SCHEMA, "Not a date."),
-                      "401": json_content(ERROR_SCHEMA, "Not authenticated."),
                       "404": json_content(ERROR_SCHEMA, "The caller has no raw file of that night.")}}},
 }

@@ -21,6 +21,7 @@ from flask_login import current_user
 
 from api import ApiError, blueprint
 from api.files import parse_id
+from api.schemas import ERROR_SCHEMA, ID, TOKEN_SECURITY, error, json_content, page_of, paging_parameters, query
 from auth.accounts import (
     MAX_TITLE_LENGTH,
     AccountError,
@@ -31,13 +32,14 @@ from auth.accounts import (
     update_settings,
 )
 from auth.audit import MAX_PAGE_SIZE as LOG_PAGE_SIZE
-from auth.audit import LogQueryError, list_log_entries, log_entry_to_dict
+from auth.audit import LEVELS, LogQueryError, list_log_entries, log_entry_to_dict
 from auth.permissions import can_edit_proposal_details, can_manage_proposal, visible_proposals
 from auth.queries import find_visible_proposal
 from db import db
 from db.models import Proposal
 from db.queries import MAX_INTEGER, QueryError, is_number, parse_integer
 from db.serialize import proposal_to_dict
+from pipeline.cosmics import dcr_available
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -198,13 +200,10 @@ def logs_list():
 
 # --- OpenAPI --------------------------------------------------------------------------------------
 
-TOKEN_SECURITY = [{"Token": []}]
+# A SOAR id has a character other than a digit: a number is the proposal's id.
+SOAR_ID = {"type": "string", "pattern": "[^0-9]", "example": "SOAR2026B-001"}
 _IDENT = {"name": "id", "in": "path", "required": True, "description": "Proposal id (or its SOAR id).",
-          "schema": {"type": "string"}}
-def paging_parameters(maximum: int) -> list[dict]:
-    return [{"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}},
-            {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": maximum}}]
-ERROR_SCHEMA = {"type": "object", "properties": {"detail": {"type": "string"}}}
+          "schema": {"anyOf": [ID, SOAR_ID]}}
 _USER = {"type": "object", "nullable": True, "properties": {
     "id": {"type": "integer"}, "username": {"type": "string"},
     "last_login": {"type": "string", "format": "date-time", "nullable": True},
@@ -218,7 +217,9 @@ _PROPOSAL = {"type": "object", "properties": {
 _SETTINGS = {"type": "object", "properties": {
     "saturation_threshold": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 100,
                              "description": "Percent of saturated pixels that rejects a flat."},
-    "cosmic_ray_rejection": {"type": "string", "enum": ["default", "dcr", "lacosmic", "none"]},
+    "cosmic_ray_rejection": {"type": "string", "enum": [method for method in ("default", "dcr", "lacosmic", "none")
+                                                        if method != "dcr" or dcr_available()],
+                             "description": "dcr only where its program is installed."},
     "technique": {"type": "string", "enum": ["Spectroscopy", "Imaging"]},
     "ignore_bias": {"type": "boolean"}, "ignore_flats": {"type": "boolean"},
     "min_bias": {"type": "integer", "minimum": 1, "maximum": 500},
@@ -234,18 +235,10 @@ _SETTINGS = {"type": "object", "properties": {
     "additionalProperties": False}
 
 
-def json_content(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def page_of(item: dict) -> dict:
-    return {"type": "object", "properties": {
-        "count": {"type": "integer"}, "next": {"type": "string", "nullable": True},
-        "previous": {"type": "string", "nullable": True}, "results": {"type": "array", "items": item}}}
-
-
-_401 = json_content(ERROR_SCHEMA, "Not authenticated.")
+_COLLABORATOR_CHANGE = {"type": "object", "required": ["email", "action"], "properties": {
+    "email": {"type": "string", "format": "email"}, "action": {"type": "string", "enum": ["add", "remove"]}}}
 _404 = json_content(ERROR_SCHEMA, "No such proposal, or the caller is not a member (the two look the same).")
+_BAD_IDENT = error(f"A numeric id that is not from 1 to {MAX_INTEGER}.")
 _SETTINGS_400 = {"type": "object", "properties": {
     "detail": {"type": "string"},
     "errors": {"type": "object", "additionalProperties": {"type": "string"},
@@ -256,15 +249,14 @@ OPENAPI_PATHS: dict = {
         "tags": ["proposals"], "operationId": "api_proposals_list", "security": TOKEN_SECURITY,
         "summary": "The proposals the caller is PI or collaborator of (staff: all)",
         "parameters": [*paging_parameters(MAX_PAGE_SIZE),
-                       {"name": "search", "in": "query", "schema": {"type": "string"},
-                        "description": "Text in the SOAR id or title."},
-                       {"name": "semester", "in": "query", "schema": {"type": "string", "example": "2026B"}}],
+                       query("search", {"type": "string"}, "Text in the SOAR id or title."),
+                       query("semester", {"type": "string", "example": "2026B"})],
         "responses": {"200": json_content(page_of(_PROPOSAL), "One page of proposals."),
-                      "400": json_content(ERROR_SCHEMA, "Bad page parameters."), "401": _401}}},
+                      "400": json_content(ERROR_SCHEMA, "Bad page parameters.")}}},
     "/api/proposals/{id}/": {
         "get": {"tags": ["proposals"], "operationId": "api_proposals_read", "security": TOKEN_SECURITY,
                 "summary": "One proposal with its PI and collaborators", "parameters": [_IDENT],
-                "responses": {"200": json_content(_PROPOSAL, "The proposal."), "401": _401, "404": _404}},
+                "responses": {"200": json_content(_PROPOSAL, "The proposal."), "400": _BAD_IDENT, "404": _404}},
         "patch": {"tags": ["proposals"], "operationId": "api_proposals_partial_update", "security": TOKEN_SECURITY,
                   "summary": "Set the PI, semester or title (staff; fields left out keep their value)",
                   "description": "Each change is recorded in the proposal's history. A new PI who was a collaborator "
@@ -273,21 +265,24 @@ OPENAPI_PATHS: dict = {
                   "parameters": [_IDENT],
                   "requestBody": {"required": True, "content": {"application/json": {"schema": {
                       "type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
-                          "pi": {"type": "integer", "minimum": 1, "description": "The id of an existing user."},
+                          "pi": {**ID, "description": "The id of an existing user."},
                           "semester": {"type": "string", "pattern": "^[0-9]{4}[ABab]$", "example": "2026B"},
                           "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE_LENGTH}}},
                       "example": {"pi": 2, "semester": "2026B", "title": "Quasar outflows"}}}},
                   "responses": {"200": json_content(_PROPOSAL, "The proposal after the change."),
                                 "400": json_content(ERROR_SCHEMA, "Unknown user id, bad semester, empty or too long "
-                                                                  "title, or an unknown field; nothing was changed."),
-                                "401": _401, "403": json_content(ERROR_SCHEMA, "A member who is not staff."),
-                                "404": _404}},
+                                                                  "title, an unknown field, or a numeric id that "
+                                                                  f"is not from 1 to {MAX_INTEGER}; nothing was "
+                                                                  "changed."),
+                                "403": json_content(ERROR_SCHEMA, "A member who is not staff."),
+                                "404": error("No such proposal (or the caller is not a member), or no user with the "
+                                             "id given as pi.")}},
     },
     "/api/proposals/{id}/settings/": {
         "get": {"tags": ["proposals"], "operationId": "api_proposals_settings_read", "security": TOKEN_SECURITY,
                 "summary": "The proposal's data reduction settings (every member may read them)",
                 "parameters": [_IDENT],
-                "responses": {"200": json_content(_SETTINGS, "The settings."), "401": _401, "404": _404}},
+                "responses": {"200": json_content(_SETTINGS, "The settings."), "400": _BAD_IDENT, "404": _404}},
         "put": {"tags": ["proposals"], "operationId": "api_proposals_settings_update", "security": TOKEN_SECURITY,
                 "summary": "Change data reduction settings (PI and staff; fields left out keep their value)",
                 "description": "Every change is recorded in the proposal's history (who, field, old, new). "
@@ -296,12 +291,12 @@ OPENAPI_PATHS: dict = {
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _SETTINGS}}},
                 "responses": {"200": json_content(_SETTINGS, "The settings after the change."),
                               "400": json_content(_SETTINGS_400, "Invalid values; nothing was changed."),
-                              "401": _401, "403": json_content(ERROR_SCHEMA, "A member who is not the PI."), "404": _404}},
+                              "403": json_content(ERROR_SCHEMA, "A member who is not the PI."), "404": _404}},
     },
     "/api/proposals/collaborators/{id}/": {
         "get": {"tags": ["proposals"], "operationId": "api_proposals_collaborators_read", "security": TOKEN_SECURITY,
                 "summary": "The proposal with its collaborators", "parameters": [_IDENT],
-                "responses": {"200": json_content(_PROPOSAL, "The proposal."), "401": _401, "404": _404}},
+                "responses": {"200": json_content(_PROPOSAL, "The proposal."), "400": _BAD_IDENT, "404": _404}},
         "post": {"tags": ["proposals"], "operationId": "api_proposals_collaborators_create",
                  "security": TOKEN_SECURITY,
                  "summary": "Add or remove a collaborator by e-mail (PI and staff)",
@@ -309,19 +304,15 @@ OPENAPI_PATHS: dict = {
                                 "e-mail) and mails a link to set a password. The PI cannot be removed.",
                  "parameters": [_IDENT],
                  "requestBody": {"required": True, "content": {
-                     "application/json": {"schema": {
-                         "type": "object", "required": ["email", "action"],
-                         "properties": {"email": {"type": "string", "format": "email"},
-                                        "action": {"type": "string", "enum": ["add", "remove"]}}},
-                         "example": {"email": "user@server.net", "action": "add"}},
-                     "application/x-www-form-urlencoded": {"schema": {
-                         "type": "object", "properties": {"email": {"type": "string"},
-                                                          "action": {"type": "string"}}}}}},
+                     "application/json": {"schema": _COLLABORATOR_CHANGE,
+                                          "example": {"email": "user@server.net", "action": "add"}},
+                     "application/x-www-form-urlencoded": {"schema": _COLLABORATOR_CHANGE}}},
                  "responses": {"200": json_content(_PROPOSAL, "The proposal after the change."),
-                               "400": json_content(ERROR_SCHEMA, "Not an e-mail, unknown action, removing the PI or "
-                                                    "someone who is not a collaborator."),
-                               "401": _401, "403": json_content(ERROR_SCHEMA, "A member who is not the PI."),
-                               "404": _404, "409": json_content(ERROR_SCHEMA, "Already a member."),
+                               "400": json_content(ERROR_SCHEMA, "Not an e-mail, or an unknown action."),
+                               "403": json_content(ERROR_SCHEMA, "A member who is not the PI."),
+                               "404": error("No such proposal (or the caller is not a member), or removing someone "
+                                            "who is not a collaborator."),
+                               "409": error("Adding a member, or removing the PI."),
                                "502": json_content(ERROR_SCHEMA, "The set-password e-mail could not be sent; "
                                                     "nothing was changed.")}},
     },
@@ -329,19 +320,16 @@ OPENAPI_PATHS: dict = {
         "tags": ["logs"], "operationId": "api_logs_list", "security": TOKEN_SECURITY,
         "summary": "Important events, newest first (users: their proposals' and files' events; staff: all)",
         "parameters": [*paging_parameters(LOG_PAGE_SIZE),
-                       {"name": "level", "in": "query",
-                        "schema": {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]}},
-                       {"name": "proposal", "in": "query", "schema": {"type": "string"},
-                        "description": "Proposal id or SOAR id."},
-                       {"name": "search", "in": "query", "schema": {"type": "string"},
-                        "description": "Text in the message, event name or subject."}],
+                       query("level", {"type": "string", "enum": list(LEVELS)}),
+                       query("proposal", {"anyOf": [ID, SOAR_ID]}, "Proposal id or SOAR id."),
+                       query("search", {"type": "string"}, "Text in the message, event name or subject.")],
         "responses": {"200": json_content(page_of({"type": "object", "properties": {
             "id": {"type": "integer"}, "created": {"type": "string", "format": "date-time"},
             "level": {"type": "string"}, "event": {"type": "string"}, "message": {"type": "string"},
             "user": {"type": "string", "nullable": True}, "proposal_id": {"type": "string", "nullable": True},
             "file_id": {"type": "integer", "nullable": True}, "subject": {"type": "string"},
             "details": {"type": "object"}}}), "One page of events."),
-            "400": json_content(ERROR_SCHEMA, "Bad filter or page parameters."), "401": _401}}},
+            "400": json_content(ERROR_SCHEMA, "Bad filter or page parameters.")}}},
 }
 # PATCH takes the same partial body as PUT.
 OPENAPI_PATHS["/api/proposals/{id}/settings/"]["patch"] = {

@@ -118,6 +118,11 @@ class NotAllowedError(AccountError):
     status = 403
 
 
+class NotFoundError(AccountError):
+    """The request names something (a user by id) that does not exist."""
+    status = 404
+
+
 class MailError(AccountError):
     """The mail server refused or could not be reached; nothing was changed."""
     status = 502
@@ -257,9 +262,9 @@ def _audit_changes(event: str, proposal: Proposal, changes: list[dict], actor, n
 def remove_collaborator(proposal: Proposal, user: User) -> None:
     """Take ``user`` off the proposal (no commit); the PI cannot be removed."""
     if proposal.pi_id is not None and proposal.pi_id == user.id:
-        raise AccountError(f"{user.email} is the PI of {proposal.soar_id} and cannot be removed.")
+        raise ConflictError(f"{user.email} is the PI of {proposal.soar_id} and cannot be removed.")
     if user not in proposal.collaborators:
-        raise AccountError(f"{user.email} is not a collaborator of {proposal.soar_id}.")
+        raise NotFoundError(f"{user.email} is not a collaborator of {proposal.soar_id}.")
     proposal.collaborators.remove(user)
 
 
@@ -305,7 +310,7 @@ def remove_collaborator_by_email(proposal: Proposal, email, actor) -> User:
         email = normalize_email(email)
         user = find_user(email)
         if user is None:
-            raise AccountError(f"{email} is not a collaborator of {proposal.soar_id}.")
+            raise NotFoundError(f"{email} is not a collaborator of {proposal.soar_id}.")
         remove_collaborator(proposal, user)
         log_event("collaborator_removed",
                   f"{_actor_name(actor)} removed {user.username} <{user.email}> from {proposal.soar_id}.",
@@ -436,7 +441,8 @@ def _details_wanted(changes) -> dict:
         valid_id = isinstance(pi_id, int) and not isinstance(pi_id, bool) and 0 < pi_id <= MAX_INTEGER
         wanted["pi"] = db.session.get(User, pi_id) if valid_id else None
         if wanted["pi"] is None:
-            raise AccountError(f"No user with id {pi_id!r}: 'pi' must be the id of an existing user.")
+            refusal = NotFoundError if valid_id else AccountError  # a user id that may exist, or no id at all
+            raise refusal(f"No user with id {pi_id!r}: 'pi' must be the id of an existing user.")
     if "semester" in changes:
         semester = changes["semester"].strip().upper() if isinstance(changes["semester"], str) else ""
         if not SEMESTER_RE.match(semester):

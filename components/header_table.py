@@ -10,22 +10,12 @@ MAX_ROWS = 2000
 
 
 def header_cards(path) -> list[dict]:
-    """The cards of the header that describes the frame (COMMENT/HISTORY included), as dicts.
+    """The cards of the header that describes the frame (COMMENT/HISTORY included), values as text; a card
+    that is not valid FITS keeps the text as written and says so (``invalid``).
 
     Raises pipeline.products.ProductError when the file cannot be read.
     """
-    header = read_product(path).header
-    cards = []
-    for card in header.cards:
-        value = card.value
-        if isinstance(value, bool):
-            text = "True" if value else "False"
-        elif value is None or type(value).__name__ == "Undefined":
-            text = ""
-        else:
-            text = str(value)
-        cards.append({"keyword": card.keyword, "value": text, "comment": card.comment or ""})
-    return cards
+    return [{**card, "value": "" if card["value"] is None else str(card["value"])} for card in read_product(path).cards]
 
 
 def filter_cards(cards: list[dict], text: str | None) -> list[dict]:
@@ -37,11 +27,18 @@ def filter_cards(cards: list[dict], text: str | None) -> list[dict]:
             if all(word in f"{card['keyword']} {card['value']} {card['comment']}".lower() for word in words)]
 
 
+def _value_cell(card: dict):
+    if "invalid" not in card:
+        return html.Td(card["value"], className="gsp-val")
+    return html.Td([html.Span(card["value"]), html.Span(card["invalid"], className="badge text-bg-warning ms-2")],
+                   className="gsp-val", title=card["invalid"])
+
+
 def header_table(cards: list[dict], total: int | None = None):
     total = len(cards) if total is None else total
     if not cards:
         return html.Div("No header card matches.", className="gsp-empty small py-3")
-    rows = [html.Tr([html.Td(card["keyword"], className="gsp-kw"), html.Td(card["value"], className="gsp-val"),
+    rows = [html.Tr([html.Td(card["keyword"], className="gsp-kw"), _value_cell(card),
                      html.Td(card["comment"], className="gsp-comment")]) for card in cards[:MAX_ROWS]]
     return html.Div([
         html.Div(f"{len(cards)} of {total} cards", className="small text-muted mb-1", id="data-header-count"),

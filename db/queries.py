@@ -79,8 +79,11 @@ def parse_integer(name: str, value, minimum: int = 0, maximum: int = MAX_INTEGER
 
 
 def parse_date(name: str, value: str) -> str:
+    # Only YYYY-MM-DD: Python's fromisoformat also takes 20261127 and week dates, which the API does not document.
     try:
-        return Date.fromisoformat(str(value).strip()).isoformat()
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", str(value)):
+            raise ValueError
+        return Date.fromisoformat(str(value)).isoformat()
     except ValueError:
         raise QueryError(f"'{name}' must be a date like 2026-11-27, not '{value}'.") from None
 
@@ -101,7 +104,7 @@ def apply_filters(query: sa.Select, params: dict) -> sa.Select:
     for name, column in INTEGER_FILTERS.items():
         value = params.get(name)
         if value not in (None, ""):
-            query = query.where(column == parse_integer(name, value))
+            query = query.where(column == parse_integer(name, value, minimum=0 if name == "data_type" else 1))
     if params.get("date_from"):
         query = query.where(File.date >= parse_date("date_from", params["date_from"]))
     if params.get("date_to"):

@@ -46,6 +46,9 @@ def resolve_inside_root(path: str | Path) -> Path:
         raise IngestError(f"{shown} is not a usable path: {error.strerror or error}.") from None
     if real != root and root not in real.parents:
         raise IngestError(f"'{path}' is outside the data folder.")
+    if processed_root() in real.parents:
+        raise IngestError(f"'{path}' is under the processed folder: it is a product of the pipeline, not a raw "
+                          "frame (products are catalogued as they are made).")
     if not is_file:
         raise IngestError(f"'{path}' is not a file.")
     if len(str(real)) > File.__table__.c.full_path.type.length:
@@ -72,6 +75,16 @@ def proposal_for(soar_id: str | None) -> Proposal | None:
         log_event("proposal_placeholder", f"Proposal {soar_id} first seen in a FITS header; "
                   "created as a placeholder.", proposal_id=proposal.id)
     return proposal
+
+
+def _proposal_problem(soar_id: str | None) -> str | None:
+    """Why the header's PROPOSAL names no proposal the catalogue can hold, or None. Such a frame is
+    catalogued as failed: it belongs to no proposal anyone could be member of, so it is not reduced."""
+    longest = Proposal.__table__.c.soar_id.type.length
+    if soar_id is None or len(soar_id) <= longest:
+        return None
+    return (f"header problem: PROPOSAL: {soar_id[:20]!r}... is {len(soar_id)} characters long; a proposal id "
+            f"has at most {longest}, so the frame is not reduced.")
 
 
 def apply_classification(file: File, fields: dict) -> None:
@@ -117,6 +130,8 @@ def ingest(path: str | Path, *, user=None) -> tuple[File, bool]:
             problem = f"header problem: {error}"
         except Exception as error:
             problem = f"could not read the header: {error}"
+    if problem is None:
+        problem = _proposal_problem(fields["proposal_id"])
     if problem is None:
         apply_classification(file, fields)
         file.proposal = proposal_for(fields["proposal_id"])

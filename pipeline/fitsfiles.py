@@ -43,3 +43,46 @@ def science_header(path: Path) -> fits.Header:
                 if card.keyword not in header and card.keyword not in ("SIMPLE", "EXTEND", ""):
                     header.append(card)
     return header
+
+
+INVALID_CARD = "not valid FITS; shown as written in the file"
+
+
+def written_value(card: fits.Card) -> str:
+    """What the file says after ``KEYWORD =``. astropy's public ``card.image`` would first 'fix' an
+    unparsable card (``NaN`` becomes the string ``'NaN'``), so the text as written comes from ``_image``."""
+    image = (card._image or "").rstrip()  # noqa: SLF001 - see the docstring
+    keyword, equals, value = image.partition("=")
+    return value.strip() if equals and keyword.strip() == card.keyword else image
+
+
+def header_cards(header: fits.Header) -> list[dict]:
+    """Every card in order as ``{"keyword", "value", "comment"}`` (COMMENT and HISTORY included), the value
+    a str, int, float, bool or None (undefined). A card astropy cannot parse (``EXPTIME = NaN``, an unquoted
+    string) is shown as written, with ``"invalid"`` saying so, instead of making the whole header unreadable."""
+    cards = []
+    for card in header.cards:
+        try:
+            value = card.value
+        except fits.VerifyError:
+            cards.append({"keyword": card.keyword, "value": written_value(card), "comment": "",
+                          "invalid": INVALID_CARD})
+            continue
+        if isinstance(value, fits.card.Undefined):
+            value = None
+        elif not isinstance(value, (str, int, float, bool)):
+            value = str(value)  # a complex number
+        cards.append({"keyword": card.keyword, "value": value, "comment": card.comment or ""})
+    return cards
+
+
+def readable_header(header: fits.Header) -> fits.Header:
+    """A copy of ``header`` without the cards astropy cannot parse: what the science and the figures read,
+    to whom such a card is as if absent (header_cards shows it, flagged)."""
+    readable = header.copy()
+    for index in reversed(range(len(readable))):
+        try:
+            readable.cards[index].value  # noqa: B018 - parsing is the test
+        except fits.VerifyError:
+            del readable[index]
+    return readable

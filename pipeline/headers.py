@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from astropy.io import fits
 
 from pipeline.datatypes import DataType
+from pipeline.fitsfiles import written_value
 
 # Observation types the pipeline knows how to process.
 OBSTYPES = ("BIAS", "FLAT", "LAMPFLAT", "COMP", "ARC", "OBJECT", "SPECTRUM", "EXPOSE")
@@ -252,8 +253,11 @@ def normalize_keyword(name: str, value):
 # ------------------------------------------------------------- header reading
 
 def _value(header: fits.Header, keyword: str):
-    """The keyword's value, None when absent, undefined or blank."""
-    value = header.get(keyword)
+    """The keyword's value, None when absent, undefined or blank; HeaderError when it is not valid FITS."""
+    try:
+        value = header.get(keyword)
+    except fits.VerifyError:
+        raise HeaderError(keyword, f"{written_value(header.cards[keyword])!r} is not a valid FITS value") from None
     if value is None or isinstance(value, fits.card.Undefined):
         return None
     if isinstance(value, str):

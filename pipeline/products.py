@@ -20,6 +20,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from pipeline.datatypes import DataType
+from pipeline.fitsfiles import header_cards, readable_header
 
 # Not FITS WCS spectral types, so astropy does not know them for wavelengths; IRAF and older reductions write them.
 IRAF_WAVELENGTH_CTYPES = ("LINEAR", "WAVELENGTH", "LAMBDA")
@@ -46,7 +47,8 @@ class Product:
     name: str
     kind: str  # "image" | "spectrum"
     data: np.ndarray
-    header: fits.Header
+    header: fits.Header  # without the cards astropy cannot parse (fitsfiles.readable_header)
+    cards: list[dict]  # every card as written, the unparsable ones flagged (fitsfiles.header_cards)
     uncertainty: np.ndarray | None = None
     lines: dict | None = None  # pixel, wavelength, residual arrays of the LINES HDU
     extras: dict = field(default_factory=dict)
@@ -110,7 +112,8 @@ def _decode(path: Path) -> Product:
     except Exception as error:  # astropy raises OSError, ValueError, TypeError... on bad input
         raise ProductError(f"Cannot read {path.name} as FITS: {error}") from None
     data = _plane(data, path.name)
-    return Product(name=path.name, kind="spectrum" if data.ndim == 1 else "image", data=data, header=header,
+    return Product(name=path.name, kind="spectrum" if data.ndim == 1 else "image", data=data,
+                   header=readable_header(header), cards=header_cards(header),
                    uncertainty=_same_shape(uncertainty, data), lines=lines,
                    extras={"points": points} if points else {})
 

@@ -105,3 +105,52 @@ def test_a_wrong_method_on_a_known_route_is_405_and_unknown_routes_404(client, p
     assert client.delete("/api/jobs/1/", headers=headers).status_code == 405
     unknown = client.get("/api/no-such-thing/", headers=headers)
     assert unknown.status_code == 404 and unknown.json["detail"] == "No API endpoint /api/no-such-thing/."
+
+
+def test_a_trigger_route_is_not_read_as_a_file_id_and_options_lists_the_routes_own_methods(client, people):
+    headers = auth_header(people["tokens"]["staff"])
+    trigger = client.get("/api/files/calibrations/", headers=headers)
+    assert (trigger.status_code, trigger.headers["Allow"]) == (405, "POST")
+    assert trigger.json == {"detail": "GET is not allowed on /api/files/calibrations/; use POST."}
+    for path, allow in (("/api/files/stamp/", "GET, HEAD, OPTIONS"),
+                        ("/api/files/", "GET, POST, DELETE, HEAD, OPTIONS"),
+                        ("/api/files/7/", "GET, HEAD, OPTIONS"), ("/api/email/", "POST, OPTIONS"),
+                        ("/api/proposals/1/settings/", "GET, PUT, PATCH, HEAD, OPTIONS")):
+        options = client.options(path, headers=headers)
+        assert (options.status_code, options.headers["Allow"]) == (204, allow), path
+    assert client.options("/api/no-such-thing/", headers=headers).json == {"detail": "No API endpoint "
+                                                                                     "/api/no-such-thing/."}
+    not_a_number = client.get("/api/files/abc/", headers=headers)
+    assert (not_a_number.status_code, not_a_number.json) == (404, {"detail": "No API endpoint /api/files/abc/."})
+
+
+@pytest.mark.parametrize("url, body, detail", [
+    ("/api/email/", {"to": ["pi@example.org"], "subject": "New data", "message": "Reduced.", "cc": "x@example.org"},
+     "Unknown field(s): 'cc'; the body takes 'to', 'email', 'subject', 'message'."),
+    ("/api/files/reduce/", {"id": 1, "lamp": "HgAr"}, "Unknown field(s): 'lamp'; the body takes 'id'."),
+    ("/api/files/spectrum/extract/", {"id": 1, "arc": 2}, "Unknown field(s): 'arc'; the body takes 'id', 'arc_id'."),
+    ("/api/files/reclassify/", {"id": 1, "OBSTYPE": "COMP"},
+     "Unknown field(s): 'OBSTYPE'; the body takes 'id', 'obstype', 'standard'."),
+])
+def test_a_body_with_a_field_the_route_does_not_take_is_refused(client, people, url, body, detail):
+    response = client.post(url, json=body, headers=auth_header(people["tokens"]["staff"]))
+    assert (response.status_code, response.json) == (400, {"detail": detail})
+
+
+@pytest.mark.parametrize("query, detail", [
+    ("width=0", "'width' must be a whole number of pixels between 100 and 4000."),
+    ("width=150.5", "'width' must be a whole number of pixels between 100 and 4000."),
+    ("show_saturated=maybe", "'show_saturated' must be true or false, not 'maybe'."),
+])
+def test_visualize_refuses_what_its_schema_does_not_allow(app, client, people, query, detail):
+    import shutil
+    from pathlib import Path
+
+    from tests.conftest import REAL_DATA
+
+    headers = auth_header(people["tokens"]["staff"])
+    shutil.copy(REAL_DATA / "im_g_SDSS.fits", Path(app.config["DATA_DIR"]) / "raw" / "image.fits")
+    file_id = client.post("/api/files/", json={"full_path": str(Path(app.config["DATA_DIR"]) / "raw" / "image.fits")},
+                          headers=headers).json["id"]
+    response = client.get(f"/api/files/visualize/?id={file_id}&{query}", headers=headers)
+    assert (response.status_code, response.json) == (400, {"detail": detail})

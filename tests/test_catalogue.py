@@ -375,11 +375,16 @@ def test_body_too_large_and_bad_json(client, app, people):
                        content_type="application/json").json == {"detail": "The request body must be a JSON object."}
 
 
-@pytest.mark.parametrize("url", ["/api/files/abc/", "/api/files/header/?id=abc", "/api/files/1.5/download/",
-                                 "/api/files/visualize/?id=x"])
+@pytest.mark.parametrize("url", ["/api/files/header/?id=abc", "/api/files/visualize/?id=x"])
 def test_non_integer_ids(client, people, url):
     response = client.get(url, headers=auth_header(people["tokens"]["pi"]))
     assert response.status_code == 400 and "must be a whole number" in response.json["detail"]
+
+
+@pytest.mark.parametrize("url", ["/api/files/abc/", "/api/files/1.5/download/"])
+def test_a_path_whose_file_id_is_not_a_whole_number_is_no_endpoint(client, people, url):
+    response = client.get(url, headers=auth_header(people["tokens"]["pi"]))
+    assert (response.status_code, response.json) == (404, {"detail": f"No API endpoint {url}."})
 
 
 def test_delete_processed_only(client, night, people):
