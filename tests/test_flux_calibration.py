@@ -144,7 +144,12 @@ def test_manual_flux_trigger_and_marking_a_standard(app, people, flux_night, cli
 
     refused = client.post("/api/files/spectrum/calibrate/flux/", json={"id": science.id}, headers=headers)
     assert refused.status_code == 400 and "wavelength-calibrated science spectrum" in refused.json["detail"]
-    wrong = client.post("/api/files/spectrum/calibrate/flux/", json={"id": science.id, "standard_id": science.id},
+    calibrated = File(file_name="w" + SCIENCE, directory_name="/p", full_path="/p/w.fits", data_type=4,
+                      obstype=science.obstype, technique=science.technique, object=science.object, parent=science,
+                      original=science, proposal=science.proposal)  # what the step takes, then a wrong standard
+    db.session.add(calibrated)
+    db.session.commit()
+    wrong = client.post("/api/files/spectrum/calibrate/flux/", json={"id": calibrated.id, "standard_id": science.id},
                         headers=headers)
     assert wrong.status_code == 400 and "is not a standard star" in wrong.json["detail"]
     stranger = client.post("/api/files/spectrum/calibrate/flux/", json={"id": science.id},
