@@ -254,7 +254,6 @@ def test_compare_spectra_and_export(live_server, page, calibrated_night):
     wait_graph_of(page, first.file_name)
     page.click("#data-advanced-button")
     compare = page.locator("#data-compare")
-    compare.evaluate("picker => picker.scrollIntoView({block: 'center', behavior: 'instant'})")  # room for its list
     compare.click()
     # the picker's list opens under it, as wide as it (long names wrap), not out to the window's edge
     menu = page.locator(".dash-dropdown-content").first
@@ -263,7 +262,8 @@ def test_compare_spectra_and_export(live_server, page, calibrated_night):
     assert picker_box["x"] - 1 <= menu_box["x"] and menu_box["x"] + menu_box["width"] <= picker_box["x"] + \
         picker_box["width"] + 1, (picker_box, menu_box)
     screenshot(page, "viewer-compare-open")
-    page.locator(".dash-dropdown-option, .Select-option", has_text=second.file_name).first.click()
+    # the list is a popover that follows the page as Playwright scrolls to it: pick the option as its own click does
+    page.locator(".dash-dropdown-option, .Select-option", has_text=second.file_name).first.evaluate("o => o.click()")
     page.wait_for_function("(name) => document.querySelector('#data-graph .js-plotly-plot').data"
                            ".some(d => d.name === name)", arg=second.file_name)
     page.keyboard.press("Escape")
