@@ -62,10 +62,8 @@ def followed(user) -> dict | None:
 def observed_view(user, page, selected_id, page_size: int = OBSERVED_PAGE_SIZE):
     """(list component, count text, page text) of the Observed index."""
     result = queries.page_of_files(user, OBSERVED, page, page_size)
-    selected = visible_file(user, selected_id)
-    highlight = selected_id if selected is None else selected.original_file_id or selected.id  # its raw frame
     pages = queries.last_page(result.count, page_size)
-    return (index_list(result.files, "index", highlight, ids.DATA_PICK, "No files yet. They appear here as the "
+    return (index_list(result.files, "index", selected_id, ids.DATA_PICK, "No files yet. They appear here as the "
                        "instrument writes them."),
             f"{result.count:,}", page_text(result.page, pages))
 

@@ -44,9 +44,9 @@ def state_badge(file, *, compact: bool = True, **kwargs):
                      className="gsp-state ms-2", title=state_text(file), **kwargs)
 
 
-def index_item(file, src: str, selected_id, pick_type: str):
-    """One clickable row: the file name and its state."""
-    active = selected_id is not None and str(file.id) == str(selected_id)
+def index_item(file, src: str, pick_type: str):
+    """One clickable row: the file name and its state.  Which row is highlighted is the browser's to say
+    (callbacks/data/selection.py): an index drawn for one poll must not bring back the file shown before."""
     reason = None
     if file.state_reason and file.state in ("failed", "waiting"):
         colour = "text-danger" if file.state == "failed" else "text-warning"
@@ -58,7 +58,7 @@ def index_item(file, src: str, selected_id, pick_type: str):
             reason,
         ], title=f"{file.file_name} \u2014 {state_text(file)}",
             **{"data-state": file.state, "data-file-id": str(file.id), "data-file-name": file.file_name}),
-        id={"type": pick_type, "src": src, "index": file.id}, n_clicks=0, action=True, active=active,
+        id={"type": pick_type, "src": src, "index": file.id}, n_clicks=0, action=True,
         className="gsp-index-item py-1 px-2",
     )
 
@@ -69,16 +69,16 @@ def index_list(files, src: str, selected_id, pick_type: str, empty: str, *, fold
     if not files:
         return html.Div(empty, className="gsp-empty small")
     if not fold_versions:
-        return dbc.ListGroup([index_item(file, src, selected_id, pick_type) for file in files], flush=True,
+        return dbc.ListGroup([index_item(file, src, pick_type) for file in files], flush=True,
                              className="gsp-index")
     rows = []
     for current, *older in _versions(files, lambda f: unversioned(f.file_name)):
-        rows.append(index_item(current, src, selected_id, pick_type))
+        rows.append(index_item(current, src, pick_type))
         if older:
             rows.append(html.Details([
                 html.Summary(f"{len(older)} older version{'s' if len(older) > 1 else ''}",
                              className="small text-muted gsp-older-summary"),
-                dbc.ListGroup([index_item(file, src, selected_id, pick_type) for file in older], flush=True),
+                dbc.ListGroup([index_item(file, src, pick_type) for file in older], flush=True),
             ], className="gsp-older-index", open=any(str(f.id) == str(selected_id) for f in older)))
     return dbc.ListGroup(rows, flush=True, className="gsp-index")
 

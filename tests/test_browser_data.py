@@ -335,6 +335,44 @@ def test_follow_shows_the_newest_frames_most_calibrated_file(live_server, page, 
     wait_title(page, newer.file_name)
 
 
+def test_while_a_new_files_card_is_on_its_way_the_previous_frame_is_not_highlighted(
+        live_server, page, people, night, monkeypatch):
+    """While a frame runs the file card answers slowly; Follow moving to a new frame's spectrum shows it at
+    once (its header, its plot), and the frame shown before must not stay highlighted beside it (it did until
+    the card came, and the poll's index brought it back); the new frame is highlighted once its card is in."""
+    import callbacks.data.file_card as cards
+
+    made = cards.file_card
+
+    def slow_card(user, file):
+        if file.file_name.startswith("wezst_0016"):
+            time.sleep(3)
+        return made(user, file)
+
+    monkeypatch.setattr(cards, "file_card", slow_card)
+    proposal = people["proposal"]
+    log_in(page, live_server, "pi")
+    wait_title(page, night["calibrated_arc"].file_name)
+    shown_before = night["calibrated_arc"].original_file_id
+    active = "#observed-index .gsp-index-item.active [data-file-id]"
+    page.wait_for_selector(f"#observed-index .gsp-index-item.active [data-file-id='{shown_before}']")
+    raw = arrive(night, "raw_science", "0016_NGC5128_400_M2_27-11-2026.fits", proposal=proposal)
+    reduced = arrive(night, "reduced_science", "zst_0016_NGC5128_400_M2_27-11-2026.fits", data_type=2, parent=raw,
+                     original=raw, proposal=proposal)
+    extracted = arrive(night, "extracted_science", "ezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
+                       data_type=3, parent=reduced, original=raw, proposal=proposal, target=1)
+    calibrated = arrive(night, "calibrated_science", "wezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
+                        data_type=4, parent=extracted, original=raw, proposal=proposal, target=1)
+    page.wait_for_url(f"**id={calibrated.id}")  # Follow picked it; its card takes 3 s
+    page.wait_for_selector(f"#observed-index [data-file-id='{raw.id}']")
+    page.wait_for_timeout(500)  # the highlight is redrawn in the browser after each index
+    highlighted = page.locator(active).evaluate_all("es => es.map(e => e.getAttribute('data-file-id'))")
+    assert str(shown_before) not in highlighted, highlighted
+    wait_title(page, calibrated.file_name)
+    page.wait_for_function(f"() => [...document.querySelectorAll('{active}')].map("
+                           f"e => e.getAttribute('data-file-id')).join() === '{raw.id}'")
+
+
 def test_master_names_are_shown_whole_at_1440_px(live_server, page, people, night):
     """A master's name says what it is at its end (filter, binning, night, version): the Calibrations
     index of a 1440 px wide window shows every name whole."""

@@ -512,7 +512,7 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     assert out[ids.DATA_TITLE]["children"] == night["calibrated_science"].file_name
     assert out[ids.DATA_DOWNLOAD]["href"] == f"/api/files/{selected}/download/"
     assert "Last Modified" in out[ids.DATA_MODIFIED]["children"]
-    assert out[ids.DATA_ROOT]["data"] == night["raw_science"].id
+    assert out[ids.DATA_ROOT]["data"] == {"file": selected, "root": night["raw_science"].id}
     viewer_inputs = [{"id": ids.DATA_SELECTED, "property": "data", "value": selected},
                      {"id": ids.DATA_ADV_FORMAT, "property": "value", "value": "static"},
                      {"id": ids.DATA_ADV_COLORMAP, "property": "value", "value": "viridis"},

@@ -58,7 +58,7 @@ def file_card(user, file: File) -> tuple:
     modified = f"Last Modified: {utc_text(file.last_modified)}"
     provenance = provenance_card(file, used_calibrations(file, family), ids.DATA_PICK)
     return (file.file_name, state, tabs, modified, f"/api/files/{file.id}/download/", file.file_name, None,
-            False, file.original_file_id or file.id, provenance, export_links(file))
+            False, {"file": file.id, "root": file.original_file_id or file.id}, provenance, export_links(file))
 
 
 def register(app) -> None:

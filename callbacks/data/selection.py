@@ -23,16 +23,21 @@ function(clicks, selected) {
 }
 """
 
-# Highlight the selected file (and its raw parent) without asking the server again.
+# Highlight the selected file (and its raw parent) without asking the server again.  The raw parent comes
+# with the file card ({file, root}): while the card of a newly shown file is on its way (slow while a frame
+# runs) the previous file's parent stays dark.  After the index just given is drawn: a callback runs first.
 HIGHLIGHT_JS = """
 function(root, selected, _observed, _calibrations) {
-    document.querySelectorAll('.gsp-index-item').forEach(function(item) {
-        const inner = item.querySelector('[data-file-id]');
-        if (!inner) { return; }
-        const id = inner.getAttribute('data-file-id');
-        const on = id === String(root) || id === String(selected);
-        item.classList.toggle('active', on);
-        item.setAttribute('aria-current', on ? 'true' : 'false');
+    const parent = root && String(root.file) === String(selected) ? String(root.root) : null;
+    window.requestAnimationFrame(function() {
+        document.querySelectorAll('.gsp-index-item').forEach(function(item) {
+            const inner = item.querySelector('[data-file-id]');
+            if (!inner) { return; }
+            const id = inner.getAttribute('data-file-id');
+            const on = id === parent || id === String(selected);
+            item.classList.toggle('active', on);
+            item.setAttribute('aria-current', on ? 'true' : 'false');
+        });
     });
     return window.dash_clientside.no_update;
 }
