@@ -205,6 +205,13 @@ DEFAULT_WIDTH, MIN_WIDTH, MAX_WIDTH = 1000, 100, 4000
 BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
+def _width_arg() -> int:
+    width = _float_arg("width")
+    if width is not None and (not width.is_integer() or not MIN_WIDTH <= width <= MAX_WIDTH):
+        raise ApiError(f"'width' must be a whole number of pixels between {MIN_WIDTH} and {MAX_WIDTH}.", 400)
+    return DEFAULT_WIDTH if width is None else int(width)
+
+
 @blueprint.get("/files/visualize/")
 def files_visualize():
     file = visible_file_or_404(request.args.get("id"))
@@ -220,11 +227,7 @@ def files_visualize():
                "saturation": file.saturation_value}
     try:
         if fmt == "png":
-            width = _float_arg("width")
-            if width is not None and (not width.is_integer() or not MIN_WIDTH <= width <= MAX_WIDTH):
-                raise ApiError(f"'width' must be a whole number of pixels between {MIN_WIDTH} and {MAX_WIDTH}.", 400)
-            width = DEFAULT_WIDTH if width is None else int(width)
-            return Response(png_for_file(file.full_path, width=width, **options), mimetype="image/png")
+            return Response(png_for_file(file.full_path, width=_width_arg(), **options), mimetype="image/png")
         figure = figure_for_file(file.full_path, data_type=file.data_type, **options)
     except ProductError as error:
         raise ApiError(str(error), 422) from None

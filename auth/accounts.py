@@ -458,6 +458,18 @@ def _details_wanted(changes) -> dict:
     return wanted
 
 
+def _set_pi(proposal: Proposal, wanted: dict) -> list[dict]:
+    """A new PI (who stops being a collaborator); a placeholder's label title goes with it (``wanted``)."""
+    pi = wanted["pi"]
+    applied = [{"field": "pi", "old": proposal.pi.username if proposal.pi else None, "new": pi.username}]
+    if pi in proposal.collaborators:
+        proposal.collaborators.remove(pi)
+    if proposal.placeholder and wanted.get("title", proposal.title) == PLACEHOLDER_TITLE:
+        wanted["title"] = ""  # the label said "no PI yet"; the title is now the staff's to give
+    proposal.pi, proposal.placeholder = pi, False
+    return applied
+
+
 def update_proposal_details(proposal: Proposal, changes, actor) -> list[dict]:
     """Staff set a proposal's PI (a user id), semester and title; commits, and a refusal changes nothing.
 
@@ -467,15 +479,7 @@ def update_proposal_details(proposal: Proposal, changes, actor) -> list[dict]:
     Returns the {"field", "old", "new"} actually changed."""
     try:
         wanted = _details_wanted(changes)
-        applied = []
-        if "pi" in wanted and wanted["pi"].id != proposal.pi_id:
-            pi = wanted["pi"]
-            applied.append({"field": "pi", "old": proposal.pi.username if proposal.pi else None, "new": pi.username})
-            if pi in proposal.collaborators:
-                proposal.collaborators.remove(pi)
-            if proposal.placeholder and wanted.get("title", proposal.title) == PLACEHOLDER_TITLE:
-                wanted["title"] = ""  # the label said "no PI yet"; the title is now the staff's to give
-            proposal.pi, proposal.placeholder = pi, False
+        applied = _set_pi(proposal, wanted) if "pi" in wanted and wanted["pi"].id != proposal.pi_id else []
         for name in ("semester", "title"):
             if name in wanted and wanted[name] != getattr(proposal, name):
                 applied.append({"field": name, "old": getattr(proposal, name), "new": wanted[name]})

@@ -30,6 +30,14 @@ class IngestError(ValueError):
     """The request cannot be ingested at all (outside the data root, not a file...)."""
 
 
+def _refuse_outside_raw(path, real: Path, root: Path) -> None:
+    if real != root and root not in real.parents:
+        raise IngestError(f"'{path}' is outside the data folder.")
+    if processed_root() in real.parents:
+        raise IngestError(f"'{path}' is under the processed folder: it is a product of the pipeline, not a raw "
+                          "frame (products are catalogued as they are made).")
+
+
 def resolve_inside_root(path: str | Path) -> Path:
     """The real path of ``path`` if it lies inside the data root (symlinks and '..' resolved), else IngestError."""
     root = data_root()
@@ -44,11 +52,7 @@ def resolve_inside_root(path: str | Path) -> Path:
         is_file = real.is_file()
     except OSError as error:  # a name too long for the file system, a loop of links...
         raise IngestError(f"{shown} is not a usable path: {error.strerror or error}.") from None
-    if real != root and root not in real.parents:
-        raise IngestError(f"'{path}' is outside the data folder.")
-    if processed_root() in real.parents:
-        raise IngestError(f"'{path}' is under the processed folder: it is a product of the pipeline, not a raw "
-                          "frame (products are catalogued as they are made).")
+    _refuse_outside_raw(path, real, root)
     if not is_file:
         raise IngestError(f"'{path}' is not a file.")
     if len(str(real)) > File.__table__.c.full_path.type.length:
