@@ -42,6 +42,7 @@ def test_an_arc_of_another_proposal_makes_products_of_the_science_frames_proposa
     """Proposal B's science calibrated with proposal A's arc: the arc extracted along B's traces (and its
     calibrated copy) are B's, named for B's frame; B's PI may read every file its spectrum's provenance
     names (A's arc included); A's members do not see B's products."""
+    from db import db
     from db.models import File
     from pipeline.steps import stem
 
@@ -67,7 +68,7 @@ def test_an_arc_of_another_proposal_makes_products_of_the_science_frames_proposa
     arc_1d = next(row for row in arc_products if row.data_type == 3 and row.target == 1)
     named = {calibrated.calibrations["arc"]["id"], arc_1d.parent_file_id, arc_1d.original_file_id,
              calibrated.parent_file_id, calibrated.original_file_id}
-    assert File.query.get(calibrated.calibrations["arc"]["id"]).proposal_id == people["other_proposal"].id
+    assert db.session.get(File, calibrated.calibrations["arc"]["id"]).proposal_id == people["other_proposal"].id
     pi, stranger = auth_header(people["tokens"]["pi"]), auth_header(people["tokens"]["stranger"])
     for file_id in named:
         assert client.get(f"/api/files/{file_id}/", headers=pi).status_code == 200, file_id
