@@ -29,12 +29,20 @@ def job_to_dict(job: Job) -> dict:
             "url": url_for("api.job_detail", job_id=job.id)}
 
 
-def _arc(data: dict, file) -> int | None:
-    if data.get("arc_id") in (None, ""):
+def _chosen_file(data: dict, name: str, what: str):
+    """The file a choice names (None when not given); 404 when the caller may not see it."""
+    if data.get(name) in (None, ""):
         return None
-    arc = get_visible_file(current_user, parse_id(data["arc_id"], "arc_id"))
+    chosen = get_visible_file(current_user, parse_id(data[name], name))
+    if chosen is None:
+        raise ApiError(f"{what} not found.", 404)
+    return chosen
+
+
+def _arc(data: dict, file) -> int | None:
+    arc = _chosen_file(data, "arc_id", "Arc")
     if arc is None:
-        raise ApiError("Arc not found.", 404)
+        return None
     if arc.obstype not in chain.ARC_OBSTYPES or arc.data_type not in (DataType.RAW, DataType.REDUCED):
         raise ApiError(f"{arc.file_name} is not a raw or reduced arc.", 400)
     return arc.id
@@ -51,11 +59,9 @@ def _lamp(data: dict, file) -> str | None:
 
 
 def _standard(data: dict, file) -> int | None:
-    if data.get("standard_id") in (None, ""):
-        return None
-    standard = get_visible_file(current_user, parse_id(data["standard_id"], "standard_id"))
+    standard = _chosen_file(data, "standard_id", "Standard star")
     if standard is None:
-        raise ApiError("Standard star not found.", 404)
+        return None
     if kind_of(standard) != chain.STANDARD:
         raise ApiError(f"{standard.file_name} is not a standard star (mark it with POST /api/files/reclassify/).",
                        400)

@@ -166,14 +166,18 @@ def wake(provider_kind: str, provider: File, provided: str) -> None:
     offered = fields_of(provider)
 
     def requeue_parked() -> None:
-        parked = db.session.scalars(sa.select(Job).join(File, Job.file_id == File.id).where(
-            Job.state == "waiting", Job.waiting_for.like(f"%{provided}%")))
-        for job in parked:
-            if matching.could_serve(provider_kind, offered, fields_of(job.file)):
-                strike_need(job, provided)
+        for job in parked_for(provider_kind, offered, provided):
+            strike_need(job, provided)
 
     requeue_parked()
     again_after_commit(requeue_parked)
+
+
+def parked_for(provider_kind: str, offered: dict, need: str) -> list[Job]:
+    """The parked jobs waiting for ``need`` that a provider of this kind and these fields could serve."""
+    parked = db.session.scalars(sa.select(Job).where(Job.state == "waiting", Job.waiting_for.like(f"%{need}%")))
+    return [job for job in parked
+            if job.file is not None and matching.could_serve(provider_kind, offered, fields_of(job.file))]
 
 
 # --- Calibrations ----------------------------------------------------------------------------------
@@ -275,19 +279,16 @@ def master_failed(job: Job, reason: str) -> None:
     frame = db.session.get(File, job.file_id)
     if frame is None:
         return
-    kind = kind_of(frame)
-    need = chain.MASTER_BIAS if kind == "bias" else chain.MASTER_FLAT
-    failure = f"the {need} {steps.master_name(fields_of(frame), kind)} failed: {reason}; re-run it"
+    kind, offered = kind_of(frame), fields_of(frame)
+    need = chain.STEPS["calibrations"].provides[kind]
+    failure = f"the {need} {steps.master_name(offered, kind)} failed: {reason}; re-run it"
     job.result = {**(job.result or {}), "failure": failure}
     settle_file_state(frame)  # its own job says it now
     for raw in _group_of(frame):  # the group's other frames
         set_file_state(raw, "failed", failure)
-    offered = fields_of(frame)
-    parked = db.session.scalars(sa.select(Job).where(Job.state == "waiting", Job.waiting_for.like(f"%{need}%")))
-    for waiting in parked:
-        if waiting.file is not None and matching.could_serve(kind, offered, fields_of(waiting.file)):
-            waiting.result = {**(waiting.result or {}), "failure": failure}
-            settle_file_state(waiting.file)
+    for waiting in parked_for(kind, offered, need):
+        waiting.result = {**(waiting.result or {}), "failure": failure}
+        settle_file_state(waiting.file)
 
 
 @task("calibrations", on_failure=master_failed)
