@@ -451,7 +451,11 @@ def test_account_visual_options_apply_to_the_data_page(live_server, page, people
     assert page.input_value("#data-advanced-colormap") == "inferno"
     # changed in Advanced Visualization, then "Reset to my defaults": the account's choices again, redrawn
     page.click("#data-advanced-button")
+    drawn = page.get_attribute("#data-image", "src")
     page.select_option("#data-advanced-colormap", "viridis")
+    # redrawn in viridis before the next change (two redraws in flight could answer in either order)
+    page.wait_for_function("(drawn) => { const image = document.querySelector('#data-image');"
+                           " return image && image.src !== drawn; }", arg=drawn)
     page.click("label[for='_dbcprivate_radioitems_data-advanced-format_input_interactive']")
     page.wait_for_selector("#data-viewer .js-plotly-plot")
     page.click("#data-advanced-reset")
