@@ -231,7 +231,10 @@ _SETTINGS = {"type": "object", "properties": {
     "max_targets": {"type": "integer", "minimum": 1, "maximum": 10},
     "flux_calibration": {"type": "boolean"},
     "flexure_correction": {"type": "boolean",
-                           "description": "Shift each science frame's arc solution by its sky lines' offset."}},
+                           "description": "Shift each science frame's arc solution by its sky lines' offset."},
+    "telluric_correction": {"type": "boolean",
+                            "description": "Correct flux-calibrated spectra for the atmosphere's O2 and H2O "
+                                           "bands, measured on the standard star."}},
     "additionalProperties": False}
 
 

@@ -65,6 +65,11 @@ SETTINGS_FIELDS: tuple[dict, ...] = (
              "tracks) is measured on the night-sky emission lines beside its target and removed from the "
              "arc's wavelength solution. With too few usable sky lines the arc's solution is kept, and the "
              "product says why."},
+    {"name": "telluric_correction", "section": "Flux Calibration", "kind": "checkbox",
+     "label": "Correct telluric absorption",
+     "help": "If set, flux-calibrated spectra are divided by the atmosphere's transmission in the O2 (B, A) and "
+             "water bands, measured on the standard star and scaled to the science frame's airmass. Without a "
+             "standard covering a band, that band is left as observed, and the product says so."},
 )
 FIELD_NAMES = tuple(field["name"] for field in SETTINGS_FIELDS)
 LABELS = {field["name"]: field["label"] for field in SETTINGS_FIELDS}

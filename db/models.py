@@ -111,6 +111,7 @@ class ProposalSettings(db.Model):
     max_targets: Mapped[int] = mapped_column(default=_DEFAULTS.max_targets)
     flux_calibration: Mapped[bool] = mapped_column(default=_DEFAULTS.flux_calibration)
     flexure_correction: Mapped[bool] = mapped_column(default=_DEFAULTS.flexure_correction)
+    telluric_correction: Mapped[bool] = mapped_column(default=_DEFAULTS.telluric_correction)
 
     proposal: Mapped[Proposal] = relationship(back_populates="settings")
 
@@ -175,6 +176,7 @@ class File(db.Model):
     normalized: Mapped[bool] = mapped_column(default=False)
     target: Mapped[int | None] = mapped_column()  # extracted target number (data_type 3+)
     version: Mapped[int] = mapped_column(default=1)
+    snr: Mapped[float | None] = mapped_column()  # 1D products: median S/N per pixel over the central half
     calibrations: Mapped[dict | None] = mapped_column(sa.JSON)  # what was used, and why
     classification: Mapped[dict | None] = mapped_column(sa.JSON)  # pipeline.headers.classify() output
     # Processing state: ingested, queued, running, done, failed (with state_reason).

@@ -14,6 +14,7 @@ class DataType(IntEnum):
     EXTRACTED = 3
     WAVELENGTH_CALIBRATED = 4
     FLUX_CALIBRATED = 5
+    COMBINED = 6  # several exposures of one target, co-added
 
     @property
     def label(self) -> str:
@@ -22,4 +23,4 @@ class DataType(IntEnum):
 
 _LABELS = {DataType.RAW: "Raw", DataType.MASTER: "Calibration", DataType.REDUCED: "Reduced",
            DataType.EXTRACTED: "Extracted", DataType.WAVELENGTH_CALIBRATED: "Wavelength Calibrated",
-           DataType.FLUX_CALIBRATED: "Flux Calibrated"}
+           DataType.FLUX_CALIBRATED: "Flux Calibrated", DataType.COMBINED: "Combined"}

@@ -31,6 +31,7 @@ class ReductionSettings:
     max_targets: int = 3
     flux_calibration: bool = True  # flux-calibrate science automatically once a standard exists
     flexure_correction: bool = True  # shift each science frame's arc solution by its sky lines' offset
+    telluric_correction: bool = True  # divide flux-calibrated spectra by the standard's telluric transmission
 
     def __post_init__(self):
         problems = validate(asdict(self))
@@ -83,7 +84,7 @@ def validate(data: dict) -> dict[str, str]:
         value = data["saturation_threshold"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 100:
             problems["saturation_threshold"] = "must be a percentage above 0 and at most 100"
-    for name in ("ignore_bias", "ignore_flats", "flux_calibration", "flexure_correction"):
+    for name in ("ignore_bias", "ignore_flats", "flux_calibration", "flexure_correction", "telluric_correction"):
         if name in data and not isinstance(data[name], bool):
             problems[name] = "must be true or false"
     return problems

@@ -49,7 +49,7 @@ def test_proposal_gets_the_manuals_default_settings(app, people):
         "ignore_bias": False, "ignore_flats": False, "min_bias": 10, "min_flats": 10,
         "flat_normalization": "simple", "flat_normalization_order": 15, "extraction": "fractional",
         "target_fit_model": "moffat", "max_targets": 3, "flux_calibration": True,
-        "flexure_correction": True}
+        "flexure_correction": True, "telluric_correction": True}
 
 
 def test_duplicate_username_or_email_refused_and_nothing_written(app, people):
