@@ -359,7 +359,9 @@ _FILE = {"type": "object", "required": [
     "data_type": {"type": "string", "enum": [str(data_type.value) for data_type in DataType]},
     "normalized": {"type": "boolean"}, "exptime": {"type": "number", "nullable": True},
     "date_obs": OPTIONAL_TIME, "version": {"type": "integer", "minimum": 1},
-    "calibrations": {"type": "object", "description": "What was used, and why."},
+    "snr": {"type": "number", "nullable": True,
+            "description": "1D products: median S/N per pixel over the central half of the range."},
+    "calibrations": {"type": "object", "description": "What was used, and why (a combined spectrum: its inputs)."},
     "wavelength_quality": {"type": "object", "nullable": True},
     **{name: OPTIONAL_TIME for name in ("ingested_at", "reduced_at", "extracted_at", "calibrated_at")}}}
 _FILE_ID = path_id("file_id", "The file's id.")

@@ -10,12 +10,12 @@ from api import ApiError, blueprint
 from api.files import header_of, json_body, parse_id, visible_file_or_404
 from api.schemas import BAD_ID, GONE, ID, OPTIONAL_TIME, TIME, body_schema, error, json_content, path_id
 from auth.permissions import can_change_file, get_visible_file, get_visible_job
-from auth.queries import compatible_arcs, kind_of
+from auth.queries import compatible_arcs, exposure_fields, kind_of
 from db import db
 from db.models import Job
 from db.serialize import iso_time
 from live import tasks
-from pipeline import chain, headers, lamps
+from pipeline import chain, headers, lamps, matching
 from pipeline.datatypes import DataType
 from pipeline.fitsfiles import readable_header
 
@@ -82,16 +82,44 @@ def trigger(step: chain.Step):
     if not step.accepts(file.data_type, kind_of(file), file.technique):
         raise ApiError(f"{file.file_name} ({file.obstype}) is not {step.expects}.", 400)
     params = {**step.manual_params, **{choice: CHOICES[choice](data, file) for choice in step.choices}}
-    job = tasks.enqueue_step(step.name, file, user=current_user, params=params)
+    return _queued(tasks.enqueue_step(step.name, file, user=current_user, params=params))
+
+
+def _queued(job: Job):
     db.session.commit()
     response = jsonify(job_to_dict(job))
     response.status_code = 202
     return response
 
 
+def trigger_combine(step: chain.Step):
+    """``POST /api/files/spectrum/combine/``: combine the spectra ``ids`` (two or more of one target, each of
+    another exposure), or, given one spectrum as ``id``, the newest of every exposure of its target."""
+    data = json_body(("id", "ids"))
+    if ("id" in data) == ("ids" in data):
+        raise ApiError("Give the spectra to combine as 'ids' (a list of file ids), or one spectrum of the target "
+                       "as 'id'.", 400)
+    if "id" in data:
+        return trigger(step)
+    if not isinstance(data["ids"], list) or len(data["ids"]) < 2:
+        raise ApiError("'ids' must be a list of two or more file ids.", 400)
+    files = [visible_file_or_404(value, "ids") for value in data["ids"]]
+    for file in files:
+        if not can_change_file(current_user, file):
+            raise ApiError(f"You may not run reductions on {file.file_name}.", 403)
+        if not step.accepts(file.data_type, kind_of(file), file.technique):
+            raise ApiError(f"{file.file_name} is not {step.expects}.", 400)
+    reason = matching.not_one_target([exposure_fields(file) for file in files])
+    if reason:
+        raise ApiError(f"Cannot combine: {reason}.", 400)
+    return _queued(tasks.enqueue_step(step.name, files[-1], user=current_user,
+                                      params={"ids": [file.id for file in files]}))
+
+
+TRIGGERS = {"combine": trigger_combine}  # steps whose trigger takes more than a file and its choices
 for _step in chain.STEPS.values():
     blueprint.add_url_rule(f"/files/{_step.route}", endpoint=f"trigger_{_step.name}", methods=["POST"],
-                           view_func=partial(trigger, _step))
+                           view_func=partial(TRIGGERS.get(_step.name, trigger), _step))
 
 
 @blueprint.get("/jobs/<int:job_id>/")
@@ -123,13 +151,22 @@ _JOB = {"type": "object", "required": ["id", "kind", "state", "url"], "propertie
     "params": {"type": "object"}, "result": {"type": "object", "nullable": True}, "attempts": {"type": "integer"},
     "created": TIME, "started_at": OPTIONAL_TIME, "finished_at": OPTIONAL_TIME, "url": {"type": "string"}}}
 _NOT_FOUND = error("No such file (or arc, or standard), or not one the caller may see.")
+_COMBINE_BODY = body_schema({
+    "id": {**ID, "description": "One calibrated spectrum: the newest of every exposure of its target is combined."},
+    "ids": {"type": "array", "items": ID, "minItems": 2, "uniqueItems": True,
+            "description": "The calibrated spectra to combine: of one target (proposal, night, configuration, "
+                           "OBJECT, target along the slit, pointing within 10\"), each of another exposure."}},
+    example={"ids": [101, 117, 131]})
+_COMBINE_BODY["content"]["application/json"]["schema"]["oneOf"] = [{"required": ["id"]}, {"required": ["ids"]}]
+REQUEST_BODIES = {"combine": _COMBINE_BODY}
 OPENAPI_PATHS = {
     **{f"/api/files/{step.route}": {"post": {
         "summary": f"{step.title}: takes {step.expects}" + (f" (optional {', '.join(step.choices)})"
                                                               if step.choices else "") + ".",
         "tags": ["reduction"],
-        "requestBody": body_schema({"id": {**ID, "description": "The file to run it on."},
-                                    **{choice: CHOICE_SCHEMAS[choice] for choice in step.choices}}, ("id",)),
+        "requestBody": REQUEST_BODIES.get(step.name) or body_schema(
+            {"id": {**ID, "description": "The file to run it on."},
+             **{choice: CHOICE_SCHEMAS[choice] for choice in step.choices}}, ("id",)),
         "responses": {"202": json_content(_JOB, "Queued (or the same job already waiting): the job."),
                       "400": error(f"The file is not {step.expects}, or a choice does not fit it."),
                       "403": error("A file the caller may not reduce."), "404": _NOT_FOUND,

@@ -25,9 +25,11 @@ from db.queries import (  # noqa: F401  (the plain ones the pages use with these
     QueryError,
     apply_filters,
     as_utc,
+    combinations,
     config_fields,
     count_files,
     data_type_name,
+    exposure_fields,
     global_change_stamp,
     is_number,
     kind_of,
@@ -35,6 +37,7 @@ from db.queries import (  # noqa: F401  (the plain ones the pages use with these
     parse_integer,
     same_configuration,
     sensitivity_functions,
+    target_spectra,
 )
 from db.serialize import file_to_dict
 from pipeline.chain import ARC_OBSTYPES  # noqa: F401  (the pages' name for arcs)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from db import db
 from db.models import File, Job, Proposal
-from pipeline import chain, headers
+from pipeline import chain, headers, matching
 from pipeline.chain import DataType
 from pipeline.matching import science_config_key
 
@@ -221,3 +221,34 @@ def global_change_stamp() -> str:
     newest_change = sa.select(sa.func.max(File.last_modified)).scalar_subquery()
     row = db.session.execute(sa.select(newest_id, newest_change)).one()
     return f"{row[0] or 0}:{row[1].timestamp() if row[1] else 0}"
+
+
+# --- one target's exposures -----------------------------------------------------------------------
+
+def exposure_fields(file: File) -> dict:
+    """A 1D product's fields for ``pipeline.matching.same_target`` and ``spectra_to_combine``."""
+    return {**config_fields(file), "target": file.target, "data_type": file.data_type,
+            "original": file.original_file_id or file.id}
+
+
+def target_spectra(file: File) -> list[File]:
+    """The calibrated spectra (wavelength and flux, every version) of the target ``file`` shows, oldest first."""
+    fields = exposure_fields(file)
+    candidates = db.session.scalars(sa.select(File).where(
+        File.data_type.in_((DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED)), File.date == file.date,
+        File.proposal_id == file.proposal_id, File.wavmode == file.wavmode, File.target == file.target,
+        File.obstype == file.obstype).order_by(File.id))
+    return [row for row in candidates if kind_of(row) == "science"
+            and matching.same_target(fields, exposure_fields(row))]
+
+
+def combinations(file: File) -> list[File]:
+    """The combined spectra of ``file``'s target whose inputs include ``file`` or another product of its
+    exposure (a combined spectrum: its target's), newest first."""
+    combined = db.session.scalars(sa.select(File).where(
+        File.data_type == DataType.COMBINED, File.date == file.date, File.proposal_id == file.proposal_id,
+        File.target == file.target).order_by(File.id.desc()))
+    if file.data_type == DataType.COMBINED:
+        return [row for row in combined if matching.same_target(exposure_fields(file), exposure_fields(row))]
+    exposure = file.original_file_id or file.id
+    return [row for row in combined if exposure in (row.calibrations or {}).get("exposures", [])]

@@ -68,6 +68,7 @@ def file_to_dict(file: File, *, server_paths: bool) -> dict:
         "date_obs": iso_time(file.date_obs),
         "target": file.target,
         "version": file.version,
+        "snr": file.snr,
         "calibrations": file.calibrations or {},
         # {"verdict": "good" | "poor", "why": ...} of the wavelength solution behind a calibrated product
         "wavelength_quality": (file.calibrations or {}).get("wavelength_quality"),

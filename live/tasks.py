@@ -73,7 +73,7 @@ def add_product(product: steps.Product, *, parent: File | None, original: File |
     """Catalogue a product; it inherits the configuration fields of ``template``."""
     row = File(file_name=product.path.name, directory_name=str(product.path.parent), full_path=str(product.path),
                data_type=product.data_type, parent=parent, original=original, proposal=proposal,
-               target=product.target, normalized=product.normalized, ingested_at=_now(),
+               target=product.target, normalized=product.normalized, ingested_at=_now(), snr=product.record.get("snr"),
                version=steps.version_of(product.path.name),
                calibrations={**(calibrations or {}), "record": _json_record(product.record)})
     set_file_state(row, "done")
@@ -136,22 +136,28 @@ def on_ingested(file: File) -> None:
 
 
 def serial_key_of(step_name: str, file: File) -> str | None:
-    """Jobs that must not run at once: the masters of one group of frames of one night."""
-    if step_name != "calibrations":
+    """Jobs that must not run at once: the masters of one group of frames of one night, the combinations
+    of one target (a pending one takes the next exposure too)."""
+    if step_name == "calibrations":
+        key = [file.date, kind_of(file), matching.group_key(kind_of(file), fields_of(file))]
+    elif chain.STEPS[step_name].gathers:
+        key = matching.target_key(queries.exposure_fields(file))
+    else:
         return None
-    text = json.dumps([file.date, kind_of(file), matching.group_key(kind_of(file), fields_of(file))], default=str)
-    return "calibrations:" + hashlib.sha1(text.encode()).hexdigest()[:40]
+    text = json.dumps(key, default=str)
+    return f"{step_name}:" + hashlib.sha1(text.encode()).hexdigest()[:40]
 
 
 def follow(step: chain.Step, raw: File, products: list[File], params_of=lambda row: None) -> None:
-    """Queue the chain's next step on each product (unless the proposal turned that step off), and wake
+    """Queue the chain's next steps on each product (unless the proposal turned a step off), and wake
     the jobs parked for what this step provides."""
-    following = chain.next_step(step, kind_of(raw), raw.technique)
-    if following is not None and following.setting and not getattr(settings_for(raw), following.setting):
-        following = None
-    if following is not None:
+    settings = settings_for(raw)
+    for following in chain.next_steps(step, kind_of(raw), raw.technique):
+        if following.setting and not getattr(settings, following.setting):
+            continue
         for row in products:
-            enqueue(following.name, file_id=row.id, params=params_of(row))
+            enqueue(following.name, file_id=row.id, params=params_of(row),
+                    serial_key=serial_key_of(following.name, row))
     provided = step.provides.get(kind_of(raw))
     if provided and products:
         wake(kind_of(raw), products[-1], provided)
@@ -580,6 +586,61 @@ def calibrate_flux_task(job) -> dict | Waiting:
     follow(step, raw, [row])
     return {"flux_calibrated": row.id, "products": [row.id], "standard": sensitivity.id,
             "note": quality_note(wavelength_used)}
+
+
+# --- Combine ---------------------------------------------------------------------------------------
+
+def spectra_to_combine(spectrum: File, ids: list[int] | None) -> list[File]:
+    """The spectra a combine job works on: those asked for by id, or the newest of each exposure of the
+    target at its most calibrated level (``matching.spectra_to_combine``)."""
+    if ids:
+        asked = [db.session.get(File, int(number)) for number in ids]
+        asked = [row for row in asked if row is not None]
+        reason = matching.not_one_target([queries.exposure_fields(row) for row in asked]) \
+            if len(asked) == len(ids) else "some of the spectra asked for are gone"
+        if reason:
+            raise JobRefused(f"Cannot combine: {reason}.")
+        return sorted(asked, key=lambda row: (row.date_obs is None, row.date_obs, row.id))
+    rows = {row.id: row for row in queries.target_spectra(spectrum)}
+    chosen = matching.spectra_to_combine([queries.exposure_fields(row) for row in rows.values()])
+    return [rows[fields["id"]] for fields in chosen]
+
+
+def _combined_already(inputs: list[File], spectrum: File) -> File | None:
+    """The newest combination of the target, if it is of exactly these inputs."""
+    newest = next(iter(queries.combinations(inputs[-1])), None)
+    ids = sorted(row.id for row in inputs)
+    if newest is not None and sorted(used["id"] for used in newest.calibrations.get("inputs", [])) == ids:
+        return newest
+    return None
+
+
+@task("combine")
+def combine_task(job) -> dict:
+    """A new version of the target's combined spectrum when its exposures (or their calibration) changed."""
+    spectrum = db.session.get(File, job.file_id)
+    if spectrum is None:
+        raise JobRefused(f"File {job.file_id} is gone.")
+    ids = (job.params or {}).get("ids")
+    if not ids:
+        spectrum, _ = input_of(job, "combine")
+    inputs = spectra_to_combine(spectrum, ids)
+    if not inputs:
+        return {"products": [], "note": f"{spectrum.object}: one exposure so far, nothing to combine"}
+    done = _combined_already(inputs, spectrum)
+    if done is not None and not ids:
+        return {"products": [], "combined": done.id, "note": f"{done.file_name} already combines these"}
+    newest = original_of(inputs[-1])
+    product = steps.combine_spectra([Path(row.full_path) for row in inputs], out_dir_for(newest),
+                                    name=steps.combined_name(newest.file_name, inputs[-1].target),
+                                    original=Path(newest.full_path), target=inputs[-1].target, taken=catalogued)
+    row = add_product(product, parent=inputs[-1], original=newest, template=inputs[-1], proposal=inputs[-1].proposal,
+                      calibrations={"inputs": [{"id": used.id, "file": used.file_name} for used in inputs],
+                                    "exposures": [used.original_file_id or used.id for used in inputs]})
+    row.exptime = product.record["exptime"]
+    log_event("combined", f"{row.file_name}: {len(inputs)} exposures ({product.record['exptime']:.0f} s), "
+              f"S/N {product.record.get('snr') or 0:.1f}.", proposal_id=newest.proposal_id, file_id=row.id)
+    return {"combined": row.id, "products": [row.id], "inputs": [used.id for used in inputs]}
 
 
 # --- Re-run ----------------------------------------------------------------------------------------

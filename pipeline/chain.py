@@ -34,9 +34,11 @@ class Step:
 
     ``kinds`` are frame kinds (``pipeline.headers.kind``) of the file's raw original;
     ``needs`` are what the step waits for (a frame whose needs are missing is parked,
-    and woken when a step ``provides`` one); ``then`` are the steps its products may go on to
-    (the first that takes them); a step with a ``setting`` runs by itself only when the
-    proposal's setting of that name is on.
+    and woken when a step ``provides`` one); ``then`` are the steps its products go on to (each
+    that takes them; the first is the chain's main line); a step with a ``setting`` runs by itself
+    only when the proposal's setting of that name is on.  A step that ``gathers`` works on every
+    exposure of a target: live it runs after each one (a new version each time), offline once,
+    when every frame of the night is done.
     """
 
     name: str
@@ -44,7 +46,7 @@ class Step:
     title: str  # the block, in messages ("Reduce of 0014.fits: done")
     label: str  # its button on the Data page
     icon: str
-    takes: DataType
+    takes: tuple[DataType, ...]
     kinds: frozenset[str]
     makes: DataType
     spectroscopy_only: bool = False
@@ -55,10 +57,11 @@ class Step:
     choices: tuple[str, ...] = ()  # what a user may choose when triggering it by hand
     manual_params: dict = field(default_factory=dict)  # what a trigger by hand adds
     route: str = ""  # the API's trigger, ``POST /api/files/<route>`` with ``{"id": …, <choices>}``
+    gathers: bool = False
 
     def accepts(self, data_type: int, kind: str, technique: str | None) -> bool:
         """True when a file of this data type, frame kind and technique is this step's input."""
-        if data_type != self.takes or kind not in self.kinds:
+        if data_type not in self.takes or kind not in self.kinds:
             return False
         return not self.spectroscopy_only or technique == SPECTROSCOPY
 
@@ -69,33 +72,38 @@ SPECTRA = frozenset({"science", STANDARD})
 STEPS: dict[str, Step] = {step.name: step for step in (
     Step("calibrations", expects="a raw BIAS or FLAT frame",
          title="Build master calibrations", label="Build Master Calibrations", icon="layers",
-         takes=DataType.RAW, kinds=frozenset({"bias", "flat"}), makes=DataType.MASTER,
+         takes=(DataType.RAW,), kinds=frozenset({"bias", "flat"}), makes=DataType.MASTER,
          provides={"bias": MASTER_BIAS, "flat": MASTER_FLAT}, manual_params={"force": True}, route="calibrations/"),
     Step("reduce", expects="a raw science, arc or imaging frame",
          title="Reduce", label="Reduce Raw File", icon="gear",
-         takes=DataType.RAW, kinds=frozenset({"arc", "imaging"}) | SPECTRA, makes=DataType.REDUCED,
+         takes=(DataType.RAW,), kinds=frozenset({"arc", "imaging"}) | SPECTRA, makes=DataType.REDUCED,
          needs=(MASTER_BIAS, MASTER_FLAT), provides={"arc": ARC}, then=("extract",), manual_params={"force": True},
          route="reduce/"),
     Step("extract", expects="a reduced science spectrum (reduce it first)",
          title="Extract target", label="Extract Target", icon="bullseye",
-         takes=DataType.REDUCED, kinds=SPECTRA, makes=DataType.EXTRACTED, spectroscopy_only=True,
+         takes=(DataType.REDUCED,), kinds=SPECTRA, makes=DataType.EXTRACTED, spectroscopy_only=True,
          then=("calibrate_wavelength",), choices=("arc_id",), route="spectrum/extract/"),
     Step("calibrate_wavelength", expects="an extracted science spectrum (extract it first)",
          title="Calibrate wavelength", label="Calibrate Wavelength", icon="rulers",
-         takes=DataType.EXTRACTED, kinds=SPECTRA, makes=DataType.WAVELENGTH_CALIBRATED, spectroscopy_only=True,
-         needs=(ARC,), then=("sensitivity", "calibrate_flux"), choices=("arc_id", "lamp"),
+         takes=(DataType.EXTRACTED,), kinds=SPECTRA, makes=DataType.WAVELENGTH_CALIBRATED, spectroscopy_only=True,
+         needs=(ARC,), then=("sensitivity", "calibrate_flux", "combine"), choices=("arc_id", "lamp"),
          route="spectrum/calibrate/wavelength/"),
     # A standard star's calibrated spectrum becomes the sensitivity function of its configuration
     # (a calibration product, like the masters); science spectra are flux calibrated with it.
     Step("sensitivity", expects="a wavelength-calibrated standard star",
          title="Sensitivity function", label="Build Sensitivity Function", icon="graph-up",
-         takes=DataType.WAVELENGTH_CALIBRATED, kinds=frozenset({STANDARD}), makes=DataType.MASTER,
+         takes=(DataType.WAVELENGTH_CALIBRATED,), kinds=frozenset({STANDARD}), makes=DataType.MASTER,
          spectroscopy_only=True, provides={STANDARD: SENSITIVITY}, route="spectrum/sensitivity/"),
     Step("calibrate_flux", expects="a wavelength-calibrated science spectrum (calibrate its wavelengths first)",
          title="Calibrate flux", label="Calibrate Flux", icon="brightness-high",
-         takes=DataType.WAVELENGTH_CALIBRATED, kinds=frozenset({"science"}), makes=DataType.FLUX_CALIBRATED,
-         spectroscopy_only=True, needs=(SENSITIVITY,), choices=("standard_id",), setting="flux_calibration",
-         route="spectrum/calibrate/flux/"),
+         takes=(DataType.WAVELENGTH_CALIBRATED,), kinds=frozenset({"science"}), makes=DataType.FLUX_CALIBRATED,
+         spectroscopy_only=True, needs=(SENSITIVITY,), then=("combine",), choices=("standard_id",),
+         setting="flux_calibration", route="spectrum/calibrate/flux/"),
+    # The exposures of one target, at the most calibrated level two of them reach (pipeline.matching).
+    Step("combine", expects="a wavelength- or flux-calibrated science spectrum",
+         title="Combine exposures", label="Combine Exposures of the Target", icon="stack",
+         takes=(DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED), kinds=frozenset({"science"}),
+         makes=DataType.COMBINED, spectroscopy_only=True, gathers=True, route="spectrum/combine/"),
 )}
 
 
@@ -126,9 +134,14 @@ def step_for(data_type: int, kind: str, technique: str | None) -> Step | None:
     return next((step for step in STEPS.values() if step.accepts(data_type, kind, technique)), None)
 
 
+def next_steps(step: Step, kind: str, technique: str | None) -> list[Step]:
+    """Every step a product of ``step`` (for a frame of this kind) goes on to, live and offline."""
+    return [STEPS[name] for name in step.then if STEPS[name].accepts(step.makes, kind, technique)]
+
+
 def next_step(step: Step, kind: str, technique: str | None) -> Step | None:
-    """What a product of ``step`` (for a frame of this kind) goes on to, live and offline."""
-    return next((STEPS[name] for name in step.then if STEPS[name].accepts(step.makes, kind, technique)), None)
+    """The chain's main line after ``step`` for a frame of this kind (the first of ``next_steps``)."""
+    return next(iter(next_steps(step, kind, technique)), None)
 
 
 def rerun_step(data_type: int, kind: str) -> Step | None:

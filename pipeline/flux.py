@@ -230,15 +230,15 @@ def read_sensitivity(path) -> Sensitivity:
             star=header["GSP_STD"], airmass=float(header["AIRMASS"]), exptime=float(header["EXPTIME"]))
 
 
-def write_flux_product(path, wavelength_header, flux, uncertainty, header=None) -> Path:
+def write_flux_product(path, wavelength_header, flux, uncertainty, header=None, unit: str = FLUX_UNIT) -> Path:
     """Write a flux-calibrated spectrum readable by ``specutils.Spectrum.read(path, format='wcs1d-fits')``:
-    float32 F_lambda with the input's linear WCS and BUNIT, BinTable ``UNCERT`` with its 1-sigma uncertainty
-    (the layout of :func:`pipeline.wavelength.write_product`)."""
+    float32 F_lambda (or what ``unit`` says) with the input's linear WCS and BUNIT, BinTable ``UNCERT`` with its
+    1-sigma uncertainty (the layout of :func:`pipeline.wavelength.write_product`)."""
     path = Path(path)
     primary = fits.PrimaryHDU(data=np.asarray(flux, dtype=np.float32), header=_inherit(header))
     for key in ("CRVAL1", "CDELT1", "CRPIX1", "CTYPE1", "CUNIT1"):
         primary.header[key] = (wavelength_header[key], wavelength_header.comments[key])
-    primary.header.update({"WCSAXES": 1, "DISPAXIS": 1, "BUNIT": (FLUX_UNIT, "F_lambda")})
+    primary.header.update({"WCSAXES": 1, "DISPAXIS": 1, "BUNIT": (unit, "F_lambda" if unit == FLUX_UNIT else "")})
     values = np.full(len(flux), np.nan) if uncertainty is None else np.asarray(uncertainty)
     uncert = fits.BinTableHDU.from_columns(
         [fits.Column(name="uncertainty", format="E", array=values.astype(np.float32))], name="UNCERT")

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from pipeline import standards
 from pipeline.chain import MASTER_BIAS
+from pipeline.datatypes import DataType
 from pipeline.headers import NO_GRATING, kind, parse_sexagesimal
 
 # Fields of each key, in key order.  Bias frames share a readout; flats must
@@ -317,3 +319,58 @@ def could_serve(provider_kind: str, provider: dict, frame: dict) -> bool:
         return science_config_key(provider) == science_config_key(frame)
     except (ValueError, TypeError):
         return False
+
+
+# --- Exposures of one target, combined ------------------------------------------------------------
+
+SAME_TARGET_ARCSEC = 10.0  # pointings of one target's exposures (offsets along the slit stay well within)
+
+
+def target_key(fields: dict) -> tuple:
+    """What spectra of one target share: proposal, night, configuration, OBJECT as typed (case, spaces and
+    punctuation aside) and target number along the slit (brightest first, ``pipeline.extract``)."""
+    return (fields.get("proposal_id"), fields.get("date"), science_config_key(fields),
+            standards.normalize_name(str(fields.get("object") or "")), fields.get("target"))
+
+
+def same_target(a: dict, b: dict) -> bool:
+    """True when two spectra are of one target: same ``target_key`` and pointings within
+    SAME_TARGET_ARCSEC (frames without readable coordinates go by the key alone)."""
+    try:
+        if target_key(a) != target_key(b):
+            return False
+    except (ValueError, TypeError):
+        return False
+    pa, pb = _pointing(a), _pointing(b)
+    if pa is None or pb is None:
+        return pa is None and pb is None
+    return separation_arcsec(pa, pb) <= SAME_TARGET_ARCSEC
+
+
+def not_one_target(spectra: list[dict]) -> str | None:
+    """Why ``spectra`` (products' fields) cannot be combined, or None: they must be two or more calibrated
+    spectra of one target, each of another exposure."""
+    if len(spectra) < 2:
+        return "combining needs at least two spectra"
+    exposures = [spectrum.get("original") for spectrum in spectra]
+    if len(set(exposures)) < len(exposures):
+        return "two of the spectra are of the same exposure"
+    for spectrum in spectra[1:]:
+        if not same_target(spectra[0], spectrum):
+            return (f"{_name(spectrum)} is not of the target of {_name(spectra[0])} (the same proposal, night, "
+                    f"configuration, OBJECT, target along the slit and pointing within {SAME_TARGET_ARCSEC:.0f}\")")
+    return None
+
+
+def spectra_to_combine(spectra: list[dict]) -> list[dict]:
+    """Of one target's calibrated spectra (fields with ``data_type``, ``original``: their exposure, ``id``
+    ordering versions), the ones to combine: the newest of each exposure at the most calibrated level
+    two or more exposures reach (flux, else wavelength), oldest exposure first; fewer than two: none."""
+    for level in (DataType.FLUX_CALIBRATED, DataType.WAVELENGTH_CALIBRATED):
+        newest: dict = {}
+        for spectrum in sorted(spectra, key=lambda s: s["id"]):
+            if spectrum["data_type"] == level:
+                newest[spectrum["original"]] = spectrum
+        if len(newest) >= 2:
+            return sorted(newest.values(), key=lambda s: (_moment(s), s["id"]))
+    return []

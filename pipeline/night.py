@@ -23,6 +23,7 @@ from statistics import median_low
 from threadpoolctl import threadpool_limits
 
 from pipeline import chain, headers, matching, standards, steps
+from pipeline.datatypes import DataType
 from pipeline.fitsfiles import is_fits_name, science_header
 from pipeline.settings import ReductionSettings
 
@@ -45,9 +46,9 @@ class NightResult:
     skipped: list[dict] = field(default_factory=list)
 
     def add(self, product: steps.Product, out_dir: Path, *, raw: Raw | None, parent: str | None,
-            arc: str | None = None, standard: str | None = None) -> None:
+            arc: str | None = None, standard: str | None = None, inputs: list[str] | None = None) -> None:
         fields = raw.fields if raw else {}
-        calibrated = product.data_type == chain.DataType.WAVELENGTH_CALIBRATED
+        calibrated = product.data_type == DataType.WAVELENGTH_CALIBRATED
         self.manifest.append({
             "file": str(product.path.relative_to(out_dir)),
             "data_type": product.data_type,
@@ -61,7 +62,9 @@ class NightResult:
             "rms_angstrom": product.record.get("rms_angstrom") if calibrated else None,
             "lines_used": product.record.get("lines_used") if calibrated else None,
             "flexure": product.record.get("flexure") if calibrated else None,
-            **({"standard": standard} if product.data_type == chain.DataType.FLUX_CALIBRATED else {}),
+            **({"standard": standard} if product.data_type == DataType.FLUX_CALIBRATED else {}),
+            **({"inputs": inputs} if product.data_type == DataType.COMBINED else {}),
+            "snr": product.record.get("snr"),
         })
 
     def merge(self, other: "NightResult") -> None:
@@ -181,8 +184,11 @@ class NightRun:
         self.units: list[Unit] = []
         self.waiting: list[Task] = []
         self.outstanding: Counter = Counter()  # per unit: its tasks not ended yet
+        self.outstanding_gathers = 0  # of those, the tasks of steps that gather a target's exposures
         self.provided: dict[str, list[dict]] = {}  # need -> what provides it, with the fields the rules read
         self.outcomes: list[tuple[tuple, NightResult]] = []
+        self.spectra: list[dict] = []  # science spectra calibrated so far, with their fields (for combining)
+        self.combined: set[frozenset] = set()  # the inputs of each combination made
         self._providers: dict[tuple[int, str], list[Unit]] = {}  # (unit, need) -> units that could provide it
         self._plan(frames)
 
@@ -218,6 +224,7 @@ class NightRun:
 
     def _add(self, task: Task) -> None:
         self.outstanding[task.unit.order] += 1
+        self.outstanding_gathers += task.step.gathers
         self.waiting.append(task)
 
     # --- when a task may start: every frame that could provide what it needs is done --------------
@@ -248,13 +255,22 @@ class NightRun:
         return [provider for provider in self.provided.get(need, [])
                 if matching.could_serve(provider["kind"], provider, task.unit.fields)]
 
+    def _gathered(self, task: Task) -> bool:
+        """A step that gathers a target's exposures starts once nothing else is left (``chain.Step.gathers``)."""
+        return not task.step.gathers or sum(self.outstanding.values()) == self.outstanding_gathers
+
     def start_ready(self, graph: TaskGraph) -> None:
-        waiting, self.waiting = self.waiting, []
-        for task in waiting:
-            if all(self._settled(task, need) for need in self.needs(task)):
-                RUNNERS[task.step.name].start(self, graph, task)
-            else:
-                self.waiting.append(task)
+        """Start what may start, again while starting ends tasks at once (a task that cannot run ends as it
+        starts, and may be what a gathering step waited for)."""
+        started = True
+        while started:
+            waiting, self.waiting, started = self.waiting, [], False
+            for task in waiting:
+                if self._gathered(task) and all(self._settled(task, need) for need in self.needs(task)):
+                    RUNNERS[task.step.name].start(self, graph, task)
+                    started = True
+                else:
+                    self.waiting.append(task)
 
     # --- what an ended task means ------------------------------------------------------------------
 
@@ -270,6 +286,7 @@ class NightRun:
             self._record(task, outcome, result)
         self.outcomes.append((task.key, result))
         self.outstanding[task.unit.order] -= 1
+        self.outstanding_gathers -= task.step.gathers
 
     def _record(self, task: Task, made: Made, result: NightResult) -> None:
         raw = None if task.step.name == "calibrations" else task.unit.raw
@@ -278,11 +295,15 @@ class NightRun:
         if made.provided is not None:
             need = task.step.provides[task.unit.kind]
             self.provided.setdefault(need, []).append({**task.unit.fields, "kind": task.unit.kind, **made.provided})
-        following = chain.next_step(task.step, task.unit.kind, task.unit.fields["technique"])
-        if following is not None and following.setting and not getattr(self.settings, following.setting):
-            following = None
-        for product in made.onward if following is not None else []:
-            self._add(Task(following, task.unit, product.path, product.target))
+        for following in chain.next_steps(task.step, task.unit.kind, task.unit.fields["technique"]):
+            if following.setting and not getattr(self.settings, following.setting):
+                continue
+            for product in made.onward:
+                self._add(Task(following, task.unit, product.path, product.target))
+        self.spectra += [{**task.unit.fields, "data_type": product.data_type, "original": task.unit.raw.path.name,
+                          "id": len(self.spectra) + number, "target": product.target, "path": product.path}
+                         for number, product in enumerate(made.onward) if task.unit.kind == "science"
+                         and product.data_type in (DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED)]
 
     def ordered_result(self) -> NightResult:
         """Masters, reduced frames, extracted, calibrated and flux-calibrated spectra, each in file order."""
@@ -296,14 +317,17 @@ class NightRun:
 @dataclass(frozen=True)
 class Runner:
     """How the twin runs one chain step: ``choose`` picks its calibrations in this process (returning the
-    arguments of ``run``, or a string saying why it cannot run), ``run`` does the work in a pool process."""
+    arguments of ``run``, a string saying why it cannot run, or None: nothing to do), ``run`` does the work
+    in a pool process."""
 
     run: Callable[..., Made]
-    choose: Callable[[NightRun, Task], tuple | str]
+    choose: Callable[[NightRun, Task], tuple | str | None]
 
     def start(self, night: NightRun, graph: TaskGraph, task: Task) -> None:
         chosen = self.choose(night, task)
-        if isinstance(chosen, str):
+        if chosen is None:  # nothing to do (a combination another task made)
+            night.ended(task, Made())
+        elif isinstance(chosen, str):
             night.ended(task, chosen)
         else:
             graph.submit(task, self.run, *chosen)
@@ -380,7 +404,26 @@ def _choose_standard(night: NightRun, task: Task) -> tuple | str:
 
 def run_calibrate_flux(raw: Raw, calibrated: Path, target: int, sensitivity: Path, why: str, out_dir: Path) -> Made:
     fluxed = steps.calibrate_flux(calibrated, sensitivity, out_dir, original=raw.path, target=target, why=why)
-    return Made([(fluxed, calibrated.name, {"standard": sensitivity.name})])
+    return Made([(fluxed, calibrated.name, {"standard": sensitivity.name})], [fluxed])
+
+
+def _choose_exposures(night: NightRun, task: Task) -> tuple | None:
+    """Every calibrated exposure of the task's target (the night is done), unless another task combined them."""
+    fields = {**task.unit.fields, "target": task.target}
+    chosen = matching.spectra_to_combine([spectrum for spectrum in night.spectra
+                                          if matching.same_target(fields, spectrum)])
+    inputs = frozenset(spectrum["path"] for spectrum in chosen)
+    if not chosen or inputs in night.combined:
+        return None
+    night.combined.add(inputs)
+    newest = next(raw for raw in night.units if raw.raw.path.name == chosen[-1]["original"]).raw
+    return [spectrum["path"] for spectrum in chosen], newest, task.target, night.out_dir
+
+
+def run_combine(paths: list[Path], newest: Raw, target: int | None, out_dir: Path) -> Made:
+    combined = steps.combine_spectra(paths, out_dir, name=steps.combined_name(newest.path, target),
+                                     original=newest.path, target=target)
+    return Made([(combined, paths[-1].name, {"raw": newest, "inputs": [path.name for path in paths]})])
 
 
 RUNNERS: dict[str, Runner] = {
@@ -390,6 +433,7 @@ RUNNERS: dict[str, Runner] = {
     "calibrate_wavelength": Runner(run_calibrate_wavelength, _choose_arc),
     "sensitivity": Runner(run_sensitivity, lambda night, task: (task.unit.raw, task.path, night.out_dir)),
     "calibrate_flux": Runner(run_calibrate_flux, _choose_standard),
+    "combine": Runner(run_combine, _choose_exposures),
 }
 assert set(RUNNERS) == set(chain.STEPS), "every step of the chain runs offline too"
 

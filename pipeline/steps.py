@@ -21,8 +21,9 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 from astropy.utils.exceptions import AstropyWarning
 
+from pipeline import combine as combine_block
 from pipeline import extract as extract_block
-from pipeline import flexure, flux, masters, reduce, standards, wavelength
+from pipeline import flexure, flux, masters, products, reduce, standards, wavelength
 from pipeline.chain import DataType
 from pipeline.settings import ReductionSettings
 
@@ -97,6 +98,15 @@ def _lineage(parent: Path | None = None, original: Path | None = None, **calibra
     return cards
 
 
+def snr_card(values, uncertainty) -> tuple[dict, dict]:
+    """A 1D product's median S/N per pixel over the central half of its range, as its record's ``snr``
+    and its header card ``GSP_SNR`` (both empty without an uncertainty)."""
+    snr = combine_block.median_snr(values, uncertainty)
+    if snr is None:
+        return {}, {}
+    return {"snr": snr}, {"GSP_SNR": (round(snr, 2), "median S/N per pixel, central half of the range")}
+
+
 def _technique(settings: ReductionSettings, technique: str | None) -> ReductionSettings:
     """The file's own technique decides the steps (slit trim only for spectroscopy)."""
     return dataclasses.replace(settings, technique=technique) if technique else settings
@@ -166,9 +176,12 @@ def extract_reduced(reduced_path: Path, settings: ReductionSettings, out_dir: Pa
     for spectrum in spectra:
         name = f"e{base_stem(reduced_path)}_target_{spectrum.number}.fits"
         sky = () if spectrum.sky is None else (fits.ImageHDU(spectrum.sky.astype(np.float32), name=SKY_EXTENSION),)
-        path = _write_ccd(extract_block.spectrum_ccd(spectrum, science.header), free_path(out_dir, name, taken),
-                          _lineage(reduced_path, original), sky)
-        products.append(Product(path, DataType.EXTRACTED, {**spectrum.record, "frame": record}, target=spectrum.number))
+        ccd = extract_block.spectrum_ccd(spectrum, science.header)
+        snr, card = snr_card(spectrum.flux, spectrum.uncertainty)
+        ccd.header.update(card)
+        path = _write_ccd(ccd, free_path(out_dir, name, taken), _lineage(reduced_path, original), sky)
+        products.append(Product(path, DataType.EXTRACTED, {**spectrum.record, "frame": record, **snr},
+                                target=spectrum.number))
     return products
 
 
@@ -235,10 +248,12 @@ def calibrate_wavelength(science_path: Path, arc_path: Path, out_dir: Path, *, o
     arc_solution, arc_record = wavelength.calibrate_arc(arc_flux, arc_header, options)
     solution, flexure_record = _flexure(science_path, science_flux, arc_solution, arc_record, correct_flexure)
     spectrum, resampled = wavelength.apply_solution(science_flux, solution, science_error)
-    record = {**arc_record, **resampled, "flexure": flexure_record}
+    snr, card = snr_card(spectrum.flux, spectrum.uncertainty)
+    record = {**arc_record, **resampled, "flexure": flexure_record, **snr}
     lineage = _lineage(science_path, original, arc=arc_path)
     header = science_header.copy()
     header.update({key: value for key, value in lineage.items() if value[0] is not None})
+    header.update(card)
     science_out = wavelength.write_product(free_path(out_dir, f"w{base_stem(science_path)}.fits", taken), spectrum, header,
                                            record=record)
     arc_spectrum, arc_resampled = wavelength.apply_solution(arc_flux, arc_solution)
@@ -294,11 +309,63 @@ def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path,
     header["GSP_SENS"] = (Path(sensitivity_path).name, "sensitivity function used")  # whole, over CONTINUE cards
     header["GSP_STD"] = (function.star, "standard star of that function")
     header["GSP_SWHY"] = (why, "why that standard")
+    snr, card = snr_card(values, errors)
+    header.update(card)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)  # long values push comments out of their cards: fine
         path = flux.write_flux_product(free_path(out_dir, f"f{base_stem(calibrated_path)}.fits", taken), header, values,
                                        errors, header)
     covered = np.isfinite(values)
     record = {"star": function.star, "sensitivity": Path(sensitivity_path).name, "why": why, "airmass": airmass,
-              "covered_fraction": float(covered.mean()) if values.size else 0.0}
+              "covered_fraction": float(covered.mean()) if values.size else 0.0, **snr}
     return Product(path, DataType.FLUX_CALIBRATED, record, target=target)
+
+
+# --- Combine ---------------------------------------------------------------------------------------
+
+MAX_INPUT_CARDS = 99  # GSP_IN01 .. GSP_IN99 name the inputs
+
+
+def combined_name(raw_path: Path | str, target: int | None) -> str:
+    """``coadd_NGC5128_400_M2_27-11-2026_target_1.fits`` from a raw ``0014_NGC5128_400_M2_27-11-2026.fits``:
+    named by the target, not by one exposure (each new combination is a new version of it)."""
+    label = re.sub(r"^\d+_", "", stem(raw_path))
+    return f"coadd_{label}" + (f"_target_{target}" if target else "") + ".fits"
+
+
+def combine_spectra(paths: list[Path], out_dir: Path, *, name: str, original: Path | None, target: int | None,
+                    taken: Taken = Path.exists) -> Product:
+    """Combine wavelength-calibrated (counts) or flux-calibrated (F_lambda) spectra of one target, oldest
+    first, into one (``pipeline.combine``); the header is the newest input's, with the total exposure time,
+    the mean airmass, ``GSP_NCOM`` and the input names."""
+    read = [_read_1d(path) for path in paths]
+    counts = not str(read[0][2].get("BUNIT", "")).startswith("erg")
+    exposures = [combine_block.Exposure(products.wavelength_axis(header, values.size), values,
+                                        uncertainty if uncertainty is not None else np.full(values.size, np.nan),
+                                        float(header.get("EXPTIME") or 1.0)) for values, uncertainty, header in read]
+    combined = combine_block.combine(exposures, counts=counts)
+    header = read[-1][2].copy()
+    snr, card = snr_card(combined.values, combined.uncertainty)
+    airmasses = [float(h["AIRMASS"]) for _, _, h in read if isinstance(h.get("AIRMASS"), (int, float))]
+    header.update({key: value for key, value in _lineage(paths[-1], original).items() if value[0] is not None})
+    header.update({
+        "CTYPE1": ("WAVE", "air wavelength"), "CUNIT1": ("Angstrom", ""), "CRPIX1": (1.0, ""),
+        "CRVAL1": (combined.start, "wavelength of pixel CRPIX1"), "CDELT1": (combined.step, "Angstrom per pixel"),
+        "WCSAXES": 1, "DISPAXIS": 1, "EXPTIME": (combined.exptime, "total exposure time of the inputs [s]"),
+        "DATE-OBS": (read[0][2].get("DATE-OBS", ""), "start of the first input"),
+        "GSP_NCOM": (len(paths), "number of spectra combined"),
+        "GSP_CREJ": (round(combined.rejected_fraction, 5), "fraction of input pixels rejected as outliers"),
+        **card})
+    if airmasses:
+        header["AIRMASS"] = (float(np.mean(airmasses)), "mean airmass of the inputs")
+    for number, path in enumerate(paths[:MAX_INPUT_CARDS], start=1):
+        header[f"GSP_IN{number:02d}"] = (Path(path).name, f"input {number}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyWarning)  # long file names go over CONTINUE cards
+        path = flux.write_flux_product(free_path(out_dir, name, taken), header, combined.values,
+                                       combined.uncertainty, header, unit=header.get("BUNIT", "adu"))
+    record = {"inputs": [Path(path).name for path in paths], "level": "flux" if not counts else "wavelength",
+              "exptime": combined.exptime, "rejected_fraction": combined.rejected_fraction,
+              "input_snr": [snr_card(values, uncertainty)[0].get("snr") for values, uncertainty, _ in read],
+              "wavelength_range": [combined.start, float(combined.wavelength[-1])], **snr}
+    return Product(path, DataType.COMBINED, record, target=target)

@@ -42,7 +42,8 @@ def test_products_and_manifest(future_night):
     for entry in manifest:
         assert (out / entry["file"]).is_file()
         assert set(entry) == {"file", "data_type", "parent", "original", "obstype", "object", "wavmode", "target",
-                              "arc", "rms_angstrom", "lines_used", "flexure"}
+                              "arc", "rms_angstrom", "lines_used", "flexure", "snr"} | (
+                                  {"inputs"} if entry["data_type"] == 6 else set())
     by_type = {}
     for entry in manifest:
         by_type.setdefault(entry["data_type"], []).append(entry)
