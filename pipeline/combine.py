@@ -102,8 +102,9 @@ def _on_grid(exposure: Exposure, grid: np.ndarray, counts: bool) -> tuple[np.nda
 
 
 def _outliers(values: np.ndarray, variance: np.ndarray) -> np.ndarray:
-    """Per pixel, the inputs far from the others: with three or more, from their median; with two, the
-    higher of two that disagree (cosmic-ray residues are what usually tells them apart, and they add light)."""
+    """Per pixel, the inputs far from the others, and their neighbours: with three or more, from their median;
+    with two, the higher of two that disagree (cosmic-ray residues are what usually tells them apart, and they
+    add light)."""
     present = np.isfinite(values)
     if values.shape[0] >= 3:
         with warnings.catch_warnings():
@@ -115,7 +116,12 @@ def _outliers(values: np.ndarray, variance: np.ndarray) -> np.ndarray:
         spread = np.nansum(variance, axis=0)[None, :].repeat(values.shape[0], axis=0)
     allowed = REJECT_SIGMA * np.sqrt(spread + (REJECT_TOLERANCE * reference) ** 2)
     with np.errstate(invalid="ignore"):
-        return present & (np.abs(values - reference) > allowed)
+        outlier = present & (np.abs(values - reference) > allowed)
+    # the rebin spreads a hit pixel into its neighbours, where it may hide under the threshold
+    grown = outlier.copy()
+    grown[:, 1:] |= outlier[:, :-1]
+    grown[:, :-1] |= outlier[:, 1:]
+    return grown & present
 
 
 def combine(exposures: list[Exposure], *, counts: bool) -> Combined:

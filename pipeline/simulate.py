@@ -512,7 +512,8 @@ def make_arc(config: str = "400_M2", *, shift_px: float = 0.0, scale: float = 1.
 def make_science(config: str = "400_M2", *, pointing: Pointing | None = None, shift_px: float = 0.0,
                  scale: float = 1.0, seed=None, exptime: float = 600.0, cosmic_rays: bool = True,
                  cosmic_ray_rate: float = COSMIC_RAY_RATE, date_obs: str = f"{DEFAULT_DATE}T23:30:00.000",
-                 proposal: str = DEFAULT_PROPOSAL, sky_line_strength: float = 1.0) -> Frame:
+                 proposal: str = DEFAULT_PROPOSAL, sky_line_strength: float = 1.0,
+                 airmass: float = SCIENCE_AIRMASS) -> Frame:
     """Targets on tilted/curved traces, sky continuum and lines along the slit (``sky_line_strength``
     scales the lines), cosmic rays."""
     pointing = pointing or POINTINGS[config][0]
@@ -531,7 +532,7 @@ def make_science(config: str = "400_M2", *, pointing: Pointing | None = None, sh
     hits = add_cosmic_rays(electrons, rng, exptime, cosmic_ray_rate) if cosmic_rays else []
     header = make_header(config, obstype="SPECTRUM", object_name=pointing.object_name, exptime=exptime,
                          date_obs=date_obs, proposal=proposal, ra=pointing.ra, dec=pointing.dec)
-    header["AIRMASS"] = (SCIENCE_AIRMASS, "airmass")  # as real frames have (their counts carry no flux truth)
+    header["AIRMASS"] = (float(airmass), "airmass")  # as real frames have (their counts carry no flux truth)
     truth = {"obstype": "SPECTRUM", "config": config,
              "dispersion": _dispersion_truth(config, dispersion, shift_px, scale),
              "line_fwhm_px": LINE_FWHM_PX, "targets": targets_truth, "sky_lines": sky_truth, "cosmic_rays": hits}
@@ -619,7 +620,10 @@ def night_plan(configurations, n_bias: int, n_flats: int, n_science: int,
         plan += [("bias", config, {})] * n_bias + [("flat", config, {})] * n_flats + [("arc", config, {})]
         plan += [("standard", config, {"airmass": round(1.03 + 0.08 * i, 3)}) for i in range(n_standards)]
         pointings = POINTINGS[config]
-        plan += [("science", config, {"pointing": pointings[i % len(pointings)]}) for i in range(n_science)]
+        # the pointings in turn, each exposure of a target at a higher airmass than the one before (it sets)
+        plan += [("science", config, {"pointing": pointings[i % len(pointings)],
+                                      "airmass": round(SCIENCE_AIRMASS + 0.1 * (i // len(pointings)), 3)})
+                 for i in range(n_science)]
         plan += [("arc", config, {})]
     return plan
 
