@@ -100,10 +100,18 @@ def change_stamp(user) -> str:
 
 
 def lineage(user, file: File) -> list[File]:
-    """The raw parent and every product derived from it, oldest first."""
+    """The raw parent and every product derived from it, oldest first, and the combined spectra of its
+    targets that include it (a combined spectrum belongs to its newest exposure and to each it combines)."""
     root_id = file.original_file_id or file.id
     query = visible_files(user).where(sa.or_(File.id == root_id, File.original_file_id == root_id))
-    return list(db.session.scalars(query.order_by(File.data_type, File.target, File.id)))
+    family = list(db.session.scalars(query.order_by(File.data_type, File.target, File.id)))
+    root = next((row for row in family if row.id == root_id), None)
+    if root is None:
+        return family
+    combined = visible_files(user).where(File.data_type == DataType.COMBINED, File.date == root.date,
+                                         File.proposal_id == root.proposal_id, File.original_file_id != root_id)
+    return family + [row for row in db.session.scalars(combined.order_by(File.id))
+                     if root_id in (row.calibrations or {}).get("exposures", [])]
 
 
 def most_calibrated_id(user, frame_id: int) -> int | None:
@@ -140,8 +148,12 @@ def same_target_spectra(user, file: File, limit: int = 30) -> list[File]:
     targets), newest first: what the Data page offers to draw over a spectrum."""
     if not file.object:
         return []
-    query = visible_files(user, sa.select(File), data_type=file.data_type).where(
-        File.object == file.object, File.data_type == file.data_type, File.id != file.id)
+    levels = [file.data_type]
+    if file.data_type == DataType.COMBINED:  # and the single exposures, at the level it combined
+        levels += [row.data_type for row in db.session.scalars(sa.select(File).where(
+            File.id.in_([used["id"] for used in (file.calibrations or {}).get("inputs", [])])).limit(1))]
+    query = visible_files(user, sa.select(File)).where(
+        File.object == file.object, File.data_type.in_(levels), File.id != file.id)
     return list(db.session.scalars(query.order_by(File.id.desc()).limit(limit)))
 
 

@@ -30,7 +30,7 @@ from pipeline.datatypes import DataType
 
 OBSERVED = {"data_type": DataType.RAW.value}
 CALIBRATIONS = {"data_type": DataType.MASTER.value}
-SPECTRA = (DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED)
+SPECTRA = (DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED, DataType.COMBINED)
 STATIC_WIDTH = 1100
 
 # the Advanced Visualization controls the viewer is drawn with, by their visual_defaults names

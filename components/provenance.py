@@ -92,9 +92,10 @@ def provenance_card(file, used: dict, pick_type: str):
         rows.append(html.Tr([html.Th("Flexure", className="text-nowrap"), html.Td(flexure.summary(used["flexure"])),
                              html.Td("measured on the frame's sky lines", className="text-muted")],
                             **{"data-calibration": "flexure"}))
-    if used.get("inputs"):
+    if used.get("inputs"):  # a master's frames (names), a combined spectrum's spectra ({id, file}: links)
+        names = [part for entry in used["inputs"] for part in (_name(entry, pick_type), html.Br())][:-1]
         rows.append(html.Tr([html.Th("Made of", className="text-nowrap"),
-                             html.Td(", ".join(used["inputs"]), className="gsp-provenance-name"),
+                             html.Td(names, className="gsp-provenance-name"),
                              html.Td(used.get("why", ""), className="text-muted")], **{"data-calibration": "inputs"}))
     table = dbc.Table([html.Tbody(rows)], size="sm", borderless=True, className="mb-0 gsp-provenance-table") \
         if rows else html.Div("No calibrations used (yet).", className="small text-muted")

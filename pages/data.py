@@ -190,7 +190,16 @@ def _main_card(defaults: dict, viewer_content):
         ], className="g-2"),
         html.Div(id=ids.DATA_COMMENT_MESSAGE, className="small mt-1"),
     ])
-    provenance = dbc.Card(dbc.CardBody(html.Div(id=ids.DATA_PROVENANCE), className="py-2 px-3"),
+    signal_to_noise = html.Div([
+        html.Span(id=ids.DATA_SNR_TEXT, className="fw-bold me-3"),
+        html.Div([
+            dbc.InputGroup([dbc.InputGroupText("Aim at S/N"),
+                            dbc.Input(id=ids.DATA_SNR_GOAL, type="number", min=1, max=10000, step="any", value=20,
+                                      debounce=False, style={"maxWidth": "6rem"})], size="sm", className="w-auto"),
+            html.Span(id=ids.DATA_SNR_ADVICE, className="ms-2"),
+        ], id=ids.DATA_SNR_FORM, className="d-flex align-items-center", hidden=True),
+    ], id=ids.DATA_SNR, className="d-flex flex-wrap align-items-center small mt-2 gsp-snr", hidden=True)
+    provenance = dbc.Card(dbc.CardBody([html.Div(id=ids.DATA_PROVENANCE), signal_to_noise], className="py-2 px-3"),
                           className="mb-2 gsp-provenance-card")
     body = html.Div([
         provenance,

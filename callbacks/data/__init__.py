@@ -16,10 +16,11 @@ from callbacks.data import (
     fits_header,
     index,
     selection,
+    signal_to_noise,
     viewer,
 )
 
-CONCERNS = (index, selection, file_card, fits_header, viewer, compare, actions, delete, comments)
+CONCERNS = (index, selection, file_card, fits_header, viewer, compare, actions, delete, comments, signal_to_noise)
 
 
 def register(app) -> None:
