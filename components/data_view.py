@@ -112,10 +112,13 @@ def _number(value):
 
 
 def compared(user, file: File, chosen) -> tuple:
-    """(label, path) of the chosen spectra the user may see, of the same kind as the one shown."""
-    others = (visible_file(user, value) for value in chosen or ())
-    return tuple((other.file_name, other.full_path) for other in others
-                 if other is not None and other.data_type == file.data_type and other.id != file.id)
+    """(label, path) of the chosen spectra that the compare list offers (``queries.same_target_spectra``: those
+    the user may see, in the shown one's units)."""
+    chosen = {_number(value) for value in chosen or ()}
+    if not chosen:
+        return ()
+    return tuple((other.file_name, other.full_path) for other in queries.same_target_spectra(user, file)
+                 if other.id in chosen)
 
 
 def viewer_view(user, selected, controls: dict, compare=()):

@@ -58,7 +58,10 @@ def combined_rows():
     return File.query.filter_by(data_type=6).order_by(File.id).all()
 
 
-def test_each_new_exposure_makes_a_new_combined_version(app, people, exposures_night, redis_db, client):
+@pytest.mark.browser
+def test_each_new_exposure_makes_a_new_combined_version(app, people, exposures_night, redis_db, client, live_server,
+                                                        page):
+    """Live with a real worker; then the observer's view in chromium (one night for both: it is the costly part)."""
     from db import db
     from db.models import File, Job
 
@@ -109,6 +112,7 @@ def test_each_new_exposure_makes_a_new_combined_version(app, people, exposures_n
                         headers=auth_header(people["tokens"]["collab"])).json
     assert listed["count"] == 2
     assert all(job.state == "done" for job in Job.query.all())
+    see_the_combined_spectrum_on_the_data_page(page, live_server, newest, singles)
 
     # by hand: two of the three, a new version; what is not one target is refused with the reason
     token = auth_header(people["tokens"]["pi"])
@@ -159,3 +163,42 @@ def test_the_offline_twin_combines_each_target_once(exposures_night, tmp_path):
     header = fits.getheader(counts.path)
     assert header["BUNIT"] == "adu" and header["EXPTIME"] == 1800.0 and header["GSP_NCOM"] == 3
     assert counts.record["level"] == "wavelength" and counts.record["snr"] == pytest.approx(header["GSP_SNR"], abs=0.01)
+
+
+def see_the_combined_spectrum_on_the_data_page(page, live_server, combined, singles):
+    """The first exposure's page opens on the combined spectrum (its target's first tab), says its S/N after
+    three exposures and how many more would reach the S/N typed, and overlays the single exposures."""
+    from tests.conftest import screenshot
+    from tests.test_browser_data import click_tab, log_in, wait_plot, wait_title
+
+    log_in(page, live_server, "pi")
+    page.goto(f"{live_server}/?id={singles[0].original_file_id}")
+    wait_title(page, singles[0].original.file_name)
+    tabs = [t.strip() for t in page.locator("#data-tabs [data-label]").all_inner_texts()]
+    assert tabs[0] == "Combined \u00b7 target 1 \u00b7 v2 (current)", tabs
+    click_tab(page, "Combined \u00b7 target 1 \u00b7 v2 (current)")
+    wait_plot(page, combined.file_name, "scatter")
+    page.wait_for_selector("#data-snr-text:not(:empty)")
+    assert page.inner_text("#data-snr-text") == f"S/N {combined.snr:.1f} after 3 exposures (1800 s)"
+    last = combined.calibrations["record"]["input_snr"][-1]
+    from pipeline.combine import exposures_to_reach
+
+    goal = round(combined.snr * 3)
+    page.fill("#data-snr-goal", str(goal))
+    more = exposures_to_reach(goal, combined.snr, last)
+    page.wait_for_function("(t) => document.querySelector('#data-snr-advice').textContent === t",
+                           arg=f"{more} more exposures like the last (600 s each) would reach S/N {goal}.")
+    made_of = page.locator("[data-calibration='inputs'] button").all_inner_texts()
+    assert made_of == [row.file_name for row in singles]
+    screenshot(page, "combined-spectrum")
+    page.click("#data-advanced-button")
+    page.locator("#data-compare").click()
+    page.locator(".dash-dropdown-option").first.wait_for()
+    options = page.locator(".dash-dropdown-option").all_inner_texts()
+    assert {row.file_name for row in singles} <= {text.split(" \u00b7 ")[0].strip() for text in options}, options
+    # overlay an exposure (the list is a popover that follows the page: pick the option as its own click does)
+    page.locator(".dash-dropdown-option", has_text=singles[0].file_name).first.evaluate("o => o.click()")
+    page.wait_for_function("(name) => document.querySelector('#data-graph .js-plotly-plot').data"
+                           ".some(d => d.name === name)", arg=singles[0].file_name)
+    page.keyboard.press("Escape")
+    screenshot(page, "combined-spectrum-compare")
