@@ -93,7 +93,8 @@ def provenance_card(file, used: dict, pick_type: str):
                              html.Td("measured on the frame's sky lines", className="text-muted")],
                             **{"data-calibration": "flexure"}))
     if used.get("inputs"):  # a master's frames (names), a combined spectrum's spectra ({id, file}: links)
-        names = [part for entry in used["inputs"] for part in (_name(entry, pick_type), html.Br())][:-1]
+        names = ", ".join(used["inputs"]) if all(isinstance(entry, str) for entry in used["inputs"]) else \
+            [part for entry in used["inputs"] for part in (_name(entry, pick_type), html.Br())][:-1]
         rows.append(html.Tr([html.Th("Made of", className="text-nowrap"),
                              html.Td(names, className="gsp-provenance-name"),
                              html.Td(used.get("why", ""), className="text-muted")], **{"data-calibration": "inputs"}))

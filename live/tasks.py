@@ -649,6 +649,9 @@ def rerun_params(product: File) -> tuple[chain.Step, File, dict]:
     """The step, input file and parameters that make ``product`` again with the current settings
     (a new version; the old one stays). Raises JobRefused when it cannot be re-made."""
     step = chain.rerun_step(product.data_type, kind_of(product))
+    if step is None and product.data_type == DataType.COMBINED:
+        raise JobRefused(f"{product.file_name} is made again by combining its exposures "
+                         "(POST /api/files/spectrum/combine/).")
     if step is None:
         raise JobRefused(f"{product.file_name} is re-made with the science frame it belongs to.")
     used = product.calibrations or {}

@@ -145,8 +145,10 @@ def next_step(step: Step, kind: str, technique: str | None) -> Step | None:
 
 
 def rerun_step(data_type: int, kind: str) -> Step | None:
-    """The step that re-makes a product of this type and frame kind: the step that made it
-    (None for raw files, and for arcs' 1D products, which are re-made with their science)."""
+    """The step that re-makes a product of this type and frame kind: the step that made it (None for raw
+    files, for arcs' 1D products, which are re-made with their science, and for what a step that gathers
+    exposures made: it is made again by combining, as the exposures or their choice change)."""
     if data_type == DataType.RAW or (kind == "arc" and data_type > DataType.REDUCED):
         return None
-    return next((step for step in STEPS.values() if step.makes == data_type and kind in step.kinds), None)
+    step = next((step for step in STEPS.values() if step.makes == data_type and kind in step.kinds), None)
+    return None if step is None or step.gathers else step
