@@ -1,6 +1,7 @@
 """Notifications (job layer): what happened, told to the subscriptions of its proposal (auth/subscriptions.py).
 
-- The outbox. Every flush notes the spectra it made (data_type 4, 5, 6), the raw frames it failed and the
+- The outbox. Every flush notes the spectra it made (data_type 4, 5, 6; not the arcs calibrated along a
+  science frame's traces), the raw frames it failed and the
   nights it touched; just before that transaction commits, a :class:`Delivery` row is added for each
   subscription told of it (one per channel: webhook, e-mail). So a product rolled back is never announced, and
   one committed is, whoever made it and whatever dies after the commit.
@@ -39,6 +40,7 @@ from db import db
 from db.events import log_event
 from db.models import Delivery, DeliveryAttempt, File, Subscription
 from live.queue import periodic
+from pipeline.chain import ARC_OBSTYPES
 from pipeline.datatypes import DataType
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ def _note_flushed(session, _context) -> None:
     noted = session.info.setdefault(_NOTED, {"spectra": set(), "failed": {}, "nights": set()})
     files = [row for row in (*session.new, *session.dirty) if isinstance(row, File)]
     for file in files:
-        if file in session.new and file.data_type in SPECTRA:
+        if file in session.new and file.data_type in SPECTRA and file.obstype not in ARC_OBSTYPES:
             noted["spectra"].add(file.id)
         if file.data_type == DataType.RAW and _became_failed(file):
             noted["failed"][file.id] = file.state_reason

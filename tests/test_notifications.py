@@ -13,9 +13,11 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from astropy.io import fits
 
 from tests.conftest import auth_header
-from tests.test_email import Inbox, body_of, smtp  # noqa: F401
+from tests.test_email import body_of, smtp  # noqa: F401
+from tests.test_jobs import Processes, calibration_night, copy_to_raw, own_redis, use_settings, wait_for  # noqa: F401
 
 PUBLIC_URL = "https://gsp.example.org"
 
@@ -131,6 +133,12 @@ def tick_until(predicate, timeout: float = 10.0, what: str = "the deliveries"):
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}: {[(d.event, d.state, d.reason) for d in deliveries()]}")
+
+
+def queue_on(redis_url: str):
+    from live.queue import _make_queue
+
+    return _make_queue(redis_url)
 
 
 def signed(secret: str, body: bytes) -> str:
@@ -271,6 +279,22 @@ def test_a_receiver_slower_than_the_timeout_is_tried_again(app, client, people, 
     assert deliveries()[0].attempts == 2
 
 
+def test_the_retry_schedule_starts_within_15_s_and_grows(app):
+    from live.notify import retry_delay
+
+    delays = tuple(float(delay) for delay in "10,30,60,300,900,1800,3600".split(","))
+    assert [retry_delay(attempts, delays) for attempts in range(1, 10)] == [
+        10, 30, 60, 300, 900, 1800, 3600, 3600, 3600]
+    assert retry_delay(1, make_config()["WEBHOOK_RETRY_DELAYS"]) <= 15 and make_config()[
+        "WEBHOOK_GIVE_UP_SECONDS"] == 24 * 3600
+
+
+def make_config() -> dict:
+    from config import load_config
+
+    return load_config({"SECRET_KEY": "x"})
+
+
 def test_slack_gets_a_line_with_a_link(app, client, people, receivers):
     receiver = receivers()
     subscribe(client, people, url=receiver.url, format="slack")
@@ -369,3 +393,77 @@ def test_a_subscription_failing_for_a_day_is_paused_and_its_owner_told(app, clie
         "GSP Live: your notifications of SOAR2026B-001 are paused"]
     product(raw, 5)
     assert len(deliveries()) == 1  # a paused subscription is told nothing
+
+
+# --- night.ready --------------------------------------------------------------------------------------
+
+def test_a_night_is_ready_once_every_configuration_has_its_calibrations(app, client, people, receivers, redis_db,
+                                                                        calibration_night):  # noqa: F811
+    """The night summary's readiness, as the subscriber sees the night: the science frame alone needs an arc; the
+    arc's arrival makes the night ready, told once."""
+    from live.catalogue import ingest
+
+    app.extensions["gsp_queue"] = queue_on(redis_db)  # the frames' jobs wait in Redis: no worker runs them here
+    folder, names = calibration_night
+    use_settings(people["proposal"], ignore_bias=True, ignore_flats=True, flux_calibration=False)
+    receiver = receivers()
+    subscribe(client, people, url=receiver.url, events=["night.ready"])
+    arc_name = next(name for name in names if "COMP" in fits.getval(folder / name, "OBSTYPE"))
+    science_name = next(path.name for path in sorted(folder.glob("*.fits")) if fits.getval(path, "OBSTYPE") == "SPECTRUM")
+    arc_path, science_path = copy_to_raw(app, folder, [arc_name, science_name])
+    science, _ = ingest(science_path)
+    assert deliveries() == []
+    ingest(arc_path)
+    tick_until(lambda: [row.state for row in deliveries()] == ["delivered"])
+    body = json.loads(receiver.requests[0]["body"])
+    assert (body["event"], body["night"], body["url"]) == ("night.ready", science.date,
+                                                           f"{PUBLIC_URL}/api/nights/{science.date}/")
+    assert [(c["proposal"], c["ready"], c["missing"]) for c in body["configurations"]] == [
+        ("SOAR2026B-001", True, [])]
+    ingest(copy_to_raw(app, folder, [next(n for n in names if n != arc_name and "COMP" in
+                                          fits.getval(folder / n, "OBSTYPE"))])[0])
+    assert len(deliveries()) == 1  # told once
+
+
+# --- real processes killed between the commit and the delivery -----------------------------------------
+
+@pytest.mark.postgresql
+def test_a_spectrum_reaches_its_receiver_when_the_worker_and_the_sender_die(app, client, people, receivers,
+                                                                            own_redis, calibration_night, tmp_path):  # noqa: F811
+    """A real worker commits a spectrum and is SIGKILLed at once; the real watcher sending it is SIGKILLed while
+    the receiver holds the request; a new watcher sends it again under the same delivery id, acknowledged once,
+    within 15 s of the product being in the API."""
+    from db.models import DeliveryAttempt, File
+    from live.catalogue import ingest
+
+    folder, names = calibration_night
+    use_settings(people["proposal"], ignore_bias=True, ignore_flats=True, flux_calibration=False)
+    receiver = receivers(delay=3.0, slow=1)  # holds the first request past the moment its sender dies
+    subscribe(client, people, url=receiver.url)
+    own_redis.start()
+    processes = Processes(app, own_redis.url, tmp_path)
+    processes.env.update(GSP_WEBHOOK_ALLOW_PRIVATE="1", GSP_WEBHOOK_TIMEOUT_SECONDS="1", GSP_PUBLIC_URL=PUBLIC_URL,
+                         GSP_WEBHOOK_RETRY_DELAYS="0.5")
+    try:
+        watcher, worker = processes.watcher(), processes.worker()
+        arc_name = next(name for name in names if "COMP" in fits.getval(folder / name, "OBSTYPE"))
+        science_name = next(path.name for path in sorted(folder.glob("*.fits"))
+                            if fits.getval(path, "OBSTYPE") == "SPECTRUM")
+        for path in copy_to_raw(app, folder, [arc_name, science_name]):
+            ingest(path)
+        science = File.query.filter_by(data_type=4, obstype="SPECTRUM")
+        wait_for(lambda: science.count() > 0, 120, "the spectrum")
+        processes.kill(worker)  # its commit holds the product and its outbox row; nothing was sent yet
+        in_api = time.monotonic()
+        spectrum = science.one()
+        wait_for(lambda: len(receiver.requests) == 1, 10, "the first request")
+        processes.kill(watcher)  # the sender dies while the receiver holds the request
+        processes.watcher()
+        wait_for(lambda: deliveries()[0].state == "delivered", 15, "the delivery")
+        assert time.monotonic() - in_api < 15
+    finally:
+        processes.stop_all()
+    first, second = receiver.requests
+    assert first["headers"]["X-GSP-Delivery"] == second["headers"]["X-GSP-Delivery"] == deliveries()[0].uid
+    assert json.loads(second["body"])["file"]["id"] == spectrum.id
+    assert [(a.status, a.error) for a in DeliveryAttempt.query.all()] == [(200, "")]  # one acknowledgement
