@@ -10,6 +10,7 @@ import ipaddress
 import secrets
 import socket
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -59,8 +60,8 @@ def _refused_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str
     return None if address.is_global else "non-public"
 
 
-def _split(url) -> tuple:
-    """The URL's parts and port, if it is an http(s) URL naming a host."""
+def _check_text(url) -> None:
+    """A URL as a request line can carry it: printable ASCII, http or https."""
     if not isinstance(url, str) or not url.strip():
         raise SubscriptionError("'url' is required: the http:// or https:// address to POST events to.")
     if len(url) > MAX_URL_LENGTH:
@@ -69,6 +70,11 @@ def _split(url) -> tuple:
         raise SubscriptionError("'url' may hold printable ASCII only, without spaces (percent-encode the rest).")
     if not url.startswith(tuple(f"{scheme}://" for scheme in DEFAULT_PORTS)):
         raise SubscriptionError("A webhook URL must start with http:// or https://.")
+
+
+def _split(url) -> tuple:
+    """The URL's parts and port, if it is an http(s) URL naming a host."""
+    _check_text(url)
     try:
         parts = urlsplit(url)
         port = parts.port or DEFAULT_PORTS[parts.scheme]
@@ -149,10 +155,10 @@ def get_own_subscription(user, subscription_id: int) -> Subscription | None:
 def update_subscription(user, subscription: Subscription, *, events=None, email=None, paused=None) -> list[str]:
     """Change what a subscription tells, by e-mail or not, paused or not; returns the names of what changed.
     Resumed, it counts its failures afresh."""
-    wanted = {"events": None if events is None else _events(events),
-              "email": None if email is None else _boolean("email", email),
-              "paused": None if paused is None else _boolean("paused", paused)}
-    changed = [name for name, value in wanted.items() if value is not None and getattr(subscription, name) != value]
+    checks = {"events": _events, "email": partial(_boolean, "email"), "paused": partial(_boolean, "paused")}
+    given = {"events": events, "email": email, "paused": paused}
+    wanted = {name: checks[name](value) for name, value in given.items() if value is not None}
+    changed = [name for name, value in wanted.items() if getattr(subscription, name) != value]
     for name in changed:
         setattr(subscription, name, wanted[name])
     if "paused" in changed and not subscription.paused:

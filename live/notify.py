@@ -74,14 +74,22 @@ def _note_flushed(session, _context) -> None:
     """After a flush (its lists still as before it): the spectra made, the raw frames failed, the nights
     touched."""
     noted = session.info.setdefault(_NOTED, {"spectra": set(), "failed": {}, "nights": set()})
-    files = [row for row in (*session.new, *session.dirty) if isinstance(row, File)]
-    for file in files:
-        if file in session.new and file.data_type in SPECTRA and file.obstype not in ARC_OBSTYPES:
-            noted["spectra"].add(file.id)
-        if file.data_type == DataType.RAW and _became_failed(file):
-            noted["failed"][file.id] = file.state_reason
-        if file.date and (file in session.new or _became_failed(file)):
-            noted["nights"].add(file.date)
+    for file in session.new:
+        if isinstance(file, File):
+            _note(noted, file, new=True)
+    for file in session.dirty:
+        if isinstance(file, File):
+            _note(noted, file, new=False)
+
+
+def _note(noted: dict, file: File, new: bool) -> None:
+    failed = _became_failed(file)
+    if new and file.data_type in SPECTRA and file.obstype not in ARC_OBSTYPES:
+        noted["spectra"].add(file.id)
+    if failed and file.data_type == DataType.RAW:
+        noted["failed"][file.id] = file.state_reason
+    if file.date and (new or failed):
+        noted["nights"].add(file.date)
 
 
 def _forget_noted(session) -> None:
