@@ -22,6 +22,7 @@ import http.client
 import json
 import logging
 import socket
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -46,9 +47,12 @@ from pipeline.datatypes import DataType
 log = logging.getLogger(__name__)
 
 SPECTRA = frozenset({DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED, DataType.COMBINED})
-CLAIM_LIMIT = 50  # deliveries claimed per tick; the rest wait for the next
+SENDERS = 4  # threads of the dispatcher's process that send; a tick claims no more than are idle
 _NOTED = "gsp_notify_noted"
-_sender_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gsp-notify")
+_sender_pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="gsp-notify")
+# What this process is sending: never claimed again meanwhile, even past its lease (a slow name lookup).
+_in_flight: set[tuple[str, int]] = set()
+_in_flight_lock = threading.Lock()
 
 
 def init_app(server) -> None:
@@ -169,21 +173,39 @@ def _night_ready(subscription: Subscription, date: str) -> bool:
 def send_notifications() -> None:
     """Claim what is due and send it from the sender's threads (a dispatcher tick)."""
     app = current_app._get_current_object()
-    for delivery_id in _claim_due_webhooks():
-        _sender_pool.submit(_in_context, app, deliver_webhook, delivery_id)
-    for subscription_id in _claim_due_digests():
-        _sender_pool.submit(_in_context, app, send_digest, subscription_id)
+    for delivery_id in _claim_due_webhooks(_sending("webhook")):
+        _submit(app, deliver_webhook, ("webhook", delivery_id))
+    for subscription_id in _claim_due_digests(_sending("digest")):
+        _submit(app, send_digest, ("digest", subscription_id))
 
 
-def _in_context(app, function, ident: int) -> None:
+def _sending(kind: str) -> list[int]:
+    with _in_flight_lock:
+        return [ident for sent, ident in _in_flight if sent == kind]
+
+
+def _idle_senders() -> int:
+    with _in_flight_lock:
+        return SENDERS - len(_in_flight)
+
+
+def _submit(app, function, key: tuple[str, int]) -> None:
+    with _in_flight_lock:
+        _in_flight.add(key)
+    _sender_pool.submit(_in_context, app, function, key)
+
+
+def _in_context(app, function, key: tuple[str, int]) -> None:
     with app.app_context():
         try:
-            function(ident)
+            function(key[1])
         except Exception:  # recorded where it could be; the sender thread lives on
-            log.exception("notification %s(%s) failed", function.__name__, ident)
+            log.exception("notification %s(%s) failed", function.__name__, key[1])
             db.session.rollback()
         finally:
             db.session.remove()
+            with _in_flight_lock:
+                _in_flight.discard(key)
 
 
 def _lease() -> timedelta:
@@ -191,13 +213,14 @@ def _lease() -> timedelta:
     return timedelta(seconds=3 * float(current_app.config["WEBHOOK_TIMEOUT_SECONDS"]) + 2)
 
 
-def _claim_due_webhooks() -> list[int]:
+def _claim_due_webhooks(sending: list[int]) -> list[int]:
     now = _now()
     active = sa.select(Subscription.id).where(Subscription.paused.is_(False))
     due = sa.and_(Delivery.channel == "webhook", Delivery.state == "pending", Delivery.due_at <= now,
-                  Delivery.subscription_id.in_(active))
+                  Delivery.subscription_id.in_(active), Delivery.id.not_in(sending))
     claimed = []
-    for delivery_id in db.session.scalars(sa.select(Delivery.id).where(due).order_by(Delivery.id).limit(CLAIM_LIMIT)):
+    for delivery_id in db.session.scalars(sa.select(Delivery.id).where(due).order_by(Delivery.id)
+                                          .limit(_idle_senders())):
         taken = db.session.execute(sa.update(Delivery).where(Delivery.id == delivery_id, due)
                                    .values(due_at=now + _lease()).execution_options(synchronize_session=False))
         if taken.rowcount == 1:
@@ -206,15 +229,15 @@ def _claim_due_webhooks() -> list[int]:
     return claimed
 
 
-def _claim_due_digests() -> list[int]:
+def _claim_due_digests(sending: list[int]) -> list[int]:
     """Subscriptions with e-mail waiting whose last digest is old enough; claimed by moving that time to now."""
     now = _now()
     quiet = sa.or_(Subscription.last_digest_at.is_(None),
                    Subscription.last_digest_at <= now - timedelta(seconds=current_app.config["DIGEST_SECONDS"]))
     waiting = sa.select(Delivery.subscription_id).where(Delivery.channel == "email", Delivery.state == "pending")
-    due = sa.and_(Subscription.id.in_(waiting), Subscription.paused.is_(False), quiet)
+    due = sa.and_(Subscription.id.in_(waiting), Subscription.paused.is_(False), quiet, Subscription.id.not_in(sending))
     claimed = []
-    for subscription_id in db.session.scalars(sa.select(Subscription.id).where(due).limit(CLAIM_LIMIT)):
+    for subscription_id in db.session.scalars(sa.select(Subscription.id).where(due).limit(_idle_senders())):
         taken = db.session.execute(sa.update(Subscription).where(Subscription.id == subscription_id, due)
                                    .values(last_digest_at=now).execution_options(synchronize_session=False))
         if taken.rowcount == 1:
