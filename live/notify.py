@@ -23,6 +23,7 @@ import json
 import logging
 import socket
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -47,12 +48,14 @@ from pipeline.datatypes import DataType
 log = logging.getLogger(__name__)
 
 SPECTRA = frozenset({DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED, DataType.COMBINED})
+NIGHT_SWEEP_SECONDS = 30.0
 SENDERS = 4  # threads of the dispatcher's process that send; a tick claims no more than are idle
 _NOTED = "gsp_notify_noted"
 _sender_pool = ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="gsp-notify")
 # What this process is sending: never claimed again meanwhile, even past its lease (a slow name lookup).
 _in_flight: set[tuple[str, int]] = set()
 _in_flight_lock = threading.Lock()
+_last_sweep = 0.0  # time.monotonic() of the last sweep_ready_nights
 
 
 def init_app(server) -> None:
@@ -165,6 +168,20 @@ def _proposal_configurations(subscription: Subscription, date: str) -> list[dict
 def _night_ready(subscription: Subscription, date: str) -> bool:
     configurations = _proposal_configurations(subscription, date)
     return bool(configurations) and all(configuration["ready"] for configuration in configurations)
+
+
+@periodic
+def sweep_ready_nights() -> None:
+    """night.ready that no one transaction could see (two frames committed at once, each seeing the night without
+    the other), or of a subscription made after its night got ready: the nights of the last day, twice a minute."""
+    global _last_sweep
+    if time.monotonic() - _last_sweep < NIGHT_SWEEP_SECONDS or not _subscribed(db.session, "night.ready"):
+        return
+    _last_sweep = time.monotonic()
+    recent = sa.select(File.date).distinct().where(File.created >= _now() - timedelta(days=1), File.date != "")
+    for date in sorted(db.session.scalars(recent)):
+        _announce_ready_night(db.session, date)
+    db.session.commit()
 
 
 # --- the sender -------------------------------------------------------------------------------------

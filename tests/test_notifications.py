@@ -396,6 +396,7 @@ def test_a_night_is_ready_once_every_configuration_has_its_calibrations(app, cli
                                                                         calibration_night):  # noqa: F811
     """The night summary's readiness, as the subscriber sees the night: the science frame alone needs an arc; the
     arc's arrival makes the night ready, told once."""
+    from live import notify
     from live.catalogue import ingest
 
     app.extensions["gsp_queue"] = queue_on(redis_db)  # the frames' jobs wait in Redis: no worker runs them here
@@ -409,6 +410,7 @@ def test_a_night_is_ready_once_every_configuration_has_its_calibrations(app, cli
     science, _ = ingest(science_path)
     assert deliveries() == []
     ingest(arc_path)
+    assert [row.event for row in deliveries()] == ["night.ready"]  # written with the arc's row
     tick_until(lambda: [row.state for row in deliveries()] == ["delivered"])
     body = json.loads(receiver.requests[0]["body"])
     assert (body["event"], body["night"], body["url"]) == ("night.ready", science.date,
@@ -418,6 +420,12 @@ def test_a_night_is_ready_once_every_configuration_has_its_calibrations(app, cli
     ingest(copy_to_raw(app, folder, [next(n for n in names if n != arc_name and "COMP" in
                                           fits.getval(folder / n, "OBSTYPE"))])[0])
     assert len(deliveries()) == 1  # told once
+
+    # a subscription made once the night is ready hears of it from the dispatcher's sweep of the last day's nights
+    late = subscribe(client, people, "collab", url=receiver.url, events=["night.ready"])
+    notify._last_sweep = 0.0
+    tick_until(lambda: [row.state for row in deliveries(subscription_id=late["id"])] == ["delivered"])
+    assert len(deliveries()) == 2
 
 
 # --- real processes killed between the commit and the delivery -----------------------------------------
