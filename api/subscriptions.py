@@ -17,8 +17,19 @@ from flask_login import current_user
 from api import ApiError, blueprint
 from api.files import json_body, parse_id
 from api.proposals import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, paginated, whole_parameter
-from api.schemas import BAD_ID, ID, OPTIONAL_TIME, TIME, TOKEN_SECURITY, body_schema, error, json_content, page_of, \
-    paging_parameters, path_id
+from api.schemas import (
+    BAD_ID,
+    ID,
+    OPTIONAL_TIME,
+    TIME,
+    TOKEN_SECURITY,
+    body_schema,
+    error,
+    json_content,
+    page_of,
+    paging_parameters,
+    path_id,
+)
 from auth.subscriptions import (
     EVENTS,
     FORMATS,

@@ -305,7 +305,6 @@ def test_slack_gets_a_line_with_a_link(app, client, people, receivers):
 @pytest.mark.both_databases
 def test_a_removed_collaborator_is_told_nothing_more(app, client, people, receivers):
     from auth.accounts import remove_collaborator
-    from db import db
 
     receiver = receivers()
     subscribe(client, people, "collab", url=receiver.url)
