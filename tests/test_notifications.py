@@ -279,6 +279,31 @@ def test_a_receiver_slower_than_the_timeout_is_tried_again(app, client, people, 
     assert deliveries()[0].attempts == 2
 
 
+def test_a_redirect_is_an_answer_not_followed(app, client, people, receivers):
+    receiver = receivers(302)
+    subscribe(client, people, url=receiver.url)
+    product(raw_frame(people["proposal"]))
+    tick_until(lambda: deliveries()[0].state == "delivered")
+    from db.models import DeliveryAttempt
+
+    assert [(a.status, a.error) for a in DeliveryAttempt.query.order_by(DeliveryAttempt.id)] == [
+        (302, "HTTP 302"), (200, "")]
+    assert len(receiver.requests) == 2
+
+
+def test_the_request_goes_to_the_address_that_was_checked(app, receivers):
+    """The name is not looked up again when connecting: what resolves to another address by then (DNS rebinding)
+    is not reached."""
+    from auth.subscriptions import WebhookAddress
+    from live.notify import post
+
+    receiver = receivers()
+    port = receiver.server.server_port
+    checked = WebhookAddress("http", "hooks.rebinding.invalid", port, "/hook?a=1", "127.0.0.1")
+    assert post(checked, b"{}", {"Content-Type": "application/json"}, 1.0) == 200
+    assert receiver.requests[0]["headers"]["Host"] == f"hooks.rebinding.invalid:{port}"
+
+
 def test_the_retry_schedule_starts_within_15_s_grows_and_gives_up_after_a_day(tmp_path):
     from config import load_config
     from live.notify import retry_delay
