@@ -408,6 +408,7 @@ def test_a_subscription_failing_for_a_day_is_paused_and_its_owner_told(app, clie
     tick_until(lambda: deliveries()[0].state == "failed")
     assert deliveries()[0].reason == "gave up after a day: HTTP 500" and deliveries()[0].attempts == 2
     assert Subscription.query.one().paused is True
+    tick_until(lambda: smtp.messages, what="the owner's mail (sent once the pause is committed)")
     assert [m["message"]["Subject"] for m in smtp.messages] == [
         "GSP Live: your notifications of SOAR2026B-001 are paused"]
     product(raw, 5)
@@ -465,11 +466,11 @@ def test_a_spectrum_reaches_its_receiver_when_the_worker_and_the_sender_die(app,
 
     folder, names = calibration_night
     use_settings(people["proposal"], ignore_bias=True, ignore_flats=True, flux_calibration=False)
-    receiver = receivers(delay=3.0, slow=1)  # holds the first request past the moment its sender dies
+    receiver = receivers(delay=4.0, slow=1)  # holds the first request past the moment its sender dies
     subscribe(client, people, url=receiver.url)
     own_redis.start()
     processes = Processes(app, own_redis.url, tmp_path)
-    processes.env.update(GSP_WEBHOOK_ALLOW_PRIVATE="1", GSP_WEBHOOK_TIMEOUT_SECONDS="1", GSP_PUBLIC_URL=PUBLIC_URL,
+    processes.env.update(GSP_WEBHOOK_ALLOW_PRIVATE="1", GSP_WEBHOOK_TIMEOUT_SECONDS="2", GSP_PUBLIC_URL=PUBLIC_URL,
                          GSP_WEBHOOK_RETRY_DELAYS="0.5")
     try:
         watcher, worker = processes.watcher(), processes.worker()
