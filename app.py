@@ -31,11 +31,12 @@ def create_app(config: dict | None = None) -> Dash:
 def register_extensions(server: Flask) -> None:
     import auth
     import db
-    from live import queue, tasks  # noqa: F401  (importing the tasks registers them with the queue)
+    from live import notify, queue, tasks  # noqa: F401  (importing the tasks registers them with the queue)
 
     db.init_app(server)
     auth.init_app(server)
     queue.init_app(server)
+    notify.init_app(server)
 
 
 def register_blueprints(server: Flask) -> None:

@@ -55,6 +55,15 @@ def load_config(overrides: dict | None = None) -> dict:
         "WORKER_TTL_SECONDS": int(os.environ.get("GSP_WORKER_TTL_SECONDS", "30")),
         # A block of bias/flat frames has ended when none came for this long (its master is rebuilt once).
         "CALIBRATION_BLOCK_SECONDS": float(os.environ.get("GSP_CALIBRATION_BLOCK_SECONDS", "120")),
+        # Webhooks may reach loopback and private addresses only when this is set (tests, closed networks).
+        "WEBHOOK_ALLOW_PRIVATE": _env_flag("GSP_WEBHOOK_ALLOW_PRIVATE"),
+        "WEBHOOK_TIMEOUT_SECONDS": float(os.environ.get("GSP_WEBHOOK_TIMEOUT_SECONDS", "5")),
+        # A webhook not acknowledged is tried again after each of these delays (the last one repeated) until a day
+        # has passed since its event; a subscription whose deliveries failed for a day is paused.
+        "WEBHOOK_RETRY_DELAYS": tuple(float(delay) for delay in os.environ.get(
+            "GSP_WEBHOOK_RETRY_DELAYS", "10,30,60,300,900,1800,3600").split(",") if delay.strip()),
+        "WEBHOOK_GIVE_UP_SECONDS": float(os.environ.get("GSP_WEBHOOK_GIVE_UP_SECONDS", str(24 * 3600))),
+        "DIGEST_SECONDS": float(os.environ.get("GSP_DIGEST_SECONDS", "600")),  # one e-mail digest per subscription
         "MAX_CONTENT_LENGTH": int(os.environ.get("GSP_MAX_UPLOAD_BYTES", str(1024 ** 3))),
         # Static assets (URLs carry ?m=<mtime>) are reused for an hour instead of revalidated on
         # every page load; FITS downloads opt out (api/files.py).

@@ -47,7 +47,7 @@ def _unexpected(error: Exception):
 
 
 # Each module adds its routes to the blueprint on import and describes them in OPENAPI_PATHS.
-API_MODULES = ("status", "files", "jobs", "proposals", "nights", "email", "docs")
+API_MODULES = ("status", "files", "jobs", "proposals", "nights", "email", "subscriptions", "docs")
 
 
 def init_app(server):

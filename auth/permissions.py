@@ -95,6 +95,12 @@ def is_member(user, proposal: Proposal) -> bool:
     return proposal.pi_id == user.id or any(c.id == user.id for c in proposal.collaborators)
 
 
+def can_follow_proposal(user, proposal: Proposal) -> bool:
+    """Members and staff may be told of a proposal's events; asked again at every delivery, so a removed
+    collaborator (or a deactivated account) hears nothing more."""
+    return user.is_active and (user.is_staff or is_member(user, proposal))
+
+
 def can_manage_proposal(user, proposal: Proposal) -> bool:
     """PI and staff may change settings and collaborators."""
     return user.is_staff or proposal.pi_id == user.id

@@ -259,3 +259,68 @@ class Job(db.Model):
     def rq_id(self) -> str:
         """The id of the RQ job that carries this attempt (one per claim, so a re-send replaces it)."""
         return f"gsp-{self.id}-{self.attempts}"
+
+
+class Subscription(db.Model):
+    """A user's notifications of one proposal's events: a signed webhook and/or an e-mail digest
+    (auth/subscriptions.py makes them, live/notify.py delivers them)."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    proposal_id: Mapped[int] = mapped_column(sa.ForeignKey("proposals.id", ondelete="CASCADE"), index=True)
+    events: Mapped[list] = mapped_column(sa.JSON)
+    url: Mapped[str] = mapped_column(sa.String(2048))
+    format: Mapped[str] = mapped_column(sa.String(10), default="json")
+    email: Mapped[bool] = mapped_column(default=False)
+    # The HMAC key both sides hold to sign and check a webhook's body: kept as is (it must sign), shown once.
+    secret: Mapped[str] = mapped_column(sa.String(64))
+    paused: Mapped[bool] = mapped_column(default=False)  # by its owner, or after a day of failed deliveries
+    failing_since: Mapped[datetime | None] = mapped_column(Timestamp)  # the first failed attempt since a success
+    last_digest_at: Mapped[datetime | None] = mapped_column(Timestamp)  # the newest e-mail digest sent (claimed)
+    created: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    user: Mapped[User] = relationship()
+    proposal: Mapped[Proposal] = relationship()
+
+
+class Delivery(db.Model):
+    """One event told to one subscription over one channel (webhook or e-mail): the outbox row, written in the
+    transaction of what it tells of, sent by the job layer until acknowledged (live/notify.py)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (sa.UniqueConstraint("subscription_id", "channel", "key"),
+                      sa.Index("ix_deliveries_state_due", "state", "due_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(sa.String(36), unique=True)  # X-GSP-Delivery: the same for every retry
+    subscription_id: Mapped[int] = mapped_column(sa.ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(sa.String(8))  # webhook, email
+    event: Mapped[str] = mapped_column(sa.String(20))  # spectrum.ready, frame.failed, night.ready
+    key: Mapped[str] = mapped_column(sa.String(80))  # what it tells of: told once per subscription and channel
+    file_id: Mapped[int | None] = mapped_column(sa.ForeignKey("files.id", ondelete="SET NULL"))
+    details: Mapped[dict | None] = mapped_column(sa.JSON)  # a failure's reason, a night's date
+    state: Mapped[str] = mapped_column(sa.String(10), default="pending")  # pending, delivered, failed, dropped
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    attempts: Mapped[int] = mapped_column(default=0)
+    due_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)  # the next attempt; a claim moves it on
+    created: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    subscription: Mapped[Subscription] = relationship()
+    file: Mapped[File | None] = relationship()
+
+
+class DeliveryAttempt(db.Model):
+    """One try of a delivery: when, the receiver's HTTP status (None: no answer) and what went wrong."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(sa.ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    status: Mapped[int | None] = mapped_column()
+    error: Mapped[str] = mapped_column(sa.Text, default="")
+
+    delivery: Mapped[Delivery] = relationship()

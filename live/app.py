@@ -6,7 +6,7 @@ from flask import Flask
 
 import db
 from config import load_config
-from live import queue, tasks  # noqa: F401  (importing the tasks registers them with the queue)
+from live import notify, queue, tasks  # noqa: F401  (importing the tasks registers them with the queue)
 from live.cli import watch_command
 
 
@@ -15,5 +15,6 @@ def create_worker_app(config: dict | None = None) -> Flask:
     server.config.update(load_config(config))
     db.init_app(server)
     queue.init_app(server)
+    notify.init_app(server)
     server.cli.add_command(watch_command)
     return server

@@ -1,4 +1,4 @@
-"""User controls: account details, API token, password change, visual options (stored per user)."""
+"""User controls: account details, API token, password change, visual options (stored per user), notifications."""
 import dash
 import dash_bootstrap_components as dbc
 from dash import html
@@ -6,6 +6,7 @@ from flask_login import current_user
 
 from auth.accounts import MAX_NAME_LENGTH, PARTNERS
 from components import ids
+from components.subscriptions import notifications_card
 from figures.style import COLORMAPS
 
 dash.register_page(__name__, path="/account", name="Account", title="Account · GSP Live")
@@ -98,4 +99,5 @@ def layout(**_query):
             ]),
         ], className="mb-3"),
         _visual_options(user),
+        notifications_card(user),
     ], className="gsp-account")
