@@ -266,10 +266,14 @@ def _linear_spectrum(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
     return wavelengths, counts, uncertainty, header, float(header["EXPTIME"]), float(header["AIRMASS"])
 
 
-def sensitivity(calibrated_path: Path, star: standards.StandardStar, out_dir: Path, *, original: Path | None,
+def sensitivity(calibrated_path: Path, star_name: str, out_dir: Path, *, original: Path | None,
                 taken: Taken = Path.exists) -> Product:
-    """The sensitivity function of a wavelength-calibrated standard star's spectrum."""
+    """The sensitivity function of a wavelength-calibrated spectrum of the standard star named ``star_name``,
+    measured on that star's table covering most of the spectrum."""
     wavelengths, counts, _, header, exptime, airmass = _linear_spectrum(calibrated_path)
+    star = standards.find_standard(star_name, (wavelengths[0], wavelengths[-1]))
+    if star is None:
+        raise ValueError(f"{star_name!r} is not a standard star of the shipped tables")
     function = flux.sensitivity_function(wavelengths, counts, exptime, airmass, star)
     cards = header.copy()
     cards.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
