@@ -38,8 +38,8 @@ Truth conventions (``truth.json`` and the ``truth`` dict of every frame)
   [erg/(s cm2 A)] above the atmosphere puts ``F_lambda * flux_throughput(w) *
   10**(-0.4 * k(w) * AIRMASS) * EXPTIME * (A per pixel)`` electrons in a column
   (all rows), ``k`` the CTIO extinction (``pipeline.standards.extinction_at``).
-  A standard star's F_lambda is its table's F_lambda joined by straight lines
-  between band centres.  The sensitivity a pipeline measures in ADU is
+  A standard star's F_lambda is its table's F_lambda (the table covering the
+  detector, as the pipeline chooses it) joined by straight lines between band centres.  The sensitivity a pipeline measures in ADU is
   ``flux_throughput / GAIN`` (before its aperture losses).  No telluric
   absorption is drawn.
 """
