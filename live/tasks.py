@@ -528,8 +528,11 @@ def sensitivity_task(job) -> dict:
     star = product.record["star"]
     row = add_product(product, parent=calibrated, original=raw, template=calibrated, proposal=calibrated.proposal,
                       calibrations={"standard": {"star": star, "table": product.record["table"]}})
+    warning = "; ".join(product.record["warnings"])
+    set_file_state(row, "done", warning)  # "done", and says so when the star saturated
     log_event("sensitivity_built", f"{row.file_name}: {star}, {product.record['points_used']} bands, "
-              f"RMS {product.record['rms_mag']:.3f} mag.", proposal_id=raw.proposal_id, file_id=row.id)
+              f"RMS {product.record['rms_mag']:.3f} mag.{' ' + warning if warning else ''}",
+              proposal_id=raw.proposal_id, file_id=row.id)
     follow(step, raw, [row])
     return {"sensitivity": row.id, "products": [row.id], "star": star}
 

@@ -76,7 +76,8 @@ def one_second(tmp_path_factory):
     sensitivity = steps.sensitivity(calibrated["standard"].path, "hr7596", out, original=raw["standard"])
     fluxed = steps.calibrate_flux(calibrated["science"].path, sensitivity.path, out, original=raw["science"],
                                   target=1, why="test")
-    return {"bias": bias, "standard": standard, "raw": raw, "sensitivity": sensitivity, "fluxed": fluxed}
+    return {"bias": bias, "standard": standard, "raw": raw, "calibrated": calibrated, "sensitivity": sensitivity,
+            "fluxed": fluxed}
 
 
 def spectrum(path):
@@ -124,3 +125,16 @@ def test_science_calibrated_with_a_one_second_hr_standard_meets_the_goal(one_sec
     accuracy = flux_accuracy(*spectrum(one_second["fluxed"].path), simulate.FluxSource().truth())
     assert abs(accuracy["median"] - 1.0) < 0.03 and accuracy["p90"] <= 0.02 and accuracy["worst"] <= 0.04
     assert accuracy["bins"] == 34
+
+
+def test_a_saturated_standard_says_so(one_second, tmp_path):
+    """HR 718 (V 4.3) saturates the 400 l/mm setup in a second: its sensitivity function says how many
+    pixels of its aperture did; HR 7596's has none."""
+    assert one_second["sensitivity"].record["saturated_pixels"] == 0
+    assert one_second["sensitivity"].record["warnings"] == []
+    bright = simulate.make_standard("400_M2", star="HR 718", exptime=1.0, seed=204, cosmic_rays=False)
+    raw = tmp_path / "0006_HR_718.fits"
+    fits.PrimaryHDU(bright.data, bright.header).writeto(raw)
+    calibrated = one_second["calibrated"]["standard"].path  # the same trims and trace
+    truth = int(np.count_nonzero(simulate.trim(bright.data) >= simulate.SATURATION_ADU))
+    assert truth > 100 and steps.saturated_in_aperture(raw, calibrated) == truth
