@@ -275,10 +275,11 @@ def sensitivity(calibrated_path: Path, star_name: str, out_dir: Path, *, origina
     if star is None:
         raise ValueError(f"{star_name!r} is not a standard star of the shipped tables")
     function = flux.sensitivity_function(wavelengths, counts, exptime, airmass, star)
-    saturated = saturated_in_aperture(original, calibrated_path) if original is not None else 0
+    saturated = saturated_in_aperture(original, calibrated_path) if original is not None else None
     cards = header.copy()
     cards.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
-    cards["GSP_SSAT"] = (saturated, "saturated raw pixels in the star's aperture")
+    if saturated is not None:
+        cards["GSP_SSAT"] = (saturated, "saturated raw pixels in the star's aperture")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)  # long file names push comments out of their cards
         path = flux.write_sensitivity(free_path(out_dir, f"sens_{base_stem(calibrated_path)}.fits", taken), function,
@@ -291,17 +292,22 @@ def sensitivity(calibrated_path: Path, star_name: str, out_dir: Path, *, origina
     return Product(path, DataType.MASTER, record)
 
 
-def saturated_in_aperture(raw_path: Path, spectrum_path: Path) -> int:
+def saturated_in_aperture(raw_path: Path, spectrum_path: Path) -> int | None:
     """Pixels of a raw frame at or above its saturation level inside the extraction aperture (the trace
-    +- APERTURE_FWHM FWHM) of a spectrum made from it, found through the trims and trace its header keeps.
+    +- APERTURE_FWHM FWHM) of a spectrum made from it, found through the trims and trace its header keeps;
+    None when the raw header tells no saturation level (no SATURATE, nor GAIN and RDNOISE for the table).
     A bright standard can saturate in a second, and its extracted counts then fall short of its flux."""
     raw = reduce.load_frame(raw_path)
+    try:
+        level = reduce.header_saturation(raw.header)
+    except reduce.MissingKeywordError:
+        return None
     header = fits.getheader(spectrum_path)
     lit = reduce.trim(reduce.trim(raw, header[reduce.IMAGE_TRIM_KEY]), header[reduce.SLIT_TRIM_KEY])
     trace = stored_trace(spectrum_path)
     offsets = np.arange(lit.shape[0])[:, None] - trace(np.arange(lit.shape[1]))[None, :]
     inside = np.abs(offsets) <= extract_block.APERTURE_FWHM * trace.fwhm + 0.5
-    return int(np.count_nonzero(inside & (lit.data >= reduce.header_saturation(raw.header))))
+    return int(np.count_nonzero(inside & (lit.data >= level)))
 
 
 def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path, *, original: Path | None,
