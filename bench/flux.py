@@ -73,6 +73,12 @@ def without_extinction(out: Path, manifest: list[dict], truth: dict) -> tuple[np
     return wavelength, flux.apply_sensitivity(wavelength, values, None, exptime, 0.0, sensitivity)[0]
 
 
+def saturated_pixels(out: Path, manifest: list[dict], sensitivity_name: str) -> int:
+    """Saturated raw pixels in the standard's aperture, as its sensitivity function counted them."""
+    path = next(out / row["file"] for row in manifest if Path(row["file"]).name == sensitivity_name)
+    return int(fits.getval(path, "GSP_SSAT"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[31, 32, 33])
@@ -93,14 +99,16 @@ def main() -> int:
                 row = next(row for row in result.manifest if row["data_type"] == 5 and "QSO" in row["original"])
                 measured = flux_accuracy(*spectrum(out / row["file"]), truth["source"])
                 plain = flux_accuracy(*without_extinction(out, result.manifest, truth), truth["source"])
+                saturated = saturated_pixels(out, result.manifest, row["standard"])
                 runs.append({"seed": seed, "configuration": config, "seconds": time.perf_counter() - started,
                              "standard": row["standard"], "standard_star": truth["standard"],
-                             "standard_exptime": args.standard_exptime, "calibrated": measured,
-                             "without_extinction": plain})
+                             "standard_exptime": args.standard_exptime, "standard_saturated_pixels": saturated,
+                             "calibrated": measured, "without_extinction": plain})
                 print(f"{config} seed {seed}: median {measured['median']:.4f}, p90 {measured['p90']:.2%}, "
                       f"worst {measured['worst']:.2%} ({measured['bins']} bins); without the extinction "
                       f"correction: median {plain['median']:.3f}, blue end {plain['blue_ratio']:.3f}, "
-                      f"worst shape {plain['worst']:.1%}")
+                      f"worst shape {plain['worst']:.1%}; {truth['standard']} {args.standard_exptime:g} s, "
+                      f"{saturated} saturated pixels")
     summary = {key: {"median_ratio": float(np.median([run["calibrated"]["median"] for run in runs])),
                      "worst_median_offset": float(max(abs(run["calibrated"]["median"] - 1) for run in runs)),
                      "worst_p90": float(max(run["calibrated"]["p90"] for run in runs)),
