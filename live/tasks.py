@@ -26,7 +26,7 @@ from live.folders import processed_root
 from live.queue import (JobRefused, Waiting, again_after_commit, enqueue, periodic, requeue_if_waiting,
                         strike_need, task)
 from live.states import set_file_state, settle_file_state
-from pipeline import chain, fitsfiles, flexure, headers, matching, standards, steps
+from pipeline import chain, fitsfiles, flexure, headers, matching, steps
 from pipeline.chain import ARC_OBSTYPES, DataType
 from pipeline.settings import ReductionSettings
 from pipeline.wavelength import WavelengthOptions
@@ -518,26 +518,29 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
 
 # --- Flux calibration ------------------------------------------------------------------------------
 
-def star_of(file: File) -> standards.StandardStar | None:
-    """The standard star a frame (or product) shows: the one a user marked, else its OBJECT's."""
+def star_name_of(file: File) -> str:
+    """The standard star a frame (or product) shows, as named: the one a user marked, else its OBJECT."""
     marked = (file.classification or {}).get("standard")
-    return standards.find_standard(marked if isinstance(marked, str) else file.object or "")
+    return marked if isinstance(marked, str) else file.object or ""
 
 
 @task("sensitivity")
 def sensitivity_task(job) -> dict:
     """The sensitivity function of a configuration, from a wavelength-calibrated standard star."""
     calibrated, step = input_of(job, "sensitivity")
-    star = star_of(calibrated)
     raw = original_of(calibrated)
-    product = steps.sensitivity(Path(calibrated.full_path), star, out_dir_for(raw), original=Path(raw.full_path),
-                                taken=catalogued)
+    product = steps.sensitivity(Path(calibrated.full_path), star_name_of(calibrated), out_dir_for(raw),
+                                original=Path(raw.full_path), taken=catalogued)
+    star = product.record["star"]
     row = add_product(product, parent=calibrated, original=raw, template=calibrated, proposal=calibrated.proposal,
-                      calibrations={"standard": {"star": star.name, "table": f"{star.catalogue}/{star.path.name}"}})
-    log_event("sensitivity_built", f"{row.file_name}: {star.name}, {product.record['points_used']} bands, "
-              f"RMS {product.record['rms_mag']:.3f} mag.", proposal_id=raw.proposal_id, file_id=row.id)
+                      calibrations={"standard": {"star": star, "table": product.record["table"]}})
+    warning = "; ".join(product.record["warnings"])
+    set_file_state(row, "done", warning)  # "done", and says so when the star saturated
+    log_event("sensitivity_built", f"{row.file_name}: {star}, {product.record['points_used']} bands, "
+              f"RMS {product.record['rms_mag']:.3f} mag.{' ' + warning if warning else ''}",
+              proposal_id=raw.proposal_id, file_id=row.id)
     follow(step, raw, [row])
-    return {"sensitivity": row.id, "products": [row.id], "star": star.name}
+    return {"sensitivity": row.id, "products": [row.id], "star": star}
 
 
 def choose_sensitivity(calibrated: File, standard_id=None) -> tuple[File | None, str]:

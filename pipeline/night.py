@@ -22,7 +22,7 @@ from statistics import median_low
 
 from threadpoolctl import threadpool_limits
 
-from pipeline import chain, headers, matching, standards, steps
+from pipeline import chain, headers, matching, steps
 from pipeline.datatypes import DataType
 from pipeline.fitsfiles import is_fits_name, science_header
 from pipeline.settings import ReductionSettings
@@ -390,8 +390,7 @@ def run_calibrate_wavelength(raw: Raw, extracted: Path, target: int, arc: dict, 
 
 
 def run_sensitivity(raw: Raw, calibrated: Path, out_dir: Path) -> Made:
-    function = steps.sensitivity(calibrated, standards.find_standard(raw.fields["object"]), out_dir,
-                                 original=raw.path)
+    function = steps.sensitivity(calibrated, raw.fields["object"], out_dir, original=raw.path)
     return Made([(function, calibrated.name, {})], provided={"path": function.path})
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from astropy import units as u
 from astropy.io.fits import Header
 from astropy.nddata import CCDData
+from astropy.stats import mad_std
 from astropy.wcs import FITSFixedWarning
 from scipy import ndimage, stats
 
@@ -46,6 +47,9 @@ _FIRST_GOOD_ROW = 2
 _LIT_FRACTION = 0.5
 _EDGE_MARGIN_UNBINNED = 10
 _MIN_SLIT_ROWS = 5
+# A slit end is a step from dark to lit across the penumbra: the rows beyond the margin on either side
+# (as many rows as the margin) differ by half the plateau at least and by this many standard deviations.
+_EDGE_STEP_SIGMA = 5.0
 
 Frame = CCDData | str | PathLike
 SaturationFunction = Callable[[Header], float]
@@ -212,24 +216,51 @@ def slit_trim_section(ccd: CCDData, zero_level: float | None = 0.0) -> str:
     below half the slit plateau above ``zero_level`` (the level of no light: 0
     after bias subtraction, else the overscan level) are unlit; the penumbra
     margin beyond them goes too, so no unlit row reaches a flat division.  With
-    no zero level known, the darkest rows stand for it.
+    no zero level known, the darkest rows stand for it.  Only light spread along
+    the slit (flat lamp, sky, arc) shows its ends: a frame whose lit rows do not
+    end in such a step (a short exposure of a bright star: its wings, no sky) keeps
+    every row, as nothing in it tells where the slit ends.
     """
     data = np.asarray(ccd.data, dtype=np.float32)
     ny, nx = data.shape
-    profile = ndimage.median_filter(
-        stats.trim_mean(data[:, nx // 8: nx - nx // 8], 0.02, axis=1), size=5, mode="nearest")
-    profile = profile - (np.percentile(profile, 1) if zero_level is None else zero_level)
+    row_means = stats.trim_mean(data[:, nx // 8: nx - nx // 8], 0.02, axis=1)
+    row_means = row_means - (np.percentile(ndimage.median_filter(row_means, size=5, mode="nearest"), 1)
+                             if zero_level is None else zero_level)
+    profile = ndimage.median_filter(row_means, size=5, mode="nearest")
     plateau = np.percentile(profile, 90)
     if plateau <= 0:
         raise ReductionError("no illuminated slit found: the frame has no signal")
     low, high = _longest_run(profile >= _LIT_FRACTION * plateau)
     _, parallel = binning(ccd.header)
     margin = math.ceil(_EDGE_MARGIN_UNBINNED / parallel)
+    if not _ends_in_steps(row_means, low, high, margin, _LIT_FRACTION * plateau):
+        return format_section(1, nx, 1, ny)
     low = low + margin if low > 0 else 0
     high = high - margin if high < ny - 1 else ny - 1
     if high - low + 1 < _MIN_SLIT_ROWS:
         raise ReductionError("no illuminated slit found: lit rows are too few")
     return format_section(1, nx, low + 1, high + 1)
+
+
+def _ends_in_steps(row_means: np.ndarray, low: int, high: int, margin: int, least_step: float) -> bool:
+    """Whether the lit rows ``low..high`` end in slit ends wherever the frame goes on beyond them: a
+    step of at least ``least_step`` that stands _EDGE_STEP_SIGMA above the noise of ``row_means`` (per
+    row, from neighbour differences), onto a level that stays flat further in (a star's wing keeps
+    climbing).  Levels are means of ``margin`` rows, the penumbra's ``margin`` rows left out."""
+    if high - low + 1 < 3 * margin:
+        return False
+    noise = float(mad_std(np.diff(row_means))) / np.sqrt(2.0)
+    least_step = max(least_step, _EDGE_STEP_SIGMA * noise * np.sqrt(2.0 / margin))
+    ends = [(row_means, low), (row_means[::-1], row_means.size - 1 - high)]
+    steps = [_step_and_rise(means, start, margin) for means, start in ends if start >= 2 * margin]
+    return all(step >= least_step and rise <= _LIT_FRACTION * step for step, rise in steps)
+
+
+def _step_and_rise(row_means: np.ndarray, start: int, margin: int) -> tuple[float, float]:
+    """Across the lower end ``start`` of lit rows: the step (first level inside - level outside) and
+    the rise beyond it (second level inside - first)."""
+    outside, first, second = (row_means[start + k * margin: start + (k + 1) * margin].mean() for k in (-2, 1, 2))
+    return first - outside, second - first
 
 
 def _longest_run(flags: np.ndarray) -> tuple[int, int]:

@@ -38,8 +38,8 @@ Truth conventions (``truth.json`` and the ``truth`` dict of every frame)
   [erg/(s cm2 A)] above the atmosphere puts ``F_lambda * flux_throughput(w) *
   10**(-0.4 * k(w) * AIRMASS) * EXPTIME * (A per pixel)`` electrons in a column
   (all rows), ``k`` the CTIO extinction (``pipeline.standards.extinction_at``).
-  A standard star's F_lambda is its table's F_lambda joined by straight lines
-  between band centres.  The sensitivity a pipeline measures in ADU is
+  A standard star's F_lambda is its table's F_lambda (the table covering the
+  detector, as the pipeline chooses it) joined by straight lines between band centres.  The sensitivity a pipeline measures in ADU is
   ``flux_throughput / GAIN`` (before its aperture losses).  No telluric
   absorption is drawn.
 """
@@ -185,9 +185,17 @@ SKY_LINES = (
 
 # Electrons/s/A in a column per erg/(s cm2 A) above the atmosphere (see flux_throughput).
 FLUX_THROUGHPUT = {"peak": 6.0e15, "centre": 6300.0, "sigma": 2200.0, "red_edge": 9300.0, "red_width": 300.0}
-# Standard star observed in each configuration (OBJECT as typed at the telescope) and its coordinates.
+# Standard star observed in each configuration (OBJECT as typed at the telescope), and the coordinates
+# (J2000) of standards by their tables' names (Hamuy's bright HR stars: data/eso-hamuy/README.md).
 STANDARDS = {"400_M2": "LTT7379", "930_M2": "EG274"}
-STANDARD_COORDINATES = {"LTT7379": ("18:36:25.950", "-44:18:36.90"), "EG274": ("16:23:33.840", "-39:13:46.20")}
+STANDARD_COORDINATES = {
+    "LTT 7379": ("18:36:25.950", "-44:18:36.90"), "EG 274": ("16:23:33.840", "-39:13:46.20"),
+    "HR 718": ("02:28:09.54", "+08:27:36.2"), "HR 1544": ("04:50:36.69", "+08:54:00.7"),
+    "HR 3454": ("08:43:13.46", "+03:23:55.1"), "HR 4468": ("11:36:40.91", "-09:48:08.2"),
+    "HR 4963": ("13:09:56.96", "-05:32:20.5"), "HR 5501": ("14:45:30.25", "+00:43:02.7"),
+    "HR 7596": ("19:54:44.80", "+00:16:24.6"), "HR 7950": ("20:47:40.55", "-09:29:44.7"),
+    "HR 8634": ("22:41:27.64", "+10:49:53.2"), "HR 9087": ("00:01:49.42", "-03:01:39.0"),
+}
 
 
 @dataclass(frozen=True)
@@ -567,15 +575,17 @@ def make_standard(config: str = "400_M2", *, star: str | None = None, airmass: f
                   seed=None, cosmic_rays: bool = True, date_obs: str = f"{DEFAULT_DATE}T23:25:00.000",
                   proposal: str = DEFAULT_PROPOSAL) -> Frame:
     """A spectrophotometric standard (OBJECT ``star``, default the configuration's) whose electrons
-    come from its table's F_lambda through ``flux_throughput`` and the CTIO extinction at ``airmass``."""
+    come from F_lambda of its table covering the detector (as the pipeline chooses it) through
+    ``flux_throughput`` and the CTIO extinction at ``airmass``.  A short exposure gathers as little
+    sky and as few cosmic rays as its time says (a bright HR star is exposed for about a second)."""
     object_name = star or STANDARDS[config]
-    table = standards.find_standard(object_name)
-    if table is None:
-        raise ValueError(f"{object_name!r} is not a shipped standard star")
     dispersion = true_dispersion(config, shift_px, scale)
     wavelength = dispersion(np.arange(TRIMMED_SHAPE[1]))
+    table = standards.find_standard(object_name, (wavelength.min(), wavelength.max()))
+    if table is None:
+        raise ValueError(f"{object_name!r} is not a shipped standard star")
     spectrum = flux_to_electrons(wavelength, standard_f_lambda(table, wavelength), exptime, airmass)
-    ra, dec = STANDARD_COORDINATES.get(object_name, ("00:00:00.000", "-30:00:00.000"))
+    ra, dec = STANDARD_COORDINATES.get(table.name, ("00:00:00.000", "-30:00:00.000"))
     data, header, truth = _point_source_frame(
         config, spectrum, Target(trace=tuple(trace), fwhm_px=fwhm_px), dispersion, shift_px=shift_px, scale=scale,
         object_name=object_name, ra=ra, dec=dec, exptime=exptime, airmass=airmass, rng=_rng(seed),

@@ -281,21 +281,48 @@ def _linear_spectrum(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
     return wavelengths, counts, uncertainty, header, float(header["EXPTIME"]), float(header["AIRMASS"])
 
 
-def sensitivity(calibrated_path: Path, star: standards.StandardStar, out_dir: Path, *, original: Path | None,
+def sensitivity(calibrated_path: Path, star_name: str, out_dir: Path, *, original: Path | None,
                 taken: Taken = Path.exists) -> Product:
-    """The sensitivity function of a wavelength-calibrated standard star's spectrum."""
+    """The sensitivity function of a wavelength-calibrated spectrum of the standard star named ``star_name``,
+    measured on that star's table covering most of the spectrum."""
     wavelengths, counts, _, header, exptime, airmass = _linear_spectrum(calibrated_path)
+    star = standards.find_standard(star_name, (wavelengths[0], wavelengths[-1]))
+    if star is None:
+        raise ValueError(f"{star_name!r} is not a standard star of the shipped tables")
     function = flux.sensitivity_function(wavelengths, counts, exptime, airmass, star)
+    saturated = saturated_in_aperture(original, calibrated_path) if original is not None else None
     cards = header.copy()
     cards.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
+    if saturated is not None:
+        cards["GSP_SSAT"] = (saturated, "saturated raw pixels in the star's aperture")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)  # long file names push comments out of their cards
         path = flux.write_sensitivity(free_path(out_dir, f"sens_{base_stem(calibrated_path)}.fits", taken), function,
                                       cards)
     record = {"star": star.name, "table": f"{star.catalogue}/{star.path.name}", "points_used": function.n_used,
               "points_rejected": function.n_rejected, "rms_mag": function.rms, "airmass": airmass,
-              "wavelength_range": list(function.wavelength_range)}
+              "wavelength_range": list(function.wavelength_range), "saturated_pixels": saturated,
+              "warnings": [f"{saturated} pixels of the star's aperture are saturated in {Path(original).name}: "
+                           "the sensitivity is too low where they are (expose the star for less)"] if saturated else []}
     return Product(path, DataType.MASTER, record)
+
+
+def saturated_in_aperture(raw_path: Path, spectrum_path: Path) -> int | None:
+    """Pixels of a raw frame at or above its saturation level inside the extraction aperture (the trace
+    +- APERTURE_FWHM FWHM) of a spectrum made from it, found through the trims and trace its header keeps;
+    None when the raw header tells no saturation level (no SATURATE, nor GAIN and RDNOISE for the table).
+    A bright standard can saturate in a second, and its extracted counts then fall short of its flux."""
+    raw = reduce.load_frame(raw_path)
+    try:
+        level = reduce.header_saturation(raw.header)
+    except reduce.MissingKeywordError:
+        return None
+    header = fits.getheader(spectrum_path)
+    lit = reduce.trim(reduce.trim(raw, header[reduce.IMAGE_TRIM_KEY]), header[reduce.SLIT_TRIM_KEY])
+    trace = stored_trace(spectrum_path)
+    offsets = np.arange(lit.shape[0])[:, None] - trace(np.arange(lit.shape[1]))[None, :]
+    inside = np.abs(offsets) <= extract_block.APERTURE_FWHM * trace.fwhm + 0.5
+    return int(np.count_nonzero(inside & (lit.data >= level)))
 
 
 def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path, *, original: Path | None,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,36 +240,48 @@ def test_night_with_standards(tmp_path):
     assert all(f["dispersion"]["shift_px"] == 0.37 for f in standard_files.values())
 
 
-@pytest.fixture(scope="module")
-def chain_400(tmp_path_factory):
-    """Raw frames -> masters, reduce, extract, arc along each trace, wavelength calibration (the pipeline's
-    own blocks), for LTT 7379 (30 s, airmass 1.08) and a FluxSource (900 s, airmass 1.52)."""
-    out = tmp_path_factory.mktemp("flux2d")
-    config, shift, scale = "400_M2", 0.37, 1.0008
-    settings = ReductionSettings(min_bias=3, min_flats=3, cosmic_ray_rejection="none")
+def through_the_chain(out, frames: dict, settings: ReductionSettings, seed: int) -> tuple[dict, Path, dict]:
+    """Masters of 3 bias and 3 flats (seeds from ``seed``), then each of ``frames`` (kind -> (file name, Frame),
+    one kind 'arc') reduced with them, and each but the arc extracted, its arc extracted along its trace and
+    wavelength calibrated (the pipeline's own blocks): (raw paths, master bias, calibrated products) by kind."""
+    config = frames["arc"][1].truth["config"]
 
     def write(name, frame):
         fits.PrimaryHDU(frame.data, frame.header).writeto(out / name)
         return out / name
 
-    biases = [write(f"b{i}.fits", simulate.make_bias(config, seed=100 + i)) for i in range(3)]
-    flats = [write(f"f{i}.fits", simulate.make_flat(config, seed=110 + i)) for i in range(3)]
-    bias = steps.master_bias(biases, settings, out, "400").path
-    _, norm_flat = steps.master_flat(flats, settings, out, "400", bias, technique="Spectroscopy")
-    raw = {"arc": write("0003_HgArNe.fits", simulate.make_arc(config, shift_px=shift, scale=scale, seed=1)),
-           "standard": write("0004_LTT7379.fits", simulate.make_standard(
-               config, airmass=1.08, exptime=30.0, shift_px=shift, scale=scale, seed=2, cosmic_rays=False)),
-           "science": write("0005_QSO.fits", simulate.make_flux_science(
-               config, airmass=1.52, exptime=900.0, shift_px=shift, scale=scale, seed=3, cosmic_rays=False))}
+    biases = [write(f"b{i}.fits", simulate.make_bias(config, seed=seed + i)) for i in range(3)]
+    flats = [write(f"f{i}.fits", simulate.make_flat(config, seed=seed + 10 + i)) for i in range(3)]
+    bias = steps.master_bias(biases, settings, out, config).path
+    _, norm_flat = steps.master_flat(flats, settings, out, config, bias, technique="Spectroscopy")
+    raw = {kind: write(name, frame) for kind, (name, frame) in frames.items()}
     reduced = {kind: steps.reduce_raw(path, settings, out, technique="Spectroscopy", bias_path=bias,
                                       flat_path=norm_flat.path).path for kind, path in raw.items()}
-    spectra = {}
-    for kind in ("standard", "science"):
+    calibrated = {}
+    for kind in set(frames) - {"arc"}:
         (extracted,) = steps.extract_reduced(reduced[kind], settings, out, original=raw[kind])
         arc = steps.extract_arc_along(reduced["arc"], extracted.path, out, target=1, original=raw["arc"],
                                       science_label=kind)
-        calibrated, _ = steps.calibrate_wavelength(extracted.path, arc.path, out, original=raw[kind], target=1)
-        with fits.open(calibrated.path) as hdul:
+        calibrated[kind], _ = steps.calibrate_wavelength(extracted.path, arc.path, out, original=raw[kind], target=1)
+    return raw, bias, calibrated
+
+
+@pytest.fixture(scope="module")
+def chain_400(tmp_path_factory):
+    """Raw frames -> masters, reduce, extract, arc along each trace, wavelength calibration (the pipeline's
+    own blocks), for LTT 7379 (30 s, airmass 1.08) and a FluxSource (900 s, airmass 1.52)."""
+    config, shift, scale = "400_M2", 0.37, 1.0008
+    frames = {"arc": ("0003_HgArNe.fits", simulate.make_arc(config, shift_px=shift, scale=scale, seed=1)),
+              "standard": ("0004_LTT7379.fits", simulate.make_standard(
+                  config, airmass=1.08, exptime=30.0, shift_px=shift, scale=scale, seed=2, cosmic_rays=False)),
+              "science": ("0005_QSO.fits", simulate.make_flux_science(
+                  config, airmass=1.52, exptime=900.0, shift_px=shift, scale=scale, seed=3, cosmic_rays=False))}
+    _, _, calibrated = through_the_chain(tmp_path_factory.mktemp("flux2d"), frames,
+                                         ReductionSettings(min_bias=3, min_flats=3, cosmic_ray_rejection="none"),
+                                         seed=100)
+    spectra = {}
+    for kind, product in calibrated.items():
+        with fits.open(product.path) as hdul:
             header = hdul[0].header
             wavelength = header["CRVAL1"] + header["CDELT1"] * (np.arange(header["NAXIS1"]) + 1 - header["CRPIX1"])
             spectra[kind] = (wavelength, hdul[0].data.astype(float), hdul["UNCERT"].data["uncertainty"].astype(float),
