@@ -32,13 +32,13 @@ from pipeline.simulate import (STANDARDS, FluxSource, file_name, flux_accuracy, 
 SHIFT_PX, SCALE = 0.37, 1.0008  # simulate_night's defaults: the arcs' dispersion
 
 
-def make_night(folder: Path, seed: int, config: str) -> dict:
-    """Calibrations and arcs of ``config``, a standard at airmass 1.05, then a science source at 1.65."""
+def make_night(folder: Path, seed: int, config: str, science_airmass: float = 1.65) -> dict:
+    """Calibrations and arcs of ``config``, a standard at airmass 1.05, then a science source (at 1.65)."""
     simulate_night(folder, seed=seed, configurations=(config,), n_bias=3, n_flats=3, n_science=0)
     source = FluxSource(index=-2.5 + 0.5 * (seed % 4))
     standard = make_standard(config, airmass=1.05, seed=seed + 1, shift_px=SHIFT_PX, scale=SCALE,
                              date_obs="2026-11-28T00:10:00.000")
-    science = make_flux_science(config, source=source, airmass=1.65, seed=seed + 2, shift_px=SHIFT_PX, scale=SCALE,
+    science = make_flux_science(config, source=source, airmass=science_airmass, seed=seed + 2, shift_px=SHIFT_PX, scale=SCALE,
                                 date_obs="2026-11-28T02:40:00.000")
     for index, frame in ((90, standard), (91, science)):
         fits.PrimaryHDU(data=frame.data, header=frame.header).writeto(folder / file_name(index, frame.header,

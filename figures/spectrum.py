@@ -33,6 +33,8 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
         line_overlays.add_plotly_overlays(fig, line_overlays.shown_overlays(overlays, show_residuals),
                                           wavelength=axes.wavelength, flux=axes.flux, redshift=redshift,
                                           lines_table=product.lines, row=1 if show_residuals else None)
+    if line_overlays.TELLURIC in (overlays or ()) and product.extras.get("telluric") is not None:
+        _add_transmission(fig, axes, product.extras["telluric"])
     bottom_legend(fig, hovermode="x", uirevision=product.name,
                   meta={"kind": "spectrum", "axis": "wavelength" if axes.wavelength is not None else "pixel",
                         "n": int(axes.flux.size)})
@@ -83,6 +85,16 @@ def _add_flux(fig, product: Product, axes: SpectrumAxes, drawn_over: list, colou
                                  line={"color": compare_colour(index), "width": 1.1},
                                  hovertemplate=f"{label}<br>%{{x:.2f}} {unit}<br>%{{y:.4g}}<extra></extra>"),
                       **where)
+
+
+def _add_transmission(fig, axes: SpectrumAxes, transmission: np.ndarray) -> None:
+    """The telluric transmission the spectrum was divided by, on a right-hand axis from 0 to 1."""
+    colour = line_overlays.OVERLAYS[line_overlays.TELLURIC][1]
+    fig.add_trace(go.Scatter(x=axes.x, y=transmission, mode="lines", name="telluric transmission used",
+                             yaxis="y2", line={"color": colour, "width": 1.1},
+                             hovertemplate="%{x:.2f} \u00c5<br>transmission %{y:.3f}<extra></extra>"))
+    fig.update_layout(yaxis2={"title": "transmission", "overlaying": "y", "side": "right", "range": [0, 1.05],
+                              "showgrid": False, "color": colour})
 
 
 def _add_arc_lines(fig, lines: dict, axes: SpectrumAxes, colours: dict) -> None:
