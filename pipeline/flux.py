@@ -30,7 +30,7 @@ from pipeline.wavelength import _NOT_INHERITED
 
 FLUX_UNIT = "erg / (s cm2 Angstrom)"
 # Telluric absorption (Angstrom): O2 B and A bands, H2O bands.
-TELLURIC_BANDS = tuple((band.low, band.high) for band in telluric.BANDS)
+TELLURIC_BANDS = tuple((band.low - telluric.EDGE, band.high + telluric.EDGE) for band in telluric.BANDS)
 # Balmer lines H-alpha .. H-epsilon (air, Angstrom) and the half-width masked around each.
 BALMER_LINES = (6562.8, 4861.3, 4340.5, 4101.7, 3970.1)
 BALMER_HALF_WIDTH = 30.0

@@ -45,6 +45,9 @@ DEFAULT_EXPONENT = {"O2": 0.6, "H2O": 1.0}  # the module docstring says why
 EXPONENT_LIMITS = (0.3, 1.2)  # a fitted O2 exponent outside these is not physical: the fit was fooled
 MAX_EXPONENT_ERROR = 0.1  # a fitted exponent less certain than this is not used
 MIN_AIRMASS_LEVER = 0.05  # |ln(X_sci / X_std)| below this: the exponent cannot show (nor matter much)
+# Angstrom beyond a band's nominal edges still corrected: the instrument's profile (FWHM ~6 A at 400_M2 2x2)
+# spreads the A band's sharp head at 7594 A to below 7590 A.  Outside the absorption the transmission is 1.
+EDGE = 10.0
 WINDOW = 60.0  # Angstrom of continuum each side of a band
 MIN_WINDOW_PIXELS = 5
 MIN_TRANSMISSION = 0.02  # a noisy pixel of the standard must not make the atmosphere opaque
@@ -62,8 +65,9 @@ class Transmission:
 
 
 def in_band(wavelength, band: Band) -> np.ndarray:
+    """Pixels of ``band``, its ``EDGE`` included."""
     wavelength = np.asarray(wavelength, dtype=float)
-    return (wavelength >= band.low) & (wavelength <= band.high)
+    return (wavelength >= band.low - EDGE) & (wavelength <= band.high + EDGE)
 
 
 def in_any_band(wavelength) -> np.ndarray:
@@ -73,12 +77,12 @@ def in_any_band(wavelength) -> np.ndarray:
 def _band_level(wavelength: np.ndarray, values: np.ndarray, band: Band) -> np.ndarray | None:
     """A straight line through ``values`` in the clear windows beside ``band`` (a constant when only one
     side is there), at the band's pixels; None without enough clear pixels beside it."""
-    beside = ((wavelength >= band.low - WINDOW) & (wavelength < band.low)) | (
-        (wavelength > band.high) & (wavelength <= band.high + WINDOW))
+    low, high = band.low - EDGE, band.high + EDGE
+    beside = ((wavelength >= low - WINDOW) & (wavelength < low)) | ((wavelength > high) & (wavelength <= high + WINDOW))
     clear = beside & ~in_any_band(wavelength) & np.isfinite(values)
     if clear.sum() < MIN_WINDOW_PIXELS:
         return None
-    both_sides = (wavelength[clear] < band.low).any() and (wavelength[clear] > band.high).any()
+    both_sides = (wavelength[clear] < low).any() and (wavelength[clear] > high).any()
     line = np.polynomial.Polynomial.fit(wavelength[clear], values[clear], 1 if both_sides else 0)
     return line(wavelength[in_band(wavelength, band)])
 
