@@ -68,29 +68,41 @@ def without_extinction(out: Path, manifest: list[dict], star: str) -> tuple[np.n
     return wavelength, flux.apply_sensitivity(wavelength, values, None, exptime, 0.0, sensitivity)[0]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[31, 32, 33])
+def arguments(description: str, seeds: list[int], name: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=seeds)
     parser.add_argument("--configurations", nargs="+", default=["400_M2", "930_M2"])
-    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "flux.json"))
-    args = parser.parse_args()
-    runs = []
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / f"{name}.json"))
+    return parser.parse_args()
+
+
+def reduced_nights(args: argparse.Namespace, science_airmass=lambda seed: 1.65):
+    """Each seed's and configuration's night (``make_night``) through the offline twin: yields the seed,
+    configuration, truth, output folder, NightResult, the science's flux-calibrated manifest row and the
+    seconds the reduction took."""
     with tempfile.TemporaryDirectory(prefix="gsp-flux-") as work:
         for seed in args.seeds:
             for config in args.configurations:
                 folder, out = Path(work) / f"{config}-{seed}" / "raw", Path(work) / f"{config}-{seed}" / "out"
-                truth = make_night(folder, seed, config)
+                truth = make_night(folder, seed, config, science_airmass(seed))
                 started = time.perf_counter()
                 result = reduce_night(folder, out, ReductionSettings(min_bias=3, min_flats=3))
                 row = next(row for row in result.manifest if row["data_type"] == 5 and "QSO" in row["original"])
-                measured = flux_accuracy(*spectrum(out / row["file"]), truth["source"])
-                plain = flux_accuracy(*without_extinction(out, result.manifest, truth["standard"]), truth["source"])
-                runs.append({"seed": seed, "configuration": config, "seconds": time.perf_counter() - started,
-                             "standard": row["standard"], "calibrated": measured, "without_extinction": plain})
-                print(f"{config} seed {seed}: median {measured['median']:.4f}, p90 {measured['p90']:.2%}, "
-                      f"worst {measured['worst']:.2%} ({measured['bins']} bins); without the extinction "
-                      f"correction: median {plain['median']:.3f}, blue end {plain['blue_ratio']:.3f}, "
-                      f"worst shape {plain['worst']:.1%}")
+                yield seed, config, truth, out, result, row, time.perf_counter() - started
+
+
+def main() -> int:
+    args = arguments(__doc__.splitlines()[0], [31, 32, 33], "flux")
+    runs = []
+    for seed, config, truth, out, result, row, seconds in reduced_nights(args):
+        measured = flux_accuracy(*spectrum(out / row["file"]), truth["source"])
+        plain = flux_accuracy(*without_extinction(out, result.manifest, truth["standard"]), truth["source"])
+        runs.append({"seed": seed, "configuration": config, "seconds": seconds,
+                     "standard": row["standard"], "calibrated": measured, "without_extinction": plain})
+        print(f"{config} seed {seed}: median {measured['median']:.4f}, p90 {measured['p90']:.2%}, "
+              f"worst {measured['worst']:.2%} ({measured['bins']} bins); without the extinction "
+              f"correction: median {plain['median']:.3f}, blue end {plain['blue_ratio']:.3f}, "
+              f"worst shape {plain['worst']:.1%}")
     summary = {key: {"median_ratio": float(np.median([run["calibrated"]["median"] for run in runs])),
                      "worst_median_offset": float(max(abs(run["calibrated"]["median"] - 1) for run in runs)),
                      "worst_p90": float(max(run["calibrated"]["p90"] for run in runs)),

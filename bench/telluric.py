@@ -11,11 +11,8 @@ telluric band: its nights say so and are not scored.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import code_version, write_results  # noqa: E402
-from bench.flux import make_night, spectrum  # noqa: E402
-from pipeline.night import reduce_night  # noqa: E402
-from pipeline.settings import ReductionSettings  # noqa: E402
+from bench.flux import arguments, reduced_nights, spectrum  # noqa: E402
 from pipeline.simulate import FluxSource  # noqa: E402
 from pipeline.telluric_truth import band_accuracy  # noqa: E402
 
@@ -52,24 +47,13 @@ def score(out: Path, row: dict, source: dict) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[41, 42, 43])
-    parser.add_argument("--configurations", nargs="+", default=["400_M2", "930_M2"])
-    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "telluric.json"))
-    args = parser.parse_args()
+    args = arguments(__doc__.splitlines()[0], [41, 42, 43], "telluric")
     runs = []
-    with tempfile.TemporaryDirectory(prefix="gsp-telluric-") as work:
-        for seed in args.seeds:
-            for config in args.configurations:
-                folder, out = Path(work) / f"{config}-{seed}" / "raw", Path(work) / f"{config}-{seed}" / "out"
-                truth = make_night(folder, seed, config, science_airmass(seed))
-                started = time.perf_counter()
-                result = reduce_night(folder, out, ReductionSettings(min_bias=3, min_flats=3))
-                row = next(row for row in result.manifest if row["data_type"] == 5 and "QSO" in row["original"])
-                run = {"seed": seed, "configuration": config, "airmass": [STANDARD_AIRMASS, science_airmass(seed)],
-                       "seconds": time.perf_counter() - started, **score(out, row, truth["source"])}
-                runs.append(run)
-                print(describe(run))
+    for seed, config, truth, out, _, row, seconds in reduced_nights(args, science_airmass):
+        run = {"seed": seed, "configuration": config, "airmass": [STANDARD_AIRMASS, science_airmass(seed)],
+               "seconds": seconds, **score(out, row, truth["source"])}
+        runs.append(run)
+        print(describe(run))
     scored = [run for run in runs if "corrected" in run]
     summary = {kind: {"worst_median": max(run[kind]["median"] for run in scored),
                       "worst_bin": max(run[kind]["worst"] for run in scored)}
