@@ -75,10 +75,10 @@ def _why(key: str, entry, used: dict) -> str:
 
 
 def _telluric_why(record: dict | None) -> str:
-    """How the O2 exponent was found: fitted, or the default and why."""
+    """How each band's exponent was found: fitted, or taken from elsewhere and why."""
     if not record or not record.get("applied"):
         return ""
-    return f"O2 exponent {record['exponent_why']['O2']}"
+    return "; ".join(f"{band}: b {why}" for band, why in record["exponent_why"].items())
 
 
 def provenance_card(file, used: dict, pick_type: str):

@@ -10,13 +10,15 @@ the science frame's airmass (the classic method of IRAF ``telluric`` and PypeIt'
 2. Scale to the science frame: optical depth grows with airmass as ``X^b``, so
    ``T_sci = T_std ** ((X_sci / X_std) ** b)``, interpolated on wavelength (the standard's and the
    science's grids differ by their flexure; they share the configuration, so the resolution).
-   ``b`` is one per molecule.  O2: fitted on the science frame's A band when its S/N and the airmass
-   lever allow, else ``DEFAULT_EXPONENT["O2"] = 0.6`` -- the band's lines are saturated, so at low
-   resolution the band deepens like the square root of the column for the strongest lines and linearly
-   for the weak ones; 0.55-0.6 is the value measured on real spectra (and 0.61 on this project's
-   simulated A band), and the same b serves the B band.  H2O: ``DEFAULT_EXPONENT["H2O"] = 1`` -- weak,
-   unsaturated lines grow with the column; the night's water vapour changes more between two frames
-   than any exponent predicts, and the science frame shows no water band clean enough to fit it.
+   ``b`` is one per band, fitted on the science frame's own band (the A band first of all: deep, with a
+   sharp head) when its S/N and the airmass lever allow: the saturated A band deepens slower than the
+   weaker B band, and water's depth follows the night's vapour as much as the airmass.  A band whose fit
+   fails takes the median of its molecule's fitted bands, else the molecule's default:
+   ``DEFAULT_EXPONENT["O2"] = 0.6`` -- the band's lines are saturated, so at low resolution the band
+   deepens like the square root of the column for the strongest lines and linearly for the weak ones;
+   0.55-0.6 is the value measured on real spectra (0.61 on this project's simulated A band).
+   ``DEFAULT_EXPONENT["H2O"] = 1`` -- weak, unsaturated lines grow with the column (0.85-0.9 on the
+   simulated bands, whose strongest lines saturate a little).
 3. Apply: the spectrum and its uncertainty are divided by ``T_sci``; bands (or parts of them) the
    standard's measurement does not cover are left as they are, and the record says which.
 """
@@ -34,15 +36,15 @@ class Band:
     name: str
     low: float  # Angstrom, air
     high: float
-    molecule: str  # "O2" or "H2O": which exponent scales it
+    molecule: str  # "O2" or "H2O": whose default exponent it takes
+    key: str  # two characters: its exponent's header card is GSP_TB<key>
 
 
-BANDS = (Band("O2 B", 6860.0, 6960.0, "O2"), Band("H2O 7200", 7160.0, 7340.0, "H2O"),
-         Band("O2 A", 7590.0, 7710.0, "O2"), Band("H2O 8200", 8120.0, 8350.0, "H2O"),
-         Band("H2O 9300", 8900.0, 9800.0, "H2O"))
-FIT_BAND = "O2 A"  # the deepest band with a sharp head: where the science frame shows its exponent
+BANDS = (Band("O2 B", 6860.0, 6960.0, "O2", "OB"), Band("H2O 7200", 7160.0, 7340.0, "H2O", "W1"),
+         Band("O2 A", 7590.0, 7710.0, "O2", "OA"), Band("H2O 8200", 8120.0, 8350.0, "H2O", "W2"),
+         Band("H2O 9300", 8900.0, 9800.0, "H2O", "W3"))
 DEFAULT_EXPONENT = {"O2": 0.6, "H2O": 1.0}  # the module docstring says why
-EXPONENT_LIMITS = (0.3, 1.2)  # a fitted O2 exponent outside these is not physical: the fit was fooled
+EXPONENT_LIMITS = (0.3, 1.2)  # a fitted exponent outside these is not physical: the fit was fooled
 MAX_EXPONENT_ERROR = 0.1  # a fitted exponent less certain than this is not used
 MIN_AIRMASS_LEVER = 0.05  # |ln(X_sci / X_std)| below this: the exponent cannot show (nor matter much)
 # Angstrom beyond a band's nominal edges still corrected: the instrument's profile (FWHM ~6 A at 400_M2 2x2)
@@ -110,29 +112,28 @@ def on_grid(measured: Transmission, wavelength) -> np.ndarray:
 
 
 def scaled(standard_transmission: np.ndarray, wavelength, lever: float, exponents: dict) -> np.ndarray:
-    """``T_std ** exp(b * lever)`` band by band (``lever`` = ln(X_sci / X_std), b per molecule); 1 where
-    the standard's transmission is unknown (not corrected there)."""
+    """``T_std ** exp(b * lever)`` band by band (``lever`` = ln(X_sci / X_std), ``exponents`` by band name,
+    the molecule's default for the others); 1 where the standard's transmission is unknown (not corrected)."""
     result = np.where(np.isfinite(standard_transmission), standard_transmission, 1.0)
     for band in BANDS:
         inside = in_band(wavelength, band)
-        result[inside] = result[inside] ** np.exp(exponents[band.molecule] * lever)
+        result[inside] = result[inside] ** np.exp(exponents.get(band.name, DEFAULT_EXPONENT[band.molecule]) * lever)
     return result
 
 
-def fit_exponent(wavelength, flux, uncertainty, standard_transmission: np.ndarray,
-                 lever: float) -> tuple[float | None, str]:
-    """The O2 exponent b that makes the standard's A band, scaled by ``lever`` = ln(X_sci / X_std), match
+def fit_exponent(wavelength, flux, uncertainty, standard_transmission: np.ndarray, lever: float,
+                 band: Band) -> tuple[float | None, str]:
+    """The exponent b that makes the standard's ``band``, scaled by ``lever`` = ln(X_sci / X_std), match
     the science frame's (``flux`` over its straight-line continuum): (b, how it was found), or (None, why
     not) when the lever is too short, the band not covered, the S/N too low or b not physical."""
     if abs(lever) < MIN_AIRMASS_LEVER:
         return None, f"the airmasses differ by {abs(lever):.0%}, too little for the exponent to show"
-    band = next(band for band in BANDS if band.name == FIT_BAND)
     wavelength, flux = np.asarray(wavelength, dtype=float), np.asarray(flux, dtype=float)
     inside = in_band(wavelength, band)
     level = _band_level(wavelength, flux, band)
     usable = np.isfinite(standard_transmission[inside]) & np.isfinite(flux[inside])
     if level is None or usable.sum() < MIN_WINDOW_PIXELS or uncertainty is None:
-        return None, f"the science spectrum does not show the {FIT_BAND} band with its continuum and uncertainty"
+        return None, f"the science spectrum does not show the {band.name} band with its continuum and uncertainty"
     ratio, sigma = (flux[inside] / level)[usable], (np.asarray(uncertainty, dtype=float)[inside] / np.abs(level))[usable]
     standard = standard_transmission[inside][usable]
 
@@ -143,19 +144,37 @@ def fit_exponent(wavelength, flux, uncertainty, standard_transmission: np.ndarra
     slope = standard ** np.exp(b * lever) * np.log(standard) * np.exp(b * lever) * lever  # d model / d b
     error = float(1.0 / np.sqrt(np.sum((slope / sigma) ** 2)))
     if error > MAX_EXPONENT_ERROR:
-        return None, f"the science frame's {FIT_BAND} band is too noisy to fit it ({b:.2f} \u00b1 {error:.2f})"
+        return None, f"the science frame's {band.name} band is too noisy to fit it ({b:.2f} \u00b1 {error:.2f})"
     if not EXPONENT_LIMITS[0] <= b <= EXPONENT_LIMITS[1]:
-        return None, f"the fit on the science frame's {FIT_BAND} band gave {b:.2f}, not physical"
-    return b, f"fitted on the science frame's {FIT_BAND} band (\u00b1 {error:.2f})"
+        return None, f"the fit on the science frame's {band.name} band gave {b:.2f}, not physical"
+    return b, f"fitted on the science frame's {band.name} band (\u00b1 {error:.2f})"
 
 
-def _coverage(wavelength: np.ndarray, covered: np.ndarray, standard: str) -> tuple[list[str], list[dict]]:
+def band_exponents(wavelength, flux, uncertainty, standard_transmission: np.ndarray, lever: float,
+                   bands: list[Band]) -> tuple[dict, dict]:
+    """b of each of ``bands`` and how it was found: fitted on the band where it can be; else the median of
+    its molecule's fitted bands; else the molecule's default (the reason the fit failed kept)."""
+    fits_ = {band.name: fit_exponent(wavelength, flux, uncertainty, standard_transmission, lever, band)
+             for band in bands}
+    exponents, why = {}, {}
+    for band in bands:
+        exponents[band.name], why[band.name] = fits_[band.name]
+        if exponents[band.name] is None:
+            fitted = [fits_[other.name][0] for other in bands
+                      if other.molecule == band.molecule and fits_[other.name][0] is not None]
+            exponents[band.name] = float(np.median(fitted)) if fitted else DEFAULT_EXPONENT[band.molecule]
+            source = f"the median of the {band.molecule} bands fitted" if fitted else f"the {band.molecule} default"
+            why[band.name] = f"{source} ({why[band.name]})"
+    return exponents, why
+
+
+def _coverage(wavelength: np.ndarray, covered: np.ndarray, standard: str) -> tuple[list[Band], list[dict]]:
     """The bands corrected, and those (or their parts) inside the spectrum the standard did not cover."""
     corrected, not_covered = [], []
     for band in BANDS:
         inside = in_band(wavelength, band)
         if (inside & covered).any():
-            corrected.append(band.name)
+            corrected.append(band)
         missed = wavelength[inside & ~covered]
         if missed.size:
             not_covered.append({"band": band.name, "range": [round(float(missed.min()), 1),
@@ -175,15 +194,12 @@ def correct(wavelength, flux, uncertainty, airmass: float,
         return flux, uncertainty, np.ones_like(flux), not_applied(f"no telluric band in the calibrated range ({span})")
     standard = on_grid(measured, wavelength)
     lever = float(np.log(airmass / measured.airmass))
-    fitted, why = fit_exponent(wavelength, flux, uncertainty, standard, lever)
-    exponents = {**DEFAULT_EXPONENT, **({"O2": fitted} if fitted is not None else {})}
-    transmission = scaled(standard, wavelength, lever, exponents)
     corrected, not_covered = _coverage(wavelength[within], np.isfinite(standard[within]), measured.star)
+    exponents, why = band_exponents(wavelength, flux, uncertainty, standard, lever, corrected)
+    transmission = scaled(standard, wavelength, lever, exponents)
     record = {"applied": bool(corrected), "standard": measured.star, "airmass_standard": measured.airmass,
-              "airmass_science": float(airmass), "exponent": exponents,
-              "exponent_why": {"O2": why if fitted is not None else f"default: {why}",
-                               "H2O": "default (the night's water vapour, not the airmass, sets it)"},
-              "bands": corrected, "not_covered": not_covered}
+              "airmass_science": float(airmass), "exponent": exponents, "exponent_why": why,
+              "bands": [band.name for band in corrected], "not_covered": not_covered}
     if not corrected:
         record["reason"] = f"the sensitivity function of {measured.star} covers no telluric band of this spectrum"
     errors = None if uncertainty is None else np.asarray(uncertainty, dtype=float) / transmission
@@ -200,10 +216,9 @@ def summary(record: dict | None) -> str:
         return "telluric bands not corrected (made before the correction existed)"
     if not record.get("applied"):
         return f"telluric bands not corrected: {record.get('reason')}"
-    exponents = record["exponent"]
+    exponents = ", ".join(f"{name} {value:.2f}" for name, value in record["exponent"].items())
     text = (f"{', '.join(record['bands'])} corrected with {record['standard']} (airmass "
-            f"{record['airmass_standard']:.2f} \u2192 {record['airmass_science']:.2f}; b O2 {exponents['O2']:.2f}, "
-            f"H2O {exponents['H2O']:.2f})")
+            f"{record['airmass_standard']:.2f} \u2192 {record['airmass_science']:.2f}; b: {exponents})")
     missed = [f"{entry['band']} {entry['range'][0]:.0f}-{entry['range'][1]:.0f} A" for entry in record["not_covered"]]
     return text + (f"; not corrected: {', '.join(missed)} (not covered by the standard)" if missed else "")
 
@@ -247,8 +262,8 @@ def header_cards(record: dict) -> dict:
             "GSP_TSTD": (record["standard"], "standard the transmission was measured on"),
             "GSP_TXST": (record["airmass_standard"], "airmass of that standard"),
             "GSP_TXSC": (record["airmass_science"], "airmass of this frame"),
-            "GSP_TBO2": (round(record["exponent"]["O2"], 4), "O2 exponent b: tau ~ airmass**b"),
-            "GSP_TBH2": (record["exponent"]["H2O"], "H2O exponent b"),
+            **{f"GSP_TB{band.key}": (round(record["exponent"][band.name], 4), f"{band.name} b: tau ~ airmass**b")
+               for band in BANDS if band.name in record["exponent"]},
             "GSP_TBND": (", ".join(record["bands"]), "telluric bands corrected"),
             "GSP_TMIS": (", ".join(entry["band"] for entry in record["not_covered"]) or "none",
                          "bands (or parts) not covered by the standard")}

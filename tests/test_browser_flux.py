@@ -94,6 +94,17 @@ def test_flux_calibration_on_the_data_page(live_server, page, people, app, flux_
     assert graph(page, "g.layout.meta.kind") == "spectrum"
     screenshot(page, "flux-calibrated-spectrum")
 
+    # --- the telluric transmission it was divided by, ticked among the overlays --------------------------
+    page.click("#data-advanced-button")
+    page.click("#data-advanced-overlays input[value='telluric']")
+    page.wait_for_function("() => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
+                           "return g && g.data.some(d => d.name === 'telluric transmission used'); }")
+    transmission = graph(page, "(() => { const t = g.data.find(d => d.name === 'telluric transmission used'); "
+                               "return {axis: t.yaxis, y: Array.from(t.y, Number)}; })()")
+    assert transmission["axis"] == "y2" and 0.2 < min(transmission["y"]) < 0.7 and max(transmission["y"]) == 1.0
+    assert "O2 A" in page.inner_text("[data-calibration='telluric']")
+    screenshot(page, "flux-telluric-transmission")
+
     # --- its wavelength-calibrated parent offers "Calibrate Flux" with a choice of standard ----------
     click_tab(page, WAVELENGTH_TAB)
     wait_plot(page, names["calibrated"], "scatter")

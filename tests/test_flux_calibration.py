@@ -213,12 +213,13 @@ def test_the_offline_twin_corrects_the_telluric_bands_and_says_so_when_off(flux_
     assert record["applied"] and record["standard"] == "LTT 7379" and record["not_covered"] == []
     assert (record["airmass_standard"], record["airmass_science"]) == (1.03, 1.65)
     assert record["bands"] == ["O2 B", "H2O 7200", "O2 A", "H2O 8200"]
-    assert 0.55 <= record["exponent"]["O2"] <= 0.7 and record["exponent"]["H2O"] == 1.0
+    assert 0.55 <= record["exponent"]["O2 A"] <= 0.67 and 0.68 <= record["exponent"]["O2 B"] <= 0.86
     with fits.open(out / row["file"]) as hdus:
         header, corrected = hdus[0].header, hdus[0].data.astype(float)
         transmission = hdus["TELLURIC"].data["transmission"].astype(float)
     assert (header["GSP_TELL"], header["GSP_TSTD"], header["GSP_TXST"]) == (True, "LTT 7379", 1.03)
     assert header["GSP_TBND"] == "O2 B, H2O 7200, O2 A, H2O 8200" and header["GSP_TMIS"] == "none"
+    assert header["GSP_TBOA"] == round(record["exponent"]["O2 A"], 4)
     wavelength = header["CRVAL1"] + (np.arange(corrected.size) + 1 - header["CRPIX1"]) * header["CDELT1"]
     source = truth["files"][SCIENCE]["source"]
     true = FluxSource(source["f_lambda_5500"], source["index"]).continuum(wavelength)

@@ -74,8 +74,11 @@ def test_the_science_is_corrected_in_the_o2_bands(standard, science):
     assert record["applied"] and record["standard"] == "LTT 7379"
     assert (record["airmass_standard"], record["airmass_science"]) == (1.05, 1.7)
     assert record["bands"] == ["O2 B", "H2O 7200", "O2 A", "H2O 8200"] and record["not_covered"] == []
-    assert 0.55 <= record["exponent"]["O2"] <= 0.7 and record["exponent"]["H2O"] == 1.0  # the truth's A band: 0.61
-    assert record["exponent_why"]["O2"].startswith("fitted on the science frame's O2 A band")
+    # Each band's own exponent: the truth's saturated A band deepens as X^0.61, the weaker B band as X^0.77.
+    exponents = record["exponent"]
+    assert list(exponents) == record["bands"] and all(why.startswith("fitted on the science frame's " + band)
+                                                      for band, why in record["exponent_why"].items())
+    assert 0.55 <= exponents["O2 A"] <= 0.67 and 0.68 <= exponents["O2 B"] <= 0.86, exponents
     assert (transmission[~telluric.in_any_band(wavelength)] == 1.0).all()
 
 
@@ -83,16 +86,19 @@ def test_scaling_is_the_optical_depth_times_the_airmass_ratio_to_the_b():
     wavelength = np.array([6000.0, 6900.0, 7200.0, 7600.0])
     standard = np.array([1.0, 0.8, 0.9, 0.5])
     lever = np.log(2.0)
-    scaled = telluric.scaled(standard, wavelength, lever, {"O2": 0.5, "H2O": 1.0})
-    assert scaled == pytest.approx([1.0, 0.8 ** np.sqrt(2.0), 0.9 ** 2, 0.5 ** np.sqrt(2.0)])
-    assert telluric.scaled(np.array([np.nan, np.nan]), wavelength[1:3], lever, telluric.DEFAULT_EXPONENT) \
+    scaled = telluric.scaled(standard, wavelength, lever, {"O2 B": 0.5, "O2 A": 0.25})  # water: its default, 1
+    assert scaled == pytest.approx([1.0, 0.8 ** np.sqrt(2.0), 0.9 ** 2, 0.5 ** 2 ** 0.25])
+    assert telluric.scaled(np.array([np.nan, np.nan]), wavelength[1:3], lever, {}) \
         == pytest.approx([1.0, 1.0])  # unknown: not corrected
+
+
+A_BAND = telluric.BANDS[2]
 
 
 def power_law_band(b_true, noise, seed=1):
     """A smooth A band at airmass 1 and the same band at airmass 1.6 with exponent ``b_true``, plus noise."""
     wavelength = np.arange(7400.0, 7900.0, 2.0)
-    depth = np.where(telluric.in_band(wavelength, telluric.BANDS[2]), 0.8 * np.exp(-(wavelength - 7610) / 40), 0)
+    depth = np.where(telluric.in_band(wavelength, A_BAND), 0.8 * np.exp(-(wavelength - 7610) / 40), 0)
     standard = np.exp(-np.where(wavelength >= 7594, depth, 0.0))
     flux_values = standard ** (1.6 ** b_true) + np.random.default_rng(seed).normal(0.0, noise, wavelength.size)
     return wavelength, flux_values, np.full(wavelength.size, noise), standard
@@ -100,13 +106,24 @@ def power_law_band(b_true, noise, seed=1):
 
 def test_the_exponent_is_fitted_on_the_a_band_when_the_noise_allows():
     wavelength, values, sigma, standard = power_law_band(0.55, 0.003)
-    b, why = telluric.fit_exponent(wavelength, values, sigma, standard, np.log(1.6))
+    b, why = telluric.fit_exponent(wavelength, values, sigma, standard, np.log(1.6), A_BAND)
     assert b == pytest.approx(0.55, abs=0.03) and why.startswith("fitted on the science frame's O2 A band")
     wavelength, values, sigma, standard = power_law_band(0.55, 0.3)
-    b, why = telluric.fit_exponent(wavelength, values, sigma, standard, np.log(1.6))
+    b, why = telluric.fit_exponent(wavelength, values, sigma, standard, np.log(1.6), A_BAND)
     assert b is None and why.startswith("the science frame's O2 A band is too noisy to fit it")
-    assert telluric.fit_exponent(wavelength, values, sigma, standard, np.log(1.02)) == (
+    assert telluric.fit_exponent(wavelength, values, sigma, standard, np.log(1.02), A_BAND) == (
         None, "the airmasses differ by 2%, too little for the exponent to show")
+
+
+def test_a_band_that_cannot_be_fitted_takes_its_molecules_fitted_exponent_or_the_default():
+    wavelength, values, sigma, standard = power_law_band(0.55, 0.003)
+    b_band = telluric.BANDS[0]  # O2 B: outside this spectrum, so never fitted
+    water = telluric.BANDS[3]
+    exponents, why = telluric.band_exponents(wavelength, values, sigma, standard, np.log(1.6),
+                                             [b_band, A_BAND, water])
+    assert exponents["O2 B"] == exponents["O2 A"] == pytest.approx(0.55, abs=0.03)
+    assert why["O2 B"].startswith("the median of the O2 bands fitted (the science spectrum does not show")
+    assert exponents["H2O 8200"] == 1.0 and why["H2O 8200"].startswith("the H2O default (")
 
 
 def test_bands_the_standard_does_not_cover_are_left_and_said(standard, science):
