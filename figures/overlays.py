@@ -118,6 +118,11 @@ def overlay_lines(name: str, *, redshift: float = 0.0, lines_table: dict | None 
     return lines_in_range(lines, wmin, wmax)
 
 
+def transmission_asked(product, overlays):
+    """The telluric transmission a product was divided by, when the overlay is asked for; else None."""
+    return product.extras.get("telluric") if TELLURIC in (overlays or ()) else None
+
+
 def shown_overlays(overlays, lines_marked: bool = False) -> list[str]:
     """The line overlays asked for that exist; the arc's lines not where a residual panel marks them already."""
     return [name for name in overlays or () if name in LINE_OVERLAYS and not (name == "arc" and lines_marked)]

@@ -162,14 +162,15 @@ def _png_spectrum(figure, product: Product, box: _Box, colours: dict, *, data_ty
         line_overlays.add_matplotlib_overlays(ax, line_overlays.shown_overlays(overlays, with_residuals),
                                               wavelength=axes.wavelength, redshift=redshift,
                                               lines_table=product.lines)
-    if line_overlays.TELLURIC in (overlays or ()) and product.extras.get("telluric") is not None:
-        _draw_transmission(ax, axes, product.extras["telluric"])
+    _draw_transmission(ax, axes, line_overlays.transmission_asked(product, overlays))
     ax.set_xlim(float(np.nanmin(axes.x)), float(np.nanmax(axes.x)))
     _legend_under(figure, ax, colours)
 
 
-def _draw_transmission(ax, axes: SpectrumAxes, transmission: np.ndarray) -> None:
-    """The telluric transmission the spectrum was divided by, on a right-hand axis from 0 to 1."""
+def _draw_transmission(ax, axes: SpectrumAxes, transmission: np.ndarray | None) -> None:
+    """The telluric transmission the spectrum was divided by (if any), on a right-hand axis from 0 to 1."""
+    if transmission is None:
+        return
     colour = line_overlays.OVERLAYS[line_overlays.TELLURIC][1]
     right = ax.twinx()
     right.plot(axes.x, transmission, color=colour, lw=0.8)

@@ -33,8 +33,7 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
         line_overlays.add_plotly_overlays(fig, line_overlays.shown_overlays(overlays, show_residuals),
                                           wavelength=axes.wavelength, flux=axes.flux, redshift=redshift,
                                           lines_table=product.lines, row=1 if show_residuals else None)
-    if line_overlays.TELLURIC in (overlays or ()) and product.extras.get("telluric") is not None:
-        _add_transmission(fig, axes, product.extras["telluric"])
+    _add_transmission(fig, axes, product, overlays)
     bottom_legend(fig, hovermode="x", uirevision=product.name,
                   meta={"kind": "spectrum", "axis": "wavelength" if axes.wavelength is not None else "pixel",
                         "n": int(axes.flux.size)})
@@ -87,8 +86,12 @@ def _add_flux(fig, product: Product, axes: SpectrumAxes, drawn_over: list, colou
                       **where)
 
 
-def _add_transmission(fig, axes: SpectrumAxes, transmission: np.ndarray) -> None:
-    """The telluric transmission the spectrum was divided by, on a right-hand axis from 0 to 1."""
+def _add_transmission(fig, axes: SpectrumAxes, product: Product, overlays) -> None:
+    """The telluric transmission the spectrum was divided by, on a right-hand axis from 0 to 1, when asked
+    for and the product carries one."""
+    transmission = line_overlays.transmission_asked(product, overlays)
+    if transmission is None:
+        return
     colour = line_overlays.OVERLAYS[line_overlays.TELLURIC][1]
     fig.add_trace(go.Scatter(x=axes.x, y=transmission, mode="lines", name="telluric transmission used",
                              yaxis="y2", line={"color": colour, "width": 1.1},
