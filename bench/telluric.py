@@ -68,9 +68,9 @@ def describe(run: dict) -> str:
     if "corrected" not in run:
         return f"{head}: not corrected: {run['telluric'].get('reason')}"
     corrected, uncorrected = run["corrected"], run["uncorrected"]
-    return (f"{head}: b O2 {run['telluric']['exponent']['O2']:.3f}; corrected median {corrected['median']:.2%}, "
-            f"worst {corrected['worst']:.2%}; uncorrected median {uncorrected['median']:.1%}, "
-            f"worst {uncorrected['worst']:.1%}")
+    oxygen = ", ".join(f"{band} {b:.2f}" for band, b in run["telluric"]["exponent"].items() if band.startswith("O2"))
+    return (f"{head}: b {oxygen}; corrected median {corrected['median']:.2%}, worst {corrected['worst']:.2%}; "
+            f"uncorrected median {uncorrected['median']:.1%}, worst {uncorrected['worst']:.1%}")
 
 
 if __name__ == "__main__":
