@@ -33,7 +33,6 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
         line_overlays.add_plotly_overlays(fig, line_overlays.shown_overlays(overlays, show_residuals),
                                           wavelength=axes.wavelength, flux=axes.flux, redshift=redshift,
                                           lines_table=product.lines, row=1 if show_residuals else None)
-    _add_transmission(fig, axes, product, overlays)
     bottom_legend(fig, hovermode="x", uirevision=product.name,
                   meta={"kind": "spectrum", "axis": "wavelength" if axes.wavelength is not None else "pixel",
                         "n": int(axes.flux.size)})
@@ -41,6 +40,7 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
                      # F_lambda is ~1e-15: "2×10⁻¹⁵", not Plotly's SI "2f" (femto)
                      **({"exponentformat": "power"} if is_flux_calibrated(data_type) else {}))
     fig.update_xaxes(gridcolor=colours["grid"], **({} if show_residuals else {"title": axes.x_title}))
+    _add_transmission(fig, axes, product, overlays)  # after the flux axis' title, which is not its own
     return fig
 
 
@@ -96,7 +96,8 @@ def _add_transmission(fig, axes: SpectrumAxes, product: Product, overlays) -> No
     fig.add_trace(go.Scatter(x=axes.x, y=transmission, mode="lines", name="telluric transmission used",
                              yaxis="y2", line={"color": colour, "width": 1.1},
                              hovertemplate="%{x:.2f} \u00c5<br>transmission %{y:.3f}<extra></extra>"))
-    fig.update_layout(yaxis2={"title": "transmission", "overlaying": "y", "side": "right", "range": [0, 1.05],
+    fig.update_layout(yaxis2={"title": "telluric transmission", "overlaying": "y", "side": "right",
+                              "range": [0, 1.05], "tickmode": "linear", "tick0": 0, "dtick": 0.2,
                               "showgrid": False, "color": colour})
 
 

@@ -4,7 +4,9 @@
    of the star's table, per second and Angstrom, corrected to airmass 0 with the
    CTIO extinction curve, divided by the table's F_lambda; ``2.5 log10 S`` is
    fitted with a cubic spline under iterative sigma clipping.  Bands touching
-   telluric absorption or the star's Balmer lines are left out.
+   telluric absorption (``pipeline.telluric.BANDS``) or the star's Balmer lines are left out;
+   the star's counts over what its table predicts there are its telluric transmission
+   (``expected_counts``, measured by ``pipeline.telluric``).
 2. Apply: counts / exptime / dispersion, corrected for extinction at the
    science frame's airmass, divided by S.  No extrapolation beyond the bands fitted.
 3. Products: the sensitivity function (FITS the web app can plot and the

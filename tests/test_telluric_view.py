@@ -35,6 +35,7 @@ def test_the_transmission_used_is_an_overlay_of_the_flux_calibrated_spectrum(tmp
     fig = figure_for_file(path, data_type=5, overlays=("telluric",))
     assert trace.yaxis == "y2" and np.allclose(trace.y, TRANSMISSION) and np.allclose(trace.x, WAVELENGTH)
     assert tuple(fig.layout.yaxis2.range) == (0, 1.05) and fig.layout.yaxis2.overlaying == "y"
+    assert fig.layout.yaxis2.title.text == "telluric transmission" and fig.layout.yaxis.title.text.startswith("Flux")
     assert transmission_traces(figure_for_file(path, data_type=5, overlays=("sky",))) == []
     assert png_for_file(path, width=600, overlays=("telluric",)).startswith(b"\x89PNG")
 
