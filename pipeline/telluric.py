@@ -154,14 +154,14 @@ def band_exponents(wavelength, flux, uncertainty, standard_transmission: np.ndar
                    bands: list[Band]) -> tuple[dict, dict]:
     """b of each of ``bands`` and how it was found: fitted on the band where it can be; else the median of
     its molecule's fitted bands; else the molecule's default (the reason the fit failed kept)."""
-    fits_ = {band.name: fit_exponent(wavelength, flux, uncertainty, standard_transmission, lever, band)
+    tried = {band.name: fit_exponent(wavelength, flux, uncertainty, standard_transmission, lever, band)
              for band in bands}
     exponents, why = {}, {}
     for band in bands:
-        exponents[band.name], why[band.name] = fits_[band.name]
+        exponents[band.name], why[band.name] = tried[band.name]
         if exponents[band.name] is None:
-            fitted = [fits_[other.name][0] for other in bands
-                      if other.molecule == band.molecule and fits_[other.name][0] is not None]
+            fitted = [tried[other.name][0] for other in bands
+                      if other.molecule == band.molecule and tried[other.name][0] is not None]
             exponents[band.name] = float(np.median(fitted)) if fitted else DEFAULT_EXPONENT[band.molecule]
             source = f"the median of the {band.molecule} bands fitted" if fitted else f"the {band.molecule} default"
             why[band.name] = f"{source} ({why[band.name]})"
