@@ -34,14 +34,15 @@ from pipeline.simulate import (STANDARDS, FluxSource, file_name, flux_accuracy, 
 SHIFT_PX, SCALE = 0.37, 1.0008  # simulate_night's defaults: the arcs' dispersion
 
 
-def make_night(folder: Path, seed: int, config: str, star: str | None, exptime: float) -> dict:
+def make_night(folder: Path, seed: int, config: str, star: str | None, exptime: float,
+               science_airmass: float = 1.65) -> dict:
     """Calibrations and arcs of ``config``, a standard (``star``, default the configuration's) at airmass
-    1.05, then a science source at 1.65."""
+    1.05, then a science source (at 1.65)."""
     simulate_night(folder, seed=seed, configurations=(config,), n_bias=3, n_flats=3, n_science=0)
     source = FluxSource(index=-2.5 + 0.5 * (seed % 4))
     standard = make_standard(config, star=star, airmass=1.05, exptime=exptime, seed=seed + 1, shift_px=SHIFT_PX,
                              scale=SCALE, date_obs="2026-11-28T00:10:00.000")
-    science = make_flux_science(config, source=source, airmass=1.65, seed=seed + 2, shift_px=SHIFT_PX, scale=SCALE,
+    science = make_flux_science(config, source=source, airmass=science_airmass, seed=seed + 2, shift_px=SHIFT_PX, scale=SCALE,
                                 date_obs="2026-11-28T02:40:00.000")
     names = {}
     for index, frame in ((90, standard), (91, science)):
@@ -79,36 +80,48 @@ def saturated_pixels(out: Path, manifest: list[dict], sensitivity_name: str) -> 
     return int(fits.getval(path, "GSP_SSAT"))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[31, 32, 33])
+def arguments(description: str, seeds: list[int], name: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=seeds)
     parser.add_argument("--configurations", nargs="+", default=["400_M2", "930_M2"])
     parser.add_argument("--standard", help="the standard star observed (OBJECT), default the configuration's "
                                            f"({', '.join(STANDARDS.values())})")
     parser.add_argument("--standard-exptime", type=float, default=30.0, help="its exposure time [s]")
-    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "flux.json"))
-    args = parser.parse_args()
-    runs = []
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / f"{name}.json"))
+    return parser.parse_args()
+
+
+def reduced_nights(args: argparse.Namespace, science_airmass=lambda seed: 1.65):
+    """Each seed's and configuration's night (``make_night``) through the offline twin: yields the seed,
+    configuration, truth, output folder, NightResult, the science's flux-calibrated manifest row and the
+    seconds the reduction took."""
     with tempfile.TemporaryDirectory(prefix="gsp-flux-") as work:
         for seed in args.seeds:
             for config in args.configurations:
                 folder, out = Path(work) / f"{config}-{seed}" / "raw", Path(work) / f"{config}-{seed}" / "out"
-                truth = make_night(folder, seed, config, args.standard, args.standard_exptime)
+                truth = make_night(folder, seed, config, args.standard, args.standard_exptime, science_airmass(seed))
                 started = time.perf_counter()
                 result = reduce_night(folder, out, ReductionSettings(min_bias=3, min_flats=3))
                 row = next(row for row in result.manifest if row["data_type"] == 5 and "QSO" in row["original"])
-                measured = flux_accuracy(*spectrum(out / row["file"]), truth["source"])
-                plain = flux_accuracy(*without_extinction(out, result.manifest, truth), truth["source"])
-                saturated = saturated_pixels(out, result.manifest, row["standard"])
-                runs.append({"seed": seed, "configuration": config, "seconds": time.perf_counter() - started,
-                             "standard": row["standard"], "standard_star": truth["standard"],
-                             "standard_exptime": args.standard_exptime, "standard_saturated_pixels": saturated,
-                             "calibrated": measured, "without_extinction": plain})
-                print(f"{config} seed {seed}: median {measured['median']:.4f}, p90 {measured['p90']:.2%}, "
-                      f"worst {measured['worst']:.2%} ({measured['bins']} bins); without the extinction "
-                      f"correction: median {plain['median']:.3f}, blue end {plain['blue_ratio']:.3f}, "
-                      f"worst shape {plain['worst']:.1%}; {truth['standard']} {args.standard_exptime:g} s, "
-                      f"{saturated} saturated pixels")
+                yield seed, config, truth, out, result, row, time.perf_counter() - started
+
+
+def main() -> int:
+    args = arguments(__doc__.splitlines()[0], [31, 32, 33], "flux")
+    runs = []
+    for seed, config, truth, out, result, row, seconds in reduced_nights(args):
+        measured = flux_accuracy(*spectrum(out / row["file"]), truth["source"])
+        plain = flux_accuracy(*without_extinction(out, result.manifest, truth), truth["source"])
+        saturated = saturated_pixels(out, result.manifest, row["standard"])
+        runs.append({"seed": seed, "configuration": config, "seconds": seconds,
+                     "standard": row["standard"], "standard_star": truth["standard"],
+                     "standard_exptime": args.standard_exptime, "standard_saturated_pixels": saturated,
+                     "calibrated": measured, "without_extinction": plain})
+        print(f"{config} seed {seed}: median {measured['median']:.4f}, p90 {measured['p90']:.2%}, "
+              f"worst {measured['worst']:.2%} ({measured['bins']} bins); without the extinction "
+              f"correction: median {plain['median']:.3f}, blue end {plain['blue_ratio']:.3f}, "
+              f"worst shape {plain['worst']:.1%}; {truth['standard']} {args.standard_exptime:g} s, "
+              f"{saturated} saturated pixels")
     summary = {key: {"median_ratio": float(np.median([run["calibrated"]["median"] for run in runs])),
                      "worst_median_offset": float(max(abs(run["calibrated"]["median"] - 1) for run in runs)),
                      "worst_p90": float(max(run["calibrated"]["p90"] for run in runs)),

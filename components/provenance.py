@@ -4,7 +4,7 @@ chosen), and a warning when the wavelength solution behind it is poor.
 
 The facts come from ``File.calibrations`` as the job layer writes them (live/tasks.py):
 ``{"bias": {"id", "file", "why"}, "flat": ..., "arc": ..., "lamp": name, "standard": {..., "star"},
-"wavelength_quality": {"verdict", "why"}, "inputs": [...], "why": ...}``.
+"wavelength_quality": {"verdict", "why"}, "flexure": {...}, "telluric": {...}, "inputs": [...], "why": ...}``.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from components.file_index import STATES
-from pipeline import flexure
+from pipeline import flexure, telluric
 from pipeline.chain import DataType
 
 # calibrations key -> what it is, in the order a frame meets them
@@ -74,6 +74,13 @@ def _why(key: str, entry, used: dict) -> str:
     return why
 
 
+def _telluric_why(record: dict | None) -> str:
+    """How each band's exponent was found: fitted, or taken from elsewhere and why."""
+    if not record or not record.get("applied"):
+        return ""
+    return "; ".join(f"{band}: b {why}" for band, why in record["exponent_why"].items())
+
+
 def provenance_card(file, used: dict, pick_type: str):
     """State and reason in full, then a table of the calibrations used and why."""
     rows = []
@@ -92,6 +99,11 @@ def provenance_card(file, used: dict, pick_type: str):
         rows.append(html.Tr([html.Th("Flexure", className="text-nowrap"), html.Td(flexure.summary(used["flexure"])),
                              html.Td("measured on the frame's sky lines", className="text-muted")],
                             **{"data-calibration": "flexure"}))
+    if used.get("telluric") or file.data_type == DataType.FLUX_CALIBRATED:
+        rows.append(html.Tr([html.Th("Telluric", className="text-nowrap"),
+                             html.Td(telluric.summary(used.get("telluric"))),
+                             html.Td(_telluric_why(used.get("telluric")), className="text-muted")],
+                            **{"data-calibration": "telluric"}))
     if used.get("inputs"):  # a master's frames (names), a combined spectrum's spectra ({id, file}: links)
         names = ", ".join(used["inputs"]) if all(isinstance(entry, str) for entry in used["inputs"]) else \
             [part for entry in used["inputs"] for part in (_name(entry, pick_type), html.Br())][:-1]

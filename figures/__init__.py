@@ -7,5 +7,6 @@ Shared by the Data page and ``GET /api/files/visualize/``, so it imports only ``
 pixels; the axes stay in the file's own (0-based) pixels.  1D spectra are flux against wavelength
 when the header carries a wavelength WCS, against pixels otherwise; a 1-sigma band comes from the
 ``UNCERT`` HDU and, for arcs with a ``LINES`` HDU, the lines used are marked and their residuals
-plotted with the RMS.  A sensitivity function is drawn with the standard's bands and the fit.
+plotted with the RMS; a flux-calibrated spectrum with a ``TELLURIC`` HDU can show the transmission it was
+divided by (overlay ``telluric``).  A sensitivity function is drawn with the standard's bands and the fit.
 """

@@ -65,11 +65,15 @@ GALAXY_LINES: tuple[Line, ...] = (
 )
 
 # name -> (label shown to users, colour of the markers)
-OVERLAYS = {
+LINE_OVERLAYS = {
     "arc": ("Arc lines used (from the file)", "#f39c12"),
     "sky": ("Sky lines", "#3498db"),
     "galaxy": ("Galaxy / stellar lines", "#e74c3c"),
 }
+# The viewer's choices: the line lists, and the telluric transmission a flux-calibrated spectrum was
+# divided by (figures.spectrum draws it on an axis of its own).
+TELLURIC = "telluric"
+OVERLAYS = {**LINE_OVERLAYS, TELLURIC: ("Telluric transmission used (from the file)", "#2ecc71")}
 REDSHIFT_RANGE = (0.0, 1.0)
 
 
@@ -110,13 +114,18 @@ def overlay_lines(name: str, *, redshift: float = 0.0, lines_table: dict | None 
     elif name == "galaxy":
         lines = shifted(GALAXY_LINES, redshift)
     else:
-        raise ValueError(f"unknown overlay '{name}' (choose from {', '.join(OVERLAYS)})")
+        raise ValueError(f"unknown overlay '{name}' (choose from {', '.join(LINE_OVERLAYS)})")
     return lines_in_range(lines, wmin, wmax)
 
 
+def transmission_asked(product, overlays):
+    """The telluric transmission a product was divided by, when the overlay is asked for; else None."""
+    return product.extras.get("telluric") if TELLURIC in (overlays or ()) else None
+
+
 def shown_overlays(overlays, lines_marked: bool = False) -> list[str]:
-    """The overlays asked for that exist; the arc's lines not where a residual panel marks them already."""
-    return [name for name in overlays or () if name in OVERLAYS and not (name == "arc" and lines_marked)]
+    """The line overlays asked for that exist; the arc's lines not where a residual panel marks them already."""
+    return [name for name in overlays or () if name in LINE_OVERLAYS and not (name == "arc" and lines_marked)]
 
 
 def add_plotly_overlays(fig, overlays, *, wavelength, flux, redshift: float = 0.0,

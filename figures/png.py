@@ -162,8 +162,21 @@ def _png_spectrum(figure, product: Product, box: _Box, colours: dict, *, data_ty
         line_overlays.add_matplotlib_overlays(ax, line_overlays.shown_overlays(overlays, with_residuals),
                                               wavelength=axes.wavelength, redshift=redshift,
                                               lines_table=product.lines)
+    _draw_transmission(ax, axes, line_overlays.transmission_asked(product, overlays))
     ax.set_xlim(float(np.nanmin(axes.x)), float(np.nanmax(axes.x)))
     _legend_under(figure, ax, colours)
+
+
+def _draw_transmission(ax, axes: SpectrumAxes, transmission: np.ndarray | None) -> None:
+    """The telluric transmission the spectrum was divided by (if any), on a right-hand axis from 0 to 1."""
+    if transmission is None:
+        return
+    colour = line_overlays.OVERLAYS[line_overlays.TELLURIC][1]
+    right = ax.twinx()
+    right.plot(axes.x, transmission, color=colour, lw=0.8)
+    right.set_ylim(0.0, 1.05)
+    right.set_ylabel("telluric transmission used", color=colour)
+    right.tick_params(axis="y", colors=colour)
 
 
 def _spectrum_panels(figure, box: _Box, with_residuals: bool, colours: dict):

@@ -40,6 +40,7 @@ def spectrum_figure(product: Product, *, data_type=None, title="", theme="dark",
                      # F_lambda is ~1e-15: "2×10⁻¹⁵", not Plotly's SI "2f" (femto)
                      **({"exponentformat": "power"} if is_flux_calibrated(data_type) else {}))
     fig.update_xaxes(gridcolor=colours["grid"], **({} if show_residuals else {"title": axes.x_title}))
+    _add_transmission(fig, axes, product, overlays)  # after the flux axis' title, which is not its own
     return fig
 
 
@@ -83,6 +84,21 @@ def _add_flux(fig, product: Product, axes: SpectrumAxes, drawn_over: list, colou
                                  line={"color": compare_colour(index), "width": 1.1},
                                  hovertemplate=f"{label}<br>%{{x:.2f}} {unit}<br>%{{y:.4g}}<extra></extra>"),
                       **where)
+
+
+def _add_transmission(fig, axes: SpectrumAxes, product: Product, overlays) -> None:
+    """The telluric transmission the spectrum was divided by, on a right-hand axis from 0 to 1, when asked
+    for and the product carries one."""
+    transmission = line_overlays.transmission_asked(product, overlays)
+    if transmission is None:
+        return
+    colour = line_overlays.OVERLAYS[line_overlays.TELLURIC][1]
+    fig.add_trace(go.Scatter(x=axes.x, y=transmission, mode="lines", name="telluric transmission used",
+                             yaxis="y2", line={"color": colour, "width": 1.1},
+                             hovertemplate="%{x:.2f} \u00c5<br>transmission %{y:.3f}<extra></extra>"))
+    fig.update_layout(yaxis2={"title": "telluric transmission", "overlaying": "y", "side": "right",
+                              "range": [0, 1.05], "tickmode": "linear", "tick0": 0, "dtick": 0.2,
+                              "showgrid": False, "color": colour})
 
 
 def _add_arc_lines(fig, lines: dict, axes: SpectrumAxes, colours: dict) -> None:

@@ -26,7 +26,7 @@ from live.folders import processed_root
 from live.queue import (JobRefused, Waiting, again_after_commit, enqueue, periodic, requeue_if_waiting,
                         strike_need, task)
 from live.states import set_file_state, settle_file_state
-from pipeline import chain, fitsfiles, flexure, headers, matching, steps
+from pipeline import chain, fitsfiles, flexure, headers, matching, standards, steps, telluric
 from pipeline.chain import ARC_OBSTYPES, DataType
 from pipeline.settings import ReductionSettings
 from pipeline.wavelength import WavelengthOptions
@@ -578,13 +578,14 @@ def calibrate_flux_task(job) -> dict | Waiting:
         return Waiting([chain.SENSITIVITY], why, ready=lambda: bool(queries.sensitivity_functions(calibrated)))
     product = steps.calibrate_flux(Path(calibrated.full_path), Path(sensitivity.full_path), out_dir_for(raw),
                                    original=Path(raw.full_path), target=calibrated.target, why=why,
-                                   taken=catalogued)
+                                   correct_telluric=settings_for(raw).telluric_correction, taken=catalogued)
     standard = {**_used(sensitivity, why), "star": (sensitivity.calibrations or {}).get("standard", {}).get("star")}
     wavelength_used = {key: (calibrated.calibrations or {}).get(key)
                        for key in ("arc", "lamp", "lamp_why", "wavelength_quality", "flexure")}
     row = add_product(product, parent=calibrated, original=raw, template=calibrated, proposal=calibrated.proposal,
-                      calibrations={**wavelength_used, "standard": standard})
-    log_event("flux_calibrated", f"{row.file_name} with {sensitivity.file_name} ({why}).",
+                      calibrations={**wavelength_used, "standard": standard, "telluric": product.record["telluric"]})
+    log_event("flux_calibrated", f"{row.file_name} with {sensitivity.file_name} ({why}); "
+              f"{telluric.summary(product.record['telluric'])}.",
               proposal_id=raw.proposal_id, file_id=row.id)
     follow(step, raw, [row])
     return {"flux_calibrated": row.id, "products": [row.id], "standard": sensitivity.id,

@@ -4,7 +4,9 @@
    of the star's table, per second and Angstrom, corrected to airmass 0 with the
    CTIO extinction curve, divided by the table's F_lambda; ``2.5 log10 S`` is
    fitted with a cubic spline under iterative sigma clipping.  Bands touching
-   telluric absorption or the star's Balmer lines are left out.
+   telluric absorption (``pipeline.telluric.BANDS``) or the star's Balmer lines are left out;
+   the star's counts over what its table predicts there are its telluric transmission
+   (``expected_counts``, measured by ``pipeline.telluric``).
 2. Apply: counts / exptime / dispersion, corrected for extinction at the
    science frame's airmass, divided by S.  No extrapolation beyond the bands fitted.
 3. Products: the sensitivity function (FITS the web app can plot and the
@@ -25,12 +27,12 @@ import numpy as np
 from astropy.io import fits
 from scipy.interpolate import LSQUnivariateSpline
 
-from pipeline import standards
+from pipeline import standards, telluric
 from pipeline.wavelength import _NOT_INHERITED
 
 FLUX_UNIT = "erg / (s cm2 Angstrom)"
 # Telluric absorption (Angstrom): O2 B and A bands, H2O bands.
-TELLURIC_BANDS = ((6860.0, 6890.0), (7160.0, 7340.0), (7590.0, 7700.0), (8120.0, 8350.0))
+TELLURIC_BANDS = tuple((band.low - telluric.EDGE, band.high + telluric.EDGE) for band in telluric.BANDS)
 # Balmer lines H-alpha .. H-epsilon (air, Angstrom) and the half-width masked around each.
 BALMER_LINES = (6562.8, 4861.3, 4340.5, 4101.7, 3970.1)
 BALMER_HALF_WIDTH = 30.0
@@ -159,6 +161,17 @@ def sensitivity_function(wavelength, counts, exptime: float, airmass: float, sta
                        airmass=float(airmass), exptime=float(exptime))
 
 
+def expected_counts(wavelength, exptime: float, airmass: float, sensitivity: Sensitivity,
+                    star: standards.StandardStar) -> np.ndarray:
+    """Counts per pixel a standard star's table predicts through ``sensitivity`` and the extinction at
+    ``airmass``, without telluric absorption (its smooth continuum); NaN outside the sensitivity's range."""
+    wavelength = np.asarray(wavelength, dtype=float)
+    centre, f_lambda, _ = standards.f_lambda(star)
+    dispersion = np.diff(_pixel_edges(wavelength))
+    return (np.interp(wavelength, centre, f_lambda) * exptime * dispersion * sensitivity.at(wavelength)
+            * 10.0 ** (-0.4 * standards.extinction_at(wavelength) * airmass))
+
+
 def apply_sensitivity(wavelength, counts, uncertainty, exptime: float, airmass: float,
                       sensitivity: Sensitivity) -> tuple[np.ndarray, np.ndarray | None]:
     """F_lambda [erg/(s cm2 A)] and its 1-sigma uncertainty (None without one) from counts per pixel;
@@ -182,9 +195,10 @@ def _inherit(header) -> fits.Header:
     return inherited
 
 
-def write_sensitivity(path, sensitivity: Sensitivity, header_cards=None) -> Path:
+def write_sensitivity(path, sensitivity: Sensitivity, header_cards=None, extra_hdus=()) -> Path:
     """FITS sensitivity function: primary HDU = the fit (2.5 log10 S) on a linear wavelength grid over
-    the fitted range; BinTable ``POINTS`` = the bands measured (wavelength, mag, fit, residual, used, masked)."""
+    the fitted range; BinTable ``POINTS`` = the bands measured (wavelength, mag, fit, residual, used, masked);
+    then ``extra_hdus`` (the standard's telluric transmission)."""
     path = Path(path)
     start, end = sensitivity.wavelength_range
     n = int(np.ceil((end - start) / PRODUCT_STEP)) + 1
@@ -211,7 +225,7 @@ def write_sensitivity(path, sensitivity: Sensitivity, header_cards=None) -> Path
         fits.Column(name="used", format="L", array=sensitivity.used),
         fits.Column(name="masked", format="L", array=sensitivity.masked),
     ], name="POINTS")
-    fits.HDUList([primary, points]).writeto(path, overwrite=True)
+    fits.HDUList([primary, points, *extra_hdus]).writeto(path, overwrite=True)
     return path
 
 
@@ -230,10 +244,12 @@ def read_sensitivity(path) -> Sensitivity:
             star=header["GSP_STD"], airmass=float(header["AIRMASS"]), exptime=float(header["EXPTIME"]))
 
 
-def write_flux_product(path, wavelength_header, flux, uncertainty, header=None, unit: str = FLUX_UNIT) -> Path:
+def write_flux_product(path, wavelength_header, flux, uncertainty, header=None, extra_hdus=(),
+                       unit: str = FLUX_UNIT) -> Path:
     """Write a flux-calibrated spectrum readable by ``specutils.Spectrum.read(path, format='wcs1d-fits')``:
     float32 F_lambda (or what ``unit`` says) with the input's linear WCS and BUNIT, BinTable ``UNCERT`` with its
-    1-sigma uncertainty (the layout of :func:`pipeline.wavelength.write_product`)."""
+    1-sigma uncertainty (the layout of :func:`pipeline.wavelength.write_product`), then ``extra_hdus`` (the
+    telluric transmission it was divided by)."""
     path = Path(path)
     primary = fits.PrimaryHDU(data=np.asarray(flux, dtype=np.float32), header=_inherit(header))
     for key in ("CRVAL1", "CDELT1", "CRPIX1", "CTYPE1", "CUNIT1"):
@@ -242,5 +258,5 @@ def write_flux_product(path, wavelength_header, flux, uncertainty, header=None, 
     values = np.full(len(flux), np.nan) if uncertainty is None else np.asarray(uncertainty)
     uncert = fits.BinTableHDU.from_columns(
         [fits.Column(name="uncertainty", format="E", array=values.astype(np.float32))], name="UNCERT")
-    fits.HDUList([primary, uncert]).writeto(path, overwrite=True)
+    fits.HDUList([primary, uncert, *extra_hdus]).writeto(path, overwrite=True)
     return path

@@ -62,7 +62,8 @@ class NightResult:
             "rms_angstrom": product.record.get("rms_angstrom") if calibrated else None,
             "lines_used": product.record.get("lines_used") if calibrated else None,
             "flexure": product.record.get("flexure") if calibrated else None,
-            **({"standard": standard} if product.data_type == DataType.FLUX_CALIBRATED else {}),
+            **({"standard": standard, "telluric": product.record.get("telluric")}
+               if product.data_type == DataType.FLUX_CALIBRATED else {}),
             **({"inputs": inputs} if product.data_type == DataType.COMBINED else {}),
             "snr": product.record.get("snr"),
         })
@@ -398,11 +399,13 @@ def _choose_standard(night: NightRun, task: Task) -> tuple | str:
     standard, why = matching.choose_standard(task.unit.fields, night.candidates(task, chain.SENSITIVITY))
     if standard is None:
         return f"target {task.target} not flux calibrated: {why}"
-    return task.unit.raw, task.path, task.target, standard["path"], why, night.out_dir
+    return task.unit.raw, task.path, task.target, standard["path"], why, night.settings, night.out_dir
 
 
-def run_calibrate_flux(raw: Raw, calibrated: Path, target: int, sensitivity: Path, why: str, out_dir: Path) -> Made:
-    fluxed = steps.calibrate_flux(calibrated, sensitivity, out_dir, original=raw.path, target=target, why=why)
+def run_calibrate_flux(raw: Raw, calibrated: Path, target: int, sensitivity: Path, why: str, settings,
+                       out_dir: Path) -> Made:
+    fluxed = steps.calibrate_flux(calibrated, sensitivity, out_dir, original=raw.path, target=target, why=why,
+                                  correct_telluric=settings.telluric_correction)
     return Made([(fluxed, calibrated.name, {"standard": sensitivity.name})], [fluxed])
 
 

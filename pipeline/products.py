@@ -1,5 +1,6 @@
 """Reading a FITS product back: its image or spectrum, header, uncertainty, and the tables this
-project's products carry (``LINES`` of a wavelength solution, ``POINTS`` of a sensitivity function).
+project's products carry (``LINES`` of a wavelength solution, ``POINTS`` of a sensitivity function,
+``TELLURIC`` of a flux-calibrated spectrum: the transmission it was divided by).
 
 What the viewers, the header table and the spectrum export read.  A small cache of decoded files
 (keyed by path, size and modification time) spares a second read when only the way a file is drawn
@@ -107,6 +108,7 @@ def _decode(path: Path) -> Product:
             uncertainty = _uncertainty(hdus)
             lines = _lines(hdus)
             points = _points(hdus)
+            telluric = _telluric(hdus)
     except ProductError:
         raise
     except Exception as error:  # astropy raises OSError, ValueError, TypeError... on bad input
@@ -115,7 +117,8 @@ def _decode(path: Path) -> Product:
     return Product(name=path.name, kind="spectrum" if data.ndim == 1 else "image", data=data,
                    header=readable_header(header), cards=header_cards(header),
                    uncertainty=_same_shape(uncertainty, data), lines=lines,
-                   extras={"points": points} if points else {})
+                   extras={key: value for key, value in (("points", points), ("telluric", telluric))
+                           if value is not None})
 
 
 def _image_hdu(hdus):
@@ -205,6 +208,14 @@ def _points(hdus) -> dict | None:
     if columns is None or not set(POINTS_COLUMNS) <= set(columns):
         return None
     return {key: columns[key] for key in POINTS_COLUMNS}
+
+
+def _telluric(hdus) -> np.ndarray | None:
+    """The telluric transmission a flux-calibrated spectrum was divided by, per pixel."""
+    columns = _table_columns(hdus, "TELLURIC")
+    if columns is None or "transmission" not in columns or "wavelength" in columns:  # a standard's: not per pixel
+        return None
+    return np.asarray(columns["transmission"], dtype=float)
 
 
 # --------------------------------------------------------------------------- the spectral axis

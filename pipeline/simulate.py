@@ -39,9 +39,12 @@ Truth conventions (``truth.json`` and the ``truth`` dict of every frame)
   10**(-0.4 * k(w) * AIRMASS) * EXPTIME * (A per pixel)`` electrons in a column
   (all rows), ``k`` the CTIO extinction (``pipeline.standards.extinction_at``).
   A standard star's F_lambda is its table's F_lambda (the table covering the
-  detector, as the pipeline chooses it) joined by straight lines between band centres.  The sensitivity a pipeline measures in ADU is
-  ``flux_throughput / GAIN`` (before its aperture losses).  No telluric
-  absorption is drawn.
+  detector, as the pipeline chooses it) joined by straight lines between band
+  centres.  The sensitivity a pipeline measures in ADU is ``flux_throughput / GAIN``
+  (before its aperture losses).  The atmosphere also absorbs in telluric bands
+  (O2 B and A, water): the electrons are multiplied by
+  ``pipeline.telluric_truth.transmission(wavelength, AIRMASS, LINE_FWHM_PX)``
+  (truth key ``telluric``), resolved lines seen at the instrument's resolution.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ from numpy.polynomial import Polynomial
 from numpy.polynomial.chebyshev import cheb2poly
 from scipy.special import ndtr
 
-from pipeline import lamps, standards
+from pipeline import lamps, standards, telluric_truth
 
 # The module docstring explains these; truth.json carries them for readers without the code.
 TRUTH_CONVENTIONS = {
@@ -306,7 +309,8 @@ def flux_throughput(wavelength) -> np.ndarray:
 def flux_to_electrons(wavelength, f_lambda, exptime: float, airmass: float) -> np.ndarray:
     """Electrons per pixel (pixel centres at ``wavelength``) from F_lambda above the atmosphere."""
     wavelength = np.asarray(wavelength, dtype=float)
-    transmission = 10.0 ** (-0.4 * standards.extinction_at(wavelength) * airmass)
+    transmission = (10.0 ** (-0.4 * standards.extinction_at(wavelength) * airmass)
+                    * telluric_truth.transmission(wavelength, airmass, LINE_FWHM_PX))
     return f_lambda * flux_throughput(wavelength) * transmission * exptime * np.abs(np.gradient(wavelength))
 
 
@@ -321,7 +325,8 @@ def _flux_truth(airmass: float, exptime: float) -> dict:
             "throughput": {**FLUX_THROUGHPUT, "unit": "electrons/s/A per erg/(s cm2 A) above the atmosphere",
                            "formula": "peak * exp(-0.5 * ((w - centre) / sigma)**2) "
                                       "/ (1 + exp((w - red_edge) / red_width))"},
-            "extinction": "CTIO, pipeline/data/onedstds/ctioextinct.dat, linear in wavelength, times airmass"}
+            "extinction": "CTIO, pipeline/data/onedstds/ctioextinct.dat, linear in wavelength, times airmass",
+            "telluric": telluric_truth.truth(airmass, LINE_FWHM_PX)}
 
 
 def slit_illumination() -> np.ndarray:

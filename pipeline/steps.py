@@ -23,7 +23,7 @@ from astropy.utils.exceptions import AstropyWarning
 
 from pipeline import combine as combine_block
 from pipeline import extract as extract_block
-from pipeline import flexure, flux, masters, products, reduce, standards, wavelength
+from pipeline import flexure, flux, masters, products, reduce, standards, telluric, wavelength
 from pipeline.chain import DataType
 from pipeline.settings import ReductionSettings
 
@@ -284,13 +284,16 @@ def _linear_spectrum(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
 def sensitivity(calibrated_path: Path, star_name: str, out_dir: Path, *, original: Path | None,
                 taken: Taken = Path.exists) -> Product:
     """The sensitivity function of a wavelength-calibrated spectrum of the standard star named ``star_name``,
-    measured on that star's table covering most of the spectrum."""
+    measured on that star's table covering most of the spectrum, and the telluric transmission the star
+    shows (its HDU ``TELLURIC``: what the flux calibration corrects the bands with)."""
     wavelengths, counts, _, header, exptime, airmass = _linear_spectrum(calibrated_path)
     star = standards.find_standard(star_name, (wavelengths[0], wavelengths[-1]))
     if star is None:
         raise ValueError(f"{star_name!r} is not a standard star of the shipped tables")
     function = flux.sensitivity_function(wavelengths, counts, exptime, airmass, star)
     saturated = saturated_in_aperture(original, calibrated_path) if original is not None else None
+    continuum = flux.expected_counts(wavelengths, exptime, airmass, function, star)
+    transmission = telluric.measure(wavelengths, counts, continuum, airmass, star.name)
     cards = header.copy()
     cards.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
     if saturated is not None:
@@ -298,7 +301,7 @@ def sensitivity(calibrated_path: Path, star_name: str, out_dir: Path, *, origina
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)  # long file names push comments out of their cards
         path = flux.write_sensitivity(free_path(out_dir, f"sens_{base_stem(calibrated_path)}.fits", taken), function,
-                                      cards)
+                                      cards, extra_hdus=(telluric.standard_hdu(transmission),))
     record = {"star": star.name, "table": f"{star.catalogue}/{star.path.name}", "points_used": function.n_used,
               "points_rejected": function.n_rejected, "rms_mag": function.rms, "airmass": airmass,
               "wavelength_range": list(function.wavelength_range), "saturated_pixels": saturated,
@@ -325,12 +328,29 @@ def saturated_in_aperture(raw_path: Path, spectrum_path: Path) -> int | None:
     return int(np.count_nonzero(inside & (lit.data >= level)))
 
 
+def _telluric(sensitivity_path: Path, wavelengths, values, errors, airmass: float, correct: bool):
+    """The flux and uncertainty with the telluric bands corrected (or as they were), the transmission
+    divided by, and the record (``pipeline.telluric.correct``'s, or why not)."""
+    unchanged = (values, errors, np.ones_like(values))
+    if not correct:
+        return *unchanged, telluric.not_applied("telluric correction off")
+    measured = telluric.read_standard(sensitivity_path)
+    if measured is None:
+        return *unchanged, telluric.not_applied(f"{Path(sensitivity_path).name} carries no telluric transmission "
+                                                "(made before the correction existed): make it again")
+    return telluric.correct(wavelengths, values, errors, airmass, measured)
+
+
 def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path, *, original: Path | None,
-                   target: int | None, why: str, taken: Taken = Path.exists) -> Product:
-    """F_lambda of a wavelength-calibrated spectrum with a sensitivity function, both at airmass 0."""
+                   target: int | None, why: str, correct_telluric: bool = True, taken: Taken = Path.exists) -> Product:
+    """F_lambda of a wavelength-calibrated spectrum with a sensitivity function, both at airmass 0; with
+    ``correct_telluric``, the telluric bands divided by the transmission the sensitivity's standard showed,
+    scaled to this frame's airmass (record ``telluric``; HDU ``TELLURIC`` holds the transmission used)."""
     wavelengths, counts, uncertainty, header, exptime, airmass = _linear_spectrum(calibrated_path)
     function = flux.read_sensitivity(sensitivity_path)
     values, errors = flux.apply_sensitivity(wavelengths, counts, uncertainty, exptime, airmass, function)
+    values, errors, transmission, telluric_record = _telluric(sensitivity_path, wavelengths, values, errors, airmass,
+                                                              correct_telluric)
     header = header.copy()
     header.update({key: value for key, value in _lineage(calibrated_path, original).items() if value[0] is not None})
     header["GSP_SENS"] = (Path(sensitivity_path).name, "sensitivity function used")  # whole, over CONTINUE cards
@@ -338,13 +358,14 @@ def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path,
     header["GSP_SWHY"] = (why, "why that standard")
     snr, card = snr_card(values, errors)
     header.update(card)
+    header.update(telluric.header_cards(telluric_record))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)  # long values push comments out of their cards: fine
         path = flux.write_flux_product(free_path(out_dir, f"f{base_stem(calibrated_path)}.fits", taken), header, values,
-                                       errors, header)
+                                       errors, header, extra_hdus=(telluric.product_hdu(transmission),) if telluric_record["applied"] else ())
     covered = np.isfinite(values)
     record = {"star": function.star, "sensitivity": Path(sensitivity_path).name, "why": why, "airmass": airmass,
-              "covered_fraction": float(covered.mean()) if values.size else 0.0, **snr}
+              "covered_fraction": float(covered.mean()) if values.size else 0.0, "telluric": telluric_record, **snr}
     return Product(path, DataType.FLUX_CALIBRATED, record, target=target)
 
 

@@ -94,6 +94,18 @@ def test_flux_calibration_on_the_data_page(live_server, page, people, app, flux_
     assert graph(page, "g.layout.meta.kind") == "spectrum"
     screenshot(page, "flux-calibrated-spectrum")
 
+    # --- the telluric transmission it was divided by, ticked among the overlays --------------------------
+    page.click("#data-advanced-button")
+    page.click("#data-advanced-overlays input[value='telluric']")
+    page.wait_for_function("() => { const g = document.querySelector('#data-graph .js-plotly-plot'); "
+                           "return g && g.data.some(d => d.name === 'telluric transmission used'); }")
+    transmission = graph(page, "(() => { const t = g._fullData.find(d => d.name === 'telluric transmission used'); "
+                               "return {axis: t.yaxis, y: Array.from(t.y, Number)}; })()")
+    values = np.array(transmission["y"])
+    assert transmission["axis"] == "y2" and 0.2 < values.min() < 0.7 and (values == 1.0).mean() > 0.7
+    assert "O2 A" in page.inner_text("[data-calibration='telluric']")
+    screenshot(page, "flux-telluric-transmission")
+
     # --- its wavelength-calibrated parent offers "Calibrate Flux" with a choice of standard ----------
     click_tab(page, WAVELENGTH_TAB)
     wait_plot(page, names["calibrated"], "scatter")

@@ -96,6 +96,10 @@ def test_science_waits_for_its_standard_then_is_flux_calibrated(app, people, flu
     header = fits.getheader(product.full_path)
     assert header["BUNIT"] == "erg / (s cm2 Angstrom)" and header["GSP_SENS"] == sensitivity.file_name
     assert header["CTYPE1"] == "WAVE" and header["CDELT1"] == fits.getval(product.parent.full_path, "CDELT1")
+    telluric = product.calibrations["telluric"]  # on by default: corrected with the same standard
+    assert telluric["applied"] and telluric["standard"] == "LTT 7379" and "O2 A" in telluric["bands"]
+    assert (telluric["airmass_standard"], telluric["airmass_science"]) == (1.03, 1.65)
+    assert header["GSP_TELL"] is True and header["GSP_TXSC"] == 1.65
     accuracy = flux_accuracy(Path(product.full_path), truth["files"][SCIENCE]["source"])
     print("live flux accuracy", accuracy)
     assert accuracy["bins"] >= 25
@@ -193,6 +197,43 @@ def test_the_offline_twin_flux_calibrates_too(flux_night, offline_night):
     assert science_row["standard"] == sensitivity[0]["file"]
     accuracy = flux_accuracy(tmp_path / science_row["file"], truth["files"][SCIENCE]["source"])
     assert abs(accuracy["median"] - 1) < 0.03 and accuracy["p90"] <= 0.02 and accuracy["worst"] <= 0.04, accuracy
+
+
+def test_the_offline_twin_corrects_the_telluric_bands_and_says_so_when_off(flux_night, offline_night, tmp_path):
+    """The flux-calibrated science is divided by the standard's transmission scaled to its airmass (the
+    exponent fitted on its A band), records what was used, and says so when the setting is off."""
+    from pipeline import steps
+    from pipeline.simulate import FluxSource
+    from pipeline.telluric_truth import band_accuracy
+
+    folder, truth = flux_night
+    out, result = offline_night
+    row = next(row for row in result.manifest if row["data_type"] == 5 and row["original"] == SCIENCE)
+    record = row["telluric"]
+    assert record["applied"] and record["standard"] == "LTT 7379" and record["not_covered"] == []
+    assert (record["airmass_standard"], record["airmass_science"]) == (1.03, 1.65)
+    assert record["bands"] == ["O2 B", "H2O 7200", "O2 A", "H2O 8200"]
+    assert 0.55 <= record["exponent"]["O2 A"] <= 0.67 and 0.68 <= record["exponent"]["O2 B"] <= 0.86
+    with fits.open(out / row["file"]) as hdus:
+        header, corrected = hdus[0].header, hdus[0].data.astype(float)
+        transmission = hdus["TELLURIC"].data["transmission"].astype(float)
+    assert (header["GSP_TELL"], header["GSP_TSTD"], header["GSP_TXST"]) == (True, "LTT 7379", 1.03)
+    assert header["GSP_TBND"] == "O2 B, H2O 7200, O2 A, H2O 8200" and header["GSP_TMIS"] == "none"
+    assert header["GSP_TBOA"] == round(record["exponent"]["O2 A"], 4)
+    wavelength = header["CRVAL1"] + (np.arange(corrected.size) + 1 - header["CRPIX1"]) * header["CDELT1"]
+    source = truth["files"][SCIENCE]["source"]
+    true = FluxSource(source["f_lambda_5500"], source["index"]).continuum(wavelength)
+    after, before = band_accuracy(wavelength, corrected, true), band_accuracy(wavelength, corrected * transmission, true)
+    assert after["median"] <= 0.02 and after["worst"] <= 0.05, after
+    assert before["median"] > 0.15 and before["worst"] > 0.45, before
+
+    sensitivity = next(row for row in result.manifest if row["file"].startswith("sens_"))
+    off = steps.calibrate_flux(out / row["parent"], out / sensitivity["file"], tmp_path, original=None, target=1,
+                               why="test", correct_telluric=False)
+    assert off.record["telluric"] == {"applied": False, "reason": "telluric correction off"}
+    with fits.open(off.path) as hdus:
+        assert "TELLURIC" not in hdus and hdus[0].header["GSP_TWHY"] == "telluric correction off"
+        assert np.allclose(hdus[0].data * transmission, corrected, equal_nan=True, rtol=1e-5)
 
 
 def test_a_product_of_a_second_version_is_named_and_numbered_once(offline_night, tmp_path):

@@ -92,3 +92,22 @@ def test_a_poor_solution_is_the_state_reason_of_what_it_calibrated():
     assert quality_note(poor) == "poor wavelength solution: 13 lines for a degree-3 fit over 4010 A (at least 16)"
     assert quality_note({"wavelength_quality": {"verdict": "good", "why": "60 lines"}}) == ""
     assert quality_note(None) == ""
+
+
+def test_a_flux_calibrated_spectrum_says_how_its_telluric_bands_were_corrected():
+    record = {"applied": True, "standard": "LTT 7379", "airmass_standard": 1.03, "airmass_science": 1.65,
+              "exponent": {"O2 B": 0.62, "O2 A": 0.61}, "bands": ["O2 B", "O2 A"],
+              "exponent_why": {"O2 B": "the median of the O2 bands fitted (too noisy)",
+                               "O2 A": "fitted on the science frame's O2 A band (\u00b1 0.01)"},
+              "not_covered": [{"band": "H2O 8200", "range": [8112.0, 8359.0], "why": "not covered"}]}
+    texts = " | ".join(_texts(provenance_card(_file(data_type=5), {"telluric": record}, "pick")))
+    assert ("Telluric | O2 B, O2 A corrected with LTT 7379 (airmass 1.03 \u2192 1.65; b: O2 B 0.62, O2 A 0.61); "
+            "not corrected: H2O 8200 8112-8359 A (not covered by the standard) | "
+            "O2 B: b the median of the O2 bands fitted (too noisy); "
+            "O2 A: b fitted on the science frame's O2 A band (\u00b1 0.01)") in texts
+    off = {"telluric": {"applied": False, "reason": "telluric correction off"}}
+    assert "Telluric | telluric bands not corrected: telluric correction off" in " | ".join(
+        _texts(provenance_card(_file(data_type=5), off, "pick")))
+    older = " | ".join(_texts(provenance_card(_file(data_type=5), {}, "pick")))  # made before the correction
+    assert "telluric bands not corrected (made before the correction existed)" in older
+    assert "Telluric" not in " | ".join(_texts(provenance_card(_file(data_type=4), {}, "pick")))
