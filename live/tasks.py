@@ -156,11 +156,28 @@ def follow(step: chain.Step, raw: File, products: list[File], params_of=lambda r
         if following.setting and not getattr(settings, following.setting):
             continue
         for row in products:
-            enqueue(following.name, file_id=row.id, params=params_of(row),
-                    serial_key=serial_key_of(following.name, row))
+            if following.gathers:
+                _gather_when_not_alone(following, row)
+            else:
+                enqueue(following.name, file_id=row.id, params=params_of(row))
     provided = step.provides.get(kind_of(raw))
     if provided and products:
         wake(kind_of(raw), products[-1], provided)
+
+
+def _gather_when_not_alone(step: chain.Step, spectrum: File) -> None:
+    """Queue ``step`` (a combination) on ``spectrum`` once its target has another exposure; a first exposure
+    queues nothing, so it costs the first frame no job. Two exposures of one target ending at once in two
+    workers cannot see each other before their commits, so the check is made again after this job's commit:
+    the later of the two then sees both."""
+    def enqueue_if_not_alone() -> bool:
+        alone = len({row.original_file_id or row.id for row in queries.target_spectra(spectrum)}) < 2
+        if not alone:
+            enqueue(step.name, file_id=spectrum.id, serial_key=serial_key_of(step.name, spectrum))
+        return not alone
+
+    if not enqueue_if_not_alone():
+        again_after_commit(enqueue_if_not_alone)
 
 
 def wake(provider_kind: str, provider: File, provided: str) -> None:

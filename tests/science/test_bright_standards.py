@@ -124,7 +124,7 @@ def test_science_calibrated_with_a_one_second_hr_standard_meets_the_goal(one_sec
 
     accuracy = flux_accuracy(*spectrum(one_second["fluxed"].path), simulate.FluxSource().truth())
     assert abs(accuracy["median"] - 1.0) < 0.03 and accuracy["p90"] <= 0.02 and accuracy["worst"] <= 0.04
-    assert accuracy["bins"] == 34
+    assert accuracy["bins"] == 33  # 400_M2 to 8875 A: the sensitivity fit stops before the 8900-9800 A water band
 
 
 def test_a_saturated_standard_says_so(one_second, tmp_path):
