@@ -1,6 +1,5 @@
 """The synthetic night must look like raw Goodman data and agree with its own truth."""
 import json
-import time
 
 import numpy as np
 import pytest
@@ -23,25 +22,23 @@ def centroid(profile, guess, half_width=4):
 @pytest.fixture(scope="module")
 def night(tmp_path_factory):
     out = tmp_path_factory.mktemp("night")
-    start = time.perf_counter()
     truth_path = simulate.simulate_night(out, seed=3)
-    return out, json.loads(truth_path.read_text()), time.perf_counter() - start
+    return out, json.loads(truth_path.read_text())
 
 
-def test_night_is_fast_and_complete(night):
-    out, truth, seconds = night
+def test_night_is_complete(night):
+    out, truth = night
     names = sorted(p.name for p in out.glob("*.fits"))
     assert names == sorted(truth["files"])
     assert len(names) == 36
     assert names[0] == "0001_bias_2x2_27-11-2026.fits"
-    assert seconds < 15
     kinds = {v["obstype"] for v in truth["files"].values()}
     assert kinds == {"BIAS", "FLAT", "COMP", "SPECTRUM"}
     assert {v["config"] for v in truth["files"].values()} == {"400_M2", "930_M2"}
 
 
 def test_raw_files_have_goodman_geometry_and_keywords(night):
-    out, truth, _ = night
+    out, truth = night
     name = next(n for n, v in truth["files"].items() if v["obstype"] == "SPECTRUM")
     with fits.open(out / name, do_not_scale_image_data=True) as hdul:
         header, stored = hdul[0].header, hdul[0].data
@@ -119,7 +116,7 @@ def test_science_truth_traces_lines_and_cosmic_rays():
 
 
 def test_stream_copies_frames_one_by_one(night, tmp_path):
-    out, truth, _ = night
+    out, truth = night
     copied = simulate.stream(out, tmp_path / "live", delay=0.0, pattern="000[1-3]_*.fits")
     assert [p.name for p in copied] == sorted(truth["files"])[:3]
     assert not list((tmp_path / "live").glob(".*"))
