@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import subprocess
+import statistics
 import sys
 import tempfile
 import threading
@@ -51,8 +52,8 @@ SPECTRA = (4, 5, 6)
 class Receiver:
     """A webhook receiver on loopback; ``fail_first``: 503 to the first request of each delivery id."""
 
-    def __init__(self, name: str, fail_first: bool):
-        self.name, self.secret, self.lock = name, None, threading.Lock()
+    def __init__(self, fail_first: bool):
+        self.secret, self.lock = None, threading.Lock()
         self.tried, self.acks, self.bad_signatures = set(), [], 0  # acks: (file id, delivery id, time)
         receiver = self
 
@@ -118,9 +119,10 @@ def poll(instance: MakeRun, seen: dict, stop: threading.Event) -> None:
 
 
 def spread(values: list[float]) -> dict:
-    ordered = sorted(values) or [float("nan")]
-    pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)  # noqa: E731
-    return {"n": len(values), "median_s": pick(0.5), "p90_s": pick(0.9), "worst_s": round(ordered[-1], 3)}
+    values = values or [float("nan")]
+    p90 = statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
+    return {"n": len(values), "median_s": round(statistics.median(values), 3), "p90_s": round(p90, 3),
+            "worst_s": round(max(values), 3)}
 
 
 def report(receiver: Receiver, seen: dict, subscription: dict, instance: MakeRun) -> dict:
@@ -150,16 +152,15 @@ def one_run(work: Path, seed: int, science: int, timeout: float) -> dict:
     spectra = sorted((not files[name].get("standard"), name) for name in files if files[name]["obstype"] == "SPECTRUM")
     os.environ["GSP_WEBHOOK_ALLOW_PRIVATE"] = "1"  # MakeRun passes this process's environment on
     instance = MakeRun(work / "instance", workers=2)
-    receivers = {"ok": Receiver("ok", False), "503": Receiver("503", True)}
+    receivers = {"ok": Receiver(False), "503": Receiver(True)}
     seen, stop, load = {}, threading.Event(), [load_average()]
     try:
         flask(instance, "users", "create", "--username", "pi", "--email", "pi@example.org", "--password", "bench-pi")
         flask(instance, "proposals", "create", "--soar-id", PROPOSAL, "--semester", "2026B", "--pi", "pi",
               "--title", "Notification benchmark")
         token = flask(instance, "users", "token", "pi")
-        subscriptions = {}
+        subscriptions = {name: subscribe(instance, token, receiver.url) for name, receiver in receivers.items()}
         for name, receiver in receivers.items():
-            subscriptions[name] = subscribe(instance, token, receiver.url)
             receiver.secret = subscriptions[name]["secret"]
         poller = threading.Thread(target=poll, args=(instance, seen, stop), daemon=True)
         poller.start()
