@@ -279,6 +279,26 @@ def test_a_receiver_slower_than_the_timeout_is_tried_again(app, client, people, 
     assert deliveries()[0].attempts == 2
 
 
+@pytest.mark.both_databases
+def test_a_burst_of_spectra_goes_out_after_one_tick_not_senders_per_tick(app, client, people, receivers):
+    """A frame's spectra times the subscriptions can be more deliveries than there are sender threads: the senders
+    go on with what is due rather than waiting for a tick per SENDERS deliveries (bench/notify.py)."""
+    from live.notify import SENDERS
+    from live.queue import dispatch
+
+    receiver = receivers()
+    subscribe(client, people, url=receiver.url)
+    for number in range(4):
+        raw = raw_frame(people["proposal"], f"004{number}_NGC5128_400_M2.fits")
+        for data_type in (4, 5, 6):
+            product(raw, data_type)
+    assert len(deliveries()) == 12 > SENDERS
+    dispatch()  # one tick, and no more
+    wait_for(lambda: len(receiver.requests) == 12, 5, "every delivery sent after one tick")
+    wait_for(lambda: all(row.state == "delivered" for row in deliveries()), 5, "every delivery acknowledged")
+    assert len({request["headers"]["X-GSP-Delivery"] for request in receiver.requests}) == 12
+
+
 def test_a_redirect_is_an_answer_not_followed(app, client, people, receivers):
     receiver = receivers(302)
     subscribe(client, people, url=receiver.url)
