@@ -34,6 +34,7 @@ from db import db
 from db.events import log_event
 from db.models import Job
 from live.states import settle_file_state
+from pipeline import timing
 
 log = logging.getLogger(__name__)
 
@@ -378,12 +379,14 @@ def _run_one(job_id: int) -> tuple[dict, int | None]:
     job = db.session.get(Job, job_id)
     settle_file_state(job.file)
     db.session.commit()
-    with _Heartbeat(job_id, attempt, float(current_app.config["JOB_STALE_SECONDS"]) / 4):
+    with _Heartbeat(job_id, attempt, float(current_app.config["JOB_STALE_SECONDS"]) / 4), timing.timed() as seconds:
         try:
             outcome = TASKS[job.kind](job)
         except Exception as error:
             db.session.rollback()
             return _failed(job_id, attempt, error), None
+    if isinstance(outcome, dict) and seconds:  # the science's stages, for the latency timeline
+        outcome = {**outcome, "seconds": {name: round(value, 4) for name, value in seconds.items()}}
     if isinstance(outcome, Waiting):
         if _finish(job_id, attempt, state="waiting", reason=outcome.reason, waiting_for=", ".join(outcome.needs),
                    result=outcome.result) and outcome.ready():

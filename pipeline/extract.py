@@ -22,6 +22,7 @@ from scipy import ndimage, optimize, signal, stats
 from pipeline import reduce
 from pipeline.reduce import ReductionError
 from pipeline.settings import ReductionSettings
+from pipeline.timing import stage
 
 DETECTION_SIGMA = 5.0       # a target's peak stands this far above the profile noise
 MIN_FWHM = 1.0              # px: narrower peaks are hot rows or residual cosmic rays
@@ -469,13 +470,14 @@ def extract(ccd: CCDData, settings: ReductionSettings) -> tuple[list[ExtractedSp
     "rejected": [{"row", "reason"}], "targets": [{"number", "center", "amplitude",
     "fwhm", "snr", "trace": {...}, "extraction": {...}}]}.
     """
-    targets, record = identify_targets(ccd, settings)
-    traced = []
-    for target, summary in zip(targets, record["targets"]):
-        try:
-            traced.append((target, trace_target(ccd, target, settings), summary))
-        except ReductionError as error:
-            record["rejected"].append({"row": round(target.center), "reason": str(error)})
+    with stage("targets found and traced"):
+        targets, record = identify_targets(ccd, settings)
+        traced = []
+        for target, summary in zip(targets, record["targets"]):
+            try:
+                traced.append((target, trace_target(ccd, target, settings), summary))
+            except ReductionError as error:
+                record["rejected"].append({"row": round(target.center), "reason": str(error)})
     record["targets"] = [summary for _, _, summary in traced]
     if not traced:
         raise NoTargetsError("no target found in the spatial profile")
@@ -483,13 +485,15 @@ def extract(ccd: CCDData, settings: ReductionSettings) -> tuple[list[ExtractedSp
     spectra = []
     for target, trace, summary in traced:
         others = [other for other in traces if other is not trace]
-        if settings.extraction == "optimal":
-            flux, error, background, how = extract_optimal(ccd, trace, others, settings.target_fit_model)
-        else:
-            flux, error, background, how = extract_fractional(ccd, trace, others)
+        with stage("extraction"):
+            if settings.extraction == "optimal":
+                flux, error, background, how = extract_optimal(ccd, trace, others, settings.target_fit_model)
+            else:
+                flux, error, background, how = extract_fractional(ccd, trace, others)
         summary.update(trace=_trace_record(trace), extraction=how, frame_shape=list(ccd.shape))
-        spectra.append(ExtractedSpectrum(target.number, flux, error, background, trace, summary,
-                                         sky=sky_beside(ccd, trace, others)))
+        with stage("sky beside the target"):
+            sky = sky_beside(ccd, trace, others)
+        spectra.append(ExtractedSpectrum(target.number, flux, error, background, trace, summary, sky=sky))
     record.update(block="extract", method=settings.extraction, model=settings.target_fit_model)
     return spectra, record
 
