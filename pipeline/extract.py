@@ -250,18 +250,26 @@ def _fit_profile(rows: np.ndarray, values: np.ndarray, center: float, fwhm: floa
 
 # --- tracing -----------------------------------------------------------------------------
 
-def trace_target(ccd: CCDData, target: Target, settings: ReductionSettings) -> Trace:
-    """Fit the profile in bins of TRACE_BIN_COLUMNS columns, then a clipped polynomial.
+def trace_bins(ccd: CCDData) -> tuple[np.ndarray, np.ndarray]:
+    """(centre column of each bin of TRACE_BIN_COLUMNS columns, the spatial profile of each bin): what every
+    target of a frame is traced on, collapsed once per frame."""
+    data = np.asarray(ccd.data, dtype=np.float64)
+    nx = data.shape[1]
+    edges = np.arange(0, nx + 1, TRACE_BIN_COLUMNS)
+    edges[-1] = nx
+    binned = np.stack([collapse(data[:, a:b], axis=1) for a, b in zip(edges[:-1], edges[1:])])
+    return (edges[:-1] + edges[1:] - 1) / 2.0, binned
+
+
+def trace_target(ccd: CCDData, target: Target, settings: ReductionSettings,
+                 bins: tuple[np.ndarray, np.ndarray] | None = None) -> Trace:
+    """Fit the profile in bins of TRACE_BIN_COLUMNS columns (``bins``: :func:`trace_bins` of ``ccd``, given when
+    several targets are traced), then a clipped polynomial.
 
     A first pass follows a straight line from the identified centre; a second
     pass searches around the first polynomial, so steep or curved traces are kept.
     """
-    data = np.asarray(ccd.data, dtype=np.float64)
-    ny, nx = data.shape
-    edges = np.arange(0, nx + 1, TRACE_BIN_COLUMNS)
-    edges[-1] = nx
-    binned = np.stack([collapse(data[:, a:b], axis=1) for a, b in zip(edges[:-1], edges[1:])])
-    x = (edges[:-1] + edges[1:] - 1) / 2.0
+    x, binned = trace_bins(ccd) if bins is None else bins
     prediction = Polynomial([target.center])
     fwhm = target.fwhm
     for _ in range(2):
@@ -472,10 +480,10 @@ def extract(ccd: CCDData, settings: ReductionSettings) -> tuple[list[ExtractedSp
     """
     with stage("targets found and traced"):
         targets, record = identify_targets(ccd, settings)
-        traced = []
+        traced, bins = [], trace_bins(ccd)
         for target, summary in zip(targets, record["targets"]):
             try:
-                traced.append((target, trace_target(ccd, target, settings), summary))
+                traced.append((target, trace_target(ccd, target, settings, bins), summary))
             except ReductionError as error:
                 record["rejected"].append({"row": round(target.center), "reason": str(error)})
     record["targets"] = [summary for _, _, summary in traced]
