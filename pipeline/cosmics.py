@@ -32,6 +32,9 @@ LACOSMIC_ITERATIONS = 2
 _LACOSMIC_REACH_PX = 10
 # How far from a first-pass detection its mask can grow (two 3x3 dilations).
 _LACOSMIC_GROWTH_PX = 2
+# How far the possible-detection test of a pixel reaches: the Laplacian's neighbour (1 px), the 7x7 noise
+# median (3 px) and the 7x7 median of the significance (3 px), and one more.
+_SIGNIFICANCE_REACH_PX = 8
 # Above this share of the frame in cut-outs, one pass over the whole frame is cheaper.
 _LACOSMIC_MAX_CUTOUT_SHARE = 0.5
 DCR_TIMEOUT_SECONDS = 60
@@ -89,7 +92,8 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
     few thousand pixels of a frame can be detections.  Each pass finds those pixels with
     astroscrappy's own Laplacian signal-to-noise test (:func:`_possible_detections`) and runs
     astroscrappy on cut-outs around them.  A later pass can only flag pixels near what the previous
-    pass cleaned (everything else sees the same data as before), so it looks only there.
+    pass cleaned (everything else sees the same data as before), so it looks only there, and tests
+    only there which pixels can be detections (:func:`_possible_near`).
     """
     data = np.asarray(data, dtype=np.float32)
     options = {"gain": detector.gain, "readnoise": detector.read_noise,
@@ -99,9 +103,12 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
     mask = np.zeros(data.shape, dtype=bool)
     cleaned, changed = data, None  # before the first pass, anything may change
     for _ in range(LACOSMIC_ITERATIONS):
-        region = _near(_possible_detections(cleaned, detector), _LACOSMIC_GROWTH_PX)
-        if changed is not None:
-            region &= _near(changed, _LACOSMIC_REACH_PX)
+        if changed is None:
+            region = _near(_possible_detections(cleaned, detector), _LACOSMIC_GROWTH_PX)
+        else:
+            reach = _near(changed, _LACOSMIC_REACH_PX)
+            possible = _possible_near(cleaned, _near(changed, _LACOSMIC_REACH_PX + _LACOSMIC_GROWTH_PX), detector)
+            region = _near(possible, _LACOSMIC_GROWTH_PX) & reach
         changed = _flags_within(cleaned, region, options) & ~mask
         if not changed.any():
             break
@@ -147,6 +154,19 @@ def _possible_detections(data: np.ndarray, detector: Detector) -> np.ndarray:
     background = np.median(np.median(windows, axis=2), axis=1)
     too_smooth = significance[ys, xs] - background <= threshold
     possible[ys[too_smooth], xs[too_smooth]] = False
+    return possible
+
+
+def _possible_near(data: np.ndarray, wanted: np.ndarray, detector: Detector) -> np.ndarray:
+    """:func:`_possible_detections` on the pixels ``wanted`` (False elsewhere), from cut-outs around them wide
+    enough that each wanted pixel's test sees what it would see on the whole frame."""
+    labels, _ = ndimage.label(_near(wanted, _SIGNIFICANCE_REACH_PX))
+    boxes = ndimage.find_objects(labels)
+    if sum(data[box].size for box in boxes) > _LACOSMIC_MAX_CUTOUT_SHARE * data.size:
+        return _possible_detections(data, detector) & wanted
+    possible = np.zeros(data.shape, dtype=bool)
+    for label, box in enumerate(boxes, start=1):
+        possible[box] |= _possible_detections(data[box], detector) & wanted[box] & (labels[box] == label)
     return possible
 
 
