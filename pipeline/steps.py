@@ -349,6 +349,7 @@ def _telluric(sensitivity_path: Path, wavelengths, values, errors, airmass: floa
     return telluric.correct(wavelengths, values, errors, airmass, measured)
 
 
+@stage("flux calibration")
 def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path, *, original: Path | None,
                    target: int | None, why: str, correct_telluric: bool = True, taken: Taken = Path.exists) -> Product:
     """F_lambda of a wavelength-calibrated spectrum with a sensitivity function, both at airmass 0; with
@@ -389,6 +390,7 @@ def combined_name(raw_path: Path | str, target: int | None) -> str:
     return f"coadd_{label}" + (f"_target_{target}" if target else "") + ".fits"
 
 
+@stage("combine")
 def combine_spectra(paths: list[Path], out_dir: Path, *, name: str, original: Path | None, target: int | None,
                     taken: Taken = Path.exists) -> Product:
     """Combine wavelength-calibrated (counts) or flux-calibrated (F_lambda) spectra of one target, oldest
