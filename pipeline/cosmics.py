@@ -7,9 +7,11 @@ caller (``pipeline/reduce.py``) reads the header.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +40,10 @@ _SIGNIFICANCE_REACH_PX = 8
 # Above this share of the frame in cut-outs, one pass over the whole frame is cheaper.
 _LACOSMIC_MAX_CUTOUT_SHARE = 0.5
 DCR_TIMEOUT_SECONDS = 60
+# astroscrappy and numpy release the GIL: a frame's parts (bands, cut-outs) run on the machine's idle cores
+# too. Threads wait without spinning, so they cost little when the other cores are busy.
+THREADS = min(2, os.cpu_count() or 1)
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the pool): not across a fork
 
 # goodman-pipeline's GenerateDcrParFile lookup table (camera, serial binning) ->
 # THRESH, XRAD, YRAD, NPASS, DIAXIS, LRAD, URAD, GRAD.  Copied as data: its
@@ -104,7 +110,7 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
     cleaned, changed = data, None  # before the first pass, anything may change
     for _ in range(LACOSMIC_ITERATIONS):
         if changed is None:
-            region = _near(_possible_detections(cleaned, detector), _LACOSMIC_GROWTH_PX)
+            region = _near(_possible_everywhere(cleaned, detector), _LACOSMIC_GROWTH_PX)
         else:
             reach = _near(changed, _LACOSMIC_REACH_PX)
             possible = _possible_near(cleaned, _near(changed, _LACOSMIC_REACH_PX + _LACOSMIC_GROWTH_PX), detector)
@@ -157,16 +163,39 @@ def _possible_detections(data: np.ndarray, detector: Detector) -> np.ndarray:
     return possible
 
 
+def _each(function, items: list) -> list:
+    """``function`` over ``items``, on :data:`THREADS` threads."""
+    global _pool
+    if THREADS < 2 or len(items) < 2:
+        return [function(item) for item in items]
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(THREADS, thread_name_prefix="gsp-cosmics"))
+    return list(_pool[1].map(function, items))
+
+
+def _possible_everywhere(data: np.ndarray, detector: Detector) -> np.ndarray:
+    """:func:`_possible_detections` of the whole frame, in :data:`THREADS` bands of rows, each computed with
+    the rows its test reaches beyond it."""
+    edges = np.linspace(0, data.shape[0], THREADS + 1).astype(int)
+
+    def band(bounds: tuple[int, int]) -> np.ndarray:
+        start, stop = bounds
+        low, high = max(start - _SIGNIFICANCE_REACH_PX, 0), min(stop + _SIGNIFICANCE_REACH_PX, data.shape[0])
+        return _possible_detections(data[low:high], detector)[start - low:stop - low]
+    return np.concatenate(_each(band, list(zip(edges[:-1], edges[1:]))))
+
+
 def _possible_near(data: np.ndarray, wanted: np.ndarray, detector: Detector) -> np.ndarray:
     """:func:`_possible_detections` on the pixels ``wanted`` (False elsewhere), from cut-outs around them wide
     enough that each wanted pixel's test sees what it would see on the whole frame."""
     labels, _ = ndimage.label(_near(wanted, _SIGNIFICANCE_REACH_PX))
     boxes = ndimage.find_objects(labels)
     if sum(data[box].size for box in boxes) > _LACOSMIC_MAX_CUTOUT_SHARE * data.size:
-        return _possible_detections(data, detector) & wanted
+        return _possible_everywhere(data, detector) & wanted
     possible = np.zeros(data.shape, dtype=bool)
-    for label, box in enumerate(boxes, start=1):
-        possible[box] |= _possible_detections(data[box], detector) & wanted[box] & (labels[box] == label)
+    tested = _each(lambda box: _possible_detections(data[box], detector), boxes)
+    for label, (box, part) in enumerate(zip(boxes, tested), start=1):
+        possible[box] |= part & wanted[box] & (labels[box] == label)
     return possible
 
 
@@ -178,8 +207,8 @@ def _flags_within(image: np.ndarray, region: np.ndarray, options: dict) -> np.nd
     if sum(image[box].size for box in boxes) > _LACOSMIC_MAX_CUTOUT_SHARE * image.size:
         return astroscrappy.detect_cosmics(image, niter=1, **options)[0] & region
     found = np.zeros_like(region)
-    for label, box in enumerate(boxes, start=1):
-        box_mask, _ = astroscrappy.detect_cosmics(image[box], niter=1, **options)
+    masks = _each(lambda box: astroscrappy.detect_cosmics(image[box], niter=1, **options)[0], boxes)
+    for label, (box, box_mask) in enumerate(zip(boxes, masks), start=1):
         # a box can overlap another component's pixels: keep only its own
         found[box] |= box_mask & region[box] & (labels[box] == label)
     return found
