@@ -505,7 +505,7 @@ def _finish(job_id: int, attempt: int, *, state: str, reason: str = "", waiting_
         return False
     job = db.session.get(Job, job_id)
     db.session.refresh(job)
-    settle_file_state(job.file)
+    settle_file_state(job.file, last_word=True)
     db.session.commit()
     return True
 
