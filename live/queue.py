@@ -442,8 +442,8 @@ def _send_later(job_id: int, attempts: int, delay: float) -> None:
 
 def _keep_follow_up() -> int | None:
     """Take the first job this run queued (without a serial key) out of the outbox, for this process
-    to run next, unless older jobs are queued for a worker: then it queues behind them (a frame's second
-    target is calibrated before its first target's flux). Should the process die before claiming it, the
+    to run next, unless older jobs are queued for a worker: then it queues behind them (with two workers, a
+    frame's third target is calibrated before its first target's flux). Should the process die before claiming it, the
     row is queued and unsent, so the dispatcher sends it within a tick."""
     outbox = db.session.info.get(_OUTBOX, [])
     ours = [job_id for job_id, _ in outbox]
