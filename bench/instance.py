@@ -131,9 +131,19 @@ class MakeRun:
         wait_for(lambda: self.status()["queue"]["workers"] >= workers, 120, 0.2, f"{workers} rq worker(s)")
         self._engine = None
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def password(self) -> str:
+        """The superuser's password, as `scripts/run` printed it on first start."""
+        said = (self.work / "make-run.log").read_text()
+        return said.split("Created superuser 'admin' with password: ", 1)[1].split()[0]
+
     def get(self, path: str, **params) -> dict:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}{query}",
+        request = urllib.request.Request(f"{self.url}{path}{query}",
                                          headers={"Authorization": f"Token {self.token}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
@@ -149,16 +159,23 @@ class MakeRun:
         jobs = self.status()["jobs"]
         return jobs["queued"] == 0 and jobs["running"] == 0
 
-    def jobs(self, where: str = "1 = 1") -> list:
-        """Job rows straight from the catalogue (read-only): kind, file, created/started/finished, claims."""
+    def wait_idle(self, timeout: float) -> None:
+        """Until no job is queued or running (polled every 0.2 s)."""
+        wait_for(self.idle, timeout, 0.2, "the queue to be idle")
+
+    def db(self, query: str) -> list:
+        """Rows of a read-only query straight on the catalogue."""
         import sqlalchemy as sa
 
         if self._engine is None:
             self._engine = sa.create_engine(self.database_url)
         with self._engine.connect() as connection:
-            return list(connection.execute(sa.text(
-                "SELECT id, kind, file_id, state, reason, created, started_at, finished_at, attempts FROM jobs "
-                f"WHERE {where} ORDER BY id")))
+            return list(connection.execute(sa.text(query)))
+
+    def jobs(self, where: str = "1 = 1") -> list:
+        """Job rows: kind, file, created/started/finished, claims, result."""
+        return self.db("SELECT id, kind, file_id, state, reason, created, started_at, finished_at, attempts, result "
+                       f"FROM jobs WHERE {where} ORDER BY id")
 
     def stop(self) -> None:
         if self._engine is not None:

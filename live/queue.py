@@ -34,6 +34,7 @@ from db import db
 from db.events import log_event
 from db.models import Job
 from live.states import settle_file_state
+from pipeline import timing
 
 log = logging.getLogger(__name__)
 
@@ -378,12 +379,14 @@ def _run_one(job_id: int) -> tuple[dict, int | None]:
     job = db.session.get(Job, job_id)
     settle_file_state(job.file)
     db.session.commit()
-    with _Heartbeat(job_id, attempt, float(current_app.config["JOB_STALE_SECONDS"]) / 4):
+    with _Heartbeat(job_id, attempt, float(current_app.config["JOB_STALE_SECONDS"]) / 4), timing.timed() as seconds:
         try:
             outcome = TASKS[job.kind](job)
         except Exception as error:
             db.session.rollback()
             return _failed(job_id, attempt, error), None
+    if isinstance(outcome, dict) and seconds:  # the science's stages, for the latency timeline
+        outcome = {**outcome, "seconds": {name: round(value, 4) for name, value in seconds.items()}}
     if isinstance(outcome, Waiting):
         if _finish(job_id, attempt, state="waiting", reason=outcome.reason, waiting_for=", ".join(outcome.needs),
                    result=outcome.result) and outcome.ready():
@@ -439,14 +442,31 @@ def _send_later(job_id: int, attempts: int, delay: float) -> None:
 
 def _keep_follow_up() -> int | None:
     """Take the first job this run queued (without a serial key) out of the outbox, for this process
-    to run next. Should the process die before claiming it, the row is queued and unsent, so the
-    dispatcher sends it within a tick."""
+    to run next, unless older jobs are queued for a worker: then it queues behind them (with two workers, a
+    frame's third target is calibrated before its first target's flux). Should the process die before claiming it, the
+    row is queued and unsent, so the dispatcher sends it within a tick."""
     outbox = db.session.info.get(_OUTBOX, [])
+    ours = [job_id for job_id, _ in outbox]
+    if ours and db.session.scalar(sa.select(Job.id).where(_runnable(), Job.id < max(ours), Job.id.not_in(ours))
+                                  .limit(1)) is not None:
+        return None
     for index, (job_id, _) in enumerate(outbox):
         if db.session.get(Job, job_id).serial_key is None:
             del outbox[index]
             return job_id
     return None
+
+
+def _key_free():
+    """A job without a serial key, or whose key no running job holds."""
+    other = sa.orm.aliased(Job)
+    holder = sa.exists().where(other.serial_key == Job.serial_key, other.state == "running")
+    return sa.or_(Job.serial_key.is_(None), ~holder)
+
+
+def _runnable():
+    """Queued jobs a worker could claim now: due, and not held back by a running job of their serial key."""
+    return sa.and_(Job.state == "queued", sa.or_(Job.not_before.is_(None), Job.not_before <= _now()), _key_free())
 
 
 def _claim(job_id: int) -> int | None:
@@ -457,11 +477,9 @@ def _claim(job_id: int) -> int | None:
     if key is not None and db.engine.dialect.name == "postgresql":
         # Two claims of one key at once would both see no running job under READ COMMITTED.
         db.session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
-    other = sa.orm.aliased(Job)
-    holder = sa.exists().where(other.serial_key == Job.serial_key, other.state == "running")
     now = _now()
     claimed = db.session.execute(
-        sa.update(Job).where(Job.id == job_id, Job.state == "queued", sa.or_(Job.serial_key.is_(None), ~holder))
+        sa.update(Job).where(Job.id == job_id, Job.state == "queued", _key_free())
         .values(state="running", attempts=Job.attempts + 1, started_at=now, heartbeat_at=now, reason="",
                 waiting_for="").execution_options(synchronize_session=False))
     if claimed.rowcount != 1:
@@ -487,7 +505,7 @@ def _finish(job_id: int, attempt: int, *, state: str, reason: str = "", waiting_
         return False
     job = db.session.get(Job, job_id)
     db.session.refresh(job)
-    settle_file_state(job.file)
+    settle_file_state(job.file, last_word=True)
     db.session.commit()
     return True
 

@@ -23,14 +23,19 @@ def set_file_state(file: File, state: str, reason: str = "") -> None:
     file.state, file.state_reason = state, reason
 
 
-def settle_file_state(file: File | None) -> None:
-    """Derive the state of the raw file at the root of ``file``'s lineage from its jobs."""
+def settle_file_state(file: File | None, *, last_word: bool = False) -> None:
+    """Derive the state of the raw file at the root of ``file``'s lineage from its jobs. ``last_word``: a job's
+    end, committed right after: the root's row is locked first (PostgreSQL), so that two jobs of one frame
+    ending at once in two workers settle it one after the other, the second seeing the first's end (each saw the
+    other still running, and the frame stayed "running" with all its jobs done)."""
     if file is None:
         return
     root = file.original or file
     if root.data_type != DataType.RAW:
         return  # a master's state is its own (done); its raw frames are settled by their group's job
     db.session.flush()
+    if last_word:
+        db.session.execute(sa.select(File.id).where(File.id == root.id).with_for_update(key_share=True))
     lineage = sa.select(File.id).where(sa.or_(File.id == root.id, File.original_file_id == root.id))
     jobs = db.session.scalars(sa.select(Job).where(Job.file_id.in_(lineage)).order_by(Job.id)).all()
     newest: dict[tuple, Job] = {}

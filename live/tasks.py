@@ -506,14 +506,16 @@ def calibrate_wavelength_task(job) -> dict | Waiting:
     arc_1d = steps.extract_arc_along(Path(arc.full_path), Path(extracted.full_path), out_dir,
                                      target=extracted.target or 1, original=Path(arc_raw.full_path),
                                      science_label=steps.stem(raw.file_name), taken=catalogued)
-    # the arc extracted along this frame's traces is this frame's (its proposal's), whoever's arc it came from
-    arc_1d_row = add_product(arc_1d, parent=arc, original=arc_raw, template=arc, proposal=extracted.proposal)
     options = WavelengthOptions(library_lamp=params.get("lamp") or None)
     science_w, arc_w = steps.calibrate_wavelength(Path(extracted.full_path), arc_1d.path, out_dir,
                                                   original=Path(raw.full_path), target=extracted.target,
                                                   options=options,
                                                   correct_flexure=settings_for(raw).flexure_correction,
                                                   taken=catalogued)
+    # Rows only after the science: the first row written holds SQLite's write lock until the job's commit, and
+    # another target's job (or the heartbeats, the watcher) would wait for this one's wavelength solution.
+    # The arc extracted along this frame's traces is this frame's (its proposal's), whoever's arc it came from.
+    arc_1d_row = add_product(arc_1d, parent=arc, original=arc_raw, template=arc, proposal=extracted.proposal)
     used = {"arc": _used(arc, arc_why), "lamp": science_w.record.get("library_lamp"),
             "wavelength_quality": science_w.record.get("wavelength_quality"),
             "lamp_why": "chosen by hand" if params.get("lamp") else "the library lamp of this grating and mode, "

@@ -2,7 +2,9 @@
 dispatcher every second (job layer).
 
 inotify (watchdog) says *something* changed; a file is ingested only once its
-size has stopped changing and it is a complete FITS file.  A periodic rescan
+size has stopped changing and it is a complete FITS file, or at once when it was
+renamed into place or closed after writing and is complete (the instrument's writer
+renames a finished file in: the loop wakes on the event).  A periodic rescan
 catches whatever was missed (a restart, a burst, a network file system).
 Nothing stops the loop: every failure is recorded and the next file goes on.
 """
@@ -45,10 +47,10 @@ class _Notify(FileSystemEventHandler):
         self.watcher.notice(event.src_path)
 
     def on_closed(self, event):
-        self.watcher.notice(event.src_path)
+        self.watcher.notice(event.src_path, written=True)
 
     def on_moved(self, event):
-        self.watcher.notice(event.dest_path)
+        self.watcher.notice(event.dest_path, written=True)
 
 
 class Watcher:
@@ -61,14 +63,21 @@ class Watcher:
         self.poll_seconds = poll_seconds
         self.dispatch_seconds = dispatch_seconds  # how often queued rows are (re)sent and lost runs retried
         self._candidates: set[Path] = set()
+        self._written: set[Path] = set()  # renamed into place or closed after writing: no need to settle
         self._lock = threading.Lock()
         self._seen: dict[Path, _Seen] = {}
         self.stop_event = threading.Event()
+        self._woken = threading.Event()
 
-    def notice(self, path: str) -> None:
+    def notice(self, path: str, written: bool = False) -> None:
+        """A file changed; ``written``: it was renamed into place or closed after writing (ingested at once
+        when complete, without waiting for it to settle)."""
         if fitsfiles.is_fits_name(path):
             with self._lock:
                 self._candidates.add(Path(path))
+                if written:
+                    self._written.add(Path(path))
+            self._woken.set()
 
     def rescan(self) -> None:
         """Queue every FITS file under the folder that the catalogue does not know yet."""
@@ -98,7 +107,8 @@ class Watcher:
                     self._guard(queue.dispatch)
                     next_dispatch = time.monotonic() + self.dispatch_seconds
                 caught_up = bool(self._guard(self.ingest_ready))
-                self.stop_event.wait(self.poll_seconds)
+                self._woken.wait(self.poll_seconds)  # a file renamed into place wakes the loop at once
+                self._woken.clear()
         finally:
             observer.stop()
             observer.join(5)
@@ -126,6 +136,7 @@ class Watcher:
             if self._ready(path):
                 with self._lock:
                     self._candidates.discard(path)
+                    self._written.discard(path)
                 self._seen.pop(path, None)
                 self._ingest(path)
                 ingested = True
@@ -138,7 +149,12 @@ class Watcher:
         except FileNotFoundError:
             with self._lock:
                 self._candidates.discard(path)
+                self._written.discard(path)
             return False
+        with self._lock:
+            written = path in self._written
+        if written and fitsfiles.completeness_problem(path) is None:
+            return True
         seen = self._seen.get(path)
         if seen is None or (seen.size, seen.mtime) != (stat.st_size, stat.st_mtime):
             self._seen[path] = _Seen(stat.st_size, stat.st_mtime)

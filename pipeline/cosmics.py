@@ -7,9 +7,11 @@ caller (``pipeline/reduce.py``) reads the header.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,9 +34,16 @@ LACOSMIC_ITERATIONS = 2
 _LACOSMIC_REACH_PX = 10
 # How far from a first-pass detection its mask can grow (two 3x3 dilations).
 _LACOSMIC_GROWTH_PX = 2
+# How far the possible-detection test of a pixel reaches: the Laplacian's neighbour (1 px), the 7x7 noise
+# median (3 px) and the 7x7 median of the significance (3 px), and one more.
+_SIGNIFICANCE_REACH_PX = 8
 # Above this share of the frame in cut-outs, one pass over the whole frame is cheaper.
 _LACOSMIC_MAX_CUTOUT_SHARE = 0.5
 DCR_TIMEOUT_SECONDS = 60
+# astroscrappy and numpy release the GIL: a frame's parts (bands, cut-outs) run on the machine's idle cores
+# too. Threads wait without spinning, so they cost little when the other cores are busy.
+THREADS = min(2, os.cpu_count() or 1)
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (the process it belongs to, the pool): not across a fork
 
 # goodman-pipeline's GenerateDcrParFile lookup table (camera, serial binning) ->
 # THRESH, XRAD, YRAD, NPASS, DIAXIS, LRAD, URAD, GRAD.  Copied as data: its
@@ -89,7 +98,8 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
     few thousand pixels of a frame can be detections.  Each pass finds those pixels with
     astroscrappy's own Laplacian signal-to-noise test (:func:`_possible_detections`) and runs
     astroscrappy on cut-outs around them.  A later pass can only flag pixels near what the previous
-    pass cleaned (everything else sees the same data as before), so it looks only there.
+    pass cleaned (everything else sees the same data as before), so it looks only there, and tests
+    only there which pixels can be detections (:func:`_possible_near`).
     """
     data = np.asarray(data, dtype=np.float32)
     options = {"gain": detector.gain, "readnoise": detector.read_noise,
@@ -99,9 +109,12 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
     mask = np.zeros(data.shape, dtype=bool)
     cleaned, changed = data, None  # before the first pass, anything may change
     for _ in range(LACOSMIC_ITERATIONS):
-        region = _near(_possible_detections(cleaned, detector), _LACOSMIC_GROWTH_PX)
-        if changed is not None:
-            region &= _near(changed, _LACOSMIC_REACH_PX)
+        if changed is None:
+            region = _near(_possible_everywhere(cleaned, detector), _LACOSMIC_GROWTH_PX)
+        else:
+            reach = _near(changed, _LACOSMIC_REACH_PX)
+            possible = _possible_near(cleaned, _near(changed, _LACOSMIC_REACH_PX + _LACOSMIC_GROWTH_PX), detector)
+            region = _near(possible, _LACOSMIC_GROWTH_PX) & reach
         changed = _flags_within(cleaned, region, options) & ~mask
         if not changed.any():
             break
@@ -150,6 +163,42 @@ def _possible_detections(data: np.ndarray, detector: Detector) -> np.ndarray:
     return possible
 
 
+def _each(function, items: list) -> list:
+    """``function`` over ``items``, on :data:`THREADS` threads."""
+    global _pool
+    if THREADS < 2 or len(items) < 2:
+        return [function(item) for item in items]
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(THREADS, thread_name_prefix="gsp-cosmics"))
+    return list(_pool[1].map(function, items))
+
+
+def _possible_everywhere(data: np.ndarray, detector: Detector) -> np.ndarray:
+    """:func:`_possible_detections` of the whole frame, in :data:`THREADS` bands of rows, each computed with
+    the rows its test reaches beyond it."""
+    edges = np.linspace(0, data.shape[0], THREADS + 1).astype(int)
+
+    def band(bounds: tuple[int, int]) -> np.ndarray:
+        start, stop = bounds
+        low, high = max(start - _SIGNIFICANCE_REACH_PX, 0), min(stop + _SIGNIFICANCE_REACH_PX, data.shape[0])
+        return _possible_detections(data[low:high], detector)[start - low:stop - low]
+    return np.concatenate(_each(band, list(zip(edges[:-1], edges[1:]))))
+
+
+def _possible_near(data: np.ndarray, wanted: np.ndarray, detector: Detector) -> np.ndarray:
+    """:func:`_possible_detections` on the pixels ``wanted`` (False elsewhere), from cut-outs around them wide
+    enough that each wanted pixel's test sees what it would see on the whole frame."""
+    labels, _ = ndimage.label(_near(wanted, _SIGNIFICANCE_REACH_PX))
+    boxes = ndimage.find_objects(labels)
+    if sum(data[box].size for box in boxes) > _LACOSMIC_MAX_CUTOUT_SHARE * data.size:
+        return _possible_everywhere(data, detector) & wanted
+    possible = np.zeros(data.shape, dtype=bool)
+    tested = _each(lambda box: _possible_detections(data[box], detector), boxes)
+    for label, (box, part) in enumerate(zip(boxes, tested), start=1):
+        possible[box] |= part & wanted[box] & (labels[box] == label)
+    return possible
+
+
 def _flags_within(image: np.ndarray, region: np.ndarray, options: dict) -> np.ndarray:
     """astroscrappy's one-pass mask of ``image`` inside ``region``, from cut-outs wide enough that
     every filter sees what it would see on the whole frame."""
@@ -158,8 +207,8 @@ def _flags_within(image: np.ndarray, region: np.ndarray, options: dict) -> np.nd
     if sum(image[box].size for box in boxes) > _LACOSMIC_MAX_CUTOUT_SHARE * image.size:
         return astroscrappy.detect_cosmics(image, niter=1, **options)[0] & region
     found = np.zeros_like(region)
-    for label, box in enumerate(boxes, start=1):
-        box_mask, _ = astroscrappy.detect_cosmics(image[box], niter=1, **options)
+    masks = _each(lambda box: astroscrappy.detect_cosmics(image[box], niter=1, **options)[0], boxes)
+    for label, (box, box_mask) in enumerate(zip(boxes, masks), start=1):
         # a box can overlap another component's pixels: keep only its own
         found[box] |= box_mask & region[box] & (labels[box] == label)
     return found

@@ -22,6 +22,7 @@ from scipy import ndimage, optimize, signal, stats
 from pipeline import reduce
 from pipeline.reduce import ReductionError
 from pipeline.settings import ReductionSettings
+from pipeline.timing import stage
 
 DETECTION_SIGMA = 5.0       # a target's peak stands this far above the profile noise
 MIN_FWHM = 1.0              # px: narrower peaks are hot rows or residual cosmic rays
@@ -249,18 +250,26 @@ def _fit_profile(rows: np.ndarray, values: np.ndarray, center: float, fwhm: floa
 
 # --- tracing -----------------------------------------------------------------------------
 
-def trace_target(ccd: CCDData, target: Target, settings: ReductionSettings) -> Trace:
-    """Fit the profile in bins of TRACE_BIN_COLUMNS columns, then a clipped polynomial.
+def trace_bins(ccd: CCDData) -> tuple[np.ndarray, np.ndarray]:
+    """(centre column of each bin of TRACE_BIN_COLUMNS columns, the spatial profile of each bin): what every
+    target of a frame is traced on, collapsed once per frame."""
+    data = np.asarray(ccd.data, dtype=np.float64)
+    nx = data.shape[1]
+    edges = np.arange(0, nx + 1, TRACE_BIN_COLUMNS)
+    edges[-1] = nx
+    binned = np.stack([collapse(data[:, a:b], axis=1) for a, b in zip(edges[:-1], edges[1:])])
+    return (edges[:-1] + edges[1:] - 1) / 2.0, binned
+
+
+def trace_target(ccd: CCDData, target: Target, settings: ReductionSettings,
+                 bins: tuple[np.ndarray, np.ndarray] | None = None) -> Trace:
+    """Fit the profile in bins of TRACE_BIN_COLUMNS columns (``bins``: :func:`trace_bins` of ``ccd``, given when
+    several targets are traced), then a clipped polynomial.
 
     A first pass follows a straight line from the identified centre; a second
     pass searches around the first polynomial, so steep or curved traces are kept.
     """
-    data = np.asarray(ccd.data, dtype=np.float64)
-    ny, nx = data.shape
-    edges = np.arange(0, nx + 1, TRACE_BIN_COLUMNS)
-    edges[-1] = nx
-    binned = np.stack([collapse(data[:, a:b], axis=1) for a, b in zip(edges[:-1], edges[1:])])
-    x = (edges[:-1] + edges[1:] - 1) / 2.0
+    x, binned = trace_bins(ccd) if bins is None else bins
     prediction = Polynomial([target.center])
     fwhm = target.fwhm
     for _ in range(2):
@@ -469,13 +478,14 @@ def extract(ccd: CCDData, settings: ReductionSettings) -> tuple[list[ExtractedSp
     "rejected": [{"row", "reason"}], "targets": [{"number", "center", "amplitude",
     "fwhm", "snr", "trace": {...}, "extraction": {...}}]}.
     """
-    targets, record = identify_targets(ccd, settings)
-    traced = []
-    for target, summary in zip(targets, record["targets"]):
-        try:
-            traced.append((target, trace_target(ccd, target, settings), summary))
-        except ReductionError as error:
-            record["rejected"].append({"row": round(target.center), "reason": str(error)})
+    with stage("targets found and traced"):
+        targets, record = identify_targets(ccd, settings)
+        traced, bins = [], trace_bins(ccd)
+        for target, summary in zip(targets, record["targets"]):
+            try:
+                traced.append((target, trace_target(ccd, target, settings, bins), summary))
+            except ReductionError as error:
+                record["rejected"].append({"row": round(target.center), "reason": str(error)})
     record["targets"] = [summary for _, _, summary in traced]
     if not traced:
         raise NoTargetsError("no target found in the spatial profile")
@@ -483,13 +493,15 @@ def extract(ccd: CCDData, settings: ReductionSettings) -> tuple[list[ExtractedSp
     spectra = []
     for target, trace, summary in traced:
         others = [other for other in traces if other is not trace]
-        if settings.extraction == "optimal":
-            flux, error, background, how = extract_optimal(ccd, trace, others, settings.target_fit_model)
-        else:
-            flux, error, background, how = extract_fractional(ccd, trace, others)
+        with stage("extraction"):
+            if settings.extraction == "optimal":
+                flux, error, background, how = extract_optimal(ccd, trace, others, settings.target_fit_model)
+            else:
+                flux, error, background, how = extract_fractional(ccd, trace, others)
         summary.update(trace=_trace_record(trace), extraction=how, frame_shape=list(ccd.shape))
-        spectra.append(ExtractedSpectrum(target.number, flux, error, background, trace, summary,
-                                         sky=sky_beside(ccd, trace, others)))
+        with stage("sky beside the target"):
+            sky = sky_beside(ccd, trace, others)
+        spectra.append(ExtractedSpectrum(target.number, flux, error, background, trace, summary, sky=sky))
     record.update(block="extract", method=settings.extraction, model=settings.target_fit_model)
     return spectra, record
 

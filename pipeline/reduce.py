@@ -26,6 +26,7 @@ from astropy.wcs import FITSFixedWarning
 from scipy import ndimage, stats
 
 from pipeline import cosmics, headers
+from pipeline.timing import stage
 from pipeline.settings import ReductionSettings
 
 IMAGE_TRIM_KEY = "GSP_TRIM"   # image-trim section applied (1-based, raw frame)
@@ -303,11 +304,13 @@ def reduce_frame(frame: Frame, settings: ReductionSettings,
          "slit_trim_section", "bias": {...}, "flat": {...}, "cosmic_rays": {...},
          "shape": [ny, nx], "warnings": [...]}
     """
-    raw = load_frame(frame)
     record: dict = {"block": "reduce", "steps": [], "warnings": [],
                     "slit_trim_section": None, "bias": None, "flat": None, "cosmic_rays": None}
-    bias = calibration_to_apply(master_bias, settings, "bias", record)
-    flat = calibration_to_apply(master_flat, settings, "flat", record)
+    with stage("read frame"):
+        raw = load_frame(frame)
+    with stage("read masters"):
+        bias = calibration_to_apply(master_bias, settings, "bias", record)
+        flat = calibration_to_apply(master_flat, settings, "flat", record)
     prefix = ""
 
     ccd, record["image_trim_section"] = image_trim(raw, settings.technique)
@@ -334,7 +337,8 @@ def reduce_frame(frame: Frame, settings: ReductionSettings,
         record["flat"] = {"applied": True, "file": flat.header.get("GSP_FNAM")}
         prefix = _done(ccd, record, prefix, "f", _with_file("flat fielded", flat))
 
-    ccd, record["cosmic_rays"] = _cosmic_rays(ccd, settings, saturation_value)
+    with stage("cosmic rays"):
+        ccd, record["cosmic_rays"] = _cosmic_rays(ccd, settings, saturation_value)
     if record["cosmic_rays"]["applied"] != "none" or is_comparison_lamp(ccd.header):
         # arcs get the 'c' anyway, as in goodman-pipeline, so arc and science names match
         prefix = _done(ccd, record, prefix, "c", f"cosmic rays: {record['cosmic_rays']['applied']}")

@@ -627,14 +627,26 @@ def make_flux_science(config: str = "400_M2", *, source: FluxSource = FluxSource
 
 # -------------------------------------------------------------------- nights
 
+def crowded_pointing(config: str, targets: int) -> Pointing:
+    """One pointing holding the first ``targets`` targets of all the configuration's pointings (1-3), named
+    after its first pointing: a night whose every science frame has that many targets."""
+    pool = [target for pointing in POINTINGS[config] for target in pointing.targets]
+    if not 1 <= targets <= len(pool):
+        raise ValueError(f"{config} has 1 to {len(pool)} targets, not {targets}")
+    first = POINTINGS[config][0]
+    return Pointing(first.object_name, first.ra, first.dec, tuple(pool[:targets]))
+
+
 def night_plan(configurations, n_bias: int, n_flats: int, n_science: int,
-               n_standards: int = 0) -> list[tuple[str, str, dict]]:
-    """(kind, config, options) in observing order: per configuration bias, flats, arc, standards, science, arc."""
+               n_standards: int = 0, targets: int | None = None) -> list[tuple[str, str, dict]]:
+    """(kind, config, options) in observing order: per configuration bias, flats, arc, standards, science, arc.
+    Science frames visit the configuration's pointings in turn, or, with ``targets``, one pointing of that
+    many targets (:func:`crowded_pointing`)."""
     plan = []
     for config in configurations:
         plan += [("bias", config, {})] * n_bias + [("flat", config, {})] * n_flats + [("arc", config, {})]
         plan += [("standard", config, {"airmass": round(1.03 + 0.08 * i, 3)}) for i in range(n_standards)]
-        pointings = POINTINGS[config]
+        pointings = POINTINGS[config] if targets is None else (crowded_pointing(config, targets),)
         # the pointings in turn, each exposure of a target at a higher airmass than the one before (it sets)
         plan += [("science", config, {"pointing": pointings[i % len(pointings)],
                                       "airmass": round(SCIENCE_AIRMASS + 0.1 * (i // len(pointings)), 3)})
@@ -655,14 +667,16 @@ def file_name(index: int, header: fits.Header, date: str) -> str:
 def simulate_night(out_dir, *, seed: int = 0, configurations=("400_M2", "930_M2"), n_bias: int = 6, n_flats: int = 6,
                    n_science: int = 4, shift_px: float = 0.37, scale: float = 1.0008,
                    proposal: str = DEFAULT_PROPOSAL, date: str = DEFAULT_DATE, n_standards: int = 0,
-                   cosmic_ray_rate: float = COSMIC_RAY_RATE, flexure_px: float | dict[str, float] = 0.0) -> Path:
+                   cosmic_ray_rate: float = COSMIC_RAY_RATE, flexure_px: float | dict[str, float] = 0.0,
+                   targets: int | None = None) -> Path:
     """Write a night of raw frames plus ``truth.json`` into ``out_dir``; return the truth path.
 
     Every configuration shares ``shift_px`` and ``scale`` against its own library lamp;
     ``n_standards`` standard stars (``STANDARDS``) are observed per configuration after its first arc.
     ``flexure_px`` (binned px along the dispersion, one value or one per configuration) moves the
     science and standard frames against the arcs, as the instrument's flexure does; each file's truth
-    gives its ``flexure_px`` and its dispersion includes it.
+    gives its ``flexure_px`` and its dispersion includes it. With ``targets`` (1-3), every science frame
+    holds that many targets (:func:`night_plan`).
     """
     flexure = flexure_px if isinstance(flexure_px, dict) else {config: flexure_px for config in configurations}
     out_dir = Path(out_dir)
@@ -672,7 +686,7 @@ def simulate_night(out_dir, *, seed: int = 0, configurations=("400_M2", "930_M2"
     makers = {"bias": make_bias, "flat": make_flat, "arc": make_arc, "science": make_science,
               "standard": make_standard}
     files = {}
-    plan = night_plan(configurations, n_bias, n_flats, n_science, n_standards)
+    plan = night_plan(configurations, n_bias, n_flats, n_science, n_standards, targets)
     for index, (kind, config, options) in enumerate(plan, start=1):
         moved = float(flexure.get(config, 0.0)) if kind in ("science", "standard") else 0.0
         if kind in ("arc", "science", "standard"):

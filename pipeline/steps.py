@@ -26,6 +26,7 @@ from pipeline import extract as extract_block
 from pipeline import flexure, flux, masters, products, reduce, standards, telluric, wavelength
 from pipeline.chain import DataType
 from pipeline.settings import ReductionSettings
+from pipeline.timing import stage
 
 Taken = Callable[[Path], bool]
 SKY_EXTENSION = "SKY"
@@ -85,7 +86,8 @@ def _write_ccd(ccd: CCDData, path: Path, lineage: dict, extra_hdus: tuple[fits.I
                 ccd.header[keyword] = (str(value), comment)
         hdus = ccd.to_hdu(hdu_mask=None, hdu_flags=None)  # what CCDData.write writes
         hdus.extend(extra_hdus)
-        hdus.writeto(path, overwrite=True)  # free_path chose a name not taken
+        with stage("write"):
+            hdus.writeto(path, overwrite=True)  # free_path chose a name not taken
     return path
 
 
@@ -162,7 +164,8 @@ def reduce_raw(raw_path: Path, settings: ReductionSettings, out_dir: Path, *, te
 # --- Extract ---------------------------------------------------------------------------------------
 
 def _read_ccd(path: Path) -> CCDData:
-    return reduce.load_frame(str(path))
+    with stage("read frame"):
+        return reduce.load_frame(str(path))
 
 
 def extract_reduced(reduced_path: Path, settings: ReductionSettings, out_dir: Path, *,
@@ -202,7 +205,8 @@ def extract_arc_along(arc_reduced_path: Path, science_extracted_path: Path, out_
     arc = _read_ccd(arc_reduced_path)
     empty = np.zeros(arc.shape[1])
     science = extract_block.ExtractedSpectrum(target, empty, empty, empty, stored_trace(science_extracted_path))
-    arc_spectrum, record = extract_block.extract_arc(arc, science)
+    with stage("arc extraction"):
+        arc_spectrum, record = extract_block.extract_arc(arc, science)
     name = f"e{base_stem(arc_reduced_path)}_for_{science_label}_target_{target}.fits"
     path = _write_ccd(extract_block.spectrum_ccd(arc_spectrum, arc.header), free_path(out_dir, name, taken),
                       _lineage(arc_reduced_path, original))
@@ -245,8 +249,10 @@ def calibrate_wavelength(science_path: Path, arc_path: Path, out_dir: Path, *, o
     (record ``flexure``: the shift, its uncertainty, the lines, and why it was not applied if so)."""
     science_flux, science_error, science_header = _read_1d(science_path)
     arc_flux, _, arc_header = _read_1d(arc_path)
-    arc_solution, arc_record = wavelength.calibrate_arc(arc_flux, arc_header, options)
-    solution, flexure_record = _flexure(science_path, science_flux, arc_solution, arc_record, correct_flexure)
+    with stage("wavelength solution"):
+        arc_solution, arc_record = wavelength.calibrate_arc(arc_flux, arc_header, options)
+    with stage("flexure"):
+        solution, flexure_record = _flexure(science_path, science_flux, arc_solution, arc_record, correct_flexure)
     spectrum, resampled = wavelength.apply_solution(science_flux, solution, science_error)
     snr, card = snr_card(spectrum.flux, spectrum.uncertainty)
     record = {**arc_record, **resampled, "flexure": flexure_record, **snr}
@@ -254,14 +260,16 @@ def calibrate_wavelength(science_path: Path, arc_path: Path, out_dir: Path, *, o
     header = science_header.copy()
     header.update({key: value for key, value in lineage.items() if value[0] is not None})
     header.update(card)
-    science_out = wavelength.write_product(free_path(out_dir, f"w{base_stem(science_path)}.fits", taken), spectrum, header,
-                                           record=record)
+    with stage("write"):
+        science_out = wavelength.write_product(free_path(out_dir, f"w{base_stem(science_path)}.fits", taken), spectrum,
+                                               header, record=record)
     arc_spectrum, arc_resampled = wavelength.apply_solution(arc_flux, arc_solution)
     arc_record = {**arc_record, **arc_resampled}
     arc_header = arc_header.copy()
     arc_header.update({key: value for key, value in _lineage(arc_path, None).items() if value[0] is not None})
-    arc_out = wavelength.write_product(free_path(out_dir, f"w{base_stem(arc_path)}.fits", taken), arc_spectrum, arc_header,
-                                       record=arc_record)
+    with stage("write"):
+        arc_out = wavelength.write_product(free_path(out_dir, f"w{base_stem(arc_path)}.fits", taken), arc_spectrum,
+                                           arc_header, record=arc_record)
     return (Product(science_out, DataType.WAVELENGTH_CALIBRATED, record, target=target),
             Product(arc_out, DataType.WAVELENGTH_CALIBRATED, arc_record, target=target))
 
@@ -341,6 +349,7 @@ def _telluric(sensitivity_path: Path, wavelengths, values, errors, airmass: floa
     return telluric.correct(wavelengths, values, errors, airmass, measured)
 
 
+@stage("flux calibration")
 def calibrate_flux(calibrated_path: Path, sensitivity_path: Path, out_dir: Path, *, original: Path | None,
                    target: int | None, why: str, correct_telluric: bool = True, taken: Taken = Path.exists) -> Product:
     """F_lambda of a wavelength-calibrated spectrum with a sensitivity function, both at airmass 0; with
@@ -381,6 +390,7 @@ def combined_name(raw_path: Path | str, target: int | None) -> str:
     return f"coadd_{label}" + (f"_target_{target}" if target else "") + ".fits"
 
 
+@stage("combine")
 def combine_spectra(paths: list[Path], out_dir: Path, *, name: str, original: Path | None, target: int | None,
                     taken: Taken = Path.exists) -> Product:
     """Combine wavelength-calibrated (counts) or flux-calibrated (F_lambda) spectra of one target, oldest

@@ -287,7 +287,7 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     assert plotly_scripts == {f"{live_server}/assets/vendor/plotly/plotly-cartesian.min.js"}  # never the 4.8 MB one
 
 
-def arrive(night, key: str, name: str, **row):
+def arrive(night, key: str, name: str, commit: bool = True, **row):
     """A copy of the night's ``key`` file catalogued as ``name`` (raw under raw/, products under processed/)."""
     from db import db
     from tests.test_data_page import add_file
@@ -296,7 +296,8 @@ def arrive(night, key: str, name: str, **row):
     path = source.with_name(name)
     shutil.copyfile(source, path)
     file = add_file(path, **row)
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return file
 
 
@@ -333,6 +334,45 @@ def test_follow_shows_the_newest_frames_most_calibrated_file(live_server, page, 
     # a new frame is shown at once again
     newer = arrive(night, "raw_science", "0017_NGC5128_400_M2_27-11-2026.fits", proposal=proposal, state="queued")
     wait_title(page, newer.file_name)
+
+
+# every text the title shows, in turn
+TITLES_PROBE = """() => { window.__titles = []; const title = document.querySelector('#data-title');
+    new MutationObserver(() => { const text = title.textContent.trim();
+        if (window.__titles[window.__titles.length - 1] !== text) { window.__titles.push(text); } })
+    .observe(title, {subtree: true, childList: true, characterData: true}); }"""
+
+
+def test_follow_is_answered_by_the_poll_that_sees_a_new_frame(live_server, page, people, night):
+    """A new frame's most calibrated spectrum is shown without a click one round trip after the change poll
+    that sees it: that poll's answer names the file to show, so the viewer is asked at once (a separate
+    Follow callback cost one more round trip), and the frame's other products, catalogued with it, are
+    never drawn on the way.  (`bench/latency.py --browser` measures the delay on a live night.)"""
+    from db import db
+
+    proposal = people["proposal"]
+    log_in(page, live_server, "pi")
+    wait_title(page, night["calibrated_arc"].file_name)
+    answers = []
+    page.on("response", lambda response: answers.append(response) if "_dash-update-component" in response.url
+            and response.status == 200 else None)
+    page.evaluate(TITLES_PROBE)
+    raw = arrive(night, "raw_science", "0016_NGC5128_400_M2_27-11-2026.fits", commit=False, proposal=proposal)
+    reduced = arrive(night, "reduced_science", "zst_0016_NGC5128_400_M2_27-11-2026.fits", commit=False, data_type=2,
+                     parent=raw, original=raw, proposal=proposal)
+    extracted = arrive(night, "extracted_science", "ezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
+                       commit=False, data_type=3, parent=reduced, original=raw, proposal=proposal, target=1)
+    calibrated = arrive(night, "calibrated_science", "wezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
+                        data_type=4, parent=extracted, original=raw, proposal=proposal, target=1)
+    committed = time.time()
+    wait_plot(page, calibrated.file_name, "scatter")
+    seen = time.time() - committed
+    assert page.evaluate("window.__titles") == [calibrated.file_name]
+    polls = [answer.json()["response"] for answer in answers]
+    polls = [answer for answer in polls if "data-stamp" in answer]
+    assert [answer.get("data-selected", {}).get("data") for answer in polls] == [calibrated.id], polls
+    assert polls[0]["data-followed"]["data"] == {"frame": raw.id, "file": calibrated.id}
+    print(f"new frame committed -> its spectrum drawn, as Playwright sees it: {seen:.2f} s")
 
 
 def test_while_a_new_files_card_is_on_its_way_the_previous_frame_is_not_highlighted(

@@ -494,6 +494,24 @@ def test_a_backlog_is_catalogued_oldest_first(app, people):
     assert catalogued == sorted(names)
 
 
+def test_a_file_renamed_into_place_is_catalogued_on_the_first_look(app, people):
+    """A file renamed into place (or closed after writing) and complete is catalogued at the watcher's first look;
+    one merely seen changing, or renamed in incomplete, waits until its size has settled."""
+    from db.models import File
+    from live.watcher import Watcher
+
+    watcher = Watcher(Path(app.config["DATA_DIR"]) / "raw", settle_seconds=0.0)
+    watcher.notice(str(write_frame(raw_dir(app), "0001_renamed.fits")), written=True)
+    watcher.notice(str(write_frame(raw_dir(app), "0002_seen.fits")))
+    cut = write_frame(raw_dir(app), "0003_cut.fits")
+    cut.write_bytes(cut.read_bytes()[:2880])  # the header alone
+    watcher.notice(str(cut), written=True)
+    assert watcher.ingest_ready() is False  # first look
+    assert [row.file_name for row in File.query.order_by(File.id)] == ["0001_renamed.fits"]
+    assert watcher.ingest_ready() is False  # settled: the whole one; the cut one waits to give up
+    assert [row.file_name for row in File.query.order_by(File.id)] == ["0001_renamed.fits", "0002_seen.fits"]
+
+
 def test_watcher_ingests_new_files_within_a_second(dash_app, app, people):
     from live.watcher import Watcher
 

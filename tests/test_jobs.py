@@ -685,3 +685,37 @@ def test_status_reports_queue_and_workers(client, people, own_redis):
     assert status["queue"] == {"backend": "redis", "ok": True, "queued": 0, "workers": 0}
     assert status["database"]["ok"] is True and status["version"] == "1.0"
     assert status["jobs"] == {"queued": 0, "running": 0, "waiting": 0, "done": 0, "failed": 0}
+
+
+def test_a_follow_up_runs_next_here_unless_older_jobs_wait_for_a_worker(app, own_redis, monkeypatch):
+    """A job's follow-up runs next in the same process, without the queue; but when older jobs are queued for
+    a worker (a frame's third target, with two workers busy), it is queued behind them: a first target's flux
+    must not hold the third target's wavelength calibration back."""
+    from rq import Queue
+
+    from db import db
+    from db.models import Job
+    from live import queue
+
+    def step(job):
+        queue.enqueue("ping", params={"after": job.id})
+        return {}
+
+    monkeypatch.setitem(queue.TASKS, "step", step)
+    own_redis.start()
+    alone = queue.enqueue("step")
+    queue.commit()
+    queue.execute(alone.id)
+    follow_up = Job.query.filter(Job.params["after"].as_integer() == alone.id).one()
+    assert follow_up.state == "done"  # ran here, right after
+    waiting = Queue("gsp", connection=app.extensions["gsp_queue"].connection)
+    assert waiting.job_ids == [f"gsp-{alone.id}-0"]  # (the test ran it by hand)
+
+    busy = queue.enqueue("step")
+    older = queue.enqueue("ping")
+    queue.commit()
+    queue.execute(busy.id)
+    db.session.expire_all()
+    follow_up = Job.query.filter(Job.params["after"].as_integer() == busy.id).one()
+    assert (db.session.get(Job, busy.id).state, older.state, follow_up.state) == ("done", "queued", "queued")
+    assert waiting.job_ids[-3:] == [f"gsp-{busy.id}-0", f"gsp-{older.id}-0", f"gsp-{follow_up.id}-0"]

@@ -1,7 +1,7 @@
 """Callbacks of the Data page (layout: pages/data.py; what both draw: components/data_view.py), one
 module per concern.
 
-Live updates are cheap: every 0.7 s the page asks db.queries.global_change_stamp
+Live updates are cheap: every 0.25 s the page asks db.queries.global_change_stamp
 (two index lookups); only when it moved is the user's own change_stamp computed,
 and the index is re-queried only when that one changed.
 Everything is read through auth.permissions: a file the user may not see is

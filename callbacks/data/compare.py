@@ -1,7 +1,7 @@
 """Other spectra of the shown file's target, to draw over it (the viewer draws the chosen ones)."""
 from __future__ import annotations
 
-from dash import Input, Output, State, no_update
+from dash import Input, Output, State
 
 from auth import queries
 from callbacks.data.common import signed_in_user
@@ -18,11 +18,22 @@ def compare_options(user, file: File) -> list[dict]:
              "value": other.id} for other in queries.same_target_spectra(user, file)]
 
 
+# A new file's choices start empty, answered in the browser: the viewer, which draws the chosen ones, waits for
+# whatever sets them, and a round trip to the server here held every new file's drawing back.
+CLEAR_JS = """
+function(_selected, compared) {
+    return compared && compared.length ? [] : window.dash_clientside.no_update;
+}
+"""
+
+
 def register(app) -> None:
-    @app.callback(Output(ids.DATA_COMPARE, "options"), Output(ids.DATA_COMPARE, "value"),
-                  Input(ids.DATA_SELECTED, "data"), State(ids.DATA_COMPARE, "value"))
-    def compare_choices(selected, compared):
+    @app.callback(Output(ids.DATA_COMPARE, "options"), Input(ids.DATA_SELECTED, "data"))
+    def compare_choices(selected):
         user = signed_in_user()
         file = visible_file(user, selected)
-        # an unchanged empty value is left alone: writing it would draw the viewer again (and hide it meanwhile)
-        return (compare_options(user, file) if file is not None else []), ([] if compared else no_update)
+        return compare_options(user, file) if file is not None else []
+
+    # an unchanged empty value is left alone: writing it would draw the viewer again (and hide it meanwhile)
+    app.clientside_callback(CLEAR_JS, Output(ids.DATA_COMPARE, "value"), Input(ids.DATA_SELECTED, "data"),
+                            State(ids.DATA_COMPARE, "value"))

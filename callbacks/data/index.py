@@ -1,4 +1,5 @@
-"""The file indexes (Observed, Calibrations): the change poll, their lists and their pagers."""
+"""The file indexes (Observed, Calibrations): the change poll (which also moves Follow), their lists and their
+pagers."""
 from __future__ import annotations
 
 from dash import ALL, Input, Output, State, ctx, no_update
@@ -6,6 +7,7 @@ from dash.exceptions import PreventUpdate
 
 from auth import queries
 from callbacks.data.common import signed_in_user
+from callbacks.data.selection import follow_outputs
 from components import ids
 from components.data_view import (
     CALIBRATIONS,
@@ -50,11 +52,20 @@ def _register_listing(app, index_id, count_id, page_text_id, page_id, view) -> N
 
 
 def register(app) -> None:
+    # A change moves Follow in the same answer: the new file's viewer is asked for one round trip sooner.
     @app.callback(Output(ids.DATA_STAMP, "data"), Output(ids.DATA_GLOBAL_STAMP, "data"),
+                  Output(ids.DATA_SELECTED, "data", allow_duplicate=True), Output(ids.DATA_FOLLOWED, "data"),
+                  Output(ids.DATA_OBSERVED_PAGE, "data", allow_duplicate=True),
                   Input(ids.DATA_POLL, "n_intervals"), State(ids.DATA_STAMP, "data"),
-                  State(ids.DATA_GLOBAL_STAMP, "data"))
-    def poll(_n, previous, previous_global):
-        return poll_stamps(signed_in_user(), previous, previous_global)
+                  State(ids.DATA_GLOBAL_STAMP, "data"), State(ids.DATA_FOLLOW, "value"),
+                  State(ids.DATA_FOLLOWED, "data"), State(ids.DATA_SELECTED, "data"),
+                  State(ids.DATA_OBSERVED_PAGE, "data"), prevent_initial_call=True)
+    def poll(_n, previous, previous_global, following, shown, selected, page):
+        user = signed_in_user()
+        stamp, current_global = poll_stamps(user, previous, previous_global)
+        if stamp is no_update:
+            return stamp, current_global, no_update, no_update, no_update
+        return stamp, current_global, *follow_outputs(user, following, shown, selected, page)
 
     _register_listing(app, ids.DATA_OBSERVED_INDEX, ids.DATA_OBSERVED_COUNT, ids.DATA_OBSERVED_PAGE_TEXT,
                       ids.DATA_OBSERVED_PAGE, observed_view)

@@ -1,12 +1,12 @@
 """Which file is shown: picked in an index or a tab (answered in the browser), highlighted there,
-followed to the newest frame's most calibrated file as the instrument writes it and the chain reduces it,
-and kept in the URL (``/?id=``)."""
+followed to the newest frame's most calibrated file as the instrument writes it and the chain reduces it
+(:func:`follow_outputs`, answered by the change poll itself: callbacks/data/index.py), and kept in the URL
+(``/?id=``)."""
 from __future__ import annotations
 
 from dash import ALL, Input, Output, State, no_update
 from dash.exceptions import PreventUpdate
 
-from callbacks.data.common import signed_in_user
 from components import ids
 from components.data_view import followed
 
@@ -74,6 +74,18 @@ def follow_step(now: dict | None, shown: dict | None, following, selected):
     return (now["file"] if new_frame or selected == shown["file"] else None), now
 
 
+def follow_outputs(user, following, shown, selected, page) -> tuple:
+    """(file to show, what Follow shows now, Observed page) after the catalogue changed, ``no_update`` where
+    nothing changes: the newest frame is on the first page."""
+    try:
+        show, now = follow_step(followed(user), shown, following, selected)
+    except PreventUpdate:
+        return no_update, no_update, no_update
+    if show is None:
+        return no_update, now, no_update
+    return show, now, (1 if page != 1 else no_update)
+
+
 def register(app) -> None:
     app.clientside_callback(PICK_JS, Output(ids.DATA_SELECTED, "data"),
                             Input({"type": ids.DATA_PICK, "src": ALL, "index": ALL}, "n_clicks"),
@@ -82,16 +94,6 @@ def register(app) -> None:
     app.clientside_callback(HIGHLIGHT_JS, Output(ids.DATA_HIGHLIGHT, "children"),
                             Input(ids.DATA_ROOT, "data"), Input(ids.DATA_SELECTED, "data"),
                             Input(ids.DATA_OBSERVED_INDEX, "children"), Input(ids.DATA_CALIB_INDEX, "children"))
-
-    @app.callback(Output(ids.DATA_SELECTED, "data", allow_duplicate=True), Output(ids.DATA_FOLLOWED, "data"),
-                  Output(ids.DATA_OBSERVED_PAGE, "data", allow_duplicate=True),
-                  Input(ids.DATA_STAMP, "data"), State(ids.DATA_FOLLOW, "value"), State(ids.DATA_FOLLOWED, "data"),
-                  State(ids.DATA_SELECTED, "data"), State(ids.DATA_OBSERVED_PAGE, "data"), prevent_initial_call=True)
-    def follow(_stamp, following, shown, selected, page):
-        show, now = follow_step(followed(signed_in_user()), shown, following, selected)
-        if show is None:
-            return no_update, now, no_update
-        return show, now, (1 if page != 1 else no_update)  # the newest frame is on the first page
 
     app.clientside_callback(URL_SYNC_JS, Output(ids.DATA_URL_SYNC, "children"), Input(ids.DATA_SELECTED, "data"),
                             State(ids.DATA_FOLLOWED, "data"), State(ids.DATA_FOLLOW, "value"))
