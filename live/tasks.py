@@ -152,17 +152,26 @@ def follow(step: chain.Step, raw: File, products: list[File], params_of=lambda r
     """Queue the chain's next steps on each product (unless the proposal turned a step off), and wake
     the jobs parked for what this step provides."""
     settings = settings_for(raw)
-    for following in chain.next_steps(step, kind_of(raw), raw.technique):
-        if following.setting and not getattr(settings, following.setting):
-            continue
+    enabled = [following for following in chain.next_steps(step, kind_of(raw), raw.technique)
+               if not following.setting or getattr(settings, following.setting)]
+    for following in enabled:
         for row in products:
-            if following.gathers:
-                _gather_when_not_alone(following, row)
-            else:
+            if not following.gathers:
                 enqueue(following.name, file_id=row.id, params=params_of(row))
+            elif not _gathered_after_flux(following, enabled, row):
+                _gather_when_not_alone(following, row)
     provided = step.provides.get(kind_of(raw))
     if provided and products:
         wake(kind_of(raw), products[-1], provided)
+
+
+def _gathered_after_flux(gather: chain.Step, enabled: list[chain.Step], spectrum: File) -> bool:
+    """A spectrum whose flux calibration runs now is gathered after it (that step follows with the gather),
+    not once more at its own level for nothing; one whose flux calibration waits for a standard is gathered
+    at its own level meanwhile."""
+    flux = chain.STEPS["calibrate_flux"]
+    return (flux in enabled and gather.name in flux.then
+            and choose_sensitivity(spectrum)[0] is not None)
 
 
 def _gather_when_not_alone(step: chain.Step, spectrum: File) -> None:

@@ -92,6 +92,8 @@ def test_each_new_exposure_makes_a_new_combined_version(app, people, exposures_n
                                                    "coadd_SN2026abc_400_M2_27-11-2026_target_1_v2.fits"]
     newest = versions[-1]
     assert newest.version == 2 and newest.exptime == 1800.0
+    # one combine job per new exposure, after its flux calibration: none at the wavelength level before it
+    assert [job.file.data_type for job in Job.query.filter_by(kind="combine").order_by(Job.id)] == [5, 5]
     singles = [db.session.get(File, used["id"]) for used in newest.calibrations["inputs"]]
     assert [row.original.file_name for row in singles] == EXPOSURES
     assert newest.original_file_id == singles[-1].original_file_id and newest.parent_file_id == singles[-1].id
