@@ -320,8 +320,7 @@ def recover_lost_runs() -> list[int]:
 def send_queued(limit: int = 1000) -> list[int]:
     """Send every queued row the transport does not hold (never sent, lost with Redis, or finished
     without running because a job of its serial key was running)."""
-    due = sa.or_(Job.not_before.is_(None), Job.not_before <= _now())
-    rows = db.session.execute(sa.select(Job.id, Job.attempts).where(Job.state == "queued", due)
+    rows = db.session.execute(sa.select(Job.id, Job.attempts).where(Job.state == "queued", _due())
                               .order_by(Job.id).limit(limit)).all()
     queue = get_queue()
     if not rows:
@@ -464,9 +463,14 @@ def _key_free():
     return sa.or_(Job.serial_key.is_(None), ~holder)
 
 
+def _due():
+    """A job with no retry delay, or whose delay has passed."""
+    return sa.or_(Job.not_before.is_(None), Job.not_before <= _now())
+
+
 def _runnable():
     """Queued jobs a worker could claim now: due, and not held back by a running job of their serial key."""
-    return sa.and_(Job.state == "queued", sa.or_(Job.not_before.is_(None), Job.not_before <= _now()), _key_free())
+    return sa.and_(Job.state == "queued", _due(), _key_free())
 
 
 def _claim(job_id: int) -> int | None:

@@ -113,7 +113,7 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
             region = _near(_possible_everywhere(cleaned, detector), _LACOSMIC_GROWTH_PX)
         else:
             reach = _near(changed, _LACOSMIC_REACH_PX)
-            possible = _possible_near(cleaned, _near(changed, _LACOSMIC_REACH_PX + _LACOSMIC_GROWTH_PX), detector)
+            possible = _possible_near(cleaned, _near(reach, _LACOSMIC_GROWTH_PX), detector)
             region = _near(possible, _LACOSMIC_GROWTH_PX) & reach
         changed = _flags_within(cleaned, region, options) & ~mask
         if not changed.any():
@@ -186,31 +186,30 @@ def _possible_everywhere(data: np.ndarray, detector: Detector) -> np.ndarray:
 
 
 def _possible_near(data: np.ndarray, wanted: np.ndarray, detector: Detector) -> np.ndarray:
-    """:func:`_possible_detections` on the pixels ``wanted`` (False elsewhere), from cut-outs around them wide
-    enough that each wanted pixel's test sees what it would see on the whole frame."""
-    labels, _ = ndimage.label(_near(wanted, _SIGNIFICANCE_REACH_PX))
-    boxes = ndimage.find_objects(labels)
-    if sum(data[box].size for box in boxes) > _LACOSMIC_MAX_CUTOUT_SHARE * data.size:
-        return _possible_everywhere(data, detector) & wanted
-    possible = np.zeros(data.shape, dtype=bool)
-    tested = _each(lambda box: _possible_detections(data[box], detector), boxes)
-    for label, (box, part) in enumerate(zip(boxes, tested), start=1):
-        possible[box] |= part & wanted[box] & (labels[box] == label)
-    return possible
+    """:func:`_possible_detections` on the pixels ``wanted`` (False elsewhere)."""
+    return _within(data, wanted, _SIGNIFICANCE_REACH_PX, lambda part: _possible_detections(part, detector),
+                   whole=lambda image: _possible_everywhere(image, detector))
 
 
 def _flags_within(image: np.ndarray, region: np.ndarray, options: dict) -> np.ndarray:
-    """astroscrappy's one-pass mask of ``image`` inside ``region``, from cut-outs wide enough that
-    every filter sees what it would see on the whole frame."""
-    labels, _ = ndimage.label(_near(region, _LACOSMIC_REACH_PX))
+    """astroscrappy's one-pass mask of ``image`` inside ``region``."""
+    return _within(image, region, _LACOSMIC_REACH_PX,
+                   lambda part: astroscrappy.detect_cosmics(part, niter=1, **options)[0])
+
+
+def _within(image: np.ndarray, region: np.ndarray, reach: int, test, whole=None) -> np.ndarray:
+    """``test`` (an image -> a boolean image) on the pixels of ``region`` (False elsewhere), from cut-outs
+    ``reach`` px wider than region's parts, so that each pixel's test sees what it would see on the whole
+    frame; ``whole`` (default ``test``) of the whole frame when the cut-outs would cover much of it."""
+    labels, _ = ndimage.label(_near(region, reach))
     boxes = ndimage.find_objects(labels)
     if sum(image[box].size for box in boxes) > _LACOSMIC_MAX_CUTOUT_SHARE * image.size:
-        return astroscrappy.detect_cosmics(image, niter=1, **options)[0] & region
-    found = np.zeros_like(region)
-    masks = _each(lambda box: astroscrappy.detect_cosmics(image[box], niter=1, **options)[0], boxes)
-    for label, (box, box_mask) in enumerate(zip(boxes, masks), start=1):
+        return (whole or test)(image) & region
+    found = np.zeros(region.shape, dtype=bool)
+    parts = _each(lambda box: test(image[box]), boxes)
+    for label, (box, part) in enumerate(zip(boxes, parts), start=1):
         # a box can overlap another component's pixels: keep only its own
-        found[box] |= box_mask & region[box] & (labels[box] == label)
+        found[box] |= part & region[box] & (labels[box] == label)
     return found
 
 
