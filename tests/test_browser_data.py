@@ -266,8 +266,11 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     assert page.inner_text("#search-count") == "10"  # the pi's night (one deleted, one arrived) + the master
     open_dropdown(page, page.locator("#search-filter-obstype, [id*='\"name\":\"obstype\"']").first)
     page.keyboard.type("COMP")
-    page.locator(".dash-dropdown-option", has_text="COMP").first.wait_for()  # the options have loaded
-    page.keyboard.press("Enter")
+    option = page.locator(".dash-dropdown-option", has_text="COMP").first
+    option.wait_for()  # the options have loaded
+    # picked as its own click does (Enter takes whichever option is highlighted: keys typed before the search
+    # box had the focus were lost once, and another type was chosen)
+    option.evaluate("o => o.click()")
     page.wait_for_function(COUNT_IS, arg="4")
     page.wait_for_url(re.compile(r".*/search\?obstype=COMP$"))
     cells = page.locator("#search-grid .ag-row [col-id='obstype']").all_inner_texts()
