@@ -215,15 +215,24 @@ def _within(image: np.ndarray, region: np.ndarray, reach: int, test, whole=None)
 
 def _clean(data: np.ndarray, mask: np.ndarray, saturation: float) -> np.ndarray:
     """astroscrappy's ``meanmask`` cleaning: a flagged pixel becomes the mean of the unflagged,
-    unsaturated pixels of its 5x5 box (the frame's median where there are none)."""
-    usable = ~mask & (data < saturation)
-    total = ndimage.uniform_filter(np.where(usable, data, 0.0).astype(np.float64), size=5, mode="constant")
-    count = ndimage.uniform_filter(usable.astype(np.float64), size=5, mode="constant")
+    unsaturated pixels of its 5x5 box (the frame's median where there are none).  Only the flagged
+    pixels' boxes are read: a frame has a few thousand, and two whole-frame filters cost ~0.08 s."""
+    ys, xs = np.nonzero(mask)
     cleaned = data.copy()
-    fallback = float(np.median(data[usable])) if usable.any() else 0.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(count > 1e-9, total / count, fallback)
-    cleaned[mask] = means[mask]
+    if ys.size == 0:
+        return cleaned
+    usable = np.pad(~mask & (data < saturation), 2)
+    values = np.pad(data, 2)
+    offsets = np.arange(5)
+    rows, columns = ys[:, None, None] + offsets[None, :, None], xs[:, None, None] + offsets[None, None, :]
+    box_usable = usable[rows, columns]
+    total = np.where(box_usable, values[rows, columns].astype(np.float64), 0.0).sum(axis=(1, 2))
+    count = box_usable.sum(axis=(1, 2))
+    means = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    if not count.all():
+        inside = usable[2:-2, 2:-2]
+        means[count == 0] = float(np.median(data[inside])) if inside.any() else 0.0
+    cleaned[ys, xs] = means
     return cleaned
 
 

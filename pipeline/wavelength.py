@@ -27,9 +27,9 @@ from astropy.io import fits
 from astropy.modeling import fitting, models
 from astropy.stats import sigma_clip
 from astropy.utils.exceptions import AstropyWarning
-from scipy import ndimage, optimize, signal, sparse
+from scipy import ndimage, signal, sparse
 
-from pipeline import lamps
+from pipeline import batchfit, lamps
 from pipeline.lamps import LampError, WavelengthCalibrationError
 
 __all__ = [
@@ -241,18 +241,6 @@ def rough_solution(flux: np.ndarray, lamp: lamps.LibraryLamp, binning: int, opti
                   template_wavelength=lambda q: lamp.wavelength(np.asarray(q) * binning + (binning - 1) / 2.0))
 
 
-def _gaussian(params, x):
-    amplitude, centre, sigma, background = params
-    return amplitude * np.exp(-0.5 * ((x - centre) / sigma) ** 2) + background
-
-
-def _gaussian_jacobian(params, x):
-    amplitude, centre, sigma, _ = params
-    z = (x - centre) / sigma
-    core = np.exp(-0.5 * z ** 2)
-    return np.column_stack([core, amplitude * core * z / sigma, amplitude * core * z ** 2 / sigma, np.ones_like(x)])
-
-
 class Peak(NamedTuple):
     """A Gaussian fitted to an emission line (pixels; amplitude in the flux's units)."""
 
@@ -262,26 +250,47 @@ class Peak(NamedTuple):
     centre_error: float  # 1-sigma, from the fit's covariance scaled by its residuals
 
 
-def fit_peak(flux: np.ndarray, peak: int, sigma: float) -> Peak | None:
-    """A Gaussian + constant fitted around ``peak``, or None if the fit fails."""
+def _gaussians(params: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussians + constants (params: fits x (amplitude, centre, sigma, constant)) on ``x`` (fits x points), and
+    their derivatives."""
+    amplitude, centre, sigma, constant = (params[:, [i]] for i in range(4))
+    z = (x - centre) / sigma
+    core = np.exp(-0.5 * z * z)
+    slope = amplitude * core * z / sigma
+    jacobian = np.stack([core, slope, slope * z, np.ones_like(x)], axis=-1)
+    return amplitude * core + constant, jacobian
+
+
+def fit_peaks(flux: np.ndarray, peaks, sigma: float) -> list[Peak | None]:
+    """A Gaussian + constant fitted around each of ``peaks`` (pixel indices), or None where the fit fails or
+    wanders more than 1.5 px off.  Levenberg-Marquardt with the analytic Jacobian, all lines at once."""
+    peaks = np.asarray(peaks, dtype=int)
     half = max(3, int(round(sigma * _FWHM_PER_SIGMA)) + 1)
-    low, high = max(0, peak - half), min(len(flux), peak + half + 1)
-    if high - low < 5:
-        return None
-    x = np.arange(low, high, dtype=float)
-    y = flux[low:high]
-    guess = (y.max() - y.min(), float(peak), sigma, y.min())
-    # Levenberg-Marquardt (MINPACK) with the analytic Jacobian: a hundred small fits per arc.
-    # leastsq is the same algorithm as least_squares(method="lm") with a third of the overhead.
-    params, covariance, info, _, status = optimize.leastsq(lambda p: _gaussian(p, x) - y, guess,
-                                                           Dfun=lambda p: _gaussian_jacobian(p, x),
-                                                           full_output=True)
-    amplitude, centre, width = params[0], params[1], abs(params[2])
-    if status not in (1, 2, 3, 4) or amplitude <= 0 or abs(centre - peak) > 1.5:
-        return None
-    residual_variance = float(np.sum(info["fvec"] ** 2)) / max(len(x) - len(params), 1)
-    error = np.sqrt(covariance[1, 1] * residual_variance) if covariance is not None else np.inf
-    return Peak(float(centre), float(width), float(amplitude), float(error))
+    columns = peaks[:, None] + np.arange(-half, half + 1)
+    inside = (columns >= 0) & (columns < len(flux))
+    x = columns.astype(float)
+    y = np.asarray(flux, dtype=float)[np.clip(columns, 0, len(flux) - 1)]
+    highest, lowest = np.where(inside, y, -np.inf).max(axis=1), np.where(inside, y, np.inf).min(axis=1)
+    start = np.column_stack([highest - lowest, peaks, np.full(peaks.size, float(sigma)), lowest])
+
+    def problem(params, rows):
+        model, jacobian = _gaussians(params, x[rows])
+        return model - y[rows], jacobian
+
+    fit = batchfit.levenberg_marquardt(problem, start, inside.astype(float))
+    dof = np.maximum(inside.sum(axis=1) - 4, 1)
+    errors = np.sqrt(fit.covariance[:, 1, 1] * fit.chi2 / dof)
+    found = []
+    for peak, (amplitude, centre, width, _), converged, error, points in zip(
+            peaks, fit.params, fit.converged, errors, inside.sum(axis=1)):
+        usable = converged and points >= 5 and amplitude > 0 and abs(centre - peak) <= 1.5
+        found.append(Peak(float(centre), float(abs(width)), float(amplitude), float(error)) if usable else None)
+    return found
+
+
+def fit_peak(flux: np.ndarray, peak: int, sigma: float) -> Peak | None:
+    """:func:`fit_peaks` of one line."""
+    return fit_peaks(flux, [peak], sigma)[0]
 
 
 def find_lines(flux: np.ndarray, options: WavelengthOptions) -> tuple[np.ndarray, float]:
@@ -295,7 +304,7 @@ def find_lines(flux: np.ndarray, options: WavelengthOptions) -> tuple[np.ndarray
     heights = properties["peak_heights"]
     strongest = peaks[np.argsort(heights)[-20:]]
     fwhm = float(np.median(signal.peak_widths(residual, strongest, rel_height=0.5)[0]))
-    fitted = [(p, h, fit_peak(residual, p, fwhm / _FWHM_PER_SIGMA)) for p, h in zip(peaks, heights)]
+    fitted = list(zip(peaks, heights, fit_peaks(residual, peaks, fwhm / _FWHM_PER_SIGMA)))
     fitted = [(p, h, f) for p, h, f in fitted if f is not None]
     if not fitted:
         raise TooFewLinesError("no arc line could be centroided")
