@@ -17,9 +17,9 @@ import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.stats import mad_std
 from numpy.polynomial import Polynomial
-from scipy import ndimage, optimize, signal, stats
+from scipy import ndimage, signal, stats
 
-from pipeline import reduce
+from pipeline import batchfit, reduce
 from pipeline.reduce import ReductionError
 from pipeline.settings import ReductionSettings
 from pipeline.timing import stage
@@ -113,7 +113,6 @@ def identify_targets(ccd: CCDData, settings: ReductionSettings) -> tuple[list[Ta
     """
     profile, background, noise = spatial_profile(np.asarray(ccd.data, dtype=np.float64))
     residual = profile - background
-    rows = np.arange(residual.size, dtype=float)
     peaks, _ = signal.find_peaks(residual, height=DETECTION_SIGMA * noise,
                                  prominence=DETECTION_SIGMA * noise)
     peaks = peaks[np.argsort(residual[peaks])[::-1]]
@@ -122,8 +121,8 @@ def identify_targets(ccd: CCDData, settings: ReductionSettings) -> tuple[list[Ta
     for peak in peaks:
         if len(targets) == settings.max_targets:
             break
-        model = _fit_profile(rows, residual, float(peak), _peak_width(residual, peak),
-                             settings.target_fit_model)
+        model = _fit_profiles(residual[None, :], [float(peak)], [_peak_width(residual, peak)],
+                              settings.target_fit_model)[0]
         reason = _rejection_reason(model, residual.size, noise, targets)
         if reason:
             rejected.append({"row": int(peak), "reason": reason})
@@ -187,65 +186,68 @@ class Profile:
         return {"gamma": self.width, "alpha": self.alpha}
 
 
-def _profile_and_jacobian(kind: str, params: np.ndarray, rows: np.ndarray, with_constant: bool):
-    """Model values and analytic derivatives (one column per parameter)."""
-    amplitude, center, width = params[:3]
+def _profiles_and_jacobian(kind: str, params: np.ndarray, rows: np.ndarray, with_constant: bool):
+    """Each fit's model values and analytic derivatives (params: fits x parameters; rows: fits x points)."""
+    amplitude, center, width = (params[:, [i]] for i in range(3))
     offset = rows - center
     if kind == "gaussian":
         z = offset / width
         core = np.exp(-0.5 * z * z)
         columns = [core, amplitude * core * z / width, amplitude * core * z * z / width]
     else:
-        alpha = params[3]
+        alpha = params[:, [3]]
         base = 1.0 + (offset / width) ** 2
         core = base ** -alpha
         slope = amplitude * alpha * core / base * 2.0 * offset / width ** 2
         columns = [core, slope, slope * offset / width, -amplitude * core * np.log(base)]
-    value = amplitude * core + (params[-1] if with_constant else 0.0)
+    value = amplitude * core + (params[:, [-1]] if with_constant else 0.0)
     if with_constant:
         columns.append(np.ones_like(rows))
-    return value, np.column_stack(columns)
+    return value, np.stack(columns, axis=-1)
 
 
-def _fit_profile(rows: np.ndarray, values: np.ndarray, center: float, fwhm: float, kind: str,
-                 with_constant: bool = False) -> Profile | None:
-    """Fit the target model (plus a constant) near ``center``; None when the fit fails or wanders off.
+def _fit_profiles(values: np.ndarray, centers: np.ndarray, fwhms: np.ndarray, kind: str,
+                  with_constant: bool = False) -> list[Profile | None]:
+    """The target model (plus a constant) fitted to each profile of ``values`` (fits x rows) near its
+    ``centers``; None where the fit fails or wanders off.
 
-    A bounded least-squares fit (scipy's dogbox) with analytic derivatives: thousands of these
-    small fits run per night, and a generic modelling layer would cost several times more."""
-    half = max(TRACE_WINDOW_FWHM * fwhm, 5.0)
-    near = np.abs(rows - center) <= half
-    if np.count_nonzero(near) < 5:
-        return None
-    x, y = rows[near], values[near]
-    amplitude = max(float(np.max(y) - (np.median(y) if with_constant else 0)), 1e-6)
+    Bounded Levenberg-Marquardt with analytic derivatives, all fits at once (``pipeline.batchfit``): a
+    frame's trace is dozens of these small fits, and one solver call each would cost ten times more."""
+    centers, fwhms = np.asarray(centers, dtype=float), np.asarray(fwhms, dtype=float)
+    half = np.maximum(TRACE_WINDOW_FWHM * fwhms, 5.0)
+    n_rows = values.shape[1]
+    rows = np.floor(centers - half).astype(int)[:, None] + np.arange(int(np.ceil(2 * half.max())) + 2)
+    near = (np.abs(rows - centers[:, None]) <= half[:, None]) & (rows >= 0) & (rows < n_rows)
+    y = np.take_along_axis(values, np.clip(rows, 0, n_rows - 1), axis=1)
+    highest = np.where(near, y, -np.inf).max(axis=1)
+    with np.errstate(invalid="ignore"):  # a window with no rows is left out below
+        amplitude = np.maximum(highest - (np.nanmedian(np.where(near, y, np.nan), axis=1) if with_constant else 0),
+                               1e-6)
     if kind == "gaussian":
-        start, low, high = [amplitude, center, fwhm / _GAUSSIAN_FWHM_PER_SIGMA], [0.0, -np.inf, 0.2], \
+        start, low, high = [amplitude, centers, fwhms / _GAUSSIAN_FWHM_PER_SIGMA], [0.0, -np.inf, 0.2], \
             [np.inf, np.inf, np.inf]
     else:
-        gamma = fwhm / (2 * np.sqrt(2 ** (1 / _MOFFAT_START_ALPHA) - 1))
-        start, low, high = [amplitude, center, gamma, _MOFFAT_START_ALPHA], [0.0, -np.inf, 0.2, 0.6], \
-            [np.inf, np.inf, np.inf, 20.0]
+        gamma = fwhms / (2 * np.sqrt(2 ** (1 / _MOFFAT_START_ALPHA) - 1))
+        start, low, high = [amplitude, centers, gamma, np.full(centers.size, _MOFFAT_START_ALPHA)], \
+            [0.0, -np.inf, 0.2, 0.6], [np.inf, np.inf, np.inf, 20.0]
     if with_constant:
-        start, low, high = start + [float(np.min(y))], low + [-np.inf], high + [np.inf]
-    start = np.clip(start, low, high)
+        start, low, high = start + [np.where(near, y, np.inf).min(axis=1)], low + [-np.inf], high + [np.inf]
+    enough = near.sum(axis=1) >= 5
+    start = np.nan_to_num(np.column_stack(start), nan=1.0, posinf=1.0, neginf=1.0)  # windows left out below
 
-    def residual(params):
-        return _profile_and_jacobian(kind, params, x, with_constant)[0] - y
+    def problem(params, which):
+        model, jacobian = _profiles_and_jacobian(kind, params, rows[which].astype(float), with_constant)
+        return model - np.nan_to_num(y[which]), jacobian
 
-    def jacobian(params):
-        return _profile_and_jacobian(kind, params, x, with_constant)[1]
-
-    try:
-        fit = optimize.least_squares(residual, start, jac=jacobian, bounds=(low, high), method="dogbox",
-                                     max_nfev=200)
-    except (ValueError, np.linalg.LinAlgError):
-        return None
-    profile = Profile(kind, *(float(value) for value in fit.x[:3]),
-                      alpha=float(fit.x[3]) if kind != "gaussian" else 0.0)
-    if not np.isfinite(fit.x).all() or abs(profile.center - center) > half:
-        return None
-    return profile
+    fit = batchfit.levenberg_marquardt(problem, start, near.astype(float), low, high)
+    found = []
+    for params, usable, center, reach in zip(fit.params, enough, centers, half):
+        if not usable or not np.isfinite(params).all() or abs(params[1] - center) > reach:
+            found.append(None)
+            continue
+        found.append(Profile(kind, *(float(value) for value in params[:3]),
+                             alpha=float(params[3]) if kind != "gaussian" else 0.0))
+    return found
 
 
 # --- tracing -----------------------------------------------------------------------------
@@ -273,8 +275,7 @@ def trace_target(ccd: CCDData, target: Target, settings: ReductionSettings,
     prediction = Polynomial([target.center])
     fwhm = target.fwhm
     for _ in range(2):
-        samples = [_trace_sample(binned[i], float(prediction(x[i])), fwhm, settings.target_fit_model)
-                   for i in range(x.size)]
+        samples = _trace_samples(binned, prediction(x), fwhm, settings.target_fit_model)
         good = np.array([sample is not None for sample in samples])
         if np.count_nonzero(good) <= TRACE_DEGREE + 1:
             raise ReductionError(f"target {target.number} at row {target.center:.1f} could not be traced")
@@ -291,12 +292,12 @@ def trace_target(ccd: CCDData, target: Target, settings: ReductionSettings,
                  rejected=int(x.size - kept.sum()))
 
 
-def _trace_sample(column_profile: np.ndarray, center: float, fwhm: float, kind: str) -> Profile | None:
-    rows = np.arange(column_profile.size, dtype=float)
-    model = _fit_profile(rows, column_profile, center, fwhm, kind, with_constant=True)
-    if model is None or not MIN_FWHM <= model.fwhm <= 3 * fwhm or abs(model.center - center) > fwhm:
-        return None
-    return model
+def _trace_samples(binned: np.ndarray, centers: np.ndarray, fwhm: float, kind: str) -> list[Profile | None]:
+    """The profile fitted in each bin (``binned``: bins x rows) near its predicted centre; None where it
+    fails, is not point-like or strays more than a FWHM."""
+    models = _fit_profiles(binned, centers, np.full(centers.size, fwhm), kind, with_constant=True)
+    return [model if model is not None and MIN_FWHM <= model.fwhm <= 3 * fwhm and abs(model.center - center) <= fwhm
+            else None for model, center in zip(models, centers)]
 
 
 def _clipped_polynomial(x: np.ndarray, y: np.ndarray) -> tuple[Polynomial, np.ndarray]:
