@@ -55,6 +55,11 @@ def levenberg_marquardt(problem: Problem, start: np.ndarray, weights: np.ndarray
             break
         normal = np.einsum("nwi,nwj->nij", jacobian[rows], jacobian[rows])
         gradient = np.einsum("nwi,nw->ni", jacobian[rows], residuals[rows])
+        # a parameter on its bound that the cost would push beyond stays there: the others move without it
+        held = (params[rows] <= low) & (gradient > 0) | (params[rows] >= high) & (gradient < 0)
+        normal = np.where(held[:, :, None] | held[:, None, :], 0.0, normal)
+        normal[held[:, :, None] & np.eye(n_params, dtype=bool)] = 1.0
+        gradient = np.where(held, 0.0, gradient)
         scale = np.maximum(np.diagonal(normal, axis1=1, axis2=2), 1e-300)
         damped = normal + damping[rows, None, None] * np.eye(n_params) * scale[:, None, :]
         step = -_solve(damped, gradient)

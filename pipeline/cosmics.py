@@ -37,6 +37,8 @@ _LACOSMIC_GROWTH_PX = 2
 # How far the possible-detection test of a pixel reaches: the Laplacian's neighbour (1 px), the 7x7 noise
 # median (3 px) and the 7x7 median of the significance (3 px), and one more.
 _SIGNIFICANCE_REACH_PX = 8
+# Up to this many pixels, their squares are drawn one by one: cheaper than a filter over the whole frame.
+_FEW_PIXELS = 1000
 # Above this share of the frame in cut-outs, one pass over the whole frame is cheaper.
 _LACOSMIC_MAX_CUTOUT_SHARE = 0.5
 DCR_TIMEOUT_SECONDS = 60
@@ -125,7 +127,13 @@ def lacosmic(data: np.ndarray, detector: Detector) -> tuple[np.ndarray, np.ndarr
 
 def _near(pixels: np.ndarray, distance: int) -> np.ndarray:
     """Pixels within ``distance`` px (a square) of any of ``pixels``."""
-    return ndimage.maximum_filter(pixels, size=2 * distance + 1)
+    ys, xs = np.nonzero(pixels)
+    if ys.size > _FEW_PIXELS:
+        return ndimage.maximum_filter(pixels, size=2 * distance + 1)
+    near = np.zeros_like(pixels, dtype=bool)
+    for y, x in zip(ys, xs):
+        near[max(y - distance, 0):y + distance + 1, max(x - distance, 0):x + distance + 1] = True
+    return near
 
 
 def _possible_detections(data: np.ndarray, detector: Detector) -> np.ndarray:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, signal
 
-from pipeline.wavelength import WavelengthSolution, fit_peak, lower_envelope, pixel_noise
+from pipeline.wavelength import Peak, WavelengthSolution, fit_peaks, lower_envelope, pixel_noise
 
 SKY_LINES_FILE = Path(__file__).parent / "data" / "sky_lines.csv"
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
@@ -69,6 +69,7 @@ class FlexureOptions:
 class _Candidate:
     line: SkyLine
     expected_px: float
+    peak: int = -1             # brightest pixel near the expected place
     peak_px: float = np.nan
     error_px: float = np.inf
     snr: float = 0.0
@@ -104,10 +105,14 @@ def measure_shift(sky, solution: WavelengthSolution, line_fwhm_px: float, *, bin
     target_lines = None if target_flux is None else _emission_lines(target_flux, line_fwhm_px, options)
     sigma = line_fwhm_px / _FWHM_PER_SIGMA
     window = options.max_shift_unbinned_px / max(binning, 1)
+    found = [(candidate, reason or _peak(candidate, residual, noise, window, options))
+             for candidate, reason in _candidates(solution, len(sky), line_fwhm_px, window, options)]
+    detected = [candidate for candidate, reason in found if reason is None]
+    fits = iter(fit_peaks(residual, [candidate.peak for candidate in detected], sigma))  # all lines at once
     accepted = []
-    for candidate, reason in _candidates(solution, len(sky), line_fwhm_px, window, options):
+    for candidate, reason in found:
         if reason is None:
-            reason = _centroid(candidate, residual, noise, target_lines, sigma, window, options)
+            reason = _centroid(candidate, next(fits), residual, noise, target_lines, sigma, window, options)
         if reason is None:
             accepted.append(candidate)
         else:
@@ -163,18 +168,25 @@ def _emission_lines(flux, line_fwhm_px: float, options: FlexureOptions) -> np.nd
     return np.where(lines > options.detection_snr * pixel_noise(lines), lines, 0.0)
 
 
-def _centroid(candidate: _Candidate, residual: np.ndarray, noise: float, target_lines: np.ndarray | None,
-              sigma: float, window: float, options: FlexureOptions) -> str | None:
-    """Find and centroid ``candidate`` in the sky (filling it in); the reason it is unusable, or None."""
+def _peak(candidate: _Candidate, residual: np.ndarray, noise: float, window: float,
+          options: FlexureOptions) -> str | None:
+    """Find ``candidate``'s brightest pixel in its search window (filling in ``peak`` and ``snr``); the reason
+    it is unusable, or None."""
     low = int(np.ceil(candidate.expected_px - window))
     high = int(np.floor(candidate.expected_px + window)) + 1
-    peak = low + int(np.argmax(residual[low:high]))
-    candidate.snr = float(residual[peak] / noise)
+    candidate.peak = low + int(np.argmax(residual[low:high]))
+    candidate.snr = float(residual[candidate.peak] / noise)
     if candidate.snr < options.detection_snr:
         return f"not detected (S/N {candidate.snr:.1f} < {options.detection_snr:g})"
-    if peak in (low, high - 1):
+    if candidate.peak in (low, high - 1):
         return "brightest at the edge of the search window (something else is brighter nearby)"
-    fit = fit_peak(residual, peak, sigma)
+    return None
+
+
+def _centroid(candidate: _Candidate, fit: Peak | None, residual: np.ndarray, noise: float,
+              target_lines: np.ndarray | None, sigma: float, window: float, options: FlexureOptions) -> str | None:
+    """Judge the Gaussian ``fit`` of a detected ``candidate`` (filling in its centroid); the reason it is
+    unusable, or None."""
     if fit is None:
         return "Gaussian fit failed"
     if not options.width_range[0] * sigma <= fit.sigma <= options.width_range[1] * sigma:

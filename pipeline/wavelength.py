@@ -35,7 +35,7 @@ from pipeline.lamps import LampError, WavelengthCalibrationError
 __all__ = [
     "LampError", "WavelengthCalibrationError", "TooFewLinesError", "WavelengthOptions", "WavelengthSolution",
     "LinearSpectrum", "calibrate_arc", "apply_solution", "wavelength_calibrate", "write_product", "solution_quality",
-    "Peak", "fit_peak", "lower_envelope", "pixel_noise", "flexure_cards",
+    "Peak", "fit_peaks", "lower_envelope", "pixel_noise", "flexure_cards",
 ]
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
@@ -279,18 +279,14 @@ def fit_peaks(flux: np.ndarray, peaks, sigma: float) -> list[Peak | None]:
 
     fit = batchfit.levenberg_marquardt(problem, start, inside.astype(float))
     dof = np.maximum(inside.sum(axis=1) - 4, 1)
-    errors = np.sqrt(fit.covariance[:, 1, 1] * fit.chi2 / dof)
+    with np.errstate(invalid="ignore"):  # a window without pixels: no error, and no peak below
+        errors = np.sqrt(fit.covariance[:, 1, 1] * fit.chi2 / dof)
     found = []
     for peak, (amplitude, centre, width, _), converged, error, points in zip(
             peaks, fit.params, fit.converged, errors, inside.sum(axis=1)):
         usable = converged and points >= 5 and amplitude > 0 and abs(centre - peak) <= 1.5
         found.append(Peak(float(centre), float(abs(width)), float(amplitude), float(error)) if usable else None)
     return found
-
-
-def fit_peak(flux: np.ndarray, peak: int, sigma: float) -> Peak | None:
-    """:func:`fit_peaks` of one line."""
-    return fit_peaks(flux, [peak], sigma)[0]
 
 
 def find_lines(flux: np.ndarray, options: WavelengthOptions) -> tuple[np.ndarray, float]:
