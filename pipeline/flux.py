@@ -28,6 +28,7 @@ from astropy.io import fits
 from scipy.interpolate import LSQUnivariateSpline
 
 from pipeline import standards, telluric
+from pipeline.fitsfiles import PRODUCT_VERIFY
 from pipeline.wavelength import _NOT_INHERITED
 
 FLUX_UNIT = "erg / (s cm2 Angstrom)"
@@ -225,7 +226,7 @@ def write_sensitivity(path, sensitivity: Sensitivity, header_cards=None, extra_h
         fits.Column(name="used", format="L", array=sensitivity.used),
         fits.Column(name="masked", format="L", array=sensitivity.masked),
     ], name="POINTS")
-    fits.HDUList([primary, points, *extra_hdus]).writeto(path, overwrite=True)
+    fits.HDUList([primary, points, *extra_hdus]).writeto(path, overwrite=True, output_verify=PRODUCT_VERIFY)
     return path
 
 
@@ -258,5 +259,5 @@ def write_flux_product(path, wavelength_header, flux, uncertainty, header=None, 
     values = np.full(len(flux), np.nan) if uncertainty is None else np.asarray(uncertainty)
     uncert = fits.BinTableHDU.from_columns(
         [fits.Column(name="uncertainty", format="E", array=values.astype(np.float32))], name="UNCERT")
-    fits.HDUList([primary, uncert, *extra_hdus]).writeto(path, overwrite=True)
+    fits.HDUList([primary, uncert, *extra_hdus]).writeto(path, overwrite=True, output_verify=PRODUCT_VERIFY)
     return path

@@ -25,6 +25,7 @@ from pipeline import combine as combine_block
 from pipeline import extract as extract_block
 from pipeline import flexure, flux, masters, products, reduce, standards, telluric, wavelength
 from pipeline.chain import DataType
+from pipeline.fitsfiles import PRODUCT_VERIFY
 from pipeline.settings import ReductionSettings
 from pipeline.timing import stage
 
@@ -87,7 +88,7 @@ def _write_ccd(ccd: CCDData, path: Path, lineage: dict, extra_hdus: tuple[fits.I
         hdus = ccd.to_hdu(hdu_mask=None, hdu_flags=None)  # what CCDData.write writes
         hdus.extend(extra_hdus)
         with stage("write"):
-            hdus.writeto(path, overwrite=True)  # free_path chose a name not taken
+            hdus.writeto(path, overwrite=True, output_verify=PRODUCT_VERIFY)  # free_path chose a name not taken
     return path
 
 

@@ -30,6 +30,7 @@ from astropy.utils.exceptions import AstropyWarning
 from scipy import ndimage, signal, sparse
 
 from pipeline import batchfit, lamps
+from pipeline.fitsfiles import PRODUCT_VERIFY
 from pipeline.lamps import LampError, WavelengthCalibrationError
 
 __all__ = [
@@ -536,5 +537,5 @@ def write_product(path, spectrum: LinearSpectrum, header=None, *, record: dict |
         fits.Column(name="used", format="L",
                     array=np.arange(len(solution.pixels) + len(solution.rejected_pixels)) < len(solution.pixels)),
     ], name="LINES")
-    fits.HDUList([primary, uncert, lines]).writeto(path, overwrite=True)
+    fits.HDUList([primary, uncert, lines]).writeto(path, overwrite=True, output_verify=PRODUCT_VERIFY)
     return path
