@@ -33,9 +33,10 @@ class BatchFit(NamedTuple):
 
 def levenberg_marquardt(problem: Problem, start: np.ndarray, weights: np.ndarray,
                         lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> BatchFit:
-    """Minimise each fit's sum of squared ``weights * residuals`` from ``start``; parameters are kept within
-    ``lower``/``upper`` (per parameter) by clipping each step.  ``weights`` (fits x points) of 0 leave a point
-    out (windows of unequal length padded to one)."""
+    """Minimise each fit's sum of squared ``weights * residuals`` from ``start``.  Parameters stay within
+    ``lower``/``upper`` (per parameter): steps are clipped to them, and a parameter on a bound that the cost
+    pushes outward is held there while the others move.  ``weights`` (fits x points) of 0 leave a point out
+    (windows of unequal length padded to one)."""
     n_fits, n_params = np.shape(start)
     low = np.full(n_params, -np.inf) if lower is None else np.asarray(lower, dtype=float)
     high = np.full(n_params, np.inf) if upper is None else np.asarray(upper, dtype=float)
