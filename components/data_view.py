@@ -24,6 +24,7 @@ from components.file_index import (
     index_list,
     page_text,
 )
+from db import db
 from db.models import File
 from db.queries import is_number
 from pipeline.datatypes import DataType
@@ -31,7 +32,12 @@ from pipeline.datatypes import DataType
 OBSERVED = {"data_type": DataType.RAW.value}
 CALIBRATIONS = {"data_type": DataType.MASTER.value}
 SPECTRA = (DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED, DataType.COMBINED)
+FOLLOWED_WHILE_RUNNING = (DataType.RAW, *SPECTRA)
+CHAIN_RUNNING = ("ingested", "queued", "running")  # a raw frame's states while more of its products are on the way
 STATIC_WIDTH = 1100
+# A 2D frame is block-averaged to about what the viewer's plot (~850 px wide) can show: a 2x2 Goodman frame (2071 x
+# 948) by 3 to 690 x 316.  By 2 (490,000 cells) chromium took 0.25-0.3 s to draw it, by 3 under 0.1 s.
+VIEWER_MAX_PIXELS = 250_000
 
 # the Advanced Visualization controls the viewer is drawn with, by their visual_defaults names
 VIEWER_CONTROLS = {
@@ -54,9 +60,15 @@ def visible_file(user, file_id) -> File | None:
 
 def followed(user) -> dict | None:
     """What Follow shows: the newest raw frame the user may see and its most calibrated file, as
-    {"frame": id, "file": id}; None before the first frame."""
+    {"frame": id, "file": id}; None before the first frame.  While the frame's chain still runs, its reduced
+    image is passed over (the raw frame stays until the first spectrum): drawing a large image then took the
+    CPU the workers and the browser needed for the spectrum, which came a moment later."""
     frame = queries.newest_visible_id(user, OBSERVED)
-    return None if frame is None else {"frame": frame, "file": queries.most_calibrated_id(user, frame)}
+    if frame is None:
+        return None
+    running = db.session.get(File, frame).state in CHAIN_RUNNING
+    return {"frame": frame, "file": queries.most_calibrated_id(user, frame, FOLLOWED_WHILE_RUNNING if running
+                                                                else None)}
 
 
 def observed_view(user, page, selected_id, page_size: int = OBSERVED_PAGE_SIZE):
@@ -139,7 +151,8 @@ def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str
             png = png_for_file(file.full_path, width=STATIC_WIDTH, data_type=file.data_type, **common)
             source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
             return html.Img(src=source, id=ids.DATA_IMAGE, className="gsp-static-plot", alt=file.file_name)
-        figure = figure_for_file(file.full_path, data_type=file.data_type, height=520, **common)
+        figure = figure_for_file(file.full_path, data_type=file.data_type, height=520, max_pixels=VIEWER_MAX_PIXELS,
+                                 **common)
     except ProductError as error:
         return dbc.Alert([html.I(className="bi bi-exclamation-triangle me-2"), str(error)], color="warning",
                          className="my-3", id="data-viewer-error")
