@@ -6,10 +6,13 @@ Everything is read through auth.permissions: a file the user may not see is "not
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from pathlib import Path
 
 import dash_bootstrap_components as dbc
 from dash import dcc, html
+from plotly.utils import PlotlyJSONEncoder
 
 from auth import queries
 from auth.permissions import get_visible_file
@@ -69,6 +72,14 @@ def followed(user) -> dict | None:
     running = db.session.get(File, frame).state in CHAIN_RUNNING
     return {"frame": frame, "file": queries.most_calibrated_id(user, frame, FOLLOWED_WHILE_RUNNING if running
                                                                 else None)}
+
+
+def digest(drawn) -> str:
+    """A fingerprint of components as they are sent to the browser.  A callback sends nothing when its answer is
+    what the page shows: Dash mounts every component of new children afresh, and each mount is one more update of
+    the page's store that every component on the page checks (during a frame's chain the indexes and the card were
+    redrawn unchanged on every catalogue change, and that took chromium seconds)."""
+    return hashlib.sha1(json.dumps(drawn, cls=PlotlyJSONEncoder).encode()).hexdigest()
 
 
 def observed_view(user, page, selected_id, page_size: int = OBSERVED_PAGE_SIZE):
@@ -170,7 +181,8 @@ def first_paint(user, selected, observed_page: int, calibrations_page: int, cont
     stamps they were read at with what Follow shows (``following``, from :func:`followed`, read after
     ``global_stamp``: a change after that is the next poll's), so the first poll finds nothing new. A login
     sees its data in the page's first answer, not after rounds of callbacks."""
+    observed = observed_view(user, observed_page, selected)
+    calibrations = calibrations_view(user, calibrations_page, selected)
     return {"stamp": queries.change_stamp(user), "global_stamp": global_stamp, "followed": following,
-            "observed": observed_view(user, observed_page, selected),
-            "calibrations": calibrations_view(user, calibrations_page, selected),
-            "viewer": viewer_view(user, selected, controls)}
+            "observed": observed, "observed_digest": digest(observed), "calibrations": calibrations,
+            "calibrations_digest": digest(calibrations), "viewer": viewer_view(user, selected, controls)}
