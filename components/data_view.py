@@ -35,7 +35,7 @@ from pipeline.datatypes import DataType
 OBSERVED = {"data_type": DataType.RAW.value}
 CALIBRATIONS = {"data_type": DataType.MASTER.value}
 SPECTRA = (DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED, DataType.COMBINED)
-FOLLOWED_WHILE_RUNNING = (DataType.RAW, *SPECTRA)
+FOLLOWED_WHILE_RUNNING = (DataType.RAW, DataType.EXTRACTED)  # what Follow shows of a frame whose chain runs
 CHAIN_RUNNING = ("ingested", "queued", "running")  # a raw frame's states while more of its products are on the way
 STATIC_WIDTH = 1100
 # A 2D frame is block-averaged to about what the viewer's plot (~850 px wide) can show: a 2x2 Goodman frame (2071 x
@@ -63,9 +63,12 @@ def visible_file(user, file_id) -> File | None:
 
 def followed(user) -> dict | None:
     """What Follow shows: the newest raw frame the user may see and its most calibrated file, as
-    {"frame": id, "file": id}; None before the first frame.  While the frame's chain still runs, its reduced
-    image is passed over (the raw frame stays until the first spectrum): drawing a large image then took the
-    CPU the workers and the browser needed for the spectrum, which came a moment later."""
+    {"frame": id, "file": id}; None before the first frame.  While the frame's chain runs, only the raw frame
+    and then its first spectrum (extracted): each file shown costs the page and the web process about half a
+    second of CPU that the workers need too, and the chain's products came faster than that (the reduced image
+    half a second before the first spectrum, the calibrated ones a few tenths of a second apart), so the final
+    spectrum was drawn a second or more after it was made.  It is shown when the chain ends (done, waiting or
+    failed; the job that makes the last product settles the frame in the same commit: live/queue.py)."""
     frame = queries.newest_visible_id(user, OBSERVED)
     if frame is None:
         return None

@@ -314,8 +314,8 @@ def arrive(night, key: str, name: str, commit: bool = True, **row):
 def test_follow_shows_the_newest_frames_most_calibrated_file(live_server, page, people, night):
     """Follow opens a frame at its most calibrated spectrum, and moves on as the chain makes each better
     product of it, unless the observer has picked another file since; a new frame is shown at once.  While
-    the frame's chain runs its reduced image is passed over (the raw frame stays until the first spectrum);
-    it is shown when the chain ends there."""
+    the frame's chain runs only its raw frame and its first spectrum are shown; its most calibrated file when
+    the chain ends (a reduced image too, when the chain ends there)."""
     from db import db
 
     proposal = people["proposal"]
@@ -333,10 +333,16 @@ def test_follow_shows_the_newest_frames_most_calibrated_file(live_server, page, 
     assert title(page) == raw.file_name
     extracted = arrive(night, "extracted_science", "ezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
                        data_type=3, parent=reduced, original=raw, proposal=proposal, target=1)
+    wait_plot(page, extracted.file_name, "scatter")  # the first spectrum
     calibrated = arrive(night, "calibrated_science", "wezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
                         data_type=4, parent=extracted, original=raw, proposal=proposal, target=1)
+    page.locator("#data-tabs [data-label='Wavelength Calibrated \u00b7 target 1']").wait_for()
+    page.wait_for_timeout(1000)
+    assert title(page) == extracted.file_name  # the chain runs on
+    raw.state = "done"
+    db.session.commit()
     wait_plot(page, calibrated.file_name, "scatter")
-    assert reduced.file_name not in page.evaluate("window.__titles")
+    assert page.evaluate("window.__titles") == [raw.file_name, extracted.file_name, calibrated.file_name]
     assert axis_title(page) == "Wavelength (\u00c5)"
     assert f"id={calibrated.id}" in page.url
     screenshot(page, "data-follow-calibrated")
