@@ -3,12 +3,13 @@ the newest night the user has files of) and is redrawn when the user's change st
 or its state changed, see callbacks/data/index.py) and, for the queue's health, every few seconds."""
 from __future__ import annotations
 
-from dash import Input, Output
+from dash import Input, Output, State
 from dash.exceptions import PreventUpdate
 from flask_login import current_user
 
 from auth.nights import latest_night, night_summary
 from auth.permissions import get_visible_file
+from callbacks.data.common import changed
 from components import ids
 from components.night_panel import night_view
 from db.queries import is_number
@@ -22,10 +23,11 @@ def night_of(user, selected) -> str | None:
 
 
 def register(app):
-    @app.callback(Output(ids.NIGHT_BODY, "children"), Input(ids.DATA_STAMP, "data"),
-                  Input(ids.DATA_SELECTED, "data"), Input(ids.NIGHT_POLL, "n_intervals"))
-    def night(_stamp, selected, _ticks):
+    # sent only when it changed: a file shown of the same night, a poll with the same queue, change nothing
+    @app.callback(Output(ids.NIGHT_BODY, "children"), Output(ids.NIGHT_DIGEST, "data"), Input(ids.DATA_STAMP, "data"),
+                  Input(ids.DATA_SELECTED, "data"), Input(ids.NIGHT_POLL, "n_intervals"), State(ids.NIGHT_DIGEST, "data"))
+    def night(_stamp, selected, _ticks, shown):
         if not current_user or not current_user.is_authenticated:
             raise PreventUpdate
         date = night_of(current_user, selected)
-        return night_view(night_summary(current_user, date) if date else None, queue_health())
+        return changed((night_view(night_summary(current_user, date) if date else None, queue_health()),), shown)

@@ -6,10 +6,13 @@ Everything is read through auth.permissions: a file the user may not see is "not
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from pathlib import Path
 
 import dash_bootstrap_components as dbc
 from dash import dcc, html
+from plotly.utils import PlotlyJSONEncoder
 
 from auth import queries
 from auth.permissions import get_visible_file
@@ -24,6 +27,7 @@ from components.file_index import (
     index_list,
     page_text,
 )
+from db import db
 from db.models import File
 from db.queries import is_number
 from pipeline.datatypes import DataType
@@ -31,7 +35,12 @@ from pipeline.datatypes import DataType
 OBSERVED = {"data_type": DataType.RAW.value}
 CALIBRATIONS = {"data_type": DataType.MASTER.value}
 SPECTRA = (DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED, DataType.COMBINED)
+FOLLOWED_WHILE_RUNNING = (DataType.RAW, DataType.EXTRACTED)  # what Follow shows of a frame whose chain runs
+CHAIN_RUNNING = ("ingested", "queued", "running")  # a raw frame's states while more of its products are on the way
 STATIC_WIDTH = 1100
+# A 2D frame is block-averaged to about what the viewer's plot (~850 px wide) can show: a 2x2 Goodman frame (2071 x
+# 948) by 3 to 690 x 316.  By 2 (490,000 cells) chromium took 0.25-0.3 s to draw it, by 3 under 0.1 s.
+VIEWER_MAX_PIXELS = 250_000
 
 # the Advanced Visualization controls the viewer is drawn with, by their visual_defaults names
 VIEWER_CONTROLS = {
@@ -54,9 +63,26 @@ def visible_file(user, file_id) -> File | None:
 
 def followed(user) -> dict | None:
     """What Follow shows: the newest raw frame the user may see and its most calibrated file, as
-    {"frame": id, "file": id}; None before the first frame."""
+    {"frame": id, "file": id}; None before the first frame.  While the frame's chain runs, only the raw frame
+    and then its first spectrum (extracted): each file shown costs the page and the web process about half a
+    second of CPU that the workers need too, and the chain's products came faster than that (the reduced image
+    half a second before the first spectrum, the calibrated ones a few tenths of a second apart), so the final
+    spectrum was drawn a second or more after it was made.  It is shown when the chain ends (done, waiting or
+    failed; the job that makes the last product settles the frame in the same commit: live/queue.py)."""
     frame = queries.newest_visible_id(user, OBSERVED)
-    return None if frame is None else {"frame": frame, "file": queries.most_calibrated_id(user, frame)}
+    if frame is None:
+        return None
+    running = db.session.get(File, frame).state in CHAIN_RUNNING
+    return {"frame": frame, "file": queries.most_calibrated_id(user, frame, FOLLOWED_WHILE_RUNNING if running
+                                                                else None)}
+
+
+def digest(drawn) -> str:
+    """A fingerprint of components as they are sent to the browser.  A callback sends nothing when its answer is
+    what the page shows: Dash mounts every component of new children afresh, and each mount is one more update of
+    the page's store that every component on the page checks (during a frame's chain the indexes and the card were
+    redrawn unchanged on every catalogue change, and that took chromium seconds)."""
+    return hashlib.sha1(json.dumps(drawn, cls=PlotlyJSONEncoder).encode()).hexdigest()
 
 
 def observed_view(user, page, selected_id, page_size: int = OBSERVED_PAGE_SIZE):
@@ -139,7 +165,8 @@ def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str
             png = png_for_file(file.full_path, width=STATIC_WIDTH, data_type=file.data_type, **common)
             source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
             return html.Img(src=source, id=ids.DATA_IMAGE, className="gsp-static-plot", alt=file.file_name)
-        figure = figure_for_file(file.full_path, data_type=file.data_type, height=520, **common)
+        figure = figure_for_file(file.full_path, data_type=file.data_type, height=520, max_pixels=VIEWER_MAX_PIXELS,
+                                 **common)
     except ProductError as error:
         return dbc.Alert([html.I(className="bi bi-exclamation-triangle me-2"), str(error)], color="warning",
                          className="my-3", id="data-viewer-error")
@@ -157,7 +184,8 @@ def first_paint(user, selected, observed_page: int, calibrations_page: int, cont
     stamps they were read at with what Follow shows (``following``, from :func:`followed`, read after
     ``global_stamp``: a change after that is the next poll's), so the first poll finds nothing new. A login
     sees its data in the page's first answer, not after rounds of callbacks."""
+    observed = observed_view(user, observed_page, selected)
+    calibrations = calibrations_view(user, calibrations_page, selected)
     return {"stamp": queries.change_stamp(user), "global_stamp": global_stamp, "followed": following,
-            "observed": observed_view(user, observed_page, selected),
-            "calibrations": calibrations_view(user, calibrations_page, selected),
-            "viewer": viewer_view(user, selected, controls)}
+            "observed": observed, "observed_digest": digest(observed), "calibrations": calibrations,
+            "calibrations_digest": digest(calibrations), "viewer": viewer_view(user, selected, controls)}

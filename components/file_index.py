@@ -35,13 +35,14 @@ def state_text(file) -> str:
 
 
 def state_badge(file, *, compact: bool = True, **kwargs):
-    """A small coloured badge for the state (the reason in its tooltip); None for plain 'ingested'."""
+    """A small coloured badge for the state (the reason in its tooltip); None for plain 'ingested'.  One
+    component, its icon drawn by CSS: every component of an index redrawn costs the page (components.data_view.digest)."""
     colour, icon, words = STATES.get(file.state, ("secondary", "question-circle", file.state or "?"))
     if compact and file.state == "ingested":
         return None
-    spin = " gsp-spin" if file.state == "running" else ""
-    return dbc.Badge([html.I(className=f"bi bi-{icon}{spin} me-1"), words], color=colour,
-                     className="gsp-state ms-2", title=state_text(file), **kwargs)
+    spin = " gsp-spin-icon" if file.state == "running" else ""
+    return html.Span(words, className=f"gsp-state ms-2 badge bg-{colour} bi bi-{icon}{spin}", title=state_text(file),
+                     **kwargs)
 
 
 def index_item(file, src: str, pick_type: str):
@@ -52,12 +53,9 @@ def index_item(file, src: str, pick_type: str):
         colour = "text-danger" if file.state == "failed" else "text-warning"
         reason = html.Div(file.state_reason, className=f"gsp-state-reason small {colour} text-truncate")
     return dbc.ListGroupItem(
-        html.Div([
-            html.Div([html.Span(file.file_name, className="gsp-file-name text-truncate"),
-                      state_badge(file)], className="d-flex align-items-center justify-content-between"),
-            reason,
-        ], title=f"{file.file_name} \u2014 {state_text(file)}",
-            **{"data-state": file.state, "data-file-id": str(file.id), "data-file-name": file.file_name}),
+        html.Div([html.Span(file.file_name, className="gsp-file-name text-truncate"), state_badge(file), reason],
+                 title=f"{file.file_name} \u2014 {state_text(file)}", className="gsp-index-line",
+                 **{"data-state": file.state, "data-file-id": str(file.id), "data-file-name": file.file_name}),
         id={"type": pick_type, "src": src, "index": file.id}, n_clicks=0, action=True,
         className="gsp-index-item py-1 px-2",
     )

@@ -16,6 +16,7 @@ def night_card():
     """The empty card; callbacks/night.py fills it and keeps it live."""
     return dbc.Card([
         dcc.Interval(id=ids.NIGHT_POLL, interval=QUEUE_POLL_MS),
+        dcc.Store(id=ids.NIGHT_DIGEST),
         html.Div(html.Div("Loading\u2026", className="gsp-empty small"), id=ids.NIGHT_BODY),
     ], id=ids.NIGHT_CARD, className="gsp-night mb-3")
 

@@ -72,6 +72,12 @@ def wait_plot(page, file_name: str, kind: str):
         "(g._fullLayout.uirevision === name); }", arg=[file_name, kind], timeout=15_000)
 
 
+def heatmap_cells(page) -> list[int]:
+    """[rows, columns] of the image drawn."""
+    return page.evaluate("() => { const z = document.querySelector('#data-graph .js-plotly-plot')._fullData[0].z; "
+                         "return [z.length, z[0].length]; }")
+
+
 def axis_title(page, axis: str = "xaxis") -> str:
     return page.evaluate("(a) => document.querySelector('#data-graph .js-plotly-plot')._fullLayout[a].title.text",
                          axis)
@@ -141,6 +147,7 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     page.click(f"#observed-index [data-file-name='{raw.file_name}']")
     wait_title(page, raw.file_name)
     wait_plot(page, raw.file_name, "heatmap")
+    assert heatmap_cells(page) == [316, 690]  # 2071 x 948 pixels in blocks of 3 x 3: about what the plot shows
     assert f"id={raw.id}" in page.url  # linkable
     assert axis_title(page, "xaxis") == "Dispersion Axis (Pixels)"
     assert axis_title(page, "yaxis") == "Spatial Axis (Pixels)"
@@ -306,22 +313,36 @@ def arrive(night, key: str, name: str, commit: bool = True, **row):
 
 def test_follow_shows_the_newest_frames_most_calibrated_file(live_server, page, people, night):
     """Follow opens a frame at its most calibrated spectrum, and moves on as the chain makes each better
-    product of it, unless the observer has picked another file since; a new frame is shown at once."""
+    product of it, unless the observer has picked another file since; a new frame is shown at once.  While
+    the frame's chain runs only its raw frame and its first spectrum are shown; its most calibrated file when
+    the chain ends (a reduced image too, when the chain ends there)."""
+    from db import db
+
     proposal = people["proposal"]
     log_in(page, live_server, "pi")
     wait_title(page, night["calibrated_arc"].file_name)  # the newest frame (the arc) at its best
     assert page.locator("#data-tabs .gsp-tab.active [data-label='Wavelength Calibrated \u00b7 target 1']").count() == 1
+    page.evaluate(TITLES_PROBE)
 
     raw = arrive(night, "raw_science", "0016_NGC5128_400_M2_27-11-2026.fits", proposal=proposal, state="queued")
     wait_title(page, raw.file_name)  # a new frame: shown at once, raw for now
     reduced = arrive(night, "reduced_science", "zst_0016_NGC5128_400_M2_27-11-2026.fits", data_type=2, parent=raw,
                      original=raw, proposal=proposal)
-    wait_title(page, reduced.file_name)
+    page.locator("#data-tabs [data-label='Reduced']").wait_for()  # the page has seen it
+    page.wait_for_timeout(1000)  # a few polls
+    assert title(page) == raw.file_name
     extracted = arrive(night, "extracted_science", "ezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
                        data_type=3, parent=reduced, original=raw, proposal=proposal, target=1)
+    wait_plot(page, extracted.file_name, "scatter")  # the first spectrum
     calibrated = arrive(night, "calibrated_science", "wezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
                         data_type=4, parent=extracted, original=raw, proposal=proposal, target=1)
+    page.locator("#data-tabs [data-label='Wavelength Calibrated \u00b7 target 1']").wait_for()
+    page.wait_for_timeout(1000)
+    assert title(page) == extracted.file_name  # the chain runs on
+    raw.state = "done"
+    db.session.commit()
     wait_plot(page, calibrated.file_name, "scatter")
+    assert page.evaluate("window.__titles") == [raw.file_name, extracted.file_name, calibrated.file_name]
     assert axis_title(page) == "Wavelength (\u00c5)"
     assert f"id={calibrated.id}" in page.url
     screenshot(page, "data-follow-calibrated")
@@ -335,8 +356,18 @@ def test_follow_shows_the_newest_frames_most_calibrated_file(live_server, page, 
     page.wait_for_timeout(1500)  # a few polls
     assert title(page) == raw.file_name
     # a new frame is shown at once again
-    newer = arrive(night, "raw_science", "0017_NGC5128_400_M2_27-11-2026.fits", proposal=proposal, state="queued")
+    newer = arrive(night, "raw_science", "0017_NGC5128_400_M2_27-11-2026.fits", proposal=proposal, state="running")
     wait_title(page, newer.file_name)
+    # a chain that ends at the reduced image (no target found, or waiting for an arc): shown then
+    newer_reduced = arrive(night, "reduced_science", "zst_0017_NGC5128_400_M2_27-11-2026.fits", data_type=2,
+                           parent=newer, original=newer, proposal=proposal)
+    page.locator("#data-tabs [data-label='Reduced']").wait_for()
+    page.wait_for_timeout(1000)
+    assert title(page) == newer.file_name
+    newer.state, newer.state_reason = "waiting", "waiting for a compatible arc"
+    db.session.commit()
+    wait_plot(page, newer_reduced.file_name, "heatmap")
+    assert f"id={newer_reduced.id}" in page.url
 
 
 # every text the title shows, in turn

@@ -491,14 +491,20 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     main_outputs = (f"..{ids.DATA_TITLE}.children...{ids.DATA_STATE}.children...{ids.DATA_TABS}.children..."
                     f"{ids.DATA_MODIFIED}.children...{ids.DATA_DOWNLOAD}.href...{ids.DATA_HEADER_FILE}.children..."
                     f"{ids.DATA_NOT_FOUND}.children...{ids.DATA_MAIN}.hidden...{ids.DATA_ROOT}.data..."
-                    f"{ids.DATA_PROVENANCE}.children...{ids.DATA_EXPORT}.children..")
+                    f"{ids.DATA_PROVENANCE}.children...{ids.DATA_EXPORT}.children...{ids.DATA_CARD_DIGEST}.data..")
 
-    def call(output, inputs, state=()):
+    def post(output, inputs, state=()):
         body = {"output": output, "outputs": _outputs(output), "inputs": inputs, "state": list(state),
                 "changedPropIds": [f"{i['id']}.{i['property']}" for i in inputs]}
-        answer = client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
+        return client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
+
+    def call(output, inputs, state=()):
+        answer = post(output, inputs, state)
         assert answer.status_code == 200, answer.data[:500]
         return answer.get_json()["response"]
+
+    def card_shown(digest):
+        return [{"id": ids.DATA_CARD_DIGEST, "property": "data", "value": digest}]
 
     def _outputs(output):
         if not output.startswith(".."):
@@ -506,13 +512,16 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
         parts = output.strip(".").split("...")
         return [{"id": p.rsplit(".", 1)[0], "property": p.rsplit(".", 1)[1]} for p in parts if p]
 
-    out = call(main_outputs,
-               [{"id": ids.DATA_SELECTED, "property": "data", "value": selected},
-                {"id": ids.DATA_STAMP, "property": "data", "value": "x"}])
+    card_inputs = [{"id": ids.DATA_SELECTED, "property": "data", "value": selected},
+                   {"id": ids.DATA_STAMP, "property": "data", "value": "x"}]
+    out = call(main_outputs, card_inputs, card_shown(None))
     assert out[ids.DATA_TITLE]["children"] == night["calibrated_science"].file_name
     assert out[ids.DATA_DOWNLOAD]["href"] == f"/api/files/{selected}/download/"
     assert "Last Modified" in out[ids.DATA_MODIFIED]["children"]
     assert out[ids.DATA_ROOT]["data"] == {"file": selected, "root": night["raw_science"].id}
+    # asked again after a change elsewhere: the card the page shows is not sent again
+    card_inputs[1]["value"] = "y"
+    assert post(main_outputs, card_inputs, card_shown(out[ids.DATA_CARD_DIGEST]["data"])).status_code == 204
     viewer_inputs = [{"id": ids.DATA_SELECTED, "property": "data", "value": selected},
                      {"id": ids.DATA_ADV_FORMAT, "property": "value", "value": "static"},
                      {"id": ids.DATA_ADV_COLORMAP, "property": "value", "value": "viridis"},
@@ -537,9 +546,7 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     # the stranger, logged in, gets "not found" for the same id
     log_out(client)
     log_in("stranger")
-    out = call(main_outputs,
-               [{"id": ids.DATA_SELECTED, "property": "data", "value": selected},
-                {"id": ids.DATA_STAMP, "property": "data", "value": "x"}])
+    out = call(main_outputs, card_inputs, card_shown(None))
     assert out[ids.DATA_TITLE]["children"] == "File not found"
     assert out[ids.DATA_MAIN]["hidden"] is True
     out = call(f"{ids.DATA_VIEWER}.children", viewer_inputs)

@@ -3,7 +3,8 @@ module per concern.
 
 Live updates are cheap: every 0.25 s the page asks db.queries.global_change_stamp
 (two index lookups); only when it moved is the user's own change_stamp computed,
-and the index is re-queried only when that one changed.
+and the index is re-queried only when that one changed; what a callback draws is sent only when it
+differs from what the page shows (components.data_view.digest).
 Everything is read through auth.permissions: a file the user may not see is
 "not found", and only users who may change a file get the buttons that do.
 """

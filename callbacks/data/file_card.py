@@ -3,10 +3,10 @@ download and export links, or why there is nothing to show."""
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import Input, Output, html
+from dash import Input, Output, State, html
 
 from auth import queries
-from callbacks.data.common import signed_in_user, utc_text
+from callbacks.data.common import changed, signed_in_user, utc_text
 from components import ids
 from components.data_view import SPECTRA, visible_file
 from components.file_index import lineage_tabs, state_badge
@@ -62,8 +62,10 @@ def file_card(user, file: File) -> tuple:
 
 
 def register(app) -> None:
-    @app.callback(*CARD_OUTPUTS, Input(ids.DATA_SELECTED, "data"), Input(ids.DATA_STAMP, "data"))
-    def card(selected, _stamp):
+    # asked again on every catalogue change (its state, new products' tabs), sent only when it changed
+    @app.callback(*CARD_OUTPUTS, Output(ids.DATA_CARD_DIGEST, "data"), Input(ids.DATA_SELECTED, "data"),
+                  Input(ids.DATA_STAMP, "data"), State(ids.DATA_CARD_DIGEST, "data"))
+    def card(selected, _stamp, shown):
         user = signed_in_user()
         file = visible_file(user, selected)
-        return no_file_card(selected) if file is None else file_card(user, file)
+        return changed(no_file_card(selected) if file is None else file_card(user, file), shown)

@@ -6,7 +6,7 @@ from dash import ALL, Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
 
 from auth import queries
-from callbacks.data.common import signed_in_user
+from callbacks.data.common import changed, signed_in_user
 from callbacks.data.selection import follow_outputs
 from components import ids
 from components.data_view import (
@@ -41,14 +41,14 @@ def _moved_page(params: dict, page_size: int, page, target) -> int:
     return new
 
 
-def _register_listing(app, index_id, count_id, page_text_id, page_id, view) -> None:
-    """An index's list, count and page text, drawn by ``view`` (user, page, selected id)."""
+def _register_listing(app, index_id, count_id, page_text_id, page_id, digest_id, view) -> None:
+    """An index's list, count and page text, drawn by ``view`` (user, page, selected id), sent when they changed."""
     # the first pages come with the layout (first_paint): only a change or a page move asks again
     @app.callback(Output(index_id, "children"), Output(count_id, "children"), Output(page_text_id, "children"),
-                  Input(ids.DATA_STAMP, "data"), Input(page_id, "data"), State(ids.DATA_SELECTED, "data"),
-                  prevent_initial_call=True)
-    def listing(_stamp, page, selected):
-        return view(signed_in_user(), page, selected)
+                  Output(digest_id, "data"), Input(ids.DATA_STAMP, "data"), Input(page_id, "data"),
+                  State(ids.DATA_SELECTED, "data"), State(digest_id, "data"), prevent_initial_call=True)
+    def listing(_stamp, page, selected, shown):
+        return changed(view(signed_in_user(), page, selected), shown)
 
 
 def register(app) -> None:
@@ -68,9 +68,9 @@ def register(app) -> None:
         return stamp, current_global, *follow_outputs(user, following, shown, selected, page)
 
     _register_listing(app, ids.DATA_OBSERVED_INDEX, ids.DATA_OBSERVED_COUNT, ids.DATA_OBSERVED_PAGE_TEXT,
-                      ids.DATA_OBSERVED_PAGE, observed_view)
+                      ids.DATA_OBSERVED_PAGE, ids.DATA_OBSERVED_DIGEST, observed_view)
     _register_listing(app, ids.DATA_CALIB_INDEX, ids.DATA_CALIB_COUNT, ids.DATA_CALIB_PAGE_TEXT,
-                      ids.DATA_CALIB_PAGE, calibrations_view)
+                      ids.DATA_CALIB_PAGE, ids.DATA_CALIB_DIGEST, calibrations_view)
 
     @app.callback(Output(ids.DATA_OBSERVED_PAGE, "data"),
                   Input({"type": ids.DATA_OBSERVED_PAGER, "go": ALL}, "n_clicks"),
