@@ -404,7 +404,8 @@ def test_follow_is_answered_by_the_poll_that_sees_a_new_frame(live_server, page,
     assert page.evaluate("window.__titles") == [calibrated.file_name]
     polls = [answer.json()["response"] for answer in answers]
     polls = [answer for answer in polls if "data-stamp" in answer]
-    assert [answer.get("data-selected", {}).get("data") for answer in polls] == [calibrated.id], polls
+    # on a loaded machine a second poll can leave before the first one's answer is in: it names the same file
+    assert {answer.get("data-selected", {}).get("data") for answer in polls} == {calibrated.id}, polls
     assert polls[0]["data-followed"]["data"] == {"frame": raw.id, "file": calibrated.id}
     print(f"new frame committed -> its spectrum drawn, as Playwright sees it: {seen:.2f} s")
 
