@@ -9,9 +9,10 @@ import base64
 import hashlib
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import html
 from plotly.utils import PlotlyJSONEncoder
 
 from auth import queries
@@ -147,35 +148,45 @@ def compared(user, file: File, chosen) -> tuple:
                  if other.id in chosen)
 
 
-def viewer_view(user, selected, controls: dict, compare=()):
-    """The selected file drawn as the controls ({VIEWER_CONTROLS name: value}) say; None for no file."""
+GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True, "responsive": True,
+                # offline behind the VPN: no "share" or "edit in Chart Studio" (an external service)
+                "showSendToCloud": False, "showEditInChartStudio": False,
+                "modeBarButtonsToRemove": ["lasso2d", "select2d", "sendDataToCloud"]}
+
+
+class Drawn(NamedTuple):
+    """A file as the viewer shows it: the interactive graph's figure and config, or (figure None: the graph is
+    hidden) what shows instead, a static PNG or a warning (None: nothing)."""
+    figure: dict | None = None
+    config: dict | None = None
+    instead: object = None
+
+
+def viewer_view(user, selected, controls: dict, compare=()) -> Drawn:
+    """The selected file drawn as the controls ({VIEWER_CONTROLS name: value}) say; nothing for no file."""
     file = visible_file(user, selected)
     if file is None:
-        return None
+        return Drawn()
     options = {**viewer_options(controls), "compare": compared(user, file, compare)}
     return render_viewer(file, controls["format"] or "interactive", controls["colormap"] or "gray", options,
                          theme=getattr(user, "theme", "dark") or "dark")
 
 
-def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str = "dark"):
+def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str = "dark") -> Drawn:
     """The file as a static PNG or an interactive graph; a warning when it cannot be drawn."""
     common = dict(colormap=colormap, saturation=file.saturation_value, theme=theme, **options)
     try:
         if fmt == "static":
             png = png_for_file(file.full_path, width=STATIC_WIDTH, data_type=file.data_type, **common)
             source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-            return html.Img(src=source, id=ids.DATA_IMAGE, className="gsp-static-plot", alt=file.file_name)
+            return Drawn(instead=html.Img(src=source, id=ids.DATA_IMAGE, className="gsp-static-plot",
+                                          alt=file.file_name))
         figure = figure_for_file(file.full_path, data_type=file.data_type, height=520, max_pixels=VIEWER_MAX_PIXELS,
                                  **common)
     except ProductError as error:
-        return dbc.Alert([html.I(className="bi bi-exclamation-triangle me-2"), str(error)], color="warning",
-                         className="my-3", id="data-viewer-error")
-    return dcc.Graph(id=ids.DATA_GRAPH, figure=figure, className="gsp-graph",
-                     config={"displaylogo": False, "scrollZoom": True, "responsive": True,
-                             # offline behind the VPN: no "share" or "edit in Chart Studio" (an external service)
-                             "showSendToCloud": False, "showEditInChartStudio": False,
-                             "modeBarButtonsToRemove": ["lasso2d", "select2d", "sendDataToCloud"],
-                             "toImageButtonOptions": {"filename": Path(file.file_name).stem}})
+        return Drawn(instead=dbc.Alert([html.I(className="bi bi-exclamation-triangle me-2"), str(error)],
+                                       color="warning", className="my-3", id="data-viewer-error"))
+    return Drawn(figure, {**GRAPH_CONFIG, "toImageButtonOptions": {"filename": Path(file.file_name).stem}})
 
 
 def first_paint(user, selected, observed_page: int, calibrations_page: int, controls: dict, *, global_stamp: str,

@@ -13,7 +13,9 @@ from auth.queries import global_change_stamp, page_containing
 from components import ids
 from components.data_view import (
     CALIBRATIONS,
+    GRAPH_CONFIG,
     OBSERVED,
+    Drawn,
     first_paint,
     followed,
     visible_file,
@@ -158,7 +160,18 @@ def _advanced_panel(defaults: dict):
                         id=ids.DATA_ADV_COLLAPSE, is_open=False)
 
 
-def _main_card(defaults: dict, viewer_content):
+def _viewer(drawn: Drawn):
+    """One graph stays mounted and each file's figure is drawn on it (Plotly.react), rather than a new graph
+    (its plot, resize detector and events) mounted for every file Follow shows.  A static PNG or a warning shows
+    instead of it (the graph hidden)."""
+    graph = dcc.Graph(id=ids.DATA_GRAPH, className="gsp-graph", figure=drawn.figure or {},
+                      config=drawn.config or GRAPH_CONFIG)
+    return html.Div([html.Div(drawn.instead, id=ids.DATA_VIEWER_INSTEAD),
+                     html.Div(graph, id=ids.DATA_GRAPH_BOX, hidden=drawn.figure is None)],
+                    id=ids.DATA_VIEWER, className="gsp-viewer")
+
+
+def _main_card(defaults: dict, drawn: Drawn):
     header_bar = html.Div([
         dbc.Button([html.I(className="bi bi-chevron-down me-1", id="data-header-chevron"), "Header"],
                    id=ids.DATA_HEADER_TOGGLE, n_clicks=0, color="link", size="sm", className="gsp-header-toggle"),
@@ -170,8 +183,8 @@ def _main_card(defaults: dict, viewer_content):
                                   type="search", debounce=False, autocomplete="off")], size="sm", className="mb-2"),
         html.Div(id=ids.DATA_HEADER_TABLE, className="gsp-header-scroll"),
     ], className="p-2"), id=ids.DATA_HEADER_COLLAPSE, is_open=False)
-    viewer = dcc.Loading(html.Div(viewer_content, id=ids.DATA_VIEWER, className="gsp-viewer"), type="dot",
-                         delay_show=250, color="#5bc0de", parent_className="gsp-viewer-loading")
+    viewer = dcc.Loading(_viewer(drawn), type="dot", delay_show=250, color="#5bc0de",
+                         parent_className="gsp-viewer-loading")
     actions = html.Div([
         html.A([html.I(className="bi bi-download me-1"), "Download"], id=ids.DATA_DOWNLOAD, href="#",
                className="btn btn-success btn-sm gsp-action", target="_blank", rel="noopener"),
@@ -261,6 +274,8 @@ def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
         dcc.Store(id=ids.DATA_OBSERVED_DIGEST, data=first.get("observed_digest")),
         dcc.Store(id=ids.DATA_CALIB_DIGEST, data=first.get("calibrations_digest")),
         dcc.Store(id=ids.DATA_CARD_DIGEST),
+        dcc.Store(id=ids.DATA_ACTION_CLICKED),
+        dcc.Store(id=ids.DATA_DELETE_ASKED),
         dcc.Store(id=ids.DATA_JOB),
         dcc.Store(id=ids.DATA_DELETE_TARGET),
         dcc.Store(id=ids.DATA_ACTIONS_REFRESH, data=0),
@@ -270,7 +285,7 @@ def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
         dbc.Row([
             dbc.Col([_observed_card(*first["observed"]), _calibrations_card(*first["calibrations"])], lg=3,
                     className="gsp-left"),
-            dbc.Col(_main_card(defaults, first.get("viewer")), lg=9),
+            dbc.Col(_main_card(defaults, first.get("viewer", Drawn())), lg=9),
         ], className="g-3"),
         _delete_modal(),
     ], className="gsp-data")

@@ -535,22 +535,28 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
                      {"id": ids.DATA_ADV_OVERLAYS, "property": "value", "value": ["sky"]},
                      {"id": ids.DATA_ADV_REDSHIFT, "property": "value", "value": 0},
                      {"id": ids.DATA_COMPARE, "property": "value", "value": []}]
-    out = call(f"{ids.DATA_VIEWER}.children", viewer_inputs)
-    image = out[ids.DATA_VIEWER]["children"]
+    viewer_outputs = (f"..{ids.DATA_GRAPH}.figure...{ids.DATA_GRAPH}.config...{ids.DATA_GRAPH_BOX}.hidden..."
+                      f"{ids.DATA_VIEWER_INSTEAD}.children..")
+    # static: the PNG shows and the graph is hidden, its figure left as it was
+    out = call(viewer_outputs, viewer_inputs)
+    assert set(out) == {ids.DATA_GRAPH_BOX, ids.DATA_VIEWER_INSTEAD}
+    assert out[ids.DATA_GRAPH_BOX]["hidden"] is True
+    image = out[ids.DATA_VIEWER_INSTEAD]["children"]
     assert image["type"] == "Img" and image["props"]["src"].startswith("data:image/png;base64,")
     viewer_inputs[1]["value"] = "interactive"
-    out = call(f"{ids.DATA_VIEWER}.children", viewer_inputs)
-    graph = out[ids.DATA_VIEWER]["children"]
-    assert graph["type"] == "Graph"
-    assert graph["props"]["figure"]["layout"]["xaxis"]["title"]["text"] == "Wavelength (\u00c5)"
+    out = call(viewer_outputs, viewer_inputs)
+    assert out[ids.DATA_GRAPH_BOX]["hidden"] is False and out[ids.DATA_VIEWER_INSTEAD]["children"] is None
+    assert out[ids.DATA_GRAPH]["figure"]["layout"]["xaxis"]["title"]["text"] == "Wavelength (\u00c5)"
+    assert out[ids.DATA_GRAPH]["config"]["toImageButtonOptions"] == {
+        "filename": Path(night["calibrated_science"].file_name).stem}
     # the stranger, logged in, gets "not found" for the same id
     log_out(client)
     log_in("stranger")
     out = call(main_outputs, card_inputs, card_shown(None))
     assert out[ids.DATA_TITLE]["children"] == "File not found"
     assert out[ids.DATA_MAIN]["hidden"] is True
-    out = call(f"{ids.DATA_VIEWER}.children", viewer_inputs)
-    assert out[ids.DATA_VIEWER]["children"] is None
+    out = call(viewer_outputs, viewer_inputs)
+    assert out[ids.DATA_GRAPH_BOX]["hidden"] is True and out[ids.DATA_VIEWER_INSTEAD]["children"] is None
 
 
 def test_poll_is_cheap_until_something_the_user_sees_changes(app, people, tmp_path):
@@ -609,10 +615,10 @@ def test_the_plot_toolbar_offers_no_external_service(app, night):
     """The app runs offline behind the VPN: Plotly's "Edit in Chart Studio" / share button is gone."""
     from components.data_view import render_viewer
 
-    graph = render_viewer(night["calibrated_science"], "interactive", "gray", {})
-    assert graph.config["showSendToCloud"] is False and graph.config["showEditInChartStudio"] is False
-    assert "sendDataToCloud" in graph.config["modeBarButtonsToRemove"]
-    assert graph.config["displaylogo"] is False
+    config = render_viewer(night["calibrated_science"], "interactive", "gray", {}).config
+    assert config["showSendToCloud"] is False and config["showEditInChartStudio"] is False
+    assert "sendDataToCloud" in config["modeBarButtonsToRemove"]
+    assert config["displaylogo"] is False
 
 
 def test_job_visibility_follows_the_file(app, people, night):

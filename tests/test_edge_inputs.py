@@ -131,7 +131,7 @@ def broken_spectrum(app, people):
 
 def test_a_spectrum_with_invalid_cards_is_drawn_and_its_header_shown_in_the_api_and_the_data_page(
         client, people, broken_spectrum):
-    from dash import dcc, html
+    from dash import html
 
     from components.data_view import render_viewer
     from components.header_table import header_cards, header_table
@@ -144,9 +144,8 @@ def test_a_spectrum_with_invalid_cards_is_drawn_and_its_header_shown_in_the_api_
     cards = client.get(f"/api/files/header/?id={spectrum.id}", headers=headers).json["cards"]
     assert {"keyword": "EXPTIME", "value": "NaN", "comment": "", "invalid": NOT_VALID} in cards
     # The Data page: the viewer draws it against its wavelengths, the header table flags the two cards.
-    graph = render_viewer(spectrum, "interactive", "gray", {})
-    assert isinstance(graph, dcc.Graph)
-    assert list(graph.figure["data"][0]["x"][:2]) == [4000.0, 4002.0]
+    figure = render_viewer(spectrum, "interactive", "gray", {}).figure
+    assert list(figure["data"][0]["x"][:2]) == [4000.0, 4002.0]
     shown = header_cards(path)
     assert {"keyword": "EXPTIME", "value": "NaN", "comment": "", "invalid": NOT_VALID} in shown
     table = header_table(shown)

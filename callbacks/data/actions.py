@@ -11,7 +11,7 @@ from dash.exceptions import PreventUpdate
 
 from auth import queries
 from auth.permissions import can_change_file, get_visible_job
-from callbacks.data.common import signed_in_user
+from callbacks.data.common import register_clicks, signed_in_user
 from callbacks.data.delete import can_delete
 from components import ids
 from components.data_view import visible_file
@@ -204,6 +204,8 @@ def _started(user, selected, kind: str, chosen: dict):
 
 
 def register(app) -> None:
+    register_clicks(app, {"type": ids.DATA_ACTION, "kind": ALL}, ids.DATA_ACTION_CLICKED)
+
     @app.callback(Output(ids.DATA_ACTIONS, "children"), Input(ids.DATA_SELECTED, "data"),
                   Input(ids.DATA_ACTIONS_REFRESH, "data"))
     def actions(selected, _refresh):
@@ -214,18 +216,17 @@ def register(app) -> None:
     @app.callback(Output(ids.DATA_JOB, "data"), Output(ids.DATA_ACTION_MESSAGE, "children"),
                   Output(ids.DATA_JOB_POLL, "disabled"), Output(ids.DATA_ACTIONS_REFRESH, "data"),
                   Output(ids.DATA_SELECTED, "data", allow_duplicate=True),
-                  Input({"type": ids.DATA_ACTION, "kind": ALL}, "n_clicks"), Input(ids.DATA_JOB_POLL, "n_intervals"),
+                  Input(ids.DATA_ACTION_CLICKED, "data"), Input(ids.DATA_JOB_POLL, "n_intervals"),
                   State({"type": ids.DATA_ACTION_CHOICE, "kind": ALL, "param": ALL}, "value"),
                   State(ids.DATA_SELECTED, "data"),
                   State(ids.DATA_JOB, "data"), State(ids.DATA_ACTIONS_REFRESH, "data"), prevent_initial_call=True)
-    def run_action(_clicks, _ticks, _choices, selected, job_data, refresh):
+    def run_action(clicked, _ticks, _choices, selected, job_data, refresh):
         user = signed_in_user()
-        trigger = ctx.triggered_id
-        if trigger == ids.DATA_JOB_POLL:
+        if ctx.triggered_id == ids.DATA_JOB_POLL:
             return _progress(user, job_data, refresh)
-        if not isinstance(trigger, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+        if ctx.triggered_id != ids.DATA_ACTION_CLICKED or not clicked:
             raise PreventUpdate
-        kind = trigger["kind"]
+        kind = clicked["kind"]
         chosen = {state["id"]["param"]: state.get("value") for state in ctx.states_list[0]
                   if state["id"]["kind"] == kind}
         return _started(user, selected, kind, chosen)

@@ -3,10 +3,32 @@ from __future__ import annotations
 
 from datetime import timezone
 
+from dash import Input, Output
 from dash.exceptions import PreventUpdate
 from flask_login import current_user
 
 from components.data_view import digest
+
+
+# The buttons of a newly shown file report their n_clicks as they mount, and Dash asked the server about each
+# on every Follow move (two requests next to the viewer's); in the browser only a click goes on, as its button's
+# id and time (a click after a redraw gives n_clicks 1 again) in a store the server's callback listens to.
+CLICKED_JS = """
+function(_clicks) {
+    const context = window.dash_clientside.callback_context;
+    const trigger = context.triggered_id;
+    if (!trigger || typeof trigger !== 'object' || !context.triggered.length || !context.triggered[0].value) {
+        return window.dash_clientside.no_update;
+    }
+    return Object.assign({}, trigger, {at: Date.now()});
+}
+"""
+
+
+def register_clicks(app, buttons: dict, store_id: str) -> None:
+    """Clicks of the ``buttons`` (a pattern id) into ``store_id``, without a request for their mounting."""
+    app.clientside_callback(CLICKED_JS, Output(store_id, "data"), Input(buttons, "n_clicks"),
+                            prevent_initial_call=True)
 
 
 def signed_in_user():

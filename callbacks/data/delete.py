@@ -6,7 +6,7 @@ from dash import ALL, Input, Output, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
 
 from auth.permissions import can_change_file
-from callbacks.data.common import signed_in_user
+from callbacks.data.common import register_clicks, signed_in_user
 from components import ids
 from components.data_view import visible_file
 from db.models import File
@@ -55,21 +55,23 @@ def _confirmed(user, target):
 
 
 def register(app) -> None:
+    register_clicks(app, {"type": ids.DATA_DELETE, "index": ALL}, ids.DATA_DELETE_ASKED)
+
     @app.callback(Output(ids.DATA_DELETE_MODAL, "is_open"), Output(ids.DATA_DELETE_NAME, "children"),
                   Output(ids.DATA_DELETE_TARGET, "data"),
                   Output(ids.DATA_SELECTED, "data", allow_duplicate=True),
                   Output(ids.DATA_ACTION_MESSAGE, "children", allow_duplicate=True),
                   Output(ids.DATA_STAMP, "data", allow_duplicate=True),
-                  Input({"type": ids.DATA_DELETE, "index": ALL}, "n_clicks"),
+                  Input(ids.DATA_DELETE_ASKED, "data"),
                   Input(ids.DATA_DELETE_CONFIRM, "n_clicks"), Input(ids.DATA_DELETE_CANCEL, "n_clicks"),
                   State(ids.DATA_DELETE_TARGET, "data"), prevent_initial_call=True)
-    def delete(_asks, _confirm, _cancel, target):
+    def delete(asked, _confirm, _cancel, target):
         user = signed_in_user()
         trigger = ctx.triggered_id
         if not ctx.triggered or not ctx.triggered[0]["value"]:
             raise PreventUpdate
-        if isinstance(trigger, dict):
-            return _ask(user, trigger["index"])
+        if trigger == ids.DATA_DELETE_ASKED:
+            return _ask(user, asked["index"])
         if trigger == ids.DATA_DELETE_CANCEL:
             return CLOSED
         return _confirmed(user, target)

@@ -1,7 +1,7 @@
 """The viewer and its Advanced Visualization controls."""
 from __future__ import annotations
 
-from dash import Input, Output, State
+from dash import Input, Output, State, no_update
 
 from callbacks.data.common import signed_in_user
 from components import ids
@@ -27,9 +27,14 @@ def register(app) -> None:
         return scale != "minmax", scale != "minmax", scale != "percentiles", scale != "percentiles"
 
     # drawn first by the page's layout (first_paint), so only a change redraws it
-    @app.callback(output=Output(ids.DATA_VIEWER, "children"),
+    @app.callback(output={"figure": Output(ids.DATA_GRAPH, "figure"), "config": Output(ids.DATA_GRAPH, "config"),
+                          "graph_hidden": Output(ids.DATA_GRAPH_BOX, "hidden"),
+                          "instead": Output(ids.DATA_VIEWER_INSTEAD, "children")},
                   inputs={"selected": Input(ids.DATA_SELECTED, "data"),
                           "controls": {name: Input(control, "value") for name, control in VIEWER_CONTROLS.items()},
                           "compare": Input(ids.DATA_COMPARE, "value")}, prevent_initial_call=True)
     def viewer(selected, controls, compare):
-        return viewer_view(signed_in_user(), selected, controls, compare)
+        drawn = viewer_view(signed_in_user(), selected, controls, compare)
+        if drawn.figure is None:  # the hidden graph keeps its figure: nothing to draw where nobody sees it
+            return {"figure": no_update, "config": no_update, "graph_hidden": True, "instead": drawn.instead}
+        return {"figure": drawn.figure, "config": drawn.config, "graph_hidden": False, "instead": None}
