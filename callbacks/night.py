@@ -25,7 +25,7 @@ def night_of(user, selected) -> str | None:
 def register(app):
     # sent only when it changed: a file shown of the same night, a poll with the same queue, change nothing
     @app.callback(Output(ids.NIGHT_BODY, "children"), Output(ids.NIGHT_DIGEST, "data"), Input(ids.DATA_STAMP, "data"),
-                  Input(ids.DATA_SELECTED, "data"), Input(ids.NIGHT_POLL, "n_intervals"), State(ids.NIGHT_DIGEST, "data"))
+                  Input(ids.DATA_DRAWN, "data"), Input(ids.NIGHT_POLL, "n_intervals"), State(ids.NIGHT_DIGEST, "data"))
     def night(_stamp, selected, _ticks, shown):
         if not current_user or not current_user.is_authenticated:
             raise PreventUpdate

@@ -176,6 +176,8 @@ DATA_GLOBAL_STAMP = "data-global-stamp"      # dcc.Store: the catalogue-wide cha
 DATA_OBSERVED_DIGEST = "observed-digest"     # dcc.Store: digest of the Observed index shown (components.data_view.digest)
 DATA_CALIB_DIGEST = "calibrations-digest"    # dcc.Store: digest of the Calibrations index shown
 DATA_CARD_DIGEST = "data-card-digest"        # dcc.Store: digest of the file card shown
+# the file the viewer last drew: the file's other panels follow it, so a new file's viewer is asked (and answered) first
+DATA_DRAWN = "data-drawn"
 NIGHT_CARD = "night-card"                    # the Data page's night at a glance
 NIGHT_BODY = "night-body"
 NIGHT_POLL = "night-poll"                    # dcc.Interval: queue and workers change without a file changing

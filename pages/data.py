@@ -274,6 +274,7 @@ def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
         dcc.Store(id=ids.DATA_OBSERVED_DIGEST, data=first.get("observed_digest")),
         dcc.Store(id=ids.DATA_CALIB_DIGEST, data=first.get("calibrations_digest")),
         dcc.Store(id=ids.DATA_CARD_DIGEST),
+        dcc.Store(id=ids.DATA_DRAWN, data=selected),
         dcc.Store(id=ids.DATA_ACTION_CLICKED),
         dcc.Store(id=ids.DATA_DELETE_ASKED),
         dcc.Store(id=ids.DATA_JOB),

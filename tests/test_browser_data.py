@@ -182,11 +182,13 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     # --- walk the tabs to the calibrated spectrum ----------------------------------------------
     click_tab(page, "Reduced")
     wait_plot(page, night["reduced_science"].file_name, "heatmap")
+    page.locator("#data-actions >> text=Extract Target").wait_for()  # a file's actions are asked after its plot
     assert page.locator("#data-actions >> text=Extract Target").count() == 1
     assert night["reduced_arc"].file_name in page.inner_text("#data-actions")  # the compatible arc offered
     click_tab(page, "Extracted \u00b7 target 1")
     wait_plot(page, night["extracted_science"].file_name, "scatter")
     assert axis_title(page) == "Dispersion Axis (Pixels)"
+    page.locator("#data-actions >> text=Calibrate Wavelength").wait_for()
     assert page.locator("#data-actions >> text=Calibrate Wavelength").count() == 1
     click_tab(page, "Wavelength Calibrated \u00b7 target 1")
     calibrated = night["calibrated_science"]

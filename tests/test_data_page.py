@@ -536,15 +536,19 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
                      {"id": ids.DATA_ADV_REDSHIFT, "property": "value", "value": 0},
                      {"id": ids.DATA_COMPARE, "property": "value", "value": []}]
     viewer_outputs = (f"..{ids.DATA_GRAPH}.figure...{ids.DATA_GRAPH}.config...{ids.DATA_GRAPH_BOX}.hidden..."
-                      f"{ids.DATA_VIEWER_INSTEAD}.children..")
-    # static: the PNG shows and the graph is hidden, its figure left as it was
-    out = call(viewer_outputs, viewer_inputs)
-    assert set(out) == {ids.DATA_GRAPH_BOX, ids.DATA_VIEWER_INSTEAD}
+                      f"{ids.DATA_VIEWER_INSTEAD}.children...{ids.DATA_DRAWN}.data..")
+    drawn_before = [{"id": ids.DATA_DRAWN, "property": "data", "value": None}]
+    # static: the PNG shows and the graph is hidden, its figure left as it was; the file's other panels follow
+    out = call(viewer_outputs, viewer_inputs, drawn_before)
+    assert set(out) == {ids.DATA_GRAPH_BOX, ids.DATA_VIEWER_INSTEAD, ids.DATA_DRAWN}
+    assert out[ids.DATA_DRAWN]["data"] == selected
     assert out[ids.DATA_GRAPH_BOX]["hidden"] is True
     image = out[ids.DATA_VIEWER_INSTEAD]["children"]
     assert image["type"] == "Img" and image["props"]["src"].startswith("data:image/png;base64,")
     viewer_inputs[1]["value"] = "interactive"
-    out = call(viewer_outputs, viewer_inputs)
+    drawn_before[0]["value"] = selected  # the same file drawn another way: its other panels are not asked again
+    out = call(viewer_outputs, viewer_inputs, drawn_before)
+    assert ids.DATA_DRAWN not in out
     assert out[ids.DATA_GRAPH_BOX]["hidden"] is False and out[ids.DATA_VIEWER_INSTEAD]["children"] is None
     assert out[ids.DATA_GRAPH]["figure"]["layout"]["xaxis"]["title"]["text"] == "Wavelength (\u00c5)"
     assert out[ids.DATA_GRAPH]["config"]["toImageButtonOptions"] == {
@@ -555,7 +559,7 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     out = call(main_outputs, card_inputs, card_shown(None))
     assert out[ids.DATA_TITLE]["children"] == "File not found"
     assert out[ids.DATA_MAIN]["hidden"] is True
-    out = call(viewer_outputs, viewer_inputs)
+    out = call(viewer_outputs, viewer_inputs, drawn_before)
     assert out[ids.DATA_GRAPH_BOX]["hidden"] is True and out[ids.DATA_VIEWER_INSTEAD]["children"] is None
 
 

@@ -206,7 +206,7 @@ def _started(user, selected, kind: str, chosen: dict):
 def register(app) -> None:
     register_clicks(app, {"type": ids.DATA_ACTION, "kind": ALL}, ids.DATA_ACTION_CLICKED)
 
-    @app.callback(Output(ids.DATA_ACTIONS, "children"), Input(ids.DATA_SELECTED, "data"),
+    @app.callback(Output(ids.DATA_ACTIONS, "children"), Input(ids.DATA_DRAWN, "data"),
                   Input(ids.DATA_ACTIONS_REFRESH, "data"))
     def actions(selected, _refresh):
         user = signed_in_user()

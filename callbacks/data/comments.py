@@ -21,7 +21,7 @@ def comment_list(comments):
 def register(app) -> None:
     @app.callback(Output(ids.DATA_COMMENTS, "children"), Output(ids.DATA_COMMENT_TEXT, "value"),
                   Output(ids.DATA_COMMENT_MESSAGE, "children"),
-                  Input(ids.DATA_SELECTED, "data"), Input(ids.DATA_COMMENT_ADD, "n_clicks"),
+                  Input(ids.DATA_DRAWN, "data"), Input(ids.DATA_COMMENT_ADD, "n_clicks"),
                   State(ids.DATA_COMMENT_TEXT, "value"))
     def comments(selected, _n, text):
         user = signed_in_user()

@@ -28,7 +28,7 @@ function(_selected, compared) {
 
 
 def register(app) -> None:
-    @app.callback(Output(ids.DATA_COMPARE, "options"), Input(ids.DATA_SELECTED, "data"))
+    @app.callback(Output(ids.DATA_COMPARE, "options"), Input(ids.DATA_DRAWN, "data"))
     def compare_choices(selected):
         user = signed_in_user()
         file = visible_file(user, selected)

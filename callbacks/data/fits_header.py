@@ -18,7 +18,7 @@ def register(app) -> None:
     def toggle_header(_n, is_open):
         return not is_open, f"bi bi-chevron-{'down' if is_open else 'up'} me-1"
 
-    @app.callback(Output(ids.DATA_HEADER_TABLE, "children"), Input(ids.DATA_SELECTED, "data"),
+    @app.callback(Output(ids.DATA_HEADER_TABLE, "children"), Input(ids.DATA_DRAWN, "data"),
                   Input(ids.DATA_HEADER_SEARCH, "value"), Input(ids.DATA_HEADER_COLLAPSE, "is_open"))
     def header(selected, text, is_open):
         if not is_open:

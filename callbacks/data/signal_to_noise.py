@@ -46,7 +46,7 @@ def advice(file: File, goal) -> str:
 def register(app) -> None:
     @app.callback(Output(ids.DATA_SNR, "hidden"), Output(ids.DATA_SNR_TEXT, "children"),
                   Output(ids.DATA_SNR_FORM, "hidden"), Output(ids.DATA_SNR_ADVICE, "children"),
-                  Input(ids.DATA_SELECTED, "data"), Input(ids.DATA_STAMP, "data"), Input(ids.DATA_SNR_GOAL, "value"))
+                  Input(ids.DATA_DRAWN, "data"), Input(ids.DATA_STAMP, "data"), Input(ids.DATA_SNR_GOAL, "value"))
     def signal_to_noise(selected, _stamp, goal):
         file = visible_file(signed_in_user(), selected)
         if file is None or file.snr is None:

@@ -29,12 +29,19 @@ def register(app) -> None:
     # drawn first by the page's layout (first_paint), so only a change redraws it
     @app.callback(output={"figure": Output(ids.DATA_GRAPH, "figure"), "config": Output(ids.DATA_GRAPH, "config"),
                           "graph_hidden": Output(ids.DATA_GRAPH_BOX, "hidden"),
-                          "instead": Output(ids.DATA_VIEWER_INSTEAD, "children")},
+                          "instead": Output(ids.DATA_VIEWER_INSTEAD, "children"),
+                          "drawn_file": Output(ids.DATA_DRAWN, "data")},
                   inputs={"selected": Input(ids.DATA_SELECTED, "data"),
                           "controls": {name: Input(control, "value") for name, control in VIEWER_CONTROLS.items()},
-                          "compare": Input(ids.DATA_COMPARE, "value")}, prevent_initial_call=True)
-    def viewer(selected, controls, compare):
+                          "compare": Input(ids.DATA_COMPARE, "value"), "drawn_before": State(ids.DATA_DRAWN, "data")},
+                  prevent_initial_call=True)
+    def viewer(selected, controls, compare, drawn_before):
         drawn = viewer_view(signed_in_user(), selected, controls, compare)
+        # the file's other panels (header, compare choices, comments, actions, S/N, night) are asked after this
+        # answer, and only for a new file: on a Follow move the browser handles the viewer's answer first
+        drawn_file = selected if selected != drawn_before else no_update
         if drawn.figure is None:  # the hidden graph keeps its figure: nothing to draw where nobody sees it
-            return {"figure": no_update, "config": no_update, "graph_hidden": True, "instead": drawn.instead}
-        return {"figure": drawn.figure, "config": drawn.config, "graph_hidden": False, "instead": None}
+            return {"figure": no_update, "config": no_update, "graph_hidden": True, "instead": drawn.instead,
+                    "drawn_file": drawn_file}
+        return {"figure": drawn.figure, "config": drawn.config, "graph_hidden": False, "instead": None,
+                "drawn_file": drawn_file}
