@@ -218,7 +218,8 @@ def register(app) -> None:
                   Output(ids.DATA_SELECTED, "data", allow_duplicate=True),
                   Input(ids.DATA_ACTION_CLICKED, "data"), Input(ids.DATA_JOB_POLL, "n_intervals"),
                   State({"type": ids.DATA_ACTION_CHOICE, "kind": ALL, "param": ALL}, "value"),
-                  State(ids.DATA_SELECTED, "data"),
+                  # the file whose buttons are shown: a new selection's buttons come after its plot
+                  State(ids.DATA_DRAWN, "data"),
                   State(ids.DATA_JOB, "data"), State(ids.DATA_ACTIONS_REFRESH, "data"), prevent_initial_call=True)
     def run_action(clicked, _ticks, _choices, selected, job_data, refresh):
         user = signed_in_user()
