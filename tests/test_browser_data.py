@@ -158,6 +158,7 @@ def test_observer_night_on_the_data_page(live_server, page, people, night, app, 
     assert page.locator(".gsp-delete").count() == 0  # raw files are never deleted
     assert "Last Modified" in page.inner_text("#data-modified")
     assert page.get_attribute("#data-download", "href") == f"/api/files/{raw.id}/download/"
+    page.wait_for_selector("#data-snr", state="hidden")  # a raw frame has no S/N, nor an S/N to aim at
     screenshot(page, "data-raw-science")
 
     # --- an action: the job's progress is polled until it is done, or failed with the reason ----
