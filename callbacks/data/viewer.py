@@ -39,9 +39,7 @@ def register(app) -> None:
         drawn = viewer_view(signed_in_user(), selected, controls, compare)
         # the file's other panels (header, compare choices, comments, actions, S/N, night) are asked after this
         # answer, and only for a new file: on a Follow move the browser handles the viewer's answer first
-        drawn_file = selected if selected != drawn_before else no_update
-        if drawn.figure is None:  # the hidden graph keeps its figure: nothing to draw where nobody sees it
-            return {"figure": no_update, "config": no_update, "graph_hidden": True, "instead": drawn.instead,
-                    "drawn_file": drawn_file}
-        return {"figure": drawn.figure, "config": drawn.config, "graph_hidden": False, "instead": None,
-                "drawn_file": drawn_file}
+        graph = drawn.figure is not None  # a hidden graph keeps its figure: nothing to draw where nobody sees it
+        return {"figure": drawn.figure if graph else no_update, "config": drawn.config if graph else no_update,
+                "graph_hidden": not graph, "instead": drawn.instead,
+                "drawn_file": selected if selected != drawn_before else no_update}
