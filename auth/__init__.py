@@ -14,7 +14,7 @@ login_manager = LoginManager()
 # "/loginx" through); assets are CSS and fonts only.
 PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.set_password"})
 # Routes a script or Dash's front end calls: they get 401 JSON, never an HTML redirect.
-JSON_PREFIXES = ("/api/", "/_dash-", "/_reload-hash")
+JSON_PREFIXES = ("/api/", "/_dash-", "/_reload-hash", "/data/changes")
 DOCS_PREFIX = "/api/docs"
 
 

@@ -114,14 +114,12 @@ def lineage(user, file: File) -> list[File]:
                      if root_id in (row.calibrations or {}).get("exposures", [])]
 
 
-def most_calibrated_id(user, frame_id: int, data_types=None) -> int | None:
+def most_calibrated_id(user, frame_id: int) -> int | None:
     """Id of the most calibrated file of the raw frame ``frame_id`` the user may see: flux > wavelength >
     extracted > reduced > raw (a standard's sensitivity function is a calibration, not the frame's spectrum);
-    of several, the first target's newest version.  ``data_types``: only files of these."""
+    of several, the first target's newest version."""
     query = visible_files(user, sa.select(File.id)).where(
         sa.or_(File.id == frame_id, File.original_file_id == frame_id), File.data_type != DataType.MASTER)
-    if data_types is not None:
-        query = query.where(File.data_type.in_(tuple(data_types)))
     return db.session.scalar(query.order_by(File.data_type.desc(), File.target, File.id.desc()).limit(1))
 
 

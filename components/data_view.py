@@ -30,13 +30,12 @@ from components.file_index import (
 )
 from db import db
 from db.models import File
-from db.queries import is_number
+from db.queries import is_number, target_work_pending
 from pipeline.datatypes import DataType
 
 OBSERVED = {"data_type": DataType.RAW.value}
 CALIBRATIONS = {"data_type": DataType.MASTER.value}
 SPECTRA = (DataType.EXTRACTED, DataType.WAVELENGTH_CALIBRATED, DataType.FLUX_CALIBRATED, DataType.COMBINED)
-FOLLOWED_WHILE_RUNNING = (DataType.RAW, DataType.EXTRACTED)  # what Follow shows of a frame whose chain runs
 CHAIN_RUNNING = ("ingested", "queued", "running")  # a raw frame's states while more of its products are on the way
 STATIC_WIDTH = 1100
 # A 2D frame is block-averaged to about what the viewer's plot (~850 px wide) can show: a 2x2 Goodman frame (2071 x
@@ -64,18 +63,25 @@ def visible_file(user, file_id) -> File | None:
 
 def followed(user) -> dict | None:
     """What Follow shows: the newest raw frame the user may see and its most calibrated file, as
-    {"frame": id, "file": id}; None before the first frame.  While the frame's chain runs, only the raw frame
-    and then its first spectrum (extracted): each file shown costs the page and the web process about half a
-    second of CPU that the workers need too, and the chain's products came faster than that (the reduced image
-    half a second before the first spectrum, the calibrated ones a few tenths of a second apart), so the final
-    spectrum was drawn a second or more after it was made.  It is shown when the chain ends (done, waiting or
-    failed; the job that makes the last product settles the frame in the same commit: live/queue.py)."""
+    {"frame": id, "file": id}; None before the first frame.  While the frame's chain runs, the raw frame until a
+    target's spectrum is its last (no job of the frame's chain that could make a better one of that target is
+    queued or running: ``db.queries.target_work_pending``): each file shown costs the page and the web process
+    a few tenths of a second of CPU that the workers need too (the drawing, then a dozen requests for the file's
+    panels), and the chain's products came faster than that (the extracted spectrum a few tenths of a second
+    before the calibrated ones), so the page, still busy with one, drew the final one late.  A target's last
+    spectrum is shown without waiting for the frame's other targets (with three, the last one's jobs end a few
+    tenths of a second later); anything else (a reduced image, when the chain ends there) when the chain ends
+    (done, waiting or failed; the job that makes the last product settles the frame in the same commit:
+    live/queue.py)."""
     frame = queries.newest_visible_id(user, OBSERVED)
     if frame is None:
         return None
-    running = db.session.get(File, frame).state in CHAIN_RUNNING
-    return {"frame": frame, "file": queries.most_calibrated_id(user, frame, FOLLOWED_WHILE_RUNNING if running
-                                                                else None)}
+    best = queries.most_calibrated_id(user, frame)
+    if db.session.get(File, frame).state in CHAIN_RUNNING:
+        target = db.session.get(File, best).target
+        if target is None or target_work_pending(frame, target):
+            best = frame
+    return {"frame": frame, "file": best}
 
 
 def digest(drawn) -> str:
@@ -189,14 +195,14 @@ def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str
     return Drawn(figure, {**GRAPH_CONFIG, "toImageButtonOptions": {"filename": Path(file.file_name).stem}})
 
 
-def first_paint(user, selected, observed_page: int, calibrations_page: int, controls: dict, *, global_stamp: str,
+def first_paint(user, selected, observed_page: int, calibrations_page: int, controls: dict, *, stamp: str,
                 following: dict | None) -> dict:
     """What the Data page's layout draws at once: both index pages, the selected file's viewer, and the
-    stamps they were read at with what Follow shows (``following``, from :func:`followed`, read after
-    ``global_stamp``: a change after that is the next poll's), so the first poll finds nothing new. A login
-    sees its data in the page's first answer, not after rounds of callbacks."""
+    user's change stamp they were read after with what Follow shows (``following``, from :func:`followed`, read
+    after ``stamp``: a change after that is the change feed's first answer). A login sees its data in the page's
+    first answer, not after rounds of callbacks."""
     observed = observed_view(user, observed_page, selected)
     calibrations = calibrations_view(user, calibrations_page, selected)
-    return {"stamp": queries.change_stamp(user), "global_stamp": global_stamp, "followed": following,
+    return {"stamp": stamp, "followed": following,
             "observed": observed, "observed_digest": digest(observed), "calibrations": calibrations,
             "calibrations_digest": digest(calibrations), "viewer": viewer_view(user, selected, controls)}

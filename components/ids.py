@@ -65,7 +65,7 @@ LOGS_TABLE = "logs-table"
 LOGS_COUNT = "logs-count"
 
 # data / search / account
-DATA_POLL = "data-poll"                      # dcc.Interval: cheap change-stamp polling
+DATA_CHANGE_WAIT = "data-change-wait"        # hidden: its mount starts the change feed (callbacks/data/changes)
 DATA_STAMP = "data-stamp"                    # dcc.Store: the last change stamp seen
 DATA_SELECTED = "data-selected"              # dcc.Store: id of the file shown
 DATA_URL_SYNC = "data-url-sync"              # hidden output of the clientside URL update
@@ -172,7 +172,6 @@ DATA_DELETE_TARGET = "data-delete-target"    # dcc.Store: the file the delete mo
 DATA_ACTIONS_REFRESH = "data-actions-refresh"  # dcc.Store: bumped when a job finishes
 DATA_ROOT = "data-root"                      # dcc.Store: {file, root}: the raw file at the root of its lineage
 DATA_HIGHLIGHT = "data-highlight"            # hidden output of the clientside index highlighter
-DATA_GLOBAL_STAMP = "data-global-stamp"      # dcc.Store: the catalogue-wide change stamp last seen by the poll
 DATA_OBSERVED_DIGEST = "observed-digest"     # dcc.Store: digest of the Observed index shown (components.data_view.digest)
 DATA_CALIB_DIGEST = "calibrations-digest"    # dcc.Store: digest of the Calibrations index shown
 DATA_CARD_DIGEST = "data-card-digest"        # dcc.Store: digest of the file card shown

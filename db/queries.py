@@ -204,6 +204,17 @@ def sensitivity_functions(file: File) -> list[File]:
 JOB_STATES = ("queued", "running", "waiting", "done", "failed")
 
 
+def target_work_pending(frame_id: int, target: int | None) -> bool:
+    """Whether a job of the raw frame ``frame_id``'s chain that can still change what it shows of ``target`` is
+    queued or running: one on the frame or a product of it common to its targets, or on one of that target's
+    products (a job queues its follow-ups in the commit that ends it, so a target's spectrum with nothing
+    pending is its last)."""
+    files = sa.select(File.id).where(sa.or_(File.id == frame_id, File.original_file_id == frame_id),
+                                     sa.or_(File.target.is_(None), File.target == target))
+    pending = sa.select(Job.id).where(Job.file_id.in_(files), Job.state.in_(("queued", "running"))).limit(1)
+    return db.session.scalar(pending) is not None
+
+
 def job_counts(file_ids: sa.Select | None = None) -> dict[str, int]:
     """How many jobs are in each state (every state, zeros included); with ``file_ids``, only the jobs
     on those files."""

@@ -9,7 +9,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 from flask_login import current_user
 
-from auth.queries import global_change_stamp, page_containing
+from auth.queries import change_stamp, page_containing
 from components import ids
 from components.data_view import (
     CALIBRATIONS,
@@ -33,11 +33,6 @@ from figures.style import COLORMAPS
 from pipeline.datatypes import DataType
 
 dash.register_page(__name__, path="/", name="Data", title="Data · GSP Live")
-
-# A new frame's most calibrated file is shown within ~0.5 s of its commit (the poll's wait, the poll, which
-# moves Follow too, and the viewer); each idle poll costs two index lookups.
-POLL_MS = 250
-
 
 def requested_id(value):
     """The ?id= value as an int, or the raw text (shown as 'not found') when it is not a number."""
@@ -252,19 +247,18 @@ def _delete_modal():
 
 def layout(id=None, **_query):  # noqa: A002 - the URL parameter is called id
     user = current_user if current_user and current_user.is_authenticated else None
-    global_stamp = global_change_stamp() if user is not None else None  # read first: a later change is the poll's
+    stamp = change_stamp(user) if user is not None else None  # read first: a later change is the feed's
     following = followed(user) if user is not None else None
     selected = initial_selection(id, following)
     observed_page, calibrations_page = index_pages(user, selected)
     defaults = visual_defaults(user)
     first = {"observed": LOADING, "calibrations": LOADING}
     if user is not None:
-        first = first_paint(user, selected, observed_page, calibrations_page, defaults, global_stamp=global_stamp,
+        first = first_paint(user, selected, observed_page, calibrations_page, defaults, stamp=stamp,
                             following=following)
     return html.Div([
-        dcc.Interval(id=ids.DATA_POLL, interval=POLL_MS),
+        html.Div(id=ids.DATA_CHANGE_WAIT, className="gsp-change-wait", hidden=True),
         dcc.Store(id=ids.DATA_STAMP, data=first.get("stamp")),
-        dcc.Store(id=ids.DATA_GLOBAL_STAMP, data=first.get("global_stamp")),
         dcc.Store(id=ids.DATA_SELECTED, data=selected),
         dcc.Store(id=ids.DATA_FOLLOWED, data=first.get("followed")),
         dcc.Store(id=ids.DATA_ROOT),

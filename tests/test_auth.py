@@ -60,7 +60,7 @@ def test_pages_redirect_to_login_and_xhr_gets_401_json(client):
     response = client.get("/proposals")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?next=/proposals"
-    for path in ("/api/", "/api/files/", "/_dash-layout", "/_dash-dependencies"):
+    for path in ("/api/", "/api/files/", "/_dash-layout", "/_dash-dependencies", "/data/changes"):
         response = client.get(path)
         assert response.status_code == 401, path
         assert response.json == {"detail": "Authentication credentials were not provided."}

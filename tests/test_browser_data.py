@@ -317,9 +317,10 @@ def arrive(night, key: str, name: str, commit: bool = True, **row):
 def test_follow_shows_the_newest_frames_most_calibrated_file(live_server, page, people, night):
     """Follow opens a frame at its most calibrated spectrum, and moves on as the chain makes each better
     product of it, unless the observer has picked another file since; a new frame is shown at once.  While
-    the frame's chain runs only its raw frame and its first spectrum are shown; its most calibrated file when
-    the chain ends (a reduced image too, when the chain ends there)."""
+    the frame's chain runs its raw frame is shown until a target's spectrum is its last (no job that could make a
+    better one is queued or running); a reduced image when the chain ends there."""
     from db import db
+    from db.models import Job
 
     proposal = people["proposal"]
     log_in(page, live_server, "pi")
@@ -332,22 +333,33 @@ def test_follow_shows_the_newest_frames_most_calibrated_file(live_server, page, 
     reduced = arrive(night, "reduced_science", "zst_0016_NGC5128_400_M2_27-11-2026.fits", data_type=2, parent=raw,
                      original=raw, proposal=proposal)
     page.locator("#data-tabs [data-label='Reduced']").wait_for()  # the page has seen it
-    page.wait_for_timeout(1000)  # a few polls
+    page.wait_for_timeout(1000)  # a few changes
     assert title(page) == raw.file_name
     extracted = arrive(night, "extracted_science", "ezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
-                       data_type=3, parent=reduced, original=raw, proposal=proposal, target=1)
-    wait_plot(page, extracted.file_name, "scatter")  # the first spectrum
+                       commit=False, data_type=3, parent=reduced, original=raw, proposal=proposal, target=1)
+    db.session.flush()
+    calibrating = Job(kind="calibrate_wavelength", file_id=extracted.id, state="queued")
+    db.session.add(calibrating)
+    db.session.commit()
+    page.locator("#data-tabs [data-label='Extracted \u00b7 target 1']").wait_for()
     calibrated = arrive(night, "calibrated_science", "wezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
-                        data_type=4, parent=extracted, original=raw, proposal=proposal, target=1)
+                        commit=False, data_type=4, parent=extracted, original=raw, proposal=proposal, target=1)
+    db.session.flush()
+    fluxing = Job(kind="calibrate_flux", file_id=calibrated.id, state="queued")
+    calibrating.state = "done"
+    db.session.add(fluxing)
+    db.session.commit()
     page.locator("#data-tabs [data-label='Wavelength Calibrated \u00b7 target 1']").wait_for()
     page.wait_for_timeout(1000)
-    assert title(page) == extracted.file_name  # the chain runs on
-    raw.state = "done"
+    assert title(page) == raw.file_name  # the chain runs on: its flux calibration is queued
+    fluxed = arrive(night, "calibrated_science", "fwezst_0016_NGC5128_400_M2_27-11-2026_target_1.fits",
+                    commit=False, data_type=5, parent=calibrated, original=raw, proposal=proposal, target=1)
+    fluxing.state = "done"
     db.session.commit()
-    wait_plot(page, calibrated.file_name, "scatter")
-    assert page.evaluate("window.__titles") == [raw.file_name, extracted.file_name, calibrated.file_name]
+    wait_plot(page, fluxed.file_name, "scatter")  # nothing more to come for its target
+    assert page.evaluate("window.__titles") == [raw.file_name, fluxed.file_name]
     assert axis_title(page) == "Wavelength (\u00c5)"
-    assert f"id={calibrated.id}" in page.url
+    assert f"id={fluxed.id}" in page.url
     screenshot(page, "data-follow-calibrated")
 
     # the observer looks at the raw frame: a better product of it does not take the view away
@@ -380,20 +392,19 @@ TITLES_PROBE = """() => { window.__titles = []; const title = document.querySele
     .observe(title, {subtree: true, childList: true, characterData: true}); }"""
 
 
-def test_follow_is_answered_by_the_poll_that_sees_a_new_frame(live_server, page, people, night):
-    """A new frame's most calibrated spectrum is shown without a click one round trip after the change poll
-    that sees it: that poll's answer names the file to show, so the viewer is asked at once (a separate
-    Follow callback cost one more round trip), and the frame's other products, catalogued with it, are
-    never drawn on the way.  (`bench/latency.py --browser` measures the delay on a live night.)"""
-    from db import db
-
+def test_follow_is_answered_by_the_change_feed_that_sees_a_new_frame(live_server, page, people, night):
+    """A new frame's most calibrated spectrum is shown without a click one round trip after its commit: the page
+    waits on the server for the next change (GET /data/changes), whose answer names the file to show, so the
+    viewer is asked at once, and the frame's other products, catalogued with it, are never drawn on the way.
+    (`bench/latency.py --browser` measures the delay on a live night.)"""
     proposal = people["proposal"]
     log_in(page, live_server, "pi")
     wait_title(page, night["calibrated_arc"].file_name)
     answers = []
-    page.on("response", lambda response: answers.append(response) if "_dash-update-component" in response.url
+    page.on("response", lambda response: answers.append(response) if "/data/changes" in response.url
             and response.status == 200 else None)
     page.evaluate(TITLES_PROBE)
+    page.wait_for_timeout(300)  # the page is waiting for a change
     raw = arrive(night, "raw_science", "0016_NGC5128_400_M2_27-11-2026.fits", commit=False, proposal=proposal)
     reduced = arrive(night, "reduced_science", "zst_0016_NGC5128_400_M2_27-11-2026.fits", commit=False, data_type=2,
                      parent=raw, original=raw, proposal=proposal)
@@ -405,11 +416,10 @@ def test_follow_is_answered_by_the_poll_that_sees_a_new_frame(live_server, page,
     wait_plot(page, calibrated.file_name, "scatter")
     seen = time.time() - committed
     assert page.evaluate("window.__titles") == [calibrated.file_name]
-    polls = [answer.json()["response"] for answer in answers]
-    polls = [answer for answer in polls if "data-stamp" in answer]
-    # on a loaded machine a second poll can leave before the first one's answer is in: it names the same file
-    assert {answer.get("data-selected", {}).get("data") for answer in polls} == {calibrated.id}, polls
-    assert polls[0]["data-followed"]["data"] == {"frame": raw.id, "file": calibrated.id}
+    moves = [answer.json() for answer in answers]
+    moves = [answer for answer in moves if "select" in answer]
+    assert moves == [{"stamp": moves[0]["stamp"], "select": calibrated.id,
+                      "followed": {"frame": raw.id, "file": calibrated.id}}], moves
     print(f"new frame committed -> its spectrum drawn, as Playwright sees it: {seen:.2f} s")
 
 

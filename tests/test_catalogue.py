@@ -559,6 +559,52 @@ def _wait_for_names(client, headers, names, timeout):
     raise AssertionError(f"{names} not listed within {timeout} s (listed: {sorted(listed)})")
 
 
+def test_a_waiting_stamp_request_is_answered_by_a_change_the_caller_may_see(live_server, app, people):
+    """GET /api/files/stamp/?after=<stamp>&wait=<s> answers when a file the caller may see is added, not
+    for another proposal's file, and with the same stamp when the wait is over; a bad wait is a 400."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from db import db
+    from db.models import File
+
+    def get(query, who="pi"):
+        request = urllib.request.Request(f"{live_server}/api/files/stamp/{query}",
+                                         headers=auth_header(people["tokens"][who]))
+        try:
+            with urllib.request.urlopen(request, timeout=20) as answer:
+                return answer.status, json.load(answer)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+
+    _, first = get("")
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(get(f"?after={first['stamp']}&wait=15")))
+    waiting.start()
+    time.sleep(0.3)
+    db.session.add(File(file_name="theirs.fits", directory_name="/x", full_path="/x/theirs.fits", data_type=2,
+                        proposal=people["other_proposal"]))
+    db.session.commit()
+    time.sleep(0.5)
+    assert waiting.is_alive() and answers == []  # the stranger's file is no change for the PI
+    db.session.add(File(file_name="ours.fits", directory_name="/x", full_path="/x/ours.fits", data_type=2,
+                        proposal=people["proposal"]))
+    db.session.commit()
+    waiting.join(5)  # well before the 15 s wait is over
+    assert not waiting.is_alive()
+    _, now = get("")
+    assert answers == [(200, now)] and now["stamp"] != first["stamp"]
+
+    began = time.monotonic()
+    assert get(f"?after={now['stamp']}&wait=0.5") == (200, now)
+    assert time.monotonic() - began >= 0.5
+    assert get(f"?after=older&wait=5") == (200, now)  # a stamp other than the current one: at once
+    for wait in ("soon", "31", "-1", "nan"):
+        status, body = get(f"?after={now['stamp']}&wait={wait}")
+        assert status == 400 and body["detail"].startswith("wait must be"), (wait, body)
+
+
 def test_change_stamp_follows_only_what_the_user_sees(client, night, people):
     from db import db
     from db.models import File

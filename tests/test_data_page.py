@@ -7,11 +7,14 @@ FITS files plus catalogue rows created directly with the model.
 """
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 import pytest
 from astropy.io import fits
 
@@ -328,6 +331,50 @@ def test_follow_shows_a_frames_most_calibrated_file(app, people, night):
     assert followed(pi) == {"frame": night["raw_arc"].id, "file": night["calibrated_arc"].id}  # the newest frame
 
 
+def test_while_a_frame_runs_follow_shows_a_targets_last_spectrum(app, people, night):
+    """While a frame's chain runs Follow shows its raw frame, then a target's most calibrated spectrum once no
+    job that could make a better one of that target is queued or running, without waiting for the other
+    targets' jobs; anything else when the chain ends."""
+    from components.data_view import followed
+    from db import db
+    from db.models import Job
+
+    pi, proposal = people["users"]["pi"], people["proposal"]
+    source = Path(night["raw_science"].full_path)
+
+    def product(name, data_type, parent, target=None):
+        path = source.with_name(name)
+        shutil.copyfile(source, path)
+        return add_file(path, data_type=data_type, parent=parent, original=raw, proposal=proposal, target=target)
+
+    def job(kind, file, state="queued"):
+        db.session.add(Job(kind=kind, file_id=file.id, state=state))
+
+    path = source.with_name("0099_frame.fits")
+    shutil.copyfile(source, path)
+    raw = add_file(path, proposal=proposal, state="running")
+    db.session.flush()
+    reduced = product("zst_0099.fits", 2, raw)
+    db.session.flush()
+    job("extract", reduced)
+    db.session.commit()
+    assert followed(pi) == {"frame": raw.id, "file": raw.id}
+    first, second = (product(f"ezst_0099_target_{n}.fits", 3, reduced, target=n) for n in (1, 2))
+    db.session.execute(sa.update(Job).values(state="done"))
+    db.session.flush()
+    job("calibrate_wavelength", first)
+    job("calibrate_wavelength", second)
+    db.session.commit()
+    assert followed(pi) == {"frame": raw.id, "file": raw.id}  # both targets' spectra are on their way
+    calibrated = product("wezst_0099_target_1.fits", 4, first, target=1)
+    db.session.execute(sa.update(Job).where(Job.file_id == first.id).values(state="done"))
+    db.session.commit()
+    assert followed(pi) == {"frame": raw.id, "file": calibrated.id}  # target 1's last; target 2 still running
+    raw.state = "done"
+    db.session.commit()
+    assert followed(pi) == {"frame": raw.id, "file": calibrated.id}
+
+
 def test_follow_moves_on_unless_the_user_picked_another_file():
     from dash.exceptions import PreventUpdate
 
@@ -472,21 +519,53 @@ def test_stranger_sees_nothing_and_invisible_id_is_not_found(app, people, night,
     assert queries.proposal_choices(stranger) == ["SOAR2026B-002"]
 
 
-def test_data_callbacks_through_dash(dash_app, app, people, night, client):
-    """The registered callbacks answer through Dash's endpoint (login, then one XHR per callback)."""
-    import json
+def log_in(client, username):
+    """Sign in through the login form, as a browser does."""
     import re
 
+    from tests.conftest import PASSWORD
+
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    response = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
+    assert response.status_code in (302, 303)
+
+
+def test_the_change_feed_says_where_follow_goes(app, people, night, client):
+    """GET /data/changes (the Data page's wait for a change): the stamp, and once it moved past the page's
+    ``after``, where Follow goes from the page's state; only the user's own frames; bad input is a 400."""
+    from components.data_view import followed
+    from tests.conftest import log_out
+
+    pi = people["users"]["pi"]
+    log_in(client, "pi")
+    now = followed(pi)
+    stamp = client.get("/data/changes").json["stamp"]
+    assert client.get(f"/data/changes?after={stamp}&wait=0.1").json == {"stamp": stamp}
+    shown = {"frame": night["raw_science"].id, "file": night["calibrated_science"].id}
+    query = f"after=older&following=1&shown={json.dumps(shown)}&selected={shown['file']}&page=3"
+    assert client.get(f"/data/changes?{query}").json == {"stamp": stamp, "select": now["file"], "followed": now,
+                                                          "page": 1}
+    raw_shown = {"frame": now["frame"], "file": now["frame"]}  # Follow showed the raw frame; the user picked a bias
+    picked = f"after=older&following=1&shown={json.dumps(raw_shown)}&selected={night['raw_bias'].id}&page=1"
+    assert client.get(f"/data/changes?{picked}").json == {"stamp": stamp, "followed": now}  # the user's pick stays
+    for bad in ("wait=soon", "wait=31", "shown=[1]", "shown={", "page=two"):
+        answer = client.get(f"/data/changes?after=older&{bad}")
+        assert answer.status_code == 400 and answer.json["detail"], bad
+    log_out(client)
+    log_in(client, "stranger")
+    theirs = followed(people["users"]["stranger"])  # the stranger's own frame, never one of the pi's
+    assert theirs["frame"] != now["frame"]
+    assert client.get(f"/data/changes?{query}").json == {"stamp": client.get("/data/changes").json["stamp"],
+                                                          "select": theirs["file"], "followed": theirs, "page": 1}
+
+
+def test_data_callbacks_through_dash(dash_app, app, people, night, client):
+    """The registered callbacks answer through Dash's endpoint (login, then one XHR per callback)."""
     from components import ids
-    from tests.conftest import PASSWORD, log_out
+    from tests.conftest import log_out
 
-    def log_in(username):
-        page = client.get("/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-        response = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": token})
-        assert response.status_code in (302, 303)
-
-    log_in("pi")
+    log_in(client, "pi")
     selected = night["calibrated_science"].id
     main_outputs = (f"..{ids.DATA_TITLE}.children...{ids.DATA_STATE}.children...{ids.DATA_TABS}.children..."
                     f"{ids.DATA_MODIFIED}.children...{ids.DATA_DOWNLOAD}.href...{ids.DATA_HEADER_FILE}.children..."
@@ -555,7 +634,7 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
         "filename": Path(night["calibrated_science"].file_name).stem}
     # the stranger, logged in, gets "not found" for the same id
     log_out(client)
-    log_in("stranger")
+    log_in(client, "stranger")
     out = call(main_outputs, card_inputs, card_shown(None))
     assert out[ids.DATA_TITLE]["children"] == "File not found"
     assert out[ids.DATA_MAIN]["hidden"] is True
@@ -563,23 +642,39 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     assert out[ids.DATA_GRAPH_BOX]["hidden"] is True and out[ids.DATA_VIEWER_INSTEAD]["children"] is None
 
 
-def test_poll_is_cheap_until_something_the_user_sees_changes(app, people, tmp_path):
-    from dash import no_update
-    from dash.exceptions import PreventUpdate
+def test_a_waiting_page_reads_its_users_stamp_only_when_the_catalogue_changed(app, people, tmp_path, monkeypatch):
+    """A page waiting for a change (api.changes.stamp_after, behind GET /data/changes) costs the catalogue-wide
+    stamp's two index lookups, read by one thread for all waiting pages; its user's own stamp is read again only
+    when that one moved, and the wait goes on until a file the user may see changed."""
+    import threading
 
-    from callbacks.data.index import poll_stamps
+    import api.changes as changes
+    from db import db
+    from db.models import User
 
+    reads = []
+    user_stamp = changes.change_stamp
+    monkeypatch.setattr(changes, "change_stamp", lambda user: reads.append(user.username) or user_stamp(user))
     pi = people["users"]["pi"]
     add_raw_rows(people["proposal"], 2, tmp_path)
-    stamp, global_stamp = poll_stamps(pi, None, None)
-    with pytest.raises(PreventUpdate):  # nothing changed: two index lookups, no per-user query
-        poll_stamps(pi, stamp, global_stamp)
+    before = user_stamp(pi)
+    answers = []
+
+    def wait():
+        with app.app_context():
+            answers.append(changes.stamp_after(db.session.get(User, pi.id), before, 10))
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    time.sleep(0.5)
+    assert reads == ["pi"]  # then only the catalogue-wide stamp, every CHECK_S
     add_raw_rows(people["other_proposal"], 1, tmp_path, start=500)  # a file the pi may not see
-    same, moved = poll_stamps(pi, stamp, global_stamp)
-    assert same is no_update and moved != global_stamp
+    time.sleep(0.5)
+    assert reads == ["pi", "pi"] and waiting.is_alive()
     add_raw_rows(people["proposal"], 1, tmp_path, start=600)  # one the pi sees
-    new, _ = poll_stamps(pi, stamp, moved)
-    assert new not in (no_update, stamp)
+    waiting.join(5)
+    assert not waiting.is_alive() and reads == ["pi", "pi", "pi"]
+    assert answers == [user_stamp(pi)] and answers[0] != before
 
 
 def test_search_table_filters_paging_and_url_state(app, people, night, tmp_path):

@@ -1,13 +1,12 @@
-"""The file indexes (Observed, Calibrations): the change poll (which also moves Follow), their lists and their
-pagers."""
+"""The file indexes (Observed, Calibrations): their lists, redrawn when the page's change stamp moves
+(callbacks/data/changes.py), and their pagers."""
 from __future__ import annotations
 
-from dash import ALL, Input, Output, State, ctx, no_update
+from dash import ALL, Input, Output, State, ctx
 from dash.exceptions import PreventUpdate
 
 from auth import queries
 from callbacks.data.common import changed, signed_in_user
-from callbacks.data.selection import follow_outputs
 from components import ids
 from components.data_view import (
     CALIBRATIONS,
@@ -16,16 +15,6 @@ from components.data_view import (
     observed_view,
 )
 from components.file_index import CALIBRATIONS_PAGE_SIZE, OBSERVED_PAGE_SIZE, move_page
-
-
-def poll_stamps(user, previous, previous_global):
-    """(user stamp, global stamp) for the poll: the catalogue-wide stamp costs two index
-    lookups; only when it moved is the user's own (heavier) stamp computed."""
-    current_global = queries.global_change_stamp()
-    if current_global == previous_global and previous is not None:
-        raise PreventUpdate
-    stamp = queries.change_stamp(user)
-    return (no_update if stamp == previous else stamp), current_global
 
 
 def _moved_page(params: dict, page_size: int, page, target) -> int:
@@ -52,21 +41,6 @@ def _register_listing(app, index_id, count_id, page_text_id, page_id, digest_id,
 
 
 def register(app) -> None:
-    # A change moves Follow in the same answer: the new file's viewer is asked for one round trip sooner.
-    @app.callback(Output(ids.DATA_STAMP, "data"), Output(ids.DATA_GLOBAL_STAMP, "data"),
-                  Output(ids.DATA_SELECTED, "data", allow_duplicate=True), Output(ids.DATA_FOLLOWED, "data"),
-                  Output(ids.DATA_OBSERVED_PAGE, "data", allow_duplicate=True),
-                  Input(ids.DATA_POLL, "n_intervals"), State(ids.DATA_STAMP, "data"),
-                  State(ids.DATA_GLOBAL_STAMP, "data"), State(ids.DATA_FOLLOW, "value"),
-                  State(ids.DATA_FOLLOWED, "data"), State(ids.DATA_SELECTED, "data"),
-                  State(ids.DATA_OBSERVED_PAGE, "data"), prevent_initial_call=True)
-    def poll(_n, previous, previous_global, following, shown, selected, page):
-        user = signed_in_user()
-        stamp, current_global = poll_stamps(user, previous, previous_global)
-        if stamp is no_update:
-            return stamp, current_global, no_update, no_update, no_update
-        return stamp, current_global, *follow_outputs(user, following, shown, selected, page)
-
     _register_listing(app, ids.DATA_OBSERVED_INDEX, ids.DATA_OBSERVED_COUNT, ids.DATA_OBSERVED_PAGE_TEXT,
                       ids.DATA_OBSERVED_PAGE, ids.DATA_OBSERVED_DIGEST, observed_view)
     _register_listing(app, ids.DATA_CALIB_INDEX, ids.DATA_CALIB_COUNT, ids.DATA_CALIB_PAGE_TEXT,

@@ -1,6 +1,6 @@
 """Which file is shown: picked in an index or a tab (answered in the browser), highlighted there,
 followed to the newest frame's most calibrated file as the instrument writes it and the chain reduces it
-(:func:`follow_outputs`, answered by the change poll itself: callbacks/data/index.py), and kept in the URL
+(:func:`follow_outputs`, answered by the change feed itself: callbacks/data/changes.py), and kept in the URL
 (``/?id=``)."""
 from __future__ import annotations
 
