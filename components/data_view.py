@@ -77,11 +77,16 @@ def followed(user) -> dict | None:
     if frame is None:
         return None
     best = queries.most_calibrated_id(user, frame)
-    if db.session.get(File, frame).state in CHAIN_RUNNING:
+    if chain_running(frame):
         target = db.session.get(File, best).target
         if target is None or target_work_pending(frame, target):
             best = frame
     return {"frame": frame, "file": best}
+
+
+def chain_running(frame_id: int) -> bool:
+    """Whether more products of this (visible) raw frame are on their way."""
+    return db.session.get(File, frame_id).state in CHAIN_RUNNING
 
 
 def digest(drawn) -> str:

@@ -419,7 +419,7 @@ def test_follow_is_answered_by_the_change_feed_that_sees_a_new_frame(live_server
     moves = [answer.json() for answer in answers]
     moves = [answer for answer in moves if "select" in answer]
     assert moves == [{"stamp": moves[0]["stamp"], "select": calibrated.id,
-                      "followed": {"frame": raw.id, "file": calibrated.id}}], moves
+                      "followed": {"frame": raw.id, "file": calibrated.id}, "expecting": False}], moves
     print(f"new frame committed -> its spectrum drawn, as Playwright sees it: {seen:.2f} s")
 
 

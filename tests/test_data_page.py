@@ -376,8 +376,6 @@ def test_while_a_frame_runs_follow_shows_a_targets_last_spectrum(app, people, ni
 
 
 def test_follow_moves_on_unless_the_user_picked_another_file():
-    from dash.exceptions import PreventUpdate
-
     from callbacks.data.selection import follow_step
 
     raw, reduced, spectrum = {"frame": 7, "file": 7}, {"frame": 7, "file": 8}, {"frame": 7, "file": 9}
@@ -387,8 +385,7 @@ def test_follow_moves_on_unless_the_user_picked_another_file():
     assert follow_step(other, spectrum, True, 7) == (10, other)  # a new frame: shown at once
     assert follow_step(other, spectrum, False, 9) == (None, other)  # Follow off
     assert follow_step(reduced, None, True, None) == (None, reduced)  # nothing known yet
-    with pytest.raises(PreventUpdate):
-        follow_step(raw, raw, True, 7)
+    assert follow_step(raw, raw, True, 7) == (None, None)  # nothing changed
 
 
 def test_actions_fit_the_file_and_permissions(app, people, night, login):
@@ -535,6 +532,7 @@ def test_the_change_feed_says_where_follow_goes(app, people, night, client):
     """GET /data/changes (the Data page's wait for a change): the stamp, and once it moved past the page's
     ``after``, where Follow goes from the page's state; only the user's own frames; bad input is a 400."""
     from components.data_view import followed
+    from db import db
     from tests.conftest import log_out
 
     pi = people["users"]["pi"]
@@ -545,10 +543,19 @@ def test_the_change_feed_says_where_follow_goes(app, people, night, client):
     shown = {"frame": night["raw_science"].id, "file": night["calibrated_science"].id}
     query = f"after=older&following=1&shown={json.dumps(shown)}&selected={shown['file']}&page=3"
     assert client.get(f"/data/changes?{query}").json == {"stamp": stamp, "select": now["file"], "followed": now,
-                                                          "page": 1}
+                                                          "page": 1, "expecting": False}
     raw_shown = {"frame": now["frame"], "file": now["frame"]}  # Follow showed the raw frame; the user picked a bias
     picked = f"after=older&following=1&shown={json.dumps(raw_shown)}&selected={night['raw_bias'].id}&page=1"
-    assert client.get(f"/data/changes?{picked}").json == {"stamp": stamp, "followed": now}  # the user's pick stays
+    assert client.get(f"/data/changes?{picked}").json == {"stamp": stamp, "followed": now,
+                                                           "expecting": False}  # the user's pick stays
+    # a new frame whose chain runs: shown at once, raw, and its spectra expected
+    path = Path(night["raw_science"].full_path).with_name("0099_running.fits")
+    shutil.copyfile(night["raw_science"].full_path, path)
+    running = add_file(path, proposal=people["proposal"], state="running")
+    db.session.commit()
+    answer = client.get(f"/data/changes?{query}").json
+    assert answer == {"stamp": answer["stamp"], "select": running.id, "followed": {"frame": running.id,
+                      "file": running.id}, "page": 1, "expecting": True}
     for bad in ("wait=soon", "wait=31", "shown=[1]", "shown={", "page=two"):
         answer = client.get(f"/data/changes?after=older&{bad}")
         assert answer.status_code == 400 and answer.json["detail"], bad
@@ -557,7 +564,8 @@ def test_the_change_feed_says_where_follow_goes(app, people, night, client):
     theirs = followed(people["users"]["stranger"])  # the stranger's own frame, never one of the pi's
     assert theirs["frame"] != now["frame"]
     assert client.get(f"/data/changes?{query}").json == {"stamp": client.get("/data/changes").json["stamp"],
-                                                          "select": theirs["file"], "followed": theirs, "page": 1}
+                                                          "select": theirs["file"], "followed": theirs, "page": 1,
+                                                          "expecting": False}
 
 
 def test_data_callbacks_through_dash(dash_app, app, people, night, client):
@@ -615,7 +623,7 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
                      {"id": ids.DATA_ADV_REDSHIFT, "property": "value", "value": 0},
                      {"id": ids.DATA_COMPARE, "property": "value", "value": []}]
     viewer_outputs = (f"..{ids.DATA_GRAPH}.figure...{ids.DATA_GRAPH}.config...{ids.DATA_GRAPH_BOX}.hidden..."
-                      f"{ids.DATA_VIEWER_INSTEAD}.children...{ids.DATA_DRAWN}.data..")
+                      f"{ids.DATA_VIEWER_INSTEAD}.children...{ids.DATA_DRAWN}.data...{ids.DATA_COMPARE}.value..")
     drawn_before = [{"id": ids.DATA_DRAWN, "property": "data", "value": None}]
     # static: the PNG shows and the graph is hidden, its figure left as it was; the file's other panels follow
     out = call(viewer_outputs, viewer_inputs, drawn_before)
@@ -632,6 +640,14 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     assert out[ids.DATA_GRAPH]["figure"]["layout"]["xaxis"]["title"]["text"] == "Wavelength (\u00c5)"
     assert out[ids.DATA_GRAPH]["config"]["toImageButtonOptions"] == {
         "filename": Path(night["calibrated_science"].file_name).stem}
+    alone = out[ids.DATA_GRAPH]["figure"]["data"]
+    # a new file is drawn alone, and the compare choices (the previous file's) are cleared
+    viewer_inputs[-1]["value"] = [night["calibrated_arc"].id]
+    drawn_before[0]["value"] = night["calibrated_arc"].id
+    out = call(viewer_outputs, viewer_inputs, drawn_before)
+    assert out[ids.DATA_COMPARE]["value"] == [] and out[ids.DATA_DRAWN]["data"] == selected
+    assert [trace["name"] for trace in out[ids.DATA_GRAPH]["figure"]["data"]] == [trace["name"] for trace in alone]
+    viewer_inputs[-1]["value"] = []
     # the stranger, logged in, gets "not found" for the same id
     log_out(client)
     log_in(client, "stranger")

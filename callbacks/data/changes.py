@@ -5,27 +5,29 @@ The server answers the moment a file the user may see is added or changed (api/c
 process reads the catalogue-wide stamp while pages wait) with the new stamp and, when Follow moves, the file to
 show (callbacks/data/selection.py decides, from the page's state sent along).  In the browser a Follow move is
 applied at once and the new stamp, which redraws the indexes, the card and the night panel, after the moved
-file is drawn, and at most every STAMP_SPACING_MS: the new spectrum is drawn before anything else is asked
-(requests answered side by side share the web process and the page's one thread).  A timed poll asked
-the same of a Dash callback before: half a poll interval of waiting, and a poll that left while another was
-on its way made Dash drop the first one's answer."""
+file is drawn, and at most every STAMP_SPACING_MS; while Follow shows a frame whose spectra are on their way
+(the answer says it "expects" a move) later stamps wait for that move: the new spectrum is drawn before anything
+else is asked (requests answered side by side share the web process, the workers' cores and the page's one
+thread).  A timed poll asked the same of a Dash callback before: half a poll interval of waiting, and a poll
+that left while another was on its way made Dash drop the first one's answer."""
 from __future__ import annotations
 
 import json
 
-from dash import Input, Output, State, no_update
+from dash import Input, Output, State
 from flask import jsonify, request
 from flask_login import current_user
 
 from api.changes import MAX_WAIT_S, stamp_after
-from callbacks.data.selection import follow_outputs
+from callbacks.data.selection import follow_moves
 from components import ids
+from components.data_view import chain_running, followed
 from db.queries import is_number
 
 WAIT_S = 20  # a page's wait: long enough to cost nothing, short enough for a closed page to free its thread
 RETRY_MS = 2000  # after a failed wait (signed out, the server restarting)
 STAMP_SPACING_MS = 250
-MOVE_DRAWN_MS = 2000  # the stamp waits for a moved file's drawing this long at most
+HOLD_MS = 2000  # the stamp waits this long at most for an expected move, then for the moved file's drawing
 
 
 class BadQuery(ValueError):
@@ -60,9 +62,11 @@ def data_changes():
     stamp = stamp_after(current_user, state["after"], state["wait"])
     answer = {"stamp": stamp}
     if stamp != state["after"]:
-        moves = follow_outputs(current_user, state["following"], state["shown"], state["selected"], state["page"])
-        answer.update({key: value for key, value in zip(("select", "followed", "page"), moves)
-                       if value is not no_update})
+        now = followed(current_user)
+        answer.update(follow_moves(now, state["following"], state["shown"], state["selected"], state["page"]))
+        # Follow shows a frame whose spectra are on their way: the page expects a move, and holds its other updates
+        answer["expecting"] = bool(state["following"] and now and now["file"] == now["frame"] ==
+                                   answer.get("select", state["selected"]) and chain_running(now["frame"]))
     return jsonify(answer)
 
 
@@ -76,21 +80,23 @@ function(_mounted, stamp) {
     const feed = window.gspDataChanges = window.gspDataChanges || {generation: 0};
     const generation = ++feed.generation;
     clearTimeout(feed.timer);
-    Object.assign(feed, {pending: undefined, moving: 0, applied: 0, timer: null});
+    Object.assign(feed, {pending: undefined, moving: 0, expecting: 0, released: false, applied: 0, timer: null});
     const current = () => feed.generation === generation && document.getElementById('%(anchor)s') !== null;
     const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+    // once a moved file is drawn its stamp goes (the index shows a new frame with it: `released`); later ones
+    // wait again while a move is expected
     feed.applyStamp = function() {
         if (feed.pending === undefined || !current()) { return; }
         const now = Date.now();
-        const drawing = feed.moving ? feed.moving + %(move_ms)d - now : 0;
-        const due = Math.max(drawing, feed.applied + %(spacing_ms)d - now);
+        const held = feed.moving || (feed.released ? 0 : feed.expecting);
+        const due = Math.max(held ? held + %(hold_ms)d - now : 0, feed.applied + %(spacing_ms)d - now);
         clearTimeout(feed.timer);
         if (due > 0) {
             feed.timer = setTimeout(feed.applyStamp, due);
             return;
         }
         window.dash_clientside.set_props('%(stamp)s', {data: feed.pending});
-        Object.assign(feed, {pending: undefined, applied: now, moving: 0});
+        Object.assign(feed, {pending: undefined, applied: now, released: false});
     };
     (async function() {
         let after = stamp || '';
@@ -121,6 +127,7 @@ function(_mounted, stamp) {
                 set('%(selected)s', {data: answer.select});
             }
             feed.state = state;
+            feed.expecting = answer.expecting ? feed.expecting || Date.now() : 0;
             feed.pending = answer.stamp;
             feed.applyStamp();
         }
@@ -138,7 +145,7 @@ function(selected, shown, following, page) {
 function(drawn, selected) {
     const feed = window.gspDataChanges || {};
     if (feed.moving && drawn !== null && drawn !== undefined && String(drawn) === String(selected)) {
-        feed.moving = 0;
+        Object.assign(feed, {moving: 0, released: true});
         feed.applyStamp();
     }
     return window.dash_clientside.no_update;
@@ -150,7 +157,7 @@ def _feed_js(name: str) -> str:
     return FEED_JS[name] % {
         "anchor": ids.DATA_CHANGE_WAIT, "stamp": ids.DATA_STAMP, "selected": ids.DATA_SELECTED,
         "followed": ids.DATA_FOLLOWED, "page": ids.DATA_OBSERVED_PAGE, "url": URL, "wait": WAIT_S,
-        "retry_ms": RETRY_MS, "spacing_ms": STAMP_SPACING_MS, "move_ms": MOVE_DRAWN_MS}
+        "retry_ms": RETRY_MS, "spacing_ms": STAMP_SPACING_MS, "hold_ms": HOLD_MS}
 
 
 URL = "/data/changes"

@@ -1,14 +1,12 @@
 """Which file is shown: picked in an index or a tab (answered in the browser), highlighted there,
 followed to the newest frame's most calibrated file as the instrument writes it and the chain reduces it
-(:func:`follow_outputs`, answered by the change feed itself: callbacks/data/changes.py), and kept in the URL
+(:func:`follow_moves`, answered by the change feed itself: callbacks/data/changes.py), and kept in the URL
 (``/?id=``)."""
 from __future__ import annotations
 
-from dash import ALL, Input, Output, State, no_update
-from dash.exceptions import PreventUpdate
+from dash import ALL, Input, Output, State
 
 from components import ids
-from components.data_view import followed
 
 # Picking a file is answered in the browser: no round trip before the panels ask for it.
 PICK_JS = """
@@ -61,29 +59,30 @@ function(selected, shown, following) {
 """
 
 
-def follow_step(now: dict | None, shown: dict | None, following, selected):
-    """(file to show or None, what Follow shows now) when the catalogue changed. Follow shows the newest
-    frame's most calibrated file (``now``, from components.data_view.followed): a new frame at once, and
-    each better product of it as it is made, unless the user has picked another file since (``selected`` is
-    not what Follow showed last, ``shown``)."""
+def follow_step(now: dict | None, shown: dict | None, following, selected) -> tuple:
+    """(file to show or None, what Follow shows now or None when that did not change) when the catalogue
+    changed. Follow shows the newest frame's most calibrated file (``now``, from components.data_view.followed): a
+    new frame at once, and each better product of it as it is made, unless the user has picked another file
+    since (``selected`` is not what Follow showed last, ``shown``)."""
     if now is None or now == shown:
-        raise PreventUpdate
+        return None, None
     if shown is None or not following or now["file"] == selected:
         return None, now
     new_frame = now["frame"] != shown["frame"]
     return (now["file"] if new_frame or selected == shown["file"] else None), now
 
 
-def follow_outputs(user, following, shown, selected, page) -> tuple:
-    """(file to show, what Follow shows now, Observed page) after the catalogue changed, ``no_update`` where
-    nothing changes: the newest frame is on the first page."""
-    try:
-        show, now = follow_step(followed(user), shown, following, selected)
-    except PreventUpdate:
-        return no_update, no_update, no_update
-    if show is None:
-        return no_update, now, no_update
-    return show, now, (1 if page != 1 else no_update)
+def follow_moves(now: dict | None, following, shown, selected, page) -> dict:
+    """What Follow changes on the page after the catalogue changed, each only when it changes: the file to show
+    ("select"), what Follow shows now ("followed"), and the Observed index's page ("page": the newest frame is on
+    the first)."""
+    show, now = follow_step(now, shown, following, selected)
+    moves = {} if now is None else {"followed": now}
+    if show is not None:
+        moves["select"] = show
+        if page != 1:
+            moves["page"] = 1
+    return moves
 
 
 def register(app) -> None:
