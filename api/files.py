@@ -12,7 +12,7 @@ from flask import Response, jsonify, request, send_file, url_for
 from flask_login import current_user
 
 from api import ApiError, blueprint
-from api.changes import MAX_WAIT_S, stamp_after
+from live.changes import MAX_WAIT_S, stamp_after
 from api.schemas import (
     BAD_ID,
     DATE,
@@ -94,7 +94,7 @@ def files_list():
 @blueprint.get("/files/stamp/")
 def files_stamp():
     """A value that changes whenever a file the user may see is added or changed; with ``after`` (a stamp the
-    caller has) and ``wait`` (seconds, at most 30), answered once it differs from ``after`` (api/changes.py)."""
+    caller has) and ``wait`` (seconds, at most 30), answered once it differs from ``after`` (live/changes.py)."""
     wait = request.args.get("wait") or "0"
     try:
         wait_s = float(wait)

@@ -336,7 +336,7 @@ def live_server(dash_app):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
-    from api.changes import stamp_watch
+    from live.changes import stamp_watch
 
     stamp_watch(dash_app.server).close()  # pages waiting for a change are answered: no request outlives the test
     server.shutdown()

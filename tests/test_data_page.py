@@ -659,12 +659,12 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
 
 
 def test_a_waiting_page_reads_its_users_stamp_only_when_the_catalogue_changed(app, people, tmp_path, monkeypatch):
-    """A page waiting for a change (api.changes.stamp_after, behind GET /data/changes) costs the catalogue-wide
+    """A page waiting for a change (live.changes.stamp_after, behind GET /data/changes) costs the catalogue-wide
     stamp's two index lookups, read by one thread for all waiting pages; its user's own stamp is read again only
     when that one moved, and the wait goes on until a file the user may see changed."""
     import threading
 
-    import api.changes as changes
+    import live.changes as changes
     from db import db
     from db.models import User
 

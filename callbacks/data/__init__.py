@@ -2,7 +2,7 @@
 module per concern.
 
 Live updates are cheap: the page waits on the server for a change the user may see (callbacks/data/changes.py;
-api/changes.py: one thread per web process reads db.queries.global_change_stamp, two index lookups, while pages
+live/changes.py: one thread per web process reads db.queries.global_change_stamp, two index lookups, while pages
 wait, and a waiting request reads its user's own change_stamp only when that one moved); the indexes are
 re-queried only when the user's stamp changed; what a callback draws is sent only when it
 differs from what the page shows (components.data_view.digest).

@@ -1,7 +1,7 @@
 """The Data page's change feed: the page waits on the server for the next change the user may see, and the
 answer says where Follow goes (``GET /data/changes``, one request at a time per page).
 
-The server answers the moment a file the user may see is added or changed (api/changes.py: one thread per web
+The server answers the moment a file the user may see is added or changed (live/changes.py: one thread per web
 process reads the catalogue-wide stamp while pages wait) with the new stamp and, when Follow moves, the file to
 show (callbacks/data/selection.py decides, from the page's state sent along).  In the browser a Follow move is
 applied at once and the new stamp, which redraws the indexes, the card and the night panel, after the moved
@@ -18,7 +18,7 @@ from dash import Input, Output, State
 from flask import jsonify, request
 from flask_login import current_user
 
-from api.changes import MAX_WAIT_S, stamp_after
+from live.changes import MAX_WAIT_S, stamp_after
 from callbacks.data.selection import follow_moves
 from components import ids
 from components.data_view import chain_running, followed
