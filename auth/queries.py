@@ -114,13 +114,17 @@ def lineage(user, file: File) -> list[File]:
                      if root_id in (row.calibrations or {}).get("exposures", [])]
 
 
-def most_calibrated_id(user, frame_id: int) -> int | None:
+def most_calibrated_id(user, frame_id: int, first_target: bool = False) -> int | None:
     """Id of the most calibrated file of the raw frame ``frame_id`` the user may see: flux > wavelength >
     extracted > reduced > raw (a standard's sensitivity function is a calibration, not the frame's spectrum);
-    of several, the first target's newest version."""
+    of several, the first target's newest version.  ``first_target``: only the spectra of the frame's first
+    target (None before it has one)."""
     query = visible_files(user, sa.select(File.id)).where(
         sa.or_(File.id == frame_id, File.original_file_id == frame_id), File.data_type != DataType.MASTER)
-    return db.session.scalar(query.order_by(File.data_type.desc(), File.target, File.id.desc()).limit(1))
+    order = (File.data_type.desc(), File.target, File.id.desc())
+    if first_target:
+        query, order = query.where(File.target.is_not(None)), (File.target, *order)
+    return db.session.scalar(query.order_by(*order).limit(1))
 
 
 def page_of_files(user, params: dict, page, page_size: int) -> FilePage:

@@ -63,25 +63,25 @@ def visible_file(user, file_id) -> File | None:
 
 def followed(user) -> dict | None:
     """What Follow shows: the newest raw frame the user may see and its most calibrated file, as
-    {"frame": id, "file": id}; None before the first frame.  While the frame's chain runs, the raw frame until a
-    target's spectrum is its last (no job of the frame's chain that could make a better one of that target is
-    queued or running: ``db.queries.target_work_pending``): each file shown costs the page and the web process
+    {"frame": id, "file": id}; None before the first frame.  While the frame's chain runs, the raw frame until its
+    first target's spectrum is that target's last (no job of the frame's chain that could make a better one of it
+    is queued or running: ``db.queries.target_work_pending``): each file shown costs the page and the web process
     a few tenths of a second of CPU that the workers need too (the drawing, then a dozen requests for the file's
     panels), and the chain's products came faster than that (the extracted spectrum a few tenths of a second
-    before the calibrated ones), so the page, still busy with one, drew the final one late.  A target's last
-    spectrum is shown without waiting for the frame's other targets (with three, the last one's jobs end a few
-    tenths of a second later); anything else (a reduced image, when the chain ends there) when the chain ends
-    (done, waiting or failed; the job that makes the last product settles the frame in the same commit:
-    live/queue.py)."""
+    before the calibrated ones; another target's a moment before the first one's), so the page, still busy with
+    one, drew the final one late.  The first target's is shown without waiting for the frame's other targets
+    (with three, the last one's jobs end a few tenths of a second later); anything else (a reduced image, when
+    the chain ends there) when the chain ends (done, waiting or failed; the job that makes the last product
+    settles the frame in the same commit: live/queue.py)."""
     frame = queries.newest_visible_id(user, OBSERVED)
     if frame is None:
         return None
-    best = queries.most_calibrated_id(user, frame)
-    if chain_running(frame):
-        target = db.session.get(File, best).target
-        if target is None or target_work_pending(frame, target):
-            best = frame
-    return {"frame": frame, "file": best}
+    if not chain_running(frame):
+        return {"frame": frame, "file": queries.most_calibrated_id(user, frame)}
+    first = queries.most_calibrated_id(user, frame, first_target=True)
+    if first is None or target_work_pending(frame, db.session.get(File, first).target):
+        first = frame
+    return {"frame": frame, "file": first}
 
 
 def chain_running(frame_id: int) -> bool:

@@ -332,9 +332,9 @@ def test_follow_shows_a_frames_most_calibrated_file(app, people, night):
 
 
 def test_while_a_frame_runs_follow_shows_a_targets_last_spectrum(app, people, night):
-    """While a frame's chain runs Follow shows its raw frame, then a target's most calibrated spectrum once no
-    job that could make a better one of that target is queued or running, without waiting for the other
-    targets' jobs; anything else when the chain ends."""
+    """While a frame's chain runs Follow shows its raw frame, then its first target's most calibrated spectrum
+    once no job that could make a better one of it is queued or running, without waiting for the other targets'
+    jobs (nor showing theirs on the way); anything else when the chain ends."""
     from components.data_view import followed
     from db import db
     from db.models import Job
@@ -366,10 +366,14 @@ def test_while_a_frame_runs_follow_shows_a_targets_last_spectrum(app, people, ni
     job("calibrate_wavelength", second)
     db.session.commit()
     assert followed(pi) == {"frame": raw.id, "file": raw.id}  # both targets' spectra are on their way
+    product("wezst_0099_target_2.fits", 4, second, target=2)
+    db.session.execute(sa.update(Job).where(Job.file_id == second.id).values(state="done"))
+    db.session.commit()
+    assert followed(pi) == {"frame": raw.id, "file": raw.id}  # the first target's is still on its way
     calibrated = product("wezst_0099_target_1.fits", 4, first, target=1)
     db.session.execute(sa.update(Job).where(Job.file_id == first.id).values(state="done"))
     db.session.commit()
-    assert followed(pi) == {"frame": raw.id, "file": calibrated.id}  # target 1's last; target 2 still running
+    assert followed(pi) == {"frame": raw.id, "file": calibrated.id}  # target 1's last
     raw.state = "done"
     db.session.commit()
     assert followed(pi) == {"frame": raw.id, "file": calibrated.id}
