@@ -167,20 +167,22 @@ GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True, "responsive": True,
 
 class Drawn(NamedTuple):
     """A file as the viewer shows it: the interactive graph's figure and config, or (figure None: the graph is
-    hidden) what shows instead, a static PNG or a warning (None: nothing)."""
+    hidden) what shows instead, a static PNG or a warning (None: nothing); and the card's title."""
     figure: dict | None = None
     config: dict | None = None
     instead: object = None
+    title: str = "No file selected"
 
 
 def viewer_view(user, selected, controls: dict, compare=()) -> Drawn:
     """The selected file drawn as the controls ({VIEWER_CONTROLS name: value}) say; nothing for no file."""
     file = visible_file(user, selected)
     if file is None:
-        return Drawn()
+        return Drawn(title="No file selected" if selected is None else "File not found")
     options = {**viewer_options(controls), "compare": compared(user, file, compare)}
-    return render_viewer(file, controls["format"] or "interactive", controls["colormap"] or "gray", options,
-                         theme=getattr(user, "theme", "dark") or "dark")
+    drawn = render_viewer(file, controls["format"] or "interactive", controls["colormap"] or "gray", options,
+                          theme=getattr(user, "theme", "dark") or "dark")
+    return drawn._replace(title=file.file_name)
 
 
 def render_viewer(file: File, fmt: str, colormap: str, options: dict, theme: str = "dark") -> Drawn:

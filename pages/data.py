@@ -223,7 +223,7 @@ def _main_card(defaults: dict, drawn: Drawn):
     ], id=ids.DATA_MAIN)
     return dbc.Card([
         dbc.CardHeader(html.Div([
-            html.H5(id=ids.DATA_TITLE, className="mb-0 text-truncate gsp-title"),
+            html.H5(drawn.title, id=ids.DATA_TITLE, className="mb-0 text-truncate gsp-title"),
             html.Div(id=ids.DATA_STATE, className="ms-2"),
         ], className="d-flex align-items-center justify-content-between")),
         html.Div(id=ids.DATA_TABS, className="gsp-tabs-row"),

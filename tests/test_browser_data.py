@@ -52,8 +52,11 @@ def title(page) -> str:
 
 
 def wait_title(page, text: str, timeout: float = 10_000):
-    page.wait_for_function("(t) => document.querySelector('#data-title') && "
-                           "document.querySelector('#data-title').textContent.trim() === t", arg=text, timeout=timeout)
+    """Until the title is ``text`` (it comes with the viewer) and, for a file, its card is in (asked after)."""
+    page.wait_for_function("(t) => { const title = document.querySelector('#data-title'); "
+                           "const card = document.querySelector('#data-header-file'); "
+                           "return title && title.textContent.trim() === t && "
+                           "(!t.endsWith('.fits') || !card || card.textContent.trim() === t); }", arg=text, timeout=timeout)
 
 
 def plot_data(page, index: int = 0, key: str | None = None):

@@ -579,7 +579,7 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
 
     log_in(client, "pi")
     selected = night["calibrated_science"].id
-    main_outputs = (f"..{ids.DATA_TITLE}.children...{ids.DATA_STATE}.children...{ids.DATA_TABS}.children..."
+    main_outputs = (f"..{ids.DATA_STATE}.children...{ids.DATA_TABS}.children..."
                     f"{ids.DATA_MODIFIED}.children...{ids.DATA_DOWNLOAD}.href...{ids.DATA_HEADER_FILE}.children..."
                     f"{ids.DATA_NOT_FOUND}.children...{ids.DATA_MAIN}.hidden...{ids.DATA_ROOT}.data..."
                     f"{ids.DATA_PROVENANCE}.children...{ids.DATA_EXPORT}.children...{ids.DATA_CARD_DIGEST}.data..")
@@ -603,10 +603,10 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
         parts = output.strip(".").split("...")
         return [{"id": p.rsplit(".", 1)[0], "property": p.rsplit(".", 1)[1]} for p in parts if p]
 
-    card_inputs = [{"id": ids.DATA_SELECTED, "property": "data", "value": selected},
+    card_inputs = [{"id": ids.DATA_DRAWN, "property": "data", "value": selected},
                    {"id": ids.DATA_STAMP, "property": "data", "value": "x"}]
     out = call(main_outputs, card_inputs, card_shown(None))
-    assert out[ids.DATA_TITLE]["children"] == night["calibrated_science"].file_name
+    assert out[ids.DATA_HEADER_FILE]["children"] == night["calibrated_science"].file_name
     assert out[ids.DATA_DOWNLOAD]["href"] == f"/api/files/{selected}/download/"
     assert "Last Modified" in out[ids.DATA_MODIFIED]["children"]
     assert out[ids.DATA_ROOT]["data"] == {"file": selected, "root": night["raw_science"].id}
@@ -627,19 +627,21 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
                      {"id": ids.DATA_ADV_REDSHIFT, "property": "value", "value": 0},
                      {"id": ids.DATA_COMPARE, "property": "value", "value": []}]
     viewer_outputs = (f"..{ids.DATA_GRAPH}.figure...{ids.DATA_GRAPH}.config...{ids.DATA_GRAPH_BOX}.hidden..."
-                      f"{ids.DATA_VIEWER_INSTEAD}.children...{ids.DATA_DRAWN}.data...{ids.DATA_COMPARE}.value..")
+                      f"{ids.DATA_VIEWER_INSTEAD}.children...{ids.DATA_DRAWN}.data...{ids.DATA_COMPARE}.value..."
+                      f"{ids.DATA_TITLE}.children..")
     drawn_before = [{"id": ids.DATA_DRAWN, "property": "data", "value": None}]
     # static: the PNG shows and the graph is hidden, its figure left as it was; the file's other panels follow
     out = call(viewer_outputs, viewer_inputs, drawn_before)
-    assert set(out) == {ids.DATA_GRAPH_BOX, ids.DATA_VIEWER_INSTEAD, ids.DATA_DRAWN}
+    assert set(out) == {ids.DATA_GRAPH_BOX, ids.DATA_VIEWER_INSTEAD, ids.DATA_DRAWN, ids.DATA_TITLE}
     assert out[ids.DATA_DRAWN]["data"] == selected
+    assert out[ids.DATA_TITLE]["children"] == night["calibrated_science"].file_name
     assert out[ids.DATA_GRAPH_BOX]["hidden"] is True
     image = out[ids.DATA_VIEWER_INSTEAD]["children"]
     assert image["type"] == "Img" and image["props"]["src"].startswith("data:image/png;base64,")
     viewer_inputs[1]["value"] = "interactive"
     drawn_before[0]["value"] = selected  # the same file drawn another way: its other panels are not asked again
     out = call(viewer_outputs, viewer_inputs, drawn_before)
-    assert ids.DATA_DRAWN not in out
+    assert ids.DATA_DRAWN not in out and ids.DATA_TITLE not in out
     assert out[ids.DATA_GRAPH_BOX]["hidden"] is False and out[ids.DATA_VIEWER_INSTEAD]["children"] is None
     assert out[ids.DATA_GRAPH]["figure"]["layout"]["xaxis"]["title"]["text"] == "Wavelength (\u00c5)"
     assert out[ids.DATA_GRAPH]["config"]["toImageButtonOptions"] == {
@@ -656,10 +658,11 @@ def test_data_callbacks_through_dash(dash_app, app, people, night, client):
     log_out(client)
     log_in(client, "stranger")
     out = call(main_outputs, card_inputs, card_shown(None))
-    assert out[ids.DATA_TITLE]["children"] == "File not found"
     assert out[ids.DATA_MAIN]["hidden"] is True
+    drawn_before[0]["value"] = None
     out = call(viewer_outputs, viewer_inputs, drawn_before)
     assert out[ids.DATA_GRAPH_BOX]["hidden"] is True and out[ids.DATA_VIEWER_INSTEAD]["children"] is None
+    assert out[ids.DATA_TITLE]["children"] == "File not found"
 
 
 def test_a_waiting_page_reads_its_users_stamp_only_when_the_catalogue_changed(app, people, tmp_path, monkeypatch):

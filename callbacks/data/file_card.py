@@ -1,5 +1,5 @@
-"""The shown file's card: title, state, its related files as tabs, the "why and with what" card,
-download and export links, or why there is nothing to show."""
+"""The shown file's card: state, its related files as tabs, the "why and with what" card, download and export
+links, or why there is nothing to show (the title comes with the viewer: callbacks/data/viewer.py)."""
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
@@ -15,7 +15,7 @@ from db.models import File
 
 # the card's parts, in the order of the callback's outputs
 CARD_OUTPUTS = (
-    Output(ids.DATA_TITLE, "children"), Output(ids.DATA_STATE, "children"), Output(ids.DATA_TABS, "children"),
+    Output(ids.DATA_STATE, "children"), Output(ids.DATA_TABS, "children"),
     Output(ids.DATA_MODIFIED, "children"), Output(ids.DATA_DOWNLOAD, "href"),
     Output(ids.DATA_HEADER_FILE, "children"), Output(ids.DATA_NOT_FOUND, "children"),
     Output(ids.DATA_MAIN, "hidden"), Output(ids.DATA_ROOT, "data"), Output(ids.DATA_PROVENANCE, "children"),
@@ -36,14 +36,12 @@ def export_links(file: File):
 def no_file_card(selected) -> tuple:
     """The card's parts when there is no file to show: none yet, or one the user may not see."""
     if selected is None:
-        title, note = "No file selected", html.Div([html.I(className="bi bi-hourglass-split me-2"),
-                                                    "Files appear here as the instrument writes them."],
-                                                   className="gsp-empty")
+        note = html.Div([html.I(className="bi bi-hourglass-split me-2"),
+                         "Files appear here as the instrument writes them."], className="gsp-empty")
     else:
-        title, note = "File not found", dbc.Alert([html.I(className="bi bi-question-circle me-2"),
-                                                   f"File {selected} not found."], color="warning",
-                                                  id="data-file-missing")
-    return title, None, None, "", "#", "", note, True, None, None, None
+        note = dbc.Alert([html.I(className="bi bi-question-circle me-2"), f"File {selected} not found."],
+                         color="warning", id="data-file-missing")
+    return None, None, "", "#", "", note, True, None, None, None
 
 
 def file_card(user, file: File) -> tuple:
@@ -57,13 +55,15 @@ def file_card(user, file: File) -> tuple:
                      id="data-state-badge", **{"data-state": file.state})
     modified = f"Last Modified: {utc_text(file.last_modified)}"
     provenance = provenance_card(file, used_calibrations(file, family), ids.DATA_PICK)
-    return (file.file_name, state, tabs, modified, f"/api/files/{file.id}/download/", file.file_name, None,
+    return (state, tabs, modified, f"/api/files/{file.id}/download/", file.file_name, None,
             False, {"file": file.id, "root": file.original_file_id or file.id}, provenance, export_links(file))
 
 
 def register(app) -> None:
-    # asked again on every catalogue change (its state, new products' tabs), sent only when it changed
-    @app.callback(*CARD_OUTPUTS, Output(ids.DATA_CARD_DIGEST, "data"), Input(ids.DATA_SELECTED, "data"),
+    # asked once the viewer drew a new file (asked beside it, the two shared the web process and the viewer's
+    # answer came ~0.1 s later), and again on every catalogue change (its state, new products' tabs); sent only
+    # when it changed
+    @app.callback(*CARD_OUTPUTS, Output(ids.DATA_CARD_DIGEST, "data"), Input(ids.DATA_DRAWN, "data"),
                   Input(ids.DATA_STAMP, "data"), State(ids.DATA_CARD_DIGEST, "data"))
     def card(selected, _stamp, shown):
         user = signed_in_user()

@@ -30,7 +30,8 @@ def register(app) -> None:
     @app.callback(output={"figure": Output(ids.DATA_GRAPH, "figure"), "config": Output(ids.DATA_GRAPH, "config"),
                           "graph_hidden": Output(ids.DATA_GRAPH_BOX, "hidden"),
                           "instead": Output(ids.DATA_VIEWER_INSTEAD, "children"),
-                          "drawn_file": Output(ids.DATA_DRAWN, "data"), "compare": Output(ids.DATA_COMPARE, "value")},
+                          "drawn_file": Output(ids.DATA_DRAWN, "data"), "compare": Output(ids.DATA_COMPARE, "value"),
+                          "title": Output(ids.DATA_TITLE, "children")},
                   inputs={"selected": Input(ids.DATA_SELECTED, "data"),
                           "controls": {name: Input(control, "value") for name, control in VIEWER_CONTROLS.items()},
                           "compare": Input(ids.DATA_COMPARE, "value"), "drawn_before": State(ids.DATA_DRAWN, "data")},
@@ -40,9 +41,11 @@ def register(app) -> None:
         # their own, one of this one's inputs, held every new file's drawing back until it had run.
         new_file = selected != drawn_before
         drawn = viewer_view(signed_in_user(), selected, controls, () if new_file else compare)
-        # the file's other panels (header, compare choices, comments, actions, S/N, night) are asked after this
-        # answer, and only for a new file: on a Follow move the browser handles the viewer's answer first
+        # the file's title comes with it; its card and other panels (header, compare choices, comments, actions,
+        # S/N, night) are asked after this answer, and only for a new file: on a Follow move the web process and
+        # the browser handle the viewer's answer first
         graph = drawn.figure is not None  # a hidden graph keeps its figure: nothing to draw where nobody sees it
         return {"figure": drawn.figure if graph else no_update, "config": drawn.config if graph else no_update,
                 "graph_hidden": not graph, "instead": drawn.instead,
-                "drawn_file": selected if new_file else no_update, "compare": [] if new_file and compare else no_update}
+                "drawn_file": selected if new_file else no_update, "compare": [] if new_file and compare else no_update,
+                "title": drawn.title if new_file else no_update}
