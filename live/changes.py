@@ -1,5 +1,6 @@
-"""Waiting for the catalogue to change (``GET /api/files/stamp/?after=<stamp>&wait=<s>``): a page or a script is
-answered the moment a file it may see is added or changed, instead of asking again and again.
+"""Waiting for the catalogue to change (``GET /api/files/stamp/?after=<stamp>&wait=<s>`` for scripts, ``GET
+/data/changes`` for the Data page): a request is answered the moment a file its user may see is added or changed,
+instead of asking again and again.
 
 One thread per web process reads the catalogue-wide stamp (``db.queries.global_change_stamp``, two index
 lookups) every ``CHECK_S`` while any request waits, and wakes them all when it moves; each then reads its own

@@ -18,11 +18,11 @@ from dash import Input, Output, State
 from flask import jsonify, request
 from flask_login import current_user
 
-from live.changes import MAX_WAIT_S, stamp_after
 from callbacks.data.selection import follow_moves
 from components import ids
 from components.data_view import chain_running, followed
 from db.queries import is_number
+from live.changes import MAX_WAIT_S, stamp_after
 
 WAIT_S = 20  # a page's wait: long enough to cost nothing, short enough for a closed page to free its thread
 RETRY_MS = 2000  # after a failed wait (signed out, the server restarting)
@@ -35,7 +35,7 @@ class BadQuery(ValueError):
 
 
 def page_state(args) -> dict:
-    """What the page sent: the stamp it has (``after``), the wait, and what follow_outputs needs."""
+    """What the page sent: the stamp it has (``after``), the wait, and what follow_moves needs."""
     try:
         wait = float(args.get("wait") or 0)
         shown = json.loads(args.get("shown") or "null")
