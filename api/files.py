@@ -12,7 +12,6 @@ from flask import Response, jsonify, request, send_file, url_for
 from flask_login import current_user
 
 from api import ApiError, blueprint
-from live.changes import MAX_WAIT_S, stamp_after
 from api.schemas import (
     BAD_ID,
     DATE,
@@ -39,6 +38,7 @@ from figures.interactive import figure_for_file
 from figures.png import png_for_file
 from figures.style import COLORMAPS
 from live import catalogue, queue, tasks
+from live.changes import MAX_WAIT_S, stamp_after, wait_seconds
 from pipeline import fitsfiles, headers, standards
 from pipeline.chain import DataType
 from pipeline.export import FORMATS, spectrum_table, write_table
@@ -95,14 +95,11 @@ def files_list():
 def files_stamp():
     """A value that changes whenever a file the user may see is added or changed; with ``after`` (a stamp the
     caller has) and ``wait`` (seconds, at most 30), answered once it differs from ``after`` (live/changes.py)."""
-    wait = request.args.get("wait") or "0"
     try:
-        wait_s = float(wait)
-    except ValueError:
-        raise ApiError(f"wait must be a number of seconds (0-{MAX_WAIT_S:g}), not {wait!r}.", 400) from None
-    if not 0 <= wait_s <= MAX_WAIT_S:
-        raise ApiError(f"wait must be between 0 and {MAX_WAIT_S:g} seconds, not {wait}.", 400)
-    return jsonify({"stamp": stamp_after(current_user, request.args.get("after"), wait_s)})
+        wait = wait_seconds(request.args.get("wait"))
+    except ValueError as error:
+        raise ApiError(str(error), 400) from None
+    return jsonify({"stamp": stamp_after(current_user, request.args.get("after"), wait)})
 
 
 @blueprint.post("/files/")

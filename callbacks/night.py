@@ -1,6 +1,6 @@
 """The Data page's night panel (components/night_panel.py): it shows the night of the selected file (else
 the newest night the user has files of) and is redrawn when the user's change stamp moves (a file added
-or its state changed, see callbacks/data/index.py) and, for the queue's health, every few seconds."""
+or its state changed, see callbacks/data/changes.py) and, for the queue's health, every few seconds."""
 from __future__ import annotations
 
 from dash import Input, Output, State

@@ -91,6 +91,17 @@ def stamp_watch(app=None) -> GlobalStampWatch:
                                                                                GlobalStampWatch(app))
 
 
+def wait_seconds(value) -> float:
+    """A request's ``wait`` parameter (empty: 0) as seconds, or ValueError saying what is wrong."""
+    try:
+        seconds = float(value or 0)
+    except ValueError:
+        seconds = None
+    if seconds is None or not 0 <= seconds <= MAX_WAIT_S:  # (nan and inf too)
+        raise ValueError(f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}, not {value!r}.")
+    return seconds
+
+
 def stamp_after(user, after: str | None, wait_s: float) -> str:
     """The user's change stamp (``auth.queries.change_stamp``) once it differs from ``after``, or after
     ``wait_s`` seconds (at most ``MAX_WAIT_S``) the same one; at once without ``after`` or a wait."""

@@ -23,7 +23,8 @@ from callbacks.data import (
     viewer,
 )
 
-CONCERNS = (changes, index, selection, file_card, fits_header, viewer, compare, actions, delete, comments, signal_to_noise)
+CONCERNS = (changes, index, selection, file_card, fits_header, viewer, compare, actions, delete, comments,
+            signal_to_noise)
 
 
 def register(app) -> None:

@@ -22,7 +22,7 @@ from callbacks.data.selection import follow_moves
 from components import ids
 from components.data_view import chain_running, followed
 from db.queries import is_number
-from live.changes import MAX_WAIT_S, stamp_after
+from live.changes import stamp_after, wait_seconds
 
 WAIT_S = 20  # a page's wait: long enough to cost nothing, short enough for a closed page to free its thread
 RETRY_MS = 2000  # after a failed wait (signed out, the server restarting)
@@ -37,13 +37,14 @@ class BadQuery(ValueError):
 def page_state(args) -> dict:
     """What the page sent: the stamp it has (``after``), the wait, and what follow_moves needs."""
     try:
-        wait = float(args.get("wait") or 0)
+        wait = wait_seconds(args.get("wait"))
+    except ValueError as error:
+        raise BadQuery(str(error)) from None
+    try:
         shown = json.loads(args.get("shown") or "null")
         page = int(args.get("page") or 1)
     except ValueError as error:
         raise BadQuery(f"bad query: {error}") from None
-    if not 0 <= wait <= MAX_WAIT_S:
-        raise BadQuery(f"wait must be between 0 and {MAX_WAIT_S:g} seconds")
     if shown is not None and not (isinstance(shown, dict) and set(shown) == {"frame", "file"}):
         raise BadQuery("shown must be null or {\"frame\": id, \"file\": id}")
     selected = args.get("selected") or None
